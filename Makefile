@@ -1,0 +1,40 @@
+# Postel: the two commands a fresh machine needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run run-dev test lint typecheck check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Start Postel on the standard ports with the embedded default store (SQLite + files in ./data).
+run: $(STAMP)
+	$(BIN)/postel serve $(if $(CONFIG),--config $(CONFIG),)
+
+## Start Postel on high ports (2525, 5587, 5465, ...) for a user without privileges.
+run-dev: $(STAMP)
+	$(BIN)/postel serve --dev
+
+## Install what the tests need, then lint, type-check and run the whole suite.
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Load and soak runs, kept out of `make test`.
+bench: $(STAMP)
+	$(BIN)/python bench/smtp_delivery.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,3 @@
+from postel.cli import main
+
+raise SystemExit(main())

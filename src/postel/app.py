@@ -1,0 +1,173 @@
+"""Composition root: builds the store, bus, TLS and servers; starts and stops them.
+
+Only this module chooses a store backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import secrets
+import signal
+from dataclasses import dataclass, field
+
+from postel.auth.limits import FailureLimiter
+from postel.auth.passwords import hash_password
+from postel.auth.service import Authenticator
+from postel.config import Config
+from postel.store.blobs import BlobStore, clean_tmp
+from postel.store.bus import InProcessBus
+from postel.store.model import Role
+from postel.store.sql.migrate import upgrade
+from postel.store.sql.store import PostgresStore, SqliteStore, SqlStore
+from postel.tls import TlsContexts
+
+log = logging.getLogger("postel")
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message tells the operator what to do."""
+
+
+def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    blobs = BlobStore(config.blob_dir, config.tmp_dir)
+    url = config.storage_url
+    store: SqlStore
+    if url.startswith("sqlite"):
+        store = SqliteStore(url, blobs)
+    else:
+        store = PostgresStore(url, blobs)
+    if migrate:
+        try:
+            upgrade(store.engine)
+        except Exception as exc:
+            store.close()
+            raise StartupError(f"storage.url: cannot open or migrate {url}: {exc}") from None
+    return store
+
+
+def ensure_first_admin(store: SqlStore, config: Config) -> tuple[str, str] | None:
+    """On an empty store, create admin@<hostname> with a random password and return it."""
+    if store.list_accounts():
+        return None
+    domain = config.hostname
+    if store.get_domain(domain) is None:
+        store.add_domain(domain)
+    password = secrets.token_urlsafe(12)
+    email = f"admin@{domain}"
+    store.add_account(email, hash_password(password), role=Role.ADMIN, display_name="Admin")
+    return email, password
+
+
+@dataclass
+class Running:
+    store: SqlStore
+    bus: InProcessBus
+    tls: TlsContexts
+    smtp: object
+    addresses: dict[str, str] = field(default_factory=dict)
+
+
+def _bind_error(service: str, address: str, exc: OSError) -> StartupError:
+    port = address.rsplit(":", 1)[-1]
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return StartupError(
+            f"listen.{service}: cannot bind {address}: permission denied. Ports below 1024 "
+            "need privileges. Either run `postel serve --dev` (or `make run-dev`) for high "
+            "ports on 127.0.0.1, set other ports under [listen] in the config, run as root, "
+            "or allow this Python to bind low ports: "
+            "sudo setcap 'cap_net_bind_service=+ep' \"$(readlink -f .venv/bin/python)\""
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return StartupError(
+            f"listen.{service}: cannot bind {address}: port {port} is already in use "
+            f"(another mail server? see `ss -ltnp 'sport = :{port}'`), or set another "
+            f"address under [listen] {service} = ..."
+        )
+    return StartupError(f"listen.{service}: cannot bind {address}: {exc.strerror}")
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
+    """Run every configured service until SIGTERM/SIGINT; SIGHUP reloads the certificate."""
+    from postel.smtp.server import SmtpServer
+    from postel.smtp.session import Listener, Services
+
+    try:
+        tls = TlsContexts(config)
+    except Exception as exc:
+        raise StartupError(str(exc)) from None
+    store = await asyncio.to_thread(open_store, config)
+    removed = clean_tmp(config.tmp_dir)
+    if removed:
+        log.info("removed half-written files from a previous run", extra={"fields": {"n": removed}})
+    bus = InProcessBus()
+    store.on_commit(bus.publish)
+    first_admin = await asyncio.to_thread(ensure_first_admin, store, config)
+
+    limiter = FailureLimiter(
+        config.auth.max_failures_per_ip, config.auth.max_failures_per_account,
+        config.auth.failure_window,
+    )
+    services = Services(
+        hostname=config.hostname,
+        store=store,
+        authenticator=Authenticator(store, limiter),
+        limiter=limiter,
+        config=config.smtp,
+        tls_available=True,
+    )
+    smtp = SmtpServer(services, lambda: tls.context)
+    started: list[str] = []
+    try:
+        for listener in Listener:
+            address = config.listen.get(listener.value)
+            if address is None:
+                continue
+            try:
+                server = await smtp.listen(listener, address.host, address.port)
+            except OSError as exc:
+                raise _bind_error(listener.value, str(address), exc) from None
+            bound = server.sockets[0].getsockname()
+            started.append(f"{listener.value:<12} {address.host}:{bound[1]}")
+    except StartupError:
+        await smtp.shutdown(grace=0)
+        store.close()
+        raise
+
+    print(f"Postel {config.hostname} is serving (data in {config.data_dir.resolve()}):")
+    for line in started:
+        print(f"  {line}")
+    not_built = [s for s in ("imap", "imaps", "pop3", "pop3s", "http", "https")
+                 if config.listen.get(s) is not None]
+    if not_built:
+        print(f"  (not built yet, not started: {', '.join(not_built)})")
+    if first_admin is not None:
+        print(f"First admin: {first_admin[0]}  password: {first_admin[1]}")
+        print("  (shown once; change it with `postel user passwd`)")
+    print(flush=True)
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    def reload_tls() -> None:
+        try:
+            tls.reload()
+        except Exception as exc:
+            log.error("TLS reload failed; keeping the old certificate: %s", exc)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    log.info("started", extra={"fields": {"listening": started}})
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("stopping: finishing transactions in flight")
+    await smtp.shutdown()
+    store.close()
+    log.info("stopped")

@@ -1,0 +1,39 @@
+"""Checking a login (full email address + password) for every protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postel.auth.limits import FailureLimiter
+from postel.auth.passwords import verify_password
+from postel.mail.address import AddressError, parse_email
+from postel.store.model import Account
+from postel.store.sql.store import SqlStore
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    account: Account | None
+    throttled: bool = False
+
+
+class Authenticator:
+    def __init__(self, store: SqlStore, limiter: FailureLimiter) -> None:
+        self.store = store
+        self.limiter = limiter
+
+    def login(self, username: str, password: str, ip: str) -> LoginResult:
+        """Blocking (Argon2 and SQL): run it in a worker thread from asyncio code."""
+        try:
+            key = parse_email(username.strip()).key
+        except AddressError:
+            key = None
+        if self.limiter.blocked(ip, key):
+            return LoginResult(None, throttled=True)
+        account = self.store.get_account(key) if key else None
+        ok = verify_password(account.password_hash if account else None, password)
+        if not ok or account is None or account.disabled:
+            self.limiter.record_failure(ip, key)
+            return LoginResult(None)
+        self.limiter.record_success(ip, account.email)
+        return LoginResult(account)

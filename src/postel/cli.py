@@ -1,0 +1,257 @@
+"""The `postel` command line. Each subcommand parses its arguments and calls a service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from postel.auth.passwords import WeakPassword, check_strength, hash_password
+from postel.config import ConfigError, load_config
+from postel.mail.address import AddressError, parse_email
+from postel.store.model import Role
+from postel.store.sql.store import SqlStore, StoreError
+
+
+class CliError(Exception):
+    pass
+
+
+def _store(args: argparse.Namespace) -> SqlStore:
+    from postel.app import open_store
+
+    return open_store(load_config(args.config))
+
+
+def _email_key(text: str) -> str:
+    try:
+        return parse_email(text).key
+    except AddressError as exc:
+        raise CliError(f"{text!r} is not a valid email address: {exc}") from None
+
+
+def _read_password(args: argparse.Namespace, email: str) -> str:
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif getattr(args, "password", None):
+        password = str(args.password)
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"New password for {email}: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the two passwords differ")
+    else:
+        raise CliError("give --password-stdin or --password (no terminal to ask on)")
+    try:
+        check_strength(password, email)
+    except WeakPassword as exc:
+        raise CliError(f"password refused: {exc}") from None
+    return password
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from postel.app import StartupError, serve
+    from postel.logging_setup import setup_logging
+
+    config = load_config(args.config, dev=args.dev)
+    setup_logging(config.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
+        pass
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:
+        print(f"postel: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_domain_add(args: argparse.Namespace) -> int:
+    name = args.name.lower().rstrip(".")
+    try:
+        parse_email(f"postmaster@{name}")
+    except AddressError:
+        raise CliError(f"{args.name!r} is not a valid domain name") from None
+    _store(args).add_domain(name)
+    print(f"domain {name} added")
+    return 0
+
+
+def cmd_domain_list(args: argparse.Namespace) -> int:
+    for domain in _store(args).list_domains():
+        print(domain.name)
+    return 0
+
+
+def cmd_domain_remove(args: argparse.Namespace) -> int:
+    _store(args).remove_domain(args.name)
+    print(f"domain {args.name.lower()} removed")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    email = _email_key(args.email)
+    backup = _email_key(args.backup_email) if args.backup_email else None
+    store = _store(args)
+    if store.get_domain(email.rpartition("@")[2]) is None:
+        raise CliError(f"domain {email.rpartition('@')[2]} is not hosted here; "
+                       "add it with `postel domain add`")
+    if store.get_account(email) is not None:
+        raise CliError(f"user {email} already exists")
+    password = _read_password(args, email)
+    store.add_account(
+        email,
+        hash_password(password),
+        role=Role(args.role),
+        backup_email=backup,
+        display_name=args.name or "",
+        quota_bytes=args.quota_mb * 1024 * 1024,
+    )
+    print(f"user {email} added")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    email = _email_key(args.email)
+    store = _store(args)
+    if store.get_account(email) is None:
+        raise CliError(f"user {email} does not exist")
+    store.update_account(email, password_hash=hash_password(_read_password(args, email)))
+    print(f"password of {email} changed")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    for account in _store(args).list_accounts(args.domain):
+        flags = [account.role.value]
+        if account.disabled:
+            flags.append("disabled")
+        if account.backup_email:
+            flags.append(f"backup={account.backup_email}")
+        print(f"{account.email}\t{' '.join(flags)}")
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace) -> int:
+    email = _email_key(args.email)
+    _store(args).remove_account(email)
+    print(f"user {email} removed")
+    return 0
+
+
+def cmd_alias_add(args: argparse.Namespace) -> int:
+    source = args.source.lower() if args.source.startswith("@") else _email_key(args.source)
+    destination = _email_key(args.destination)
+    _store(args).add_alias(source, destination)
+    print(f"alias {source} -> {destination} added")
+    return 0
+
+
+def cmd_alias_list(args: argparse.Namespace) -> int:
+    for alias in _store(args).list_aliases(args.domain):
+        print(f"{alias.source}\t{alias.destination}")
+    return 0
+
+
+def cmd_alias_remove(args: argparse.Namespace) -> int:
+    source = args.source.lower() if args.source.startswith("@") else _email_key(args.source)
+    destination = _email_key(args.destination)
+    _store(args).remove_alias(source, destination)
+    print(f"alias {source} -> {destination} removed")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postel",
+        description="Postel, an all-in-one mail server. Every command takes --config FILE "
+        "(or the POSTEL_CONFIG environment variable).",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        group: Any, name: str, func: Callable[[argparse.Namespace], int], help_text: str
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        p.set_defaults(func=func)
+        return p
+
+    serve = command(sub, "serve", cmd_serve, "run every configured service")
+    serve.add_argument(
+        "--dev", action="store_true",
+        help="use unprivileged ports on 127.0.0.1 (2525, 5587, 5465, 1143, 1993, ...)",
+    )
+
+    domain = sub.add_parser("domain", help="hosted domains").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    command(domain, "add", cmd_domain_add, "host a domain").add_argument("name")
+    command(domain, "list", cmd_domain_list, "list hosted domains")
+    command(domain, "remove", cmd_domain_remove, "stop hosting a domain (it must have no users)"
+            ).add_argument("name")
+
+    user = sub.add_parser("user", help="accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    add = command(user, "add", cmd_user_add, "create an account; the login is the full address")
+    add.add_argument("email")
+    group = add.add_mutually_exclusive_group()
+    group.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+    group.add_argument("--password", metavar="P", help="the password (visible in `ps`)")
+    add.add_argument("--backup-email", metavar="ADDR",
+                     help="where password-reset mail goes")
+    add.add_argument("--role", choices=[r.value for r in Role], default=Role.USER.value)
+    add.add_argument("--name", help="display name")
+    add.add_argument("--quota-mb", type=int, default=0, help="mailbox quota, 0 = unlimited")
+    passwd = command(user, "passwd", cmd_user_passwd, "set an account's password")
+    passwd.add_argument("email")
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of standard input")
+    command(user, "list", cmd_user_list, "list accounts").add_argument("domain", nargs="?")
+    command(user, "remove", cmd_user_remove, "delete an account and all its mail"
+            ).add_argument("email")
+
+    alias = sub.add_parser("alias", help="extra addresses and catch-alls").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    for name, func, text in (
+        ("add", cmd_alias_add, "deliver SOURCE (or @domain for a catch-all) to DEST"),
+        ("remove", cmd_alias_remove, "remove an alias"),
+    ):
+        p = command(alias, name, func, text)
+        p.add_argument("source")
+        p.add_argument("destination")
+    command(alias, "list", cmd_alias_list, "list aliases").add_argument("domain", nargs="?")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        print(f"postel: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    except (CliError, StoreError) as exc:
+        print(f"postel: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,348 @@
+"""Sans-IO SMTP server protocol (RFC 5321, RFC 3030 CHUNKING, RFC 4954 AUTH).
+
+Bytes go in with ``receive()``; typed events come out of ``next_event()`` (``None`` means
+"need more data"). Nothing here touches a socket, a clock or the store, so the same input
+fed in one piece or one byte at a time yields the same events; the tests prove it.
+
+The reader has three modes:
+- command lines (with pipelining: several may be buffered);
+- a DATA body: dot-unstuffed, ended only by CRLF "." CRLF, streamed out in chunks;
+- a BDAT chunk: exactly N raw octets, always consumed, even when the server refuses it
+  (RFC 3030 2: the server cannot resynchronise otherwise).
+and one sub-mode, ``expect_auth_response()``, for the client's answers to 334 challenges.
+
+Bodies come out with every line ending normalised to CRLF, which is what IMAP and RFC 5322
+require of stored messages. SMTP smuggling (a "." line delimited by a bare CR or bare LF,
+which a less careful server would take as the end of the data) is reported on ``BodyEnd``
+so the session can refuse the message: we never take it as the end, and we never pass it on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from postel.mail.address import Address, AddressError, parse_path_and_params
+
+# A body chunk is emitted when this much is buffered without a line ending, so a line of
+# a binary part without newlines never sits whole in memory.
+MAX_BODY_CHUNK = 256 * 1024
+
+
+class Mode(enum.Enum):
+    COMMAND = "command"
+    AUTH = "auth"
+    DATA = "data"
+    BDAT = "bdat"
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ehlo:
+    domain: str
+    extended: bool  # EHLO (True) or HELO (False)
+
+
+@dataclass(frozen=True)
+class Mail:
+    reverse_path: Address | None  # None: the null reverse-path <>
+    params: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class Rcpt:
+    forward_path: Address
+    params: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class Data:
+    pass
+
+
+@dataclass(frozen=True)
+class Bdat:
+    size: int
+    last: bool
+
+
+@dataclass(frozen=True)
+class Auth:
+    mechanism: str
+    initial_response: str | None
+
+
+@dataclass(frozen=True)
+class AuthResponse:
+    line: str
+
+
+@dataclass(frozen=True)
+class SimpleCommand:
+    """RSET, NOOP, QUIT, STARTTLS, HELP, VRFY, EXPN: the verb and any argument."""
+
+    verb: str
+    argument: str
+
+
+@dataclass(frozen=True)
+class BodyData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class BodyEnd:
+    """The end of a DATA body, or of a BDAT chunk (`last` says whether it was BDAT LAST)."""
+
+    last: bool = True
+    smuggling: bool = False  # a "." line delimited by a bare CR or LF was seen
+
+
+@dataclass(frozen=True)
+class ProtocolError:
+    """The client broke the protocol; the session answers with this reply."""
+
+    code: int
+    enhanced: str
+    text: str
+
+
+Event = (
+    Ehlo
+    | Mail
+    | Rcpt
+    | Data
+    | Bdat
+    | Auth
+    | AuthResponse
+    | SimpleCommand
+    | BodyData
+    | BodyEnd
+    | ProtocolError
+)
+
+SIMPLE_VERBS = frozenset({"RSET", "NOOP", "QUIT", "STARTTLS", "HELP", "VRFY", "EXPN"})
+
+
+def _syntax(text: str) -> ProtocolError:
+    return ProtocolError(501, "5.5.4", text)
+
+
+def _decode_line(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def parse_command(line: bytes) -> Event:
+    """Turn one command line (without CRLF) into an event."""
+    text = _decode_line(line)
+    if text is None:
+        return _syntax("command line is not valid UTF-8")
+    verb, _, argument = text.partition(" ")
+    verb = verb.upper()
+    if verb in ("EHLO", "HELO"):
+        domain = argument.strip()
+        if not domain or " " in domain:
+            return _syntax(f"{verb} needs exactly one domain or address literal")
+        return Ehlo(domain, verb == "EHLO")
+    if verb == "MAIL":
+        if not argument[:5].upper() == "FROM:":
+            return _syntax('syntax: MAIL FROM:<address> [parameters]')
+        try:
+            path, params = parse_path_and_params(argument[5:].strip(), allow_empty=True)
+        except AddressError as exc:
+            return ProtocolError(553, "5.1.7", f"bad sender address: {exc}")
+        return Mail(path, params)
+    if verb == "RCPT":
+        if not argument[:3].upper() == "TO:":
+            return _syntax("syntax: RCPT TO:<address> [parameters]")
+        try:
+            path, params = parse_path_and_params(argument[3:].strip(), allow_empty=False)
+        except AddressError as exc:
+            return ProtocolError(553, "5.1.3", f"bad recipient address: {exc}")
+        if path is None:  # pragma: no cover - allow_empty=False never returns None
+            return ProtocolError(553, "5.1.3", "empty recipient address")
+        return Rcpt(path, params)
+    if verb == "DATA":
+        if argument.strip():
+            return _syntax("DATA takes no argument")
+        return Data()
+    if verb == "BDAT":
+        words = argument.split()
+        if not 1 <= len(words) <= 2 or not words[0].isdigit() or len(words[0]) > 15:
+            return _syntax("syntax: BDAT <size> [LAST]")
+        if len(words) == 2 and words[1].upper() != "LAST":
+            return _syntax("syntax: BDAT <size> [LAST]")
+        return Bdat(int(words[0]), len(words) == 2)
+    if verb == "AUTH":
+        words = argument.split()
+        if not 1 <= len(words) <= 2:
+            return _syntax("syntax: AUTH <mechanism> [initial-response]")
+        return Auth(words[0].upper(), words[1] if len(words) == 2 else None)
+    if verb in SIMPLE_VERBS:
+        return SimpleCommand(verb, argument.strip())
+    if not verb:
+        return ProtocolError(500, "5.5.2", "empty command")
+    return ProtocolError(500, "5.5.2", "command not recognized")
+
+
+class SmtpReader:
+    def __init__(self, *, max_line_length: int = 4096) -> None:
+        self.max_line_length = max_line_length
+        self._buffer = bytearray()
+        self.mode = Mode.COMMAND
+        self._skipping_long_line = False
+        # DATA state
+        self._at_line_start = True  # the previous line ended with a proper CRLF
+        self._after_bare_newline = False  # the previous line ended with a bare LF
+        self._smuggling = False
+        # BDAT state
+        self._bdat_remaining = 0
+        self._bdat_last = False
+        self._pending_cr = False  # a CR at the end of a BDAT piece, awaiting its LF
+
+    # -- input and mode switches (called by the I/O layer / session) -------------------
+
+    def receive(self, data: bytes) -> None:
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events."""
+        return len(self._buffer)
+
+    def discard_buffer(self) -> None:
+        """After STARTTLS: plaintext sent behind the command must not survive into the TLS
+        session (the CVE-2011-0411 class of command injection)."""
+        self._buffer.clear()
+
+    def start_data(self) -> None:
+        """The session accepted DATA (354 sent): the following bytes are the body."""
+        self.mode = Mode.DATA
+        self._at_line_start = True
+        self._after_bare_newline = False
+        self._smuggling = False
+
+    def expect_auth_response(self) -> None:
+        """A 334 challenge was sent: the next line is the client's SASL answer."""
+        self.mode = Mode.AUTH
+
+    # -- output ------------------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        if self.mode is Mode.DATA:
+            return self._next_data_event()
+        if self.mode is Mode.BDAT:
+            return self._next_bdat_event()
+        line = self._next_line()
+        if line is None:
+            return None
+        if isinstance(line, ProtocolError):
+            return line
+        if self.mode is Mode.AUTH:
+            self.mode = Mode.COMMAND
+            text = _decode_line(line)
+            return AuthResponse(text if text is not None else "\0invalid")
+        event = parse_command(line)
+        if isinstance(event, Bdat):
+            # RFC 3030 2: the chunk follows the command immediately, whatever the reply.
+            self.mode = Mode.BDAT
+            self._bdat_remaining = event.size
+            self._bdat_last = event.last
+        return event
+
+    def _next_line(self) -> bytes | ProtocolError | None:
+        while True:
+            end = self._buffer.find(b"\n")
+            if self._skipping_long_line:
+                if end < 0:
+                    self._buffer.clear()
+                    return None
+                del self._buffer[: end + 1]
+                self._skipping_long_line = False
+                continue
+            if end < 0:
+                if len(self._buffer) > self.max_line_length:
+                    # Drop the rest of this line as it arrives; answer once.
+                    self._buffer.clear()
+                    self._skipping_long_line = True
+                    return ProtocolError(500, "5.5.2", "line too long")
+                return None
+            if end + 1 > self.max_line_length:
+                del self._buffer[: end + 1]
+                return ProtocolError(500, "5.5.2", "line too long")
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            # RFC 5321 2.3.8 requires CRLF; we accept a bare LF on command lines, as
+            # every deployed server does, since it cannot smuggle anything here.
+            return line[:-1] if line.endswith(b"\r") else line
+
+    def _next_data_event(self) -> Event | None:
+        buffer = self._buffer
+        end = buffer.find(b"\n")
+        if end < 0:
+            if len(buffer) < MAX_BODY_CHUNK:
+                return None
+            # A very long line: pass on what we have but the last byte (it may be the CR
+            # of the coming CRLF), and keep the "." at a line start for the next call.
+            take = len(buffer) - 1
+            chunk = bytes(buffer[:take])
+            del buffer[:take]
+            if self._at_line_start and chunk.startswith(b"."):
+                chunk = chunk[1:]
+            self._at_line_start = False
+            self._after_bare_newline = False
+            return BodyData(chunk.replace(b"\r", b"\r\n"))
+        line = bytes(buffer[: end + 1])
+        del buffer[: end + 1]
+        proper = line.endswith(b"\r\n")
+        content = line[:-2] if proper else line[:-1]
+        if content == b"." and proper:
+            if self._at_line_start and not self._after_bare_newline:
+                self.mode = Mode.COMMAND
+                return BodyEnd(last=True, smuggling=self._smuggling)
+            self._smuggling = True  # "\n.\r\n": a bare LF before the dot
+        # A "." delimited by bare CRs or a bare LF, anywhere in the line.
+        segments = content.split(b"\r")
+        if any(seg == b"." for seg in segments[1:]) or (not proper and segments[-1] == b"."):
+            self._smuggling = True
+        if (self._at_line_start or self._after_bare_newline) and content.startswith(b"."):
+            content = content[1:]  # RFC 5321 4.5.2 transparency
+        self._at_line_start = proper
+        self._after_bare_newline = not proper
+        # Normalise bare CRs inside the line and a bare LF at its end to CRLF.
+        return BodyData(content.replace(b"\r", b"\r\n") + b"\r\n")
+
+    def _next_bdat_event(self) -> Event | None:
+        if self._bdat_remaining == 0:
+            self.mode = Mode.COMMAND
+            if self._bdat_last and self._pending_cr:
+                self._pending_cr = False
+                return BodyData(b"\n")  # a final bare CR becomes CRLF
+            return BodyEnd(last=self._bdat_last)
+        if not self._buffer:
+            return None
+        take = min(self._bdat_remaining, len(self._buffer), MAX_BODY_CHUNK)
+        piece = bytes(self._buffer[:take])
+        del self._buffer[:take]
+        self._bdat_remaining -= take
+        return BodyData(self._normalise(piece))
+
+    def _normalise(self, piece: bytes) -> bytes:
+        """CRLF-normalise raw BDAT octets across chunk boundaries."""
+        if self._pending_cr:
+            piece = b"\r" + piece
+            self._pending_cr = False
+        if piece.endswith(b"\r"):
+            piece = piece[:-1]
+            self._pending_cr = True
+        if b"\r" not in piece and b"\n" not in piece:
+            return piece
+        # Protect real CRLFs, then turn every lone CR or LF into CRLF.
+        parts = piece.split(b"\r\n")
+        fixed = [p.replace(b"\r", b"\n").replace(b"\n", b"\r\n") for p in parts]
+        return b"\r\n".join(fixed)

@@ -1,0 +1,1 @@
+"""Storage: the one surface protocol code uses for accounts, mailboxes and messages."""

@@ -1,0 +1,82 @@
+"""Change hints: a write publishes the changes it committed; sessions subscribe per account.
+
+A hint only says "look again": subscribers re-read the store (changes_since) for the
+truth, so a hint lost to a full queue or a restart loses nothing. The in-process bus serves
+one host; several hosts on PostgreSQL need a LISTEN/NOTIFY bus with the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+
+from postel.store.model import Change
+
+
+class Subscription:
+    """Receives change batches for one account. Use as an async context manager."""
+
+    def __init__(self, bus: InProcessBus, account_id: int) -> None:
+        self._bus = bus
+        self.account_id = account_id
+        self.loop = asyncio.get_running_loop()
+        # Bounded: a session that stops reading (stuck client) gets one overflow marker
+        # instead of growing without limit; it then re-reads the store anyway.
+        self.queue: asyncio.Queue[list[Change]] = asyncio.Queue(maxsize=256)
+
+    def _deliver(self, changes: list[Change]) -> None:
+        # A full queue means the subscriber is behind; it still wakes on what is queued
+        # and re-reads the store, so dropping this batch loses nothing.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(changes)
+
+    async def get(self) -> list[Change]:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._bus._unsubscribe(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessBus:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, account_id: int) -> Subscription:
+        subscription = Subscription(self, account_id)
+        with self._lock:
+            self._subscribers[account_id].add(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            subs = self._subscribers.get(subscription.account_id)
+            if subs is not None:
+                subs.discard(subscription)
+                if not subs:
+                    del self._subscribers[subscription.account_id]
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        """Called after a commit, from any thread."""
+        by_account: dict[int, list[Change]] = defaultdict(list)
+        for change in changes:
+            by_account[change.account_id].append(change)
+        with self._lock:
+            targets = [
+                (sub, batch)
+                for account_id, batch in by_account.items()
+                for sub in self._subscribers.get(account_id, ())
+            ]
+        for sub, batch in targets:
+            if sub.loop.is_closed():
+                continue
+            sub.loop.call_soon_threadsafe(sub._deliver, batch)

@@ -1,0 +1,195 @@
+"""Frozen records the store hands out, and the changes its writes report."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    DOMAIN_ADMIN = "domain-admin"
+    ADMIN = "admin"
+
+
+# RFC 6154 special-use mailboxes created for every new account, in LIST order.
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Drafts", "\\Drafts"),
+    ("Sent", "\\Sent"),
+    ("Junk", "\\Junk"),
+    ("Trash", "\\Trash"),
+    ("Archive", "\\Archive"),
+)
+
+SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+
+
+@dataclass(frozen=True)
+class Domain:
+    id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    domain_id: int
+    email: str  # the login, lowercase lookup form
+    password_hash: str
+    role: Role
+    backup_email: str | None
+    display_name: str
+    quota_bytes: int  # 0 = unlimited
+    disabled: bool
+    created_at: datetime
+    password_changed_at: datetime
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2]
+
+
+@dataclass(frozen=True)
+class Alias:
+    source: str  # lookup key, or "@domain" for a catch-all
+    destination: str
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    first_recent_uid: int
+    subscribed: bool
+
+
+@dataclass(frozen=True)
+class Flags:
+    """System flags as booleans (SQL-countable), keywords as a sorted tuple."""
+
+    seen: bool = False
+    answered: bool = False
+    flagged: bool = False
+    deleted: bool = False
+    draft: bool = False
+    keywords: tuple[str, ...] = ()
+
+    @classmethod
+    def from_names(cls, names: list[str] | tuple[str, ...]) -> Flags:
+        lowered = {name.lower() for name in names}
+        keywords = sorted({n for n in names if not n.startswith("\\")})
+        return cls(
+            seen="\\seen" in lowered,
+            answered="\\answered" in lowered,
+            flagged="\\flagged" in lowered,
+            deleted="\\deleted" in lowered,
+            draft="\\draft" in lowered,
+            keywords=tuple(keywords),
+        )
+
+    def names(self) -> list[str]:
+        set_flags = zip(
+            SYSTEM_FLAGS, (self.seen, self.answered, self.flagged, self.deleted, self.draft),
+            strict=True,
+        )
+        return [name for name, on in set_flags if on] + list(self.keywords)
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    id: int
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: Flags
+    internal_date: datetime
+    size: int
+    blob_sha256: str
+
+
+@dataclass(frozen=True)
+class DeliveredMessage:
+    account_id: int
+    mailbox_id: int
+    uid: int
+    modseq: int
+
+
+# Changes a write made. The bus carries them as hints; a subscriber that misses one loses
+# nothing, because it re-reads the store (changes_since) for the truth.
+@dataclass(frozen=True)
+class MessageAdded:
+    account_id: int
+    mailbox_id: int
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True)
+class FlagsChanged:
+    account_id: int
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: Flags
+
+
+@dataclass(frozen=True)
+class MessagesExpunged:
+    account_id: int
+    mailbox_id: int
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True)
+class MailboxChanged:
+    """A mailbox was created, renamed or deleted."""
+
+    account_id: int
+    mailbox_id: int
+
+
+Change = MessageAdded | FlagsChanged | MessagesExpunged | MailboxChanged
+
+
+@dataclass(frozen=True)
+class MailboxChanges:
+    """What happened in a mailbox after a MODSEQ: the answer to an IDLE wake-up."""
+
+    mailbox: Mailbox
+    changed: list[MessageMeta] = field(default_factory=list)  # added or flags changed
+    expunged_uids: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutboundItem:
+    """One queued message for one remote domain."""
+
+    id: int
+    queue_id: str
+    blob_sha256: str
+    body_offset: int
+    mail_from: str
+    domain: str
+    recipients: list[str]
+    size: int
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime

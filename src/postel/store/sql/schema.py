@@ -1,0 +1,194 @@
+"""The relational schema, one for SQLite and PostgreSQL.
+
+Plain tables an operator can read with SQL (no key/value blobs). Alembic migrations in
+``migrations/versions`` create and evolve it; this module is what the code queries against
+and what ``alembic revision --autogenerate`` compares to.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# Stable constraint names, so migrations can refer to them on both backends.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored as naive UTC and come back timezone-aware.
+
+    SQLite has no time zones; storing UTC everywhere keeps the two backends identical.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+# A domain we receive mail for.
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),  # lowercase, Unicode (U-labels)
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# A mailbox owner. `email` is the login and the lookup key: local part lowercased +
+# "@" + domain, so logins match case-insensitively.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("domain_id", Integer, ForeignKey("domains.id"), nullable=False, index=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),  # Argon2id, PHC string
+    Column("role", String(16), nullable=False),  # user | domain-admin | admin
+    Column("backup_email", String(320)),
+    Column("display_name", Text, nullable=False, server_default=""),
+    Column("quota_bytes", BigInteger, nullable=False, server_default="0"),  # 0 = unlimited
+    Column("disabled", Boolean, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("password_changed_at", UtcDateTime, nullable=False),
+)
+
+# Extra addresses that deliver to accounts or forward elsewhere. `source` is a lookup key
+# like accounts.email, or "@domain" for a catch-all.
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("domain_id", Integer, ForeignKey("domains.id"), nullable=False, index=True),
+    Column("source", String(320), nullable=False, index=True),
+    Column("destination", String(320), nullable=False),
+    UniqueConstraint("source", "destination", name="uq_aliases_source_destination"),
+)
+
+# IMAP mailboxes. Names are full paths with "/" as the hierarchy delimiter, stored in
+# UTF-8 (IMAP4rev2); INBOX is always spelled "INBOX".
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("name", String(1000), nullable=False),
+    Column("special_use", String(16)),  # \Drafts \Sent \Junk \Trash \Archive (RFC 6154)
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),  # next UID to assign; never goes down
+    Column("highestmodseq", BigInteger, nullable=False),  # RFC 7162
+    # RFC 3501 \Recent: messages with uid >= first_recent_uid have not yet been seen by
+    # any session; the first session to SELECT claims them by moving this forward.
+    Column("first_recent_uid", BigInteger, nullable=False, server_default="1"),
+    Column("subscribed", Boolean, nullable=False, server_default="1"),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_mailboxes_account_id_name"),
+)
+
+# One row per message per mailbox. The body lives in a content-addressed blob file; the
+# parsed fields below are what IMAP FETCH, SEARCH and SORT read without re-parsing.
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("seen", Boolean, nullable=False, server_default="0"),
+    Column("answered", Boolean, nullable=False, server_default="0"),
+    Column("flagged", Boolean, nullable=False, server_default="0"),
+    Column("deleted", Boolean, nullable=False, server_default="0"),
+    Column("draft", Boolean, nullable=False, server_default="0"),
+    Column("keywords", Text, nullable=False, server_default=""),  # space-separated, as set
+    Column("internal_date", UtcDateTime, nullable=False),
+    Column("saved_date", UtcDateTime, nullable=False),  # RFC 8514 SAVEDATE
+    Column("size", BigInteger, nullable=False),
+    Column("blob_sha256", String(64), nullable=False, index=True),
+    Column("envelope", Text, nullable=False),  # JSON: the IMAP ENVELOPE structure
+    Column("mime", Text, nullable=False),  # JSON: part tree with byte offsets into the blob
+    Column("headers", Text, nullable=False),  # JSON: [[name, decoded value], ...]
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("base_subject", Text, nullable=False, server_default=""),  # RFC 5256 2.1
+    Column("sent_date", UtcDateTime),
+    Column("message_id", Text),
+    Column("in_reply_to", Text),
+    Column("references", Text, nullable=False, server_default=""),
+    Column("from_sort", Text, nullable=False, server_default=""),
+    Column("to_sort", Text, nullable=False, server_default=""),
+    Column("cc_sort", Text, nullable=False, server_default=""),
+    Column("display_from", Text, nullable=False, server_default=""),
+    Column("display_to", Text, nullable=False, server_default=""),
+    Column("has_attachments", Boolean, nullable=False, server_default="0"),
+    UniqueConstraint("mailbox_id", "uid", name="uq_messages_mailbox_id_uid"),
+    Index("ix_messages_mailbox_id_modseq", "mailbox_id", "modseq"),
+)
+
+# Expunged UIDs with the MODSEQ of their removal, for QRESYNC VANISHED (RFC 7162 3.2.10).
+expunged = Table(
+    "expunged",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+    Index("ix_expunged_mailbox_id_modseq", "mailbox_id", "modseq"),
+)
+
+# Outbound messages: one row per message and remote domain. Delivering them is the queue's
+# job; the SMTP submission path only inserts rows here.
+outbound_queue = Table(
+    "outbound_queue",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("queue_id", String(32), nullable=False, index=True),  # the id logged for the transaction
+    Column("account_id", Integer, ForeignKey("accounts.id")),  # the submitting user, if any
+    Column("blob_sha256", String(64), nullable=False, index=True),
+    # Bytes at the start of the blob that are not sent (a Return-Path added for local copies).
+    Column("body_offset", Integer, nullable=False, server_default="0"),
+    Column("mail_from", String(320), nullable=False),  # "" for the null reverse-path
+    Column("domain", String(255), nullable=False),
+    Column("recipients", Text, nullable=False),  # JSON list of addresses in `domain`
+    Column("smtputf8", Boolean, nullable=False, server_default="0"),
+    Column("body_8bit", Boolean, nullable=False, server_default="0"),
+    Column("size", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # queued | sending | held
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_outbound_queue_state_next_attempt_at", "state", "next_attempt_at"),
+)

@@ -1,0 +1,899 @@
+"""The store on SQLAlchemy Core: one implementation of the mail rules for both backends.
+
+Backend differences are confined to engine set-up (``SqliteStore``: WAL, one writer at a
+time; ``PostgresStore``: row locks) and are small on purpose: every rule about UIDs,
+MODSEQs, delivery and expunge lives once, here.
+
+Methods block (SQL and fsync); asyncio callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from postel.mail.mime import ParsedMessage
+from postel.store.blobs import BlobStore
+from postel.store.model import (
+    DEFAULT_MAILBOXES,
+    Account,
+    Alias,
+    BlobRef,
+    Change,
+    DeliveredMessage,
+    Domain,
+    Flags,
+    FlagsChanged,
+    Mailbox,
+    MailboxChanged,
+    MailboxChanges,
+    MessageAdded,
+    MessageMeta,
+    MessagesExpunged,
+    OutboundItem,
+    Role,
+)
+from postel.store.sql import schema as t
+
+
+class StoreError(Exception):
+    """A request the store refuses, with a message fit for an operator or a user."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class AlreadyExists(StoreError):
+    pass
+
+
+NO_FLAGS = Flags()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _domain_of(key: str) -> str:
+    return key.rpartition("@")[2]
+
+
+class SqlStore:
+    def __init__(self, engine: Engine, blobs: BlobStore) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self._listeners: list[Callable[[Sequence[Change]], None]] = []
+        self._uidvalidity_lock = threading.Lock()
+        self._last_uidvalidity = 0
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def on_commit(self, listener: Callable[[Sequence[Change]], None]) -> None:
+        """Register a callback that receives the changes of every committed write."""
+        self._listeners.append(listener)
+
+    def _write_lock(self) -> AbstractContextManager[Any]:
+        return nullcontext()
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[Connection, list[Change]]]:
+        """A write transaction; the changes appended to the list are published after commit."""
+        changes: list[Change] = []
+        with self._write_lock(), self.engine.begin() as conn:
+            yield conn, changes
+        if changes:
+            for listener in self._listeners:
+                listener(changes)
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- domains ----------------------------------------------------------------------
+
+    def add_domain(self, name: str) -> Domain:
+        name = name.lower().rstrip(".")
+        with self._write() as (conn, _):
+            if conn.execute(select(t.domains.c.id).where(t.domains.c.name == name)).first():
+                raise AlreadyExists(f"domain {name} already exists")
+            created = now()
+            result = conn.execute(insert(t.domains).values(name=name, created_at=created))
+            return Domain(int(result.inserted_primary_key[0]), name, created)
+
+    def get_domain(self, name: str) -> Domain | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(t.domains).where(t.domains.c.name == name.lower().rstrip("."))
+            ).first()
+        return Domain(row.id, row.name, row.created_at) if row else None
+
+    def list_domains(self) -> list[Domain]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.domains).order_by(t.domains.c.name)).all()
+        return [Domain(r.id, r.name, r.created_at) for r in rows]
+
+    def remove_domain(self, name: str) -> None:
+        name = name.lower()
+        with self._write() as (conn, _):
+            domain_id = conn.execute(
+                select(t.domains.c.id).where(t.domains.c.name == name)
+            ).scalar()
+            if domain_id is None:
+                raise NotFound(f"domain {name} does not exist")
+            users = conn.execute(
+                select(func.count()).where(t.accounts.c.domain_id == domain_id)
+            ).scalar_one()
+            if users:
+                raise StoreError(f"domain {name} still has {users} user(s); remove them first")
+            conn.execute(delete(t.aliases).where(t.aliases.c.domain_id == domain_id))
+            conn.execute(delete(t.domains).where(t.domains.c.id == domain_id))
+
+    def is_local_domain(self, name: str) -> bool:
+        return self.get_domain(name) is not None
+
+    # -- accounts ---------------------------------------------------------------------
+
+    @staticmethod
+    def _account(row: Any) -> Account:
+        return Account(
+            id=row.id,
+            domain_id=row.domain_id,
+            email=row.email,
+            password_hash=row.password_hash,
+            role=Role(row.role),
+            backup_email=row.backup_email,
+            display_name=row.display_name,
+            quota_bytes=row.quota_bytes,
+            disabled=bool(row.disabled),
+            created_at=row.created_at,
+            password_changed_at=row.password_changed_at,
+        )
+
+    def add_account(
+        self,
+        email: str,
+        password_hash: str,
+        *,
+        role: Role = Role.USER,
+        backup_email: str | None = None,
+        display_name: str = "",
+        quota_bytes: int = 0,
+    ) -> Account:
+        """Create an account and its default mailboxes. `email` must be a lookup key."""
+        domain = _domain_of(email)
+        with self._write() as (conn, _):
+            domain_id = conn.execute(
+                select(t.domains.c.id).where(t.domains.c.name == domain)
+            ).scalar()
+            if domain_id is None:
+                raise NotFound(f"domain {domain} is not hosted here; add it first")
+            if conn.execute(select(t.accounts.c.id).where(t.accounts.c.email == email)).first():
+                raise AlreadyExists(f"user {email} already exists")
+            if conn.execute(select(t.aliases.c.id).where(t.aliases.c.source == email)).first():
+                raise AlreadyExists(f"{email} is already an alias")
+            created = now()
+            result = conn.execute(
+                insert(t.accounts).values(
+                    domain_id=domain_id,
+                    email=email,
+                    password_hash=password_hash,
+                    role=role.value,
+                    backup_email=backup_email,
+                    display_name=display_name,
+                    quota_bytes=quota_bytes,
+                    disabled=False,
+                    created_at=created,
+                    password_changed_at=created,
+                )
+            )
+            account_id = int(result.inserted_primary_key[0])
+            for name, special_use in DEFAULT_MAILBOXES:
+                self._insert_mailbox(conn, account_id, name, special_use)
+            row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).one()
+            return self._account(row)
+
+    def get_account(self, email: str) -> Account | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.accounts).where(t.accounts.c.email == email)).first()
+        return self._account(row) if row else None
+
+    def get_account_by_id(self, account_id: int) -> Account | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).first()
+        return self._account(row) if row else None
+
+    def list_accounts(self, domain: str | None = None) -> list[Account]:
+        query = select(t.accounts).order_by(t.accounts.c.email)
+        if domain is not None:
+            query = query.join(t.domains).where(t.domains.c.name == domain.lower())
+        with self._read() as conn:
+            return [self._account(r) for r in conn.execute(query).all()]
+
+    def update_account(self, email: str, **values: Any) -> Account:
+        """Change password_hash, backup_email, role, display_name, quota_bytes or disabled."""
+        allowed = {"password_hash", "backup_email", "role", "display_name", "quota_bytes",
+                   "disabled"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        if "role" in values:
+            values["role"] = Role(values["role"]).value
+        if "password_hash" in values:
+            values["password_changed_at"] = now()
+        with self._write() as (conn, _):
+            result = conn.execute(
+                update(t.accounts).where(t.accounts.c.email == email).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"user {email} does not exist")
+            row = conn.execute(select(t.accounts).where(t.accounts.c.email == email)).one()
+            return self._account(row)
+
+    def remove_account(self, email: str) -> None:
+        """Delete an account with its mailboxes and messages (blobs are collected later)."""
+        with self._write() as (conn, _):
+            account_id = conn.execute(
+                select(t.accounts.c.id).where(t.accounts.c.email == email)
+            ).scalar()
+            if account_id is None:
+                raise NotFound(f"user {email} does not exist")
+            box_ids = select(t.mailboxes.c.id).where(t.mailboxes.c.account_id == account_id)
+            conn.execute(delete(t.messages).where(t.messages.c.mailbox_id.in_(box_ids)))
+            conn.execute(delete(t.expunged).where(t.expunged.c.mailbox_id.in_(box_ids)))
+            conn.execute(delete(t.mailboxes).where(t.mailboxes.c.account_id == account_id))
+            conn.execute(
+                update(t.outbound_queue)
+                .where(t.outbound_queue.c.account_id == account_id)
+                .values(account_id=None)
+            )
+            conn.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
+
+    def account_usage(self, account_id: int) -> int:
+        """Bytes stored in all of an account's mailboxes (for quotas)."""
+        with self._read() as conn:
+            total = conn.execute(
+                select(func.coalesce(func.sum(t.messages.c.size), 0))
+                .join(t.mailboxes)
+                .where(t.mailboxes.c.account_id == account_id)
+            ).scalar_one()
+        return int(total)
+
+    def addresses_of(self, account: Account) -> set[str]:
+        """The lookup keys an account may send as: its own, and aliases that point at it
+        directly (a catch-all does not let a user send as every address of the domain)."""
+        with self._read() as conn:
+            sources = conn.execute(
+                select(t.aliases.c.source).where(t.aliases.c.destination == account.email)
+            ).scalars().all()
+        return {account.email, *(s for s in sources if not s.startswith("@"))}
+
+    # -- aliases ----------------------------------------------------------------------
+
+    def add_alias(self, source: str, destination: str) -> Alias:
+        """`source` is a lookup key or "@domain" (catch-all); the domain must be local."""
+        domain = _domain_of(source)
+        with self._write() as (conn, _):
+            domain_id = conn.execute(
+                select(t.domains.c.id).where(t.domains.c.name == domain)
+            ).scalar()
+            if domain_id is None:
+                raise NotFound(f"domain {domain} is not hosted here; add it first")
+            if conn.execute(select(t.accounts.c.id).where(t.accounts.c.email == source)).first():
+                raise AlreadyExists(f"{source} is a user; an alias cannot shadow it")
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(t.aliases).values(
+                            domain_id=domain_id, source=source, destination=destination
+                        )
+                    )
+            except IntegrityError:
+                raise AlreadyExists(f"alias {source} -> {destination} already exists") from None
+        return Alias(source, destination)
+
+    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        query = select(t.aliases.c.source, t.aliases.c.destination).order_by(
+            t.aliases.c.source, t.aliases.c.destination
+        )
+        if domain is not None:
+            query = query.join(t.domains).where(t.domains.c.name == domain.lower())
+        with self._read() as conn:
+            return [Alias(r.source, r.destination) for r in conn.execute(query).all()]
+
+    def remove_alias(self, source: str, destination: str) -> None:
+        with self._write() as (conn, _):
+            result = conn.execute(
+                delete(t.aliases).where(
+                    and_(t.aliases.c.source == source, t.aliases.c.destination == destination)
+                )
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"alias {source} -> {destination} does not exist")
+
+    def resolve(self, key: str, *, max_depth: int = 8) -> tuple[list[Account], list[str]] | None:
+        """Expand a recipient lookup key in a local domain.
+
+        Returns (local accounts, remote addresses), or None when nothing is there: not a
+        user, not an alias, and no catch-all. Aliases may point at aliases, up to
+        `max_depth` levels (a loop ends there instead of running forever). A user's own
+        address wins over a catch-all, as everyone expects.
+        """
+        accounts: dict[int, Account] = {}
+        remote: list[str] = []
+        found = False
+        with self._read() as conn:
+            pending = [(key, 0)]
+            seen: set[str] = set()
+            while pending:
+                address, depth = pending.pop()
+                if address in seen:
+                    continue
+                seen.add(address)
+                row = conn.execute(
+                    select(t.accounts).where(t.accounts.c.email == address)
+                ).first()
+                if row is not None:
+                    found = True
+                    if not row.disabled:
+                        accounts[row.id] = self._account(row)
+                    continue
+                destinations = conn.execute(
+                    select(t.aliases.c.destination).where(t.aliases.c.source == address)
+                ).scalars().all()
+                if not destinations and depth == 0:
+                    destinations = conn.execute(
+                        select(t.aliases.c.destination).where(
+                            t.aliases.c.source == "@" + _domain_of(address)
+                        )
+                    ).scalars().all()
+                if destinations:
+                    found = True
+                elif depth > 0:
+                    # An alias target with nothing behind it: targets in other domains are
+                    # forwarded; local ones that are not users are dropped.
+                    if not self._domain_exists(conn, _domain_of(address)):
+                        remote.append(address)
+                    continue
+                if depth >= max_depth:
+                    continue
+                for destination in destinations:
+                    pending.append((destination, depth + 1))
+        if not found:
+            return None
+        return list(accounts.values()), sorted(set(remote))
+
+    @staticmethod
+    def _domain_exists(conn: Connection, domain: str) -> bool:
+        return conn.execute(
+            select(t.domains.c.id).where(t.domains.c.name == domain)
+        ).first() is not None
+
+    # -- mailboxes --------------------------------------------------------------------
+
+    @staticmethod
+    def _mailbox(row: Any) -> Mailbox:
+        return Mailbox(
+            id=row.id,
+            account_id=row.account_id,
+            name=row.name,
+            special_use=row.special_use,
+            uidvalidity=row.uidvalidity,
+            uidnext=row.uidnext,
+            highestmodseq=row.highestmodseq,
+            first_recent_uid=row.first_recent_uid,
+            subscribed=bool(row.subscribed),
+        )
+
+    def _new_uidvalidity(self) -> int:
+        # RFC 3501 2.3.1.1: a mailbox re-created under the same name must get a new
+        # UIDVALIDITY. Seconds since the epoch, strictly increasing within this process;
+        # across hosts two mailboxes of one account created in the same second cannot share
+        # a name, so a collision cannot confuse a client. Fits in 32 bits until 2106.
+        with self._uidvalidity_lock:
+            value = max(int(time.time()), self._last_uidvalidity + 1)
+            self._last_uidvalidity = value
+            return value
+
+    def _insert_mailbox(
+        self, conn: Connection, account_id: int, name: str, special_use: str | None
+    ) -> int:
+        result = conn.execute(
+            insert(t.mailboxes).values(
+                account_id=account_id,
+                name=name,
+                special_use=special_use,
+                uidvalidity=self._new_uidvalidity(),
+                uidnext=1,
+                highestmodseq=1,
+                first_recent_uid=1,
+                subscribed=True,
+                created_at=now(),
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+    def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.mailboxes)
+                .where(t.mailboxes.c.account_id == account_id)
+                .order_by(t.mailboxes.c.id)
+            ).all()
+        return [self._mailbox(r) for r in rows]
+
+    def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        if name.upper() == "INBOX":
+            name = "INBOX"
+        with self._read() as conn:
+            row = conn.execute(
+                select(t.mailboxes).where(
+                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
+                )
+            ).first()
+        return self._mailbox(row) if row else None
+
+    def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)).first()
+        return self._mailbox(row) if row else None
+
+    def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> Mailbox:
+        if name.upper() == "INBOX":
+            raise AlreadyExists("INBOX always exists")
+        with self._write() as (conn, changes):
+            exists = conn.execute(
+                select(t.mailboxes.c.id).where(
+                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
+                )
+            ).first()
+            if exists:
+                raise AlreadyExists(f"mailbox {name} already exists")
+            mailbox_id = self._insert_mailbox(conn, account_id, name, special_use)
+            changes.append(MailboxChanged(account_id, mailbox_id))
+            row = conn.execute(select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)).one()
+            return self._mailbox(row)
+
+    # -- messages ---------------------------------------------------------------------
+
+    @staticmethod
+    def _message_values(parsed: ParsedMessage) -> dict[str, Any]:
+        return {
+            "envelope": json.dumps(parsed.envelope, ensure_ascii=False),
+            "mime": json.dumps(parsed.body.to_json(), ensure_ascii=False),
+            "headers": json.dumps(parsed.headers, ensure_ascii=False),
+            "subject": parsed.subject,
+            "base_subject": parsed.base_subject,
+            "sent_date": parsed.sent_date,
+            "message_id": parsed.message_id,
+            "in_reply_to": parsed.in_reply_to,
+            "references": " ".join(parsed.references),
+            "from_sort": parsed.from_sort,
+            "to_sort": parsed.to_sort,
+            "cc_sort": parsed.cc_sort,
+            "display_from": parsed.display_from,
+            "display_to": parsed.display_to,
+            "has_attachments": parsed.has_attachments,
+        }
+
+    @staticmethod
+    def _flag_values(flags: Flags) -> dict[str, Any]:
+        return {
+            "seen": flags.seen,
+            "answered": flags.answered,
+            "flagged": flags.flagged,
+            "deleted": flags.deleted,
+            "draft": flags.draft,
+            "keywords": " ".join(flags.keywords),
+        }
+
+    def _allocate(self, conn: Connection, mailbox_id: int, count: int = 1) -> tuple[int, int]:
+        """Take `count` UIDs and one MODSEQ from a mailbox; returns (first uid, modseq).
+
+        The UPDATE ... RETURNING takes the row lock on PostgreSQL, so concurrent writers to
+        one mailbox serialise here and UIDs stay strictly ascending and never reused.
+        """
+        row = conn.execute(
+            update(t.mailboxes)
+            .where(t.mailboxes.c.id == mailbox_id)
+            .values(
+                uidnext=t.mailboxes.c.uidnext + count,
+                highestmodseq=t.mailboxes.c.highestmodseq + 1,
+            )
+            .returning(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq)
+        ).one()
+        return int(row.uidnext) - count, int(row.highestmodseq)
+
+    def _bump_modseq(self, conn: Connection, mailbox_id: int) -> int:
+        return int(
+            conn.execute(
+                update(t.mailboxes)
+                .where(t.mailboxes.c.id == mailbox_id)
+                .values(highestmodseq=t.mailboxes.c.highestmodseq + 1)
+                .returning(t.mailboxes.c.highestmodseq)
+            ).scalar_one()
+        )
+
+    def deliver(
+        self,
+        blob: BlobRef,
+        parsed: ParsedMessage,
+        targets: Sequence[tuple[int, str]],
+        *,
+        flags: Flags = NO_FLAGS,
+        internal_date: datetime | None = None,
+    ) -> list[DeliveredMessage]:
+        """Store one body in several (account, mailbox name) targets in one transaction.
+
+        The blob must already be durable (BlobWriter.commit). A missing mailbox falls back
+        to INBOX, so a user who deleted a folder that a rule names still gets the mail.
+        """
+        received = internal_date or now()
+        values = self._message_values(parsed)
+        delivered: list[DeliveredMessage] = []
+        with self._write() as (conn, changes):
+            boxes: list[tuple[int, int]] = []
+            for account_id, name in targets:
+                row = conn.execute(
+                    select(t.mailboxes.c.id).where(
+                        and_(
+                            t.mailboxes.c.account_id == account_id,
+                            t.mailboxes.c.name.in_([name, "INBOX"]),
+                        )
+                    ).order_by((t.mailboxes.c.name == "INBOX").asc())
+                ).first()
+                if row is None:
+                    raise NotFound(f"account {account_id} has no mailbox {name}")
+                boxes.append((account_id, row.id))
+            # One lock order for every writer: mailbox id ascending (no deadlocks).
+            for account_id, mailbox_id in sorted(set(boxes), key=lambda b: b[1]):
+                uid, modseq = self._allocate(conn, mailbox_id)
+                conn.execute(
+                    insert(t.messages).values(
+                        mailbox_id=mailbox_id,
+                        uid=uid,
+                        modseq=modseq,
+                        internal_date=received,
+                        saved_date=now(),
+                        size=blob.size,
+                        blob_sha256=blob.sha256,
+                        **self._flag_values(flags),
+                        **values,
+                    )
+                )
+                delivered.append(DeliveredMessage(account_id, mailbox_id, uid, modseq))
+                changes.append(MessageAdded(account_id, mailbox_id, uid, modseq))
+        return delivered
+
+    def append(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        blob: BlobRef,
+        parsed: ParsedMessage,
+        *,
+        flags: Flags = NO_FLAGS,
+        internal_date: datetime | None = None,
+    ) -> DeliveredMessage:
+        """IMAP APPEND: one message into one mailbox, durable when this returns."""
+        box = self.get_mailbox_by_id(mailbox_id)
+        if box is None or box.account_id != account_id:
+            raise NotFound("no such mailbox")
+        return self.deliver(
+            blob, parsed, [(account_id, box.name)], flags=flags, internal_date=internal_date
+        )[0]
+
+    @staticmethod
+    def _meta(row: Any) -> MessageMeta:
+        keywords = tuple(row.keywords.split()) if row.keywords else ()
+        return MessageMeta(
+            id=row.id,
+            mailbox_id=row.mailbox_id,
+            uid=row.uid,
+            modseq=row.modseq,
+            flags=Flags(
+                bool(row.seen), bool(row.answered), bool(row.flagged), bool(row.deleted),
+                bool(row.draft), keywords,
+            ),
+            internal_date=row.internal_date,
+            size=row.size,
+            blob_sha256=row.blob_sha256,
+        )
+
+    _META_COLUMNS = (
+        t.messages.c.id, t.messages.c.mailbox_id, t.messages.c.uid, t.messages.c.modseq,
+        t.messages.c.seen, t.messages.c.answered, t.messages.c.flagged, t.messages.c.deleted,
+        t.messages.c.draft, t.messages.c.keywords, t.messages.c.internal_date,
+        t.messages.c.size, t.messages.c.blob_sha256,
+    )
+
+    def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
+        """Every message of a mailbox in UID order (sequence number = index + 1)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(*self._META_COLUMNS)
+                .where(t.messages.c.mailbox_id == mailbox_id)
+                .order_by(t.messages.c.uid)
+            ).all()
+        return [self._meta(r) for r in rows]
+
+    def get_message_fields(self, mailbox_id: int, uid: int) -> dict[str, Any] | None:
+        """All stored columns of one message, JSON columns decoded (for FETCH)."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(t.messages).where(
+                    and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.uid == uid)
+                )
+            ).first()
+        if row is None:
+            return None
+        fields = dict(row._mapping)
+        for key in ("envelope", "mime", "headers"):
+            fields[key] = json.loads(fields[key])
+        return fields
+
+    def set_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        flags: Flags,
+        *,
+        mode: str = "replace",
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageMeta], list[int]]:
+        """STORE: `mode` is replace, add or remove. Returns (changed, failed UNCHANGEDSINCE).
+
+        Only messages whose flags actually change get a new MODSEQ (RFC 7162 3.1.3).
+        """
+        if mode not in ("replace", "add", "remove"):
+            raise ValueError(f"bad mode {mode}")
+        changed: list[MessageMeta] = []
+        failed: list[int] = []
+        with self._write() as (conn, changes):
+            account_id = conn.execute(
+                select(t.mailboxes.c.account_id).where(t.mailboxes.c.id == mailbox_id)
+            ).scalar_one()
+            rows = conn.execute(
+                select(*self._META_COLUMNS).where(
+                    and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.uid.in_(uids))
+                ).order_by(t.messages.c.uid)
+            ).all()
+            updates: list[tuple[MessageMeta, Flags]] = []
+            for row in rows:
+                meta = self._meta(row)
+                if unchanged_since is not None and meta.modseq > unchanged_since:
+                    failed.append(meta.uid)
+                    continue
+                new = _combine(meta.flags, flags, mode)
+                if new != meta.flags:
+                    updates.append((meta, new))
+            if updates:
+                modseq = self._bump_modseq(conn, mailbox_id)
+                for meta, new in updates:
+                    conn.execute(
+                        update(t.messages)
+                        .where(t.messages.c.id == meta.id)
+                        .values(modseq=modseq, **self._flag_values(new))
+                    )
+                    changed.append(
+                        MessageMeta(meta.id, meta.mailbox_id, meta.uid, modseq, new,
+                                    meta.internal_date, meta.size, meta.blob_sha256)
+                    )
+                    changes.append(FlagsChanged(account_id, mailbox_id, meta.uid, modseq, new))
+        return changed, failed
+
+    def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove messages: the given UIDs, or every \\Deleted one. Returns removed UIDs."""
+        with self._write() as (conn, changes):
+            account_id = conn.execute(
+                select(t.mailboxes.c.account_id).where(t.mailboxes.c.id == mailbox_id)
+            ).scalar_one()
+            condition = t.messages.c.mailbox_id == mailbox_id
+            if uids is None:
+                condition = and_(condition, t.messages.c.deleted == True)  # noqa: E712
+            else:
+                condition = and_(condition, t.messages.c.uid.in_(uids))
+            removed = sorted(
+                conn.execute(select(t.messages.c.uid).where(condition)).scalars().all()
+            )
+            if not removed:
+                return []
+            modseq = self._bump_modseq(conn, mailbox_id)
+            conn.execute(delete(t.messages).where(condition))
+            conn.execute(
+                insert(t.expunged),
+                [{"mailbox_id": mailbox_id, "uid": uid, "modseq": modseq} for uid in removed],
+            )
+            changes.append(MessagesExpunged(account_id, mailbox_id, tuple(removed), modseq))
+        return removed
+
+    def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        """Messages added or changed, and UIDs expunged, after `modseq` (IDLE, QRESYNC)."""
+        with self._read() as conn:
+            box = conn.execute(select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)).one()
+            rows = conn.execute(
+                select(*self._META_COLUMNS)
+                .where(and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.modseq > modseq))
+                .order_by(t.messages.c.uid)
+            ).all()
+            gone = conn.execute(
+                select(t.expunged.c.uid)
+                .where(and_(t.expunged.c.mailbox_id == mailbox_id, t.expunged.c.modseq > modseq))
+                .order_by(t.expunged.c.uid)
+            ).scalars().all()
+        return MailboxChanges(self._mailbox(box), [self._meta(r) for r in rows], list(gone))
+
+    def mailbox_counts(self, mailbox_id: int) -> tuple[int, int, int]:
+        """(messages, unseen, bytes) for STATUS."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(case((t.messages.c.seen == False, 1), else_=0)), 0),  # noqa: E712
+                    func.coalesce(func.sum(t.messages.c.size), 0),
+                ).where(t.messages.c.mailbox_id == mailbox_id)
+            ).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    # -- outbound queue ---------------------------------------------------------------
+
+    def enqueue(
+        self,
+        *,
+        queue_id: str,
+        blob: BlobRef,
+        body_offset: int,
+        mail_from: str,
+        recipients: Sequence[str],
+        account_id: int | None,
+        smtputf8: bool,
+        body_8bit: bool,
+    ) -> list[int]:
+        """Queue a message for remote recipients: one row per destination domain."""
+        by_domain: dict[str, list[str]] = {}
+        for rcpt in recipients:
+            by_domain.setdefault(_domain_of(rcpt).lower(), []).append(rcpt)
+        ids: list[int] = []
+        created = now()
+        with self._write() as (conn, _):
+            for domain, rcpts in sorted(by_domain.items()):
+                result = conn.execute(
+                    insert(t.outbound_queue).values(
+                        queue_id=queue_id,
+                        account_id=account_id,
+                        blob_sha256=blob.sha256,
+                        body_offset=body_offset,
+                        mail_from=mail_from,
+                        domain=domain,
+                        recipients=json.dumps(rcpts, ensure_ascii=False),
+                        smtputf8=smtputf8,
+                        body_8bit=body_8bit,
+                        size=blob.size - body_offset,
+                        state="queued",
+                        attempts=0,
+                        next_attempt_at=created,
+                        created_at=created,
+                    )
+                )
+                ids.append(int(result.inserted_primary_key[0]))
+        return ids
+
+    def list_queue(self) -> list[OutboundItem]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.outbound_queue).order_by(t.outbound_queue.c.id)).all()
+        return [
+            OutboundItem(
+                id=r.id, queue_id=r.queue_id, blob_sha256=r.blob_sha256,
+                body_offset=r.body_offset, mail_from=r.mail_from, domain=r.domain,
+                recipients=json.loads(r.recipients), size=r.size, state=r.state,
+                attempts=r.attempts, next_attempt_at=r.next_attempt_at,
+                last_error=r.last_error, created_at=r.created_at,
+            )
+            for r in rows
+        ]
+
+    def referenced_blobs(self) -> set[str]:
+        """Every blob a message or queue row refers to (for garbage collection)."""
+        with self._read() as conn:
+            found = set(conn.execute(select(t.messages.c.blob_sha256).distinct()).scalars())
+            found |= set(
+                conn.execute(select(t.outbound_queue.c.blob_sha256).distinct()).scalars()
+            )
+        return found
+
+
+def _combine(old: Flags, given: Flags, mode: str) -> Flags:
+    if mode == "replace":
+        return given
+    on = mode == "add"
+
+    def pick(current: bool, named: bool) -> bool:
+        return on if named else current
+
+    if on:
+        keywords = tuple(sorted(set(old.keywords) | set(given.keywords)))
+    else:
+        keywords = tuple(k for k in old.keywords if k not in given.keywords)
+    return Flags(
+        pick(old.seen, given.seen),
+        pick(old.answered, given.answered),
+        pick(old.flagged, given.flagged),
+        pick(old.deleted, given.deleted),
+        pick(old.draft, given.draft),
+        keywords,
+    )
+
+
+class SqliteStore(SqlStore):
+    """The embedded default: one SQLite file in WAL mode, one writer at a time.
+
+    SQLite allows one writer; taking a process-wide lock before BEGIN avoids the
+    "database is locked" errors that deferred transactions upgrading to write locks cause,
+    while readers proceed in parallel under WAL.
+    """
+
+    def __init__(self, url: str, blobs: BlobStore) -> None:
+        engine = create_engine(url, pool_size=8, max_overflow=32, pool_timeout=60)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is fsynced at every commit, so a 250 after DATA survives a
+            # power cut, not only a process crash.
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        super().__init__(engine, blobs)
+        self._lock = threading.Lock()
+
+    def _write_lock(self) -> AbstractContextManager[Any]:
+        return self._lock
+
+
+class PostgresStore(SqlStore):
+    """PostgreSQL: concurrent writers, serialised per mailbox by row locks."""
+
+    def __init__(self, url: str, blobs: BlobStore) -> None:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        engine = create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+        super().__init__(engine, blobs)
+
+
+__all__ = [
+    "AlreadyExists",
+    "NotFound",
+    "PostgresStore",
+    "SqlStore",
+    "SqliteStore",
+    "StoreError",
+]
