@@ -22,6 +22,7 @@ run-dev: $(STAMP)
 
 ## Install what the tests need, then lint, type-check and run the whole suite.
 test: $(STAMP)
+	scripts/install-debian-packages
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest

@@ -11,12 +11,13 @@ import errno
 import logging
 import secrets
 import signal
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
-from postel.config import Config
+from postel.config import SERVICES, Config
+from postel.context import BindError, Context, Service
 from postel.store.blobs import BlobStore, clean_tmp
 from postel.store.bus import InProcessBus
 from postel.store.model import Role
@@ -25,6 +26,9 @@ from postel.store.sql.store import PostgresStore, SqliteStore, SqlStore
 from postel.tls import TlsContexts
 
 log = logging.getLogger("postel")
+
+# Seconds that SIGTERM waits for transactions in flight before closing connections.
+SHUTDOWN_GRACE = 30.0
 
 
 class StartupError(Exception):
@@ -36,10 +40,7 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
     blobs = BlobStore(config.blob_dir, config.tmp_dir)
     url = config.storage_url
     store: SqlStore
-    if url.startswith("sqlite"):
-        store = SqliteStore(url, blobs)
-    else:
-        store = PostgresStore(url, blobs)
+    store = SqliteStore(url, blobs) if url.startswith("sqlite") else PostgresStore(url, blobs)
     if migrate:
         try:
             upgrade(store.engine)
@@ -62,15 +63,6 @@ def ensure_first_admin(store: SqlStore, config: Config) -> tuple[str, str] | Non
     return email, password
 
 
-@dataclass
-class Running:
-    store: SqlStore
-    bus: InProcessBus
-    tls: TlsContexts
-    smtp: object
-    addresses: dict[str, str] = field(default_factory=dict)
-
-
 def _bind_error(service: str, address: str, exc: OSError) -> StartupError:
     port = address.rsplit(":", 1)[-1]
     if exc.errno in (errno.EACCES, errno.EPERM):
@@ -90,11 +82,15 @@ def _bind_error(service: str, address: str, exc: OSError) -> StartupError:
     return StartupError(f"listen.{service}: cannot bind {address}: {exc.strerror}")
 
 
+def service_factories() -> list[Callable[[Context], Service]]:
+    """Every protocol server, in start order. A new protocol adds one line here."""
+    from postel.smtp.server import SmtpService
+
+    return [SmtpService]
+
+
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     """Run every configured service until SIGTERM/SIGINT; SIGHUP reloads the certificate."""
-    from postel.smtp.server import SmtpServer
-    from postel.smtp.session import Listener, Services
-
     try:
         tls = TlsContexts(config)
     except Exception as exc:
@@ -102,48 +98,37 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     store = await asyncio.to_thread(open_store, config)
     removed = clean_tmp(config.tmp_dir)
     if removed:
-        log.info("removed half-written files from a previous run", extra={"fields": {"n": removed}})
+        log.info("removed half-written files of a previous run", extra={"fields": {"n": removed}})
     bus = InProcessBus()
     store.on_commit(bus.publish)
     first_admin = await asyncio.to_thread(ensure_first_admin, store, config)
-
     limiter = FailureLimiter(
-        config.auth.max_failures_per_ip, config.auth.max_failures_per_account,
+        config.auth.max_failures_per_ip,
+        config.auth.max_failures_per_account,
         config.auth.failure_window,
     )
-    services = Services(
-        hostname=config.hostname,
-        store=store,
-        authenticator=Authenticator(store, limiter),
-        limiter=limiter,
-        config=config.smtp,
-        tls_available=True,
-    )
-    smtp = SmtpServer(services, lambda: tls.context)
-    started: list[str] = []
+    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter))
+
+    services: list[Service] = []
+    started: list[tuple[str, str]] = []
     try:
-        for listener in Listener:
-            address = config.listen.get(listener.value)
-            if address is None:
-                continue
-            try:
-                server = await smtp.listen(listener, address.host, address.port)
-            except OSError as exc:
-                raise _bind_error(listener.value, str(address), exc) from None
-            bound = server.sockets[0].getsockname()
-            started.append(f"{listener.value:<12} {address.host}:{bound[1]}")
-    except StartupError:
-        await smtp.shutdown(grace=0)
+        for factory in service_factories():
+            service = factory(context)
+            services.append(service)
+            started += await service.start()
+    except BindError as exc:
+        for service in services:
+            await service.shutdown(0)
         store.close()
-        raise
+        raise _bind_error(exc.service, exc.address, exc.error) from None
 
     print(f"Postel {config.hostname} is serving (data in {config.data_dir.resolve()}):")
-    for line in started:
-        print(f"  {line}")
-    not_built = [s for s in ("imap", "imaps", "pop3", "pop3s", "http", "https")
-                 if config.listen.get(s) is not None]
-    if not_built:
-        print(f"  (not built yet, not started: {', '.join(not_built)})")
+    for name, address in started:
+        print(f"  {name:<12} {address}")
+    running = {name for name, _ in started}
+    idle = [s for s in SERVICES if config.listen.get(s) is not None and s not in running]
+    if idle:
+        print(f"  (not built yet, not started: {', '.join(idle)})")
     if first_admin is not None:
         print(f"First admin: {first_admin[0]}  password: {first_admin[1]}")
         print("  (shown once; change it with `postel user passwd`)")
@@ -163,11 +148,11 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, reload_tls)
-    log.info("started", extra={"fields": {"listening": started}})
+    log.info("started", extra={"fields": {"listening": dict(started)}})
     if ready is not None:
         ready.set()
     await stop.wait()
-    log.info("stopping: finishing transactions in flight")
-    await smtp.shutdown()
+    log.info("stopping: finishing work in flight")
+    await asyncio.gather(*(service.shutdown(SHUTDOWN_GRACE) for service in services))
     store.close()
     log.info("stopped")

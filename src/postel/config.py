@@ -103,6 +103,38 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class Pop3Config:
+    # Longest command line in bytes (RFC 2449 4: 255 octets of command; we allow more).
+    max_line_length: int = 1024
+    # Seconds of client silence before the server closes (RFC 1939 3: at least 10 minutes).
+    idle_timeout: float = 600.0
+    # Failed logins in one connection before it is closed.
+    max_auth_failures: int = 3
+    # Concurrent connections from one IP address.
+    max_connections_per_ip: int = 20
+    # Allow USER/PASS and AUTH without TLS from loopback addresses; off by default.
+    allow_plaintext_auth_on_loopback: bool = False
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    # Longest command line in bytes, literals excluded.
+    max_line_length: int = 65536
+    # Largest literal (APPEND message or string) in bytes; NO [TOOBIG] beyond it.
+    max_literal_size: int = 50 * 1024 * 1024
+    # Deepest nesting of parenthesised lists in a command (search keys, fetch attributes).
+    max_nesting: int = 32
+    # Seconds of client silence before logout (RFC 9051 5.4: at least 30 minutes).
+    idle_timeout: float = 1800.0
+    # Failed logins in one connection before it is closed.
+    max_auth_failures: int = 3
+    # Concurrent connections from one IP address.
+    max_connections_per_ip: int = 50
+    # Allow LOGIN/AUTHENTICATE without TLS from loopback addresses; off by default.
+    allow_plaintext_auth_on_loopback: bool = False
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     # Failed logins per IP within `failure_window` seconds before that IP is refused.
     max_failures_per_ip: int = 10
@@ -124,6 +156,8 @@ class Config:
     tls: TlsConfig = TlsConfig()
     storage: StorageConfig = StorageConfig()
     smtp: SmtpConfig = SmtpConfig()
+    pop3: Pop3Config = Pop3Config()
+    imap: ImapConfig = ImapConfig()
     auth: AuthConfig = AuthConfig()
 
     @property
@@ -201,7 +235,15 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 
 def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | None = None) -> Config:
     """Validate a parsed TOML document. `base_dir` anchors relative paths (the file's folder)."""
-    top_keys = {"hostname", "data_dir", "log_level", "listen", "tls", "storage", "smtp", "auth"}
+    sections: dict[str, type[Any]] = {
+        "tls": TlsConfig,
+        "storage": StorageConfig,
+        "smtp": SmtpConfig,
+        "pop3": Pop3Config,
+        "imap": ImapConfig,
+        "auth": AuthConfig,
+    }
+    top_keys = {"hostname", "data_dir", "log_level", "listen", *sections}
     for key in raw:
         if key not in top_keys:
             raise ConfigError(f"{key}: unknown setting (known: {', '.join(sorted(top_keys))})")
@@ -232,22 +274,14 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
         listen[name] = _parse_listen(name, text)
     config = replace(config, listen=listen)
 
-    if "tls" in raw:
-        tls = _section(TlsConfig, "tls", raw["tls"])
-        if (tls.cert is None) != (tls.key is None):
-            raise ConfigError("tls: set both cert and key, or neither")
-        config = replace(config, tls=tls)
-    if "storage" in raw:
-        storage = _section(StorageConfig, "storage", raw["storage"])
-        if storage.url and not storage.url.startswith(("sqlite:", "postgresql:", "postgresql+")):
-            raise ConfigError(
-                f"storage.url: {storage.url!r} is neither sqlite:///PATH nor postgresql://..."
-            )
-        config = replace(config, storage=storage)
-    if "smtp" in raw:
-        config = replace(config, smtp=_section(SmtpConfig, "smtp", raw["smtp"]))
-    if "auth" in raw:
-        config = replace(config, auth=_section(AuthConfig, "auth", raw["auth"]))
+    for name, cls in sections.items():
+        if name in raw:
+            config = replace(config, **{name: _section(cls, name, raw[name])})
+    if (config.tls.cert is None) != (config.tls.key is None):
+        raise ConfigError("tls: set both cert and key, or neither")
+    url = config.storage.url
+    if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
+        raise ConfigError(f"storage.url: {url!r} is neither sqlite:///PATH nor postgresql://...")
 
     if base_dir is not None:
         config = _anchor_paths(config, base_dir)

@@ -420,7 +420,7 @@ def test_boundary_never_found_is_single_body() -> None:
     assert body_of(data, m.body) == b"no parts here\r\n--other\r\n"
     assert bodystructure(m.body, False)[:2] == ["text", "plain"]
     no_param = parse_message_bytes(crlf("Content-Type: multipart/mixed\n\n--x\n\nhi\n"))
-    assert no_param.body.content_type == "text" and no_param.body.lines == 2
+    assert no_param.body.content_type == "text" and no_param.body.lines == 3
 
 
 def test_inner_part_missing_close_ends_at_outer_boundary() -> None:
@@ -441,6 +441,20 @@ def test_boundary_with_transport_padding_and_prefix_lookalike() -> None:
     m = parse_message_bytes(data)
     (only,) = m.body.children
     assert body_of(data, only) == b"one\r\n--bx"
+
+
+def test_degenerate_delimiters_keep_parts_nested() -> None:
+    for data in (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b--\r\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n--b--\r\n",
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n--a--\r\n",
+        b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"
+        b"Content-Type: message/rfc822\r\n\r\n\r\n--a--\r\n",
+    ):
+        m = parse_message_bytes(data)
+        _check_offsets(m.body, m.size)
+        assert all(p.size == 0 for p in walk(m.body) if not p.children and p.message is None)
 
 
 def test_garbage_headers_and_8bit() -> None:
@@ -578,7 +592,8 @@ def test_very_long_lines() -> None:
 _PIECES = [b"\r\n", b"\n", b"--b\r\n", b"--b--\r\n", b"--c\n", b"Content-Type: multipart/mixed;"
            b" boundary=b\r\n", b"Content-Type: message/rfc822\r\n", b"Content-Type: multipart/"
            b"digest; boundary=c\n", b"Subject: =?utf-8?q?x?=\r\n", b"From: a@b, (c\r\n", b" \t",
-           b"To: g: x;\r\n", b"\xff\xfe", b"=?", b"body text", b"\r", b"--", b":"]
+           b"To: g: x;\r\n", b"\xff\xfe", b"=?", b"body text", b"\r", b"--", b":",
+           b"Content-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n", b"\r\n--b\r\n"]
 
 
 def _check_offsets(part: MimePart, size: int) -> None:

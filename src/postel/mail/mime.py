@@ -203,7 +203,7 @@ def _ew_bytes(m: re.Match[str]) -> bytes | None:
     try:
         if enc == "B":
             data = payload.encode("ascii").rstrip(b"=")
-            return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+            return binascii.a2b_base64(data + b"=" * (-len(data) % 4), strict_mode=True)
         return binascii.a2b_qp(payload.encode("utf-8"), header=True)
     except (binascii.Error, UnicodeError, ValueError):
         return None
@@ -623,6 +623,7 @@ class _Parser:
         """Read a header block.  Returns fields, body_start, line starts before body_start
         and a stop when a delimiter or EOF cut the header short."""
         r = self.r
+        hs, hs_lines = r.pos, r.nlines
         fields: list[tuple[str, list[bytes]]] = []
         kept, first, in_field = 0, True, False
         stop: _Stop | None = None
@@ -661,6 +662,8 @@ class _Parser:
             first = False
         out = [(name, b"".join(chunks)) for name, chunks in fields]
         if stop is not None:
+            if stop.end < hs:  # "--a CRLF --b": both delimiters claim the one CRLF
+                stop = _Stop(stop.idx, stop.close, hs, hs_lines)
             return out, stop.end, stop.count, stop
         return out, r.pos, r.nlines, None
 
@@ -713,8 +716,12 @@ class _Parser:
                 )
         if stop is None:
             stop = self._scan(bounds)
-        end = max(stop.end, bs)
-        lines = stop.count - cbs if end > bs else 0
+        if stop.end < bs:
+            # The CRLF before the delimiter is the one ending our header: the body is empty.
+            # Report the clamped end upwards too, so every ancestor still encloses this part.
+            stop = _Stop(stop.idx, stop.close, bs, cbs)
+        end = stop.end
+        lines = stop.count - cbs
 
         def text(key: str) -> str | None:
             raw = first.get(key)

@@ -150,7 +150,7 @@ def parse_command(line: bytes) -> Event:
             return _syntax(f"{verb} needs exactly one domain or address literal")
         return Ehlo(domain, verb == "EHLO")
     if verb == "MAIL":
-        if not argument[:5].upper() == "FROM:":
+        if argument[:5].upper() != "FROM:":
             return _syntax('syntax: MAIL FROM:<address> [parameters]')
         try:
             path, params = parse_path_and_params(argument[5:].strip(), allow_empty=True)
@@ -158,7 +158,7 @@ def parse_command(line: bytes) -> Event:
             return ProtocolError(553, "5.1.7", f"bad sender address: {exc}")
         return Mail(path, params)
     if verb == "RCPT":
-        if not argument[:3].upper() == "TO:":
+        if argument[:3].upper() != "TO:":
             return _syntax("syntax: RCPT TO:<address> [parameters]")
         try:
             path, params = parse_path_and_params(argument[3:].strip(), allow_empty=False)

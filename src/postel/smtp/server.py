@@ -8,7 +8,9 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
+from postel.context import BindError, Context
 from postel.smtp import replies as r
 from postel.smtp.replies import Reply
 from postel.smtp.session import Listener, Services, SmtpSession
@@ -55,7 +57,7 @@ class SmtpServer:
         self.sessions: set[SmtpSession] = set()
         self._per_ip: Counter[str] = Counter()
         self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def listen(self, listener: Listener, host: str, port: int) -> asyncio.Server:
         implicit_tls = listener is Listener.SUBMISSIONS
@@ -63,11 +65,11 @@ class SmtpServer:
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
             try:
                 await self._serve(listener, reader, writer, tls=implicit_tls)
             finally:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
 
         server = await asyncio.start_server(
             on_connect,
@@ -140,3 +142,37 @@ class SmtpServer:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+
+
+class SmtpService:
+    """The SMTP listeners (25, 587, 465) as one service of the composition root."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        config = context.config
+        services = Services(
+            hostname=config.hostname,
+            store=context.store,
+            authenticator=context.authenticator,
+            limiter=context.limiter,
+            config=config.smtp,
+            tls_available=True,
+        )
+        self.server = SmtpServer(services, lambda: context.tls.context)
+
+    async def start(self) -> list[tuple[str, str]]:
+        started = []
+        for listener in Listener:
+            address = self.context.config.listen.get(listener.value)
+            if address is None:
+                continue
+            try:
+                server = await self.server.listen(listener, address.host, address.port)
+            except OSError as exc:
+                raise BindError(listener.value, str(address), exc) from None
+            port = server.sockets[0].getsockname()[1]
+            started.append((listener.value, f"{address.host}:{port}"))
+        return started
+
+    async def shutdown(self, grace: float) -> None:
+        await self.server.shutdown(grace)

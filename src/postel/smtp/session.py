@@ -524,7 +524,6 @@ class SmtpSession:
             await self._finish(await self._store_message(), None)
 
     async def _finish(self, reply: Reply, result: str | None) -> None:
-        transaction = self.transaction
         if result is not None:
             self._log(result, reply)
         self._reset()

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    CursorResult,
     Engine,
     and_,
     case,
@@ -75,6 +76,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
 def _domain_of(key: str) -> str:
     return key.rpartition("@")[2]
 
@@ -123,7 +130,7 @@ class SqlStore:
                 raise AlreadyExists(f"domain {name} already exists")
             created = now()
             result = conn.execute(insert(t.domains).values(name=name, created_at=created))
-            return Domain(int(result.inserted_primary_key[0]), name, created)
+            return Domain(_new_id(result), name, created)
 
     def get_domain(self, name: str) -> Domain | None:
         with self._read() as conn:
@@ -211,7 +218,7 @@ class SqlStore:
                     password_changed_at=created,
                 )
             )
-            account_id = int(result.inserted_primary_key[0])
+            account_id = _new_id(result)
             for name, special_use in DEFAULT_MAILBOXES:
                 self._insert_mailbox(conn, account_id, name, special_use)
             row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).one()
@@ -435,7 +442,7 @@ class SqlStore:
                 created_at=now(),
             )
         )
-        return int(result.inserted_primary_key[0])
+        return _new_id(result)
 
     def list_mailboxes(self, account_id: int) -> list[Mailbox]:
         with self._read() as conn:
@@ -801,7 +808,7 @@ class SqlStore:
                         created_at=created,
                     )
                 )
-                ids.append(int(result.inserted_primary_key[0]))
+                ids.append(_new_id(result))
         return ids
 
     def list_queue(self) -> list[OutboundItem]:

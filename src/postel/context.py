@@ -1,0 +1,42 @@
+"""What every service needs from the rest of Postel, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from postel.auth.limits import FailureLimiter
+from postel.auth.service import Authenticator
+from postel.config import Config
+from postel.store.bus import InProcessBus
+from postel.store.sql.store import SqlStore
+from postel.tls import TlsContexts
+
+
+@dataclass
+class Context:
+    config: Config
+    store: SqlStore
+    bus: InProcessBus
+    tls: TlsContexts
+    limiter: FailureLimiter
+    authenticator: Authenticator
+
+
+class Service(Protocol):
+    """A protocol server. start() binds its listeners and returns (service, address) pairs
+    for the ones it started; shutdown() stops accepting and lets work in flight finish."""
+
+    async def start(self) -> list[tuple[str, str]]: ...
+
+    async def shutdown(self, grace: float) -> None: ...
+
+
+class BindError(Exception):
+    """A listener could not bind; carries the service name and address for the message."""
+
+    def __init__(self, service: str, address: str, error: OSError) -> None:
+        super().__init__(f"{service} {address}: {error}")
+        self.service = service
+        self.address = address
+        self.error = error

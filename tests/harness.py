@@ -1,0 +1,170 @@
+"""A real Postel process on free loopback ports, for tests that talk over real sockets.
+
+Tests drive it with real clients (smtplib, aiosmtplib, poplib, imaplib, ...) and may open
+the same store in-process to check what was stored.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from postel.auth.passwords import hash_password
+from postel.config import SERVICES, load_config
+from postel.store.model import Role
+from postel.store.sql.store import SqlStore
+
+PASSWORD = "correct horse battery"
+DOMAIN = "example.test"
+HOSTNAME = "mail.example.test"
+
+_HASH_CACHE: dict[str, str] = {}
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class PostelServer:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra_config: str = "",
+        storage_url: str | None = None,
+        services: tuple[str, ...] = SERVICES,
+    ) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.config_path = root / "postel.toml"
+        self.log_path = root / "postel.log"
+        self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        listen = "\n".join(
+            f'{name} = "127.0.0.1:{port}"' if name in services else f'{name} = ""'
+            for name, port in self.ports.items()
+        )
+        storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
+        self.config_path.write_text(
+            f'hostname = "{HOSTNAME}"\ndata_dir = "{self.data_dir}"\n'
+            f"{extra_config}\n[listen]\n{listen}\n{storage}"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self._store: SqlStore | None = None
+        self.config = load_config(self.config_path)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "postel", "serve", "--config", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + timeout
+        first = next(p for n, p in self.ports.items() if self.config.listen.get(n))
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postel exited:\n{self.log_path.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", first), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"postel did not start:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def close(self) -> None:
+        self.stop()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- access -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> SqlStore:
+        if self._store is None:
+            from postel.app import open_store
+
+            # Migrates when needed, so tests can add accounts before the server starts.
+            self._store = open_store(self.config)
+        return self._store
+
+    def port(self, service: str) -> int:
+        return self.ports[service]
+
+    @property
+    def cert_path(self) -> Path:
+        return self.data_dir / "tls" / "selfsigned.crt"
+
+    def client_tls(self) -> ssl.SSLContext:
+        """A client context that trusts this server's self-signed certificate."""
+        context = ssl.create_default_context(cafile=str(self.cert_path))
+        context.check_hostname = False
+        return context
+
+    def add_domain(self, name: str = DOMAIN) -> None:
+        if self.store.get_domain(name) is None:
+            self.store.add_domain(name)
+
+    def add_user(
+        self, email: str, password: str = PASSWORD, *, role: Role = Role.USER, **values: Any
+    ) -> None:
+        self.add_domain(email.rpartition("@")[2])
+        if password not in _HASH_CACHE:
+            _HASH_CACHE[password] = hash_password(password)
+        self.store.add_account(email, _HASH_CACHE[password], role=role, **values)
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "postel", *args, "--config", str(self.config_path)],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def inbox(self, email: str) -> list[bytes]:
+        """Every message body in a user's INBOX, in UID order."""
+        account = self.store.get_account(email)
+        assert account is not None
+        box = self.store.get_mailbox(account.id, "INBOX")
+        assert box is not None
+        return [
+            self.store.blobs.path(m.blob_sha256).read_bytes()
+            for m in self.store.list_messages(box.id)
+        ]
