@@ -1,5 +1,6 @@
-"""SMTP envelope addresses: reverse-path / forward-path parsing (RFC 5321 4.1.2), with
-SMTPUTF8 local parts and internationalised domains (RFC 6531 3.3).
+"""Mail addresses.  Mainly SMTP envelope paths: reverse-path / forward-path parsing (RFC 5321
+4.1.2) with SMTPUTF8 local parts and internationalised domains (RFC 6531 3.3); also the lenient
+RFC 5322 address-list parser behind the IMAP ENVELOPE (see parse_address_list).
 
 Domains are kept lowercased in Unicode (U-label) form so one mailbox has one spelling in the
 database; ``ascii_domain()`` gives the A-label form for DNS and for peers without SMTPUTF8.
@@ -14,7 +15,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["Address", "AddressError", "parse_email", "parse_path", "parse_path_and_params"]
+__all__ = [
+    "Address",
+    "AddressError",
+    "parse_address_list",
+    "parse_email",
+    "parse_path",
+    "parse_path_and_params",
+]
 
 MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1
 MAX_DOMAIN = 255  # RFC 5321 4.5.3.1.2
@@ -284,3 +292,124 @@ def parse_email(text: str) -> Address:
     if s.startswith("@"):
         raise AddressError("empty local part")
     return _mailbox(s)
+
+
+# --------------------------------------------------------------- RFC 5322 header address lists
+# Used for the IMAP ENVELOPE of stored messages (postel.mail.mime); unlike SMTP paths these are
+# parsed leniently and never raise.
+
+_SPECIAL = set('()<>@,;:\\".[] \t\r\n')
+
+
+def _tokens(s: str) -> list[tuple[str, str, bool]]:
+    """RFC 5322 3.2 lexer: (kind, text, whitespace-before). Kinds: a=atom q=quoted c=comment
+    d=domain-literal s=special.  Lenient: 8-bit and stray characters become atoms."""
+    out: list[tuple[str, str, bool]] = []
+    i, n, sp = 0, len(s), False
+    while i < n:
+        c = s[i]
+        if c in " \t\r\n":
+            sp, i = True, i + 1
+            continue
+        if c in "(\"":
+            close, depth, j, buf = (")" if c == "(" else '"'), 1, i + 1, []
+            while j < n:
+                ch = s[j]
+                if ch == "\\" and j + 1 < n:
+                    buf.append(s[j + 1])
+                    j += 2
+                    continue
+                j += 1
+                if ch == close:
+                    depth -= 1
+                    if not depth:
+                        break
+                elif c == "(" and ch == "(":
+                    depth += 1
+                buf.append(ch)
+            out.append(("c" if c == "(" else "q", "".join(buf), sp))
+            sp, i = c == "(", j
+            continue
+        if c == "[":
+            j = s.find("]", i)
+            j = n if j < 0 else j + 1
+            out.append(("d", s[i:j], sp))
+        elif c in "<>@,;:.":
+            j = i + 1
+            out.append(("s", c, sp))
+        else:
+            j = i + 1
+            while j < n and s[j] not in _SPECIAL:
+                j += 1
+            out.append(("a", s[i:j], sp))
+        sp, i = False, j
+    return out
+
+
+def _phrase(toks: list[tuple[str, str, bool]]) -> str | None:
+    words = [(t, sp) for kind, t, sp in toks if kind != "c"]
+    if not words:
+        return None
+    return "".join((" " if sp and k else "") + t for k, (t, sp) in enumerate(words))
+
+
+def _comment(toks: list[tuple[str, str, bool]]) -> str | None:
+    cs = [t.strip() for kind, t, _ in toks if kind == "c" and t.strip()]
+    return cs[-1] if cs else None
+
+
+def _addr_spec(toks: list[tuple[str, str, bool]]) -> tuple[str, str]:
+    words = [(k, t) for k, t, _ in toks if k != "c"]
+    at = max((i for i, (k, t) in enumerate(words) if k == "s" and t == "@"), default=-1)
+    if at < 0:
+        return "".join(t for _, t in words), ""
+    return "".join(t for _, t in words[:at]), "".join(t for _, t in words[at + 1:])
+
+
+def parse_address_list(value: str) -> list[list[str | None]]:
+    """RFC 5322 3.4 address-list as IMAP ENVELOPE addresses [name, adl, mailbox, host]
+    (RFC 3501 7.4.2): names and parts stay raw (no RFC 2047 decoding); a group is
+    [None, None, name, None] ... [None, None, None, None].  A mailbox without domain gets
+    host "" because NIL host means group syntax."""
+    toks = _tokens(value)
+    out: list[list[str | None]] = []
+    i, n, group = 0, len(toks), False
+    while i < n:
+        j = i
+        while j < n and not (toks[j][0] == "s" and toks[j][1] in "<,;:"):
+            j += 1
+        unit, delim = toks[i:j], (toks[j][1] if j < n else "")
+        if delim == ":":
+            if not group:
+                out.append([None, None, _phrase(unit) or "", None])
+                group = True
+            i = j + 1
+            continue
+        if delim == "<":
+            k = j + 1
+            while k < n and not (toks[k][0] == "s" and toks[k][1] == ">"):
+                k += 1
+            inner, adl = toks[j + 1:k], None
+            if inner and inner[0][1] == "@" and inner[0][0] == "s":
+                colon = next((x for x, t in enumerate(inner) if t[:2] == ("s", ":")), -1)
+                if colon >= 0:
+                    adl = "".join(t for kind, t, _ in inner[:colon] if kind != "c")
+                    inner = inner[colon + 1:]
+            local, host = _addr_spec(inner)
+            j = k + 1
+            while j < n and not (toks[j][0] == "s" and toks[j][1] in ",;"):
+                j += 1
+            name = _phrase(unit) or _comment(toks[k + 1:j])
+            delim = toks[j][1] if j < n else ""
+            if local or host or name:
+                out.append([name, adl, local, host])
+        elif _phrase(unit) is not None:
+            local, host = _addr_spec(unit)
+            out.append([_comment(unit), None, local, host])
+        if delim == ";" and group:
+            out.append([None, None, None, None])
+            group = False
+        i = j + 1
+    if group:
+        out.append([None, None, None, None])
+    return out

@@ -308,7 +308,12 @@ class SmtpReader:
             self._smuggling = True  # "\n.\r\n": a bare LF before the dot
         # A "." delimited by bare CRs or a bare LF, anywhere in the line.
         segments = content.split(b"\r")
-        if any(seg == b"." for seg in segments[1:]) or (not proper and segments[-1] == b"."):
+        at_start = self._at_line_start or self._after_bare_newline
+        if (
+            any(seg == b"." for seg in segments[1:])
+            or (not proper and segments[-1] == b".")
+            or (at_start and len(segments) > 1 and segments[0] == b".")  # "\r\n.\r"
+        ):
             self._smuggling = True
         if (self._at_line_start or self._after_bare_newline) and content.startswith(b"."):
             content = content[1:]  # RFC 5321 4.5.2 transparency
