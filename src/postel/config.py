@@ -72,6 +72,7 @@ class TlsConfig:
     # PEM certificate chain and private key. Both absent: a self-signed certificate for
     # `hostname` is generated in data_dir on first start.
     cert: Path | None = None
+    # The private key of `cert`, PEM (readable only by the user Postel runs as).
     key: Path | None = None
 
 
@@ -140,7 +141,47 @@ class AuthConfig:
     max_failures_per_ip: int = 10
     # Failed logins per account within `failure_window` seconds before it is locked.
     max_failures_per_account: int = 5
+    # Seconds a failed login is remembered for the two limits above.
     failure_window: float = 900.0
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    # Seconds a signed-in web session may stay unused before it is signed out.
+    session_idle_timeout: float = 1800.0
+    # Seconds after logon when a web session ends however active it is.
+    session_max_age: float = 43200.0
+    # Seconds a "Forgot your password?" link stays valid (it is also single-use).
+    reset_token_lifetime: float = 3600.0
+    # Reset requests per client IP within `reset_window` seconds before 429.
+    reset_max_per_ip: int = 10
+    # Reset mails per account within `reset_window` seconds (more are silently dropped).
+    reset_max_per_account: int = 3
+    # Seconds over which the two reset limits above are counted.
+    reset_window: float = 3600.0
+    # Seconds a CAPTCHA challenge may be answered; each challenge takes one answer.
+    captcha_lifetime: float = 600.0
+    # Digits in a CAPTCHA (digits, so the audio alternative reads the same answer).
+    captcha_length: int = 6
+    # Seconds a failed web logon is delayed, doubled per recent failure of that IP or
+    # account, up to `login_backoff_max`; lockout itself is [auth]'s shared limiter.
+    login_backoff_base: float = 0.25
+    # The longest that delay gets, in seconds.
+    login_backoff_max: float = 8.0
+    # From address of reset and notice mails. Default: postmaster@<hostname>.
+    system_from: str = ""
+    # Start of links in mails, e.g. "https://mail.example.com". Default: https://<hostname>
+    # (with the https port when it is not 443). Never taken from the request's Host header.
+    base_url: str = ""
+    # Strict-Transport-Security max-age in seconds on HTTPS responses (0 sends none).
+    hsts_max_age: int = 31536000
+    # Users per page in the admin lists.
+    page_size: int = 25
+    # Largest request body in bytes the web server accepts (413 beyond it).
+    max_request_body: int = 1024 * 1024
+    # Test-only hooks (the CAPTCHA answer at /__test__/captcha/ID). Refused at start-up
+    # unless every listen address is loopback, so a production server cannot enable them.
+    test_hooks: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +200,7 @@ class Config:
     pop3: Pop3Config = Pop3Config()
     imap: ImapConfig = ImapConfig()
     auth: AuthConfig = AuthConfig()
+    web: WebConfig = WebConfig()
 
     @property
     def storage_url(self) -> str:
@@ -242,6 +284,7 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
         "pop3": Pop3Config,
         "imap": ImapConfig,
         "auth": AuthConfig,
+        "web": WebConfig,
     }
     top_keys = {"hostname", "data_dir", "log_level", "listen", *sections}
     for key in raw:
