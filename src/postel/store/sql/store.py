@@ -10,6 +10,7 @@ Methods block (SQL and fsync); asyncio callers run them in a worker thread.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +56,8 @@ from postel.store.model import (
     Role,
 )
 from postel.store.sql import schema as t
+
+log = logging.getLogger("postel.store")
 
 
 class StoreError(Exception):
@@ -111,7 +114,13 @@ class SqlStore:
             yield conn, changes
         if changes:
             for listener in self._listeners:
-                listener(changes)
+                # Committed already: a listener's failure must not turn the write into an
+                # error (SMTP would answer 4xx for stored mail and get it sent again), and a
+                # lost hint loses nothing because subscribers re-read the store.
+                try:
+                    listener(changes)
+                except Exception:
+                    log.exception("commit listener %r failed", listener)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -145,7 +154,7 @@ class SqlStore:
         return [Domain(r.id, r.name, r.created_at) for r in rows]
 
     def remove_domain(self, name: str) -> None:
-        name = name.lower()
+        name = name.lower().rstrip(".")
         with self._write() as (conn, _):
             domain_id = conn.execute(
                 select(t.domains.c.id).where(t.domains.c.name == name)
@@ -237,7 +246,7 @@ class SqlStore:
     def list_accounts(self, domain: str | None = None) -> list[Account]:
         query = select(t.accounts).order_by(t.accounts.c.email)
         if domain is not None:
-            query = query.join(t.domains).where(t.domains.c.name == domain.lower())
+            query = query.join(t.domains).where(t.domains.c.name == domain.lower().rstrip("."))
         with self._read() as conn:
             return [self._account(r) for r in conn.execute(query).all()]
 
@@ -328,7 +337,7 @@ class SqlStore:
             t.aliases.c.source, t.aliases.c.destination
         )
         if domain is not None:
-            query = query.join(t.domains).where(t.domains.c.name == domain.lower())
+            query = query.join(t.domains).where(t.domains.c.name == domain.lower().rstrip("."))
         with self._read() as conn:
             return [Alias(r.source, r.destination) for r in conn.execute(query).all()]
 
