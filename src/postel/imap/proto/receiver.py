@@ -1,0 +1,264 @@
+"""Framing: bytes in, whole commands out, with literals collected on the way.
+
+Like Stalwart's receiver this never reads a socket: ``feed()`` buffers bytes and
+``next_event()`` answers with the next complete thing, ``NeedContinuation`` when the client
+waits for a "+" before sending a synchronizing literal (RFC 9051 4.3), or ``None`` when it
+needs more data. Events are pulled one at a time so that a session can switch the receiver
+into raw-line mode (AUTHENTICATE responses, IDLE's DONE) before the next line is framed.
+
+Limits (line length, literal size) are enforced here and reported as events, never raised.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+# RFC 9051 4.3 literal, RFC 7888 literal+ ({n+}), RFC 3516 literal8 (~{n}) at line end.
+_LITERAL_MARKER = re.compile(rb"(~?)\{(\d{1,20})(\+?)\}\r?\n\Z")
+_TAG = re.compile(rb"[^\x00-\x20\x7f(){%*\"\\+]+")
+
+# Literals above this size go to a spool file instead of memory.
+SPOOL_THRESHOLD = 256 * 1024
+
+
+@dataclass
+class Literal:
+    """A literal string from the client. Small ones live in ``data``; big ones in ``file``
+    (positioned at 0), so a 25 MB APPEND never sits whole in memory."""
+
+    size: int
+    binary: bool = False  # literal8: may contain NUL (RFC 3516)
+    data: bytes = b""
+    file: BinaryIO | None = None
+
+    def read_all(self) -> bytes:
+        if self.file is None:
+            return self.data
+        self.file.seek(0)
+        data = self.file.read()
+        self.file.seek(0)
+        return data
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+Part = bytes | Literal
+
+
+@dataclass
+class CommandBytes:
+    """One complete command: line segments (CRLF and literal markers removed) with the
+    literals that followed them, in order."""
+
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        return tag_of(self.parts[0] if self.parts and isinstance(self.parts[0], bytes) else b"")
+
+    def close(self) -> None:
+        for part in self.parts:
+            if isinstance(part, Literal):
+                part.close()
+
+
+@dataclass(frozen=True)
+class NeedContinuation:
+    """The client waits for "+ ..." before it sends a synchronizing literal."""
+
+
+@dataclass(frozen=True)
+class RawLine:
+    """A line read in raw mode (a SASL response, or DONE ending IDLE), CRLF removed."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TooLong:
+    """A command line exceeded max_line_length; answer BAD (RFC 7162 4: [TOOBIG] is for
+    literals, a line overflow is a protocol error)."""
+
+    tag: str
+
+
+@dataclass(frozen=True)
+class LiteralTooBig:
+    """A literal exceeded max_literal_size; answer NO [TOOBIG] (RFC 7889, RFC 9051 7.1)."""
+
+    tag: str
+    size: int
+    synchronizing: bool
+
+
+Event = CommandBytes | NeedContinuation | RawLine | TooLong | LiteralTooBig
+
+
+def tag_of(line: bytes) -> str:
+    m = _TAG.match(line)
+    return m.group(0).decode("ascii", "replace") if m else "*"
+
+
+def memory_spool(size: int) -> BinaryIO:
+    return io.BytesIO()
+
+
+class Receiver:
+    def __init__(
+        self,
+        *,
+        max_line_length: int = 65536,
+        max_literal_size: int = 50 * 1024 * 1024,
+        spool: Callable[[int], BinaryIO] = memory_spool,
+        spool_threshold: int = SPOOL_THRESHOLD,
+    ) -> None:
+        self.max_line_length = max_line_length
+        self.max_literal_size = max_literal_size
+        self.spool = spool
+        self.spool_threshold = spool_threshold
+        self.raw_mode = False  # next line is a RawLine, not a command
+        self._buf = bytearray()
+        self._parts: list[Part] = []
+        self._text_size = 0  # bytes of line text in the command so far
+        self._literal: Literal | None = None  # being filled
+        self._literal_left = 0
+        self._literal_chunks: list[bytes] = []
+        self._skip_left = 0  # bytes of a refused literal+ still to discard
+        self._skip_line = False  # discard up to the next LF (overlong line)
+        self._failure: TooLong | LiteralTooBig | None = None  # the command failed; drain it
+        self._ready: list[Event] = []
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def in_command(self) -> bool:
+        """True while part of a command has been received (between its literals)."""
+        return bool(self._parts) or self._literal is not None
+
+    def next_event(self) -> Event | None:
+        while True:
+            if self._ready:
+                return self._ready.pop(0)
+            if not self._step():
+                return None
+
+    # -- the state machine; each step consumes some input or returns False ---------------
+
+    def _step(self) -> bool:
+        if self._skip_left:
+            n = min(self._skip_left, len(self._buf))
+            if not n:
+                return False
+            del self._buf[:n]
+            self._skip_left -= n
+            return True
+        if self._literal is not None:
+            return self._fill_literal()
+        if self._skip_line:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                self._buf.clear()
+                return False
+            del self._buf[: nl + 1]
+            self._skip_line = False
+            self._finish_command()
+            return True
+        return self._line()
+
+    def _fill_literal(self) -> bool:
+        literal = self._literal
+        assert literal is not None
+        n = min(self._literal_left, len(self._buf))
+        if n == 0 and self._literal_left:
+            return False
+        if n:
+            chunk = bytes(self._buf[:n])
+            del self._buf[:n]
+            self._literal_left -= n
+            if literal.file is not None:
+                literal.file.write(chunk)
+            else:
+                self._literal_chunks.append(chunk)
+        if self._literal_left == 0:
+            if literal.file is not None:
+                literal.file.seek(0)
+            else:
+                literal.data = b"".join(self._literal_chunks)
+            self._literal_chunks = []
+            self._parts.append(literal)
+            self._literal = None
+        return True
+
+    def _line(self) -> bool:
+        nl = self._buf.find(b"\n")
+        limit = self.max_line_length - self._text_size
+        if nl < 0:
+            if len(self._buf) > max(limit, 0) + 2:
+                self._overflow()
+                self._buf.clear()
+                self._skip_line = True
+                return True
+            return False
+        if nl + 1 > max(limit, 0) + 2:
+            self._overflow()
+            del self._buf[: nl + 1]
+            self._finish_command()
+            return True
+        line = bytes(self._buf[: nl + 1])
+        del self._buf[: nl + 1]
+        if self.raw_mode and not self._parts:
+            self._ready.append(RawLine(line.rstrip(b"\r\n")))
+            return True
+        self._text_size += len(line)
+        m = _LITERAL_MARKER.search(line)
+        if m is None:
+            self._parts.append(line[:-2] if line.endswith(b"\r\n") else line[:-1])
+            self._finish_command()
+            return True
+        self._parts.append(line[: m.start()])
+        size = int(m.group(2))
+        synchronizing = not m.group(3)
+        if self._failure is not None or size > self.max_literal_size:
+            if self._failure is None:
+                self._failure = LiteralTooBig(self._tag(), size, synchronizing)
+            if synchronizing:
+                # RFC 9051 7.5: the server answers NO instead of "+"; the client then
+                # abandons the command, so nothing more of it will arrive.
+                self._finish_command()
+            else:
+                self._skip_left = size  # literal+ bytes are coming anyway: discard them
+            return True
+        spooled = size > self.spool_threshold
+        self._literal = Literal(
+            size, binary=bool(m.group(1)), file=self.spool(size) if spooled else None
+        )
+        self._literal_left = size
+        if synchronizing:
+            self._ready.append(NeedContinuation())
+        return True
+
+    def _tag(self) -> str:
+        first = self._parts[0] if self._parts else bytes(self._buf)
+        return tag_of(first if isinstance(first, bytes) else b"")
+
+    def _overflow(self) -> None:
+        if self._failure is None:
+            self._failure = TooLong(self._tag())
+
+    def _finish_command(self) -> None:
+        parts, failure = self._parts, self._failure
+        self._parts, self._failure, self._text_size = [], None, 0
+        if failure is not None:
+            for part in parts:
+                if isinstance(part, Literal):
+                    part.close()
+            self._ready.append(failure)
+        elif parts:
+            self._ready.append(CommandBytes(parts))
