@@ -19,6 +19,7 @@ from psycopg import sql
 
 from postel.app import open_store
 from postel.config import parse_config
+from postel.store.sql.schema import metadata
 from postel.store.sql.store import SqlStore
 
 PG_HOST = "127.0.0.1"
@@ -65,18 +66,12 @@ def pg_url() -> Iterator[str]:
 
 
 def _empty_pg(url: str) -> None:
-    """Empty every table but Alembic's (new tables from later migrations included)."""
+    """Empty every table the schema knows, children first (DELETE is much faster than
+    TRUNCATE on tables this small)."""
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        tables = [
-            sql.Identifier(name)
-            for (name,) in conn.execute(
-                "SELECT tablename FROM pg_tables"
-                " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-            )
-        ]
-        if tables:
-            conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(tables)))
+    with psycopg.connect(conninfo) as conn:  # one transaction
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table.name)))
 
 
 @pytest.fixture

@@ -375,3 +375,17 @@ def test_list_messages_in_uid_order(store: SqlStore) -> None:
     assert [m.uid for m in messages] == [1, 2, 3]
     assert all(m.mailbox_id == box for m in messages)
     assert [m.internal_date for m in messages] == [old - timedelta(days=i) for i in range(3)]
+
+
+def test_keywords_are_kept_as_a_sorted_set(store: SqlStore) -> None:
+    # Flags compare as values, so "b a" and "a b" must be one spelling, or a STORE that
+    # changes nothing would spend a MODSEQ and announce a change (RFC 7162 3.1.3).
+    alice = add_user(store, "alice@example.test")
+    box = mailbox_id(store, alice)
+    deliver_one(store, alice, flags=Flags(keywords=("beta", "alpha", "beta")))
+    assert store.list_messages(box)[0].flags == Flags(keywords=("alpha", "beta"))
+    changed, _ = store.set_flags(box, [1], Flags(keywords=("zulu", "yankee", "zulu")))
+    assert [m.flags for m in changed] == [Flags(keywords=("yankee", "zulu"))]
+    assert store.list_messages(box)[0].flags == Flags(keywords=("yankee", "zulu"))
+    assert store.set_flags(box, [1], Flags(keywords=("yankee",)), mode="add") == ([], [])
+    assert store.set_flags(box, [1], Flags(keywords=("zulu", "yankee"))) == ([], [])

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -526,7 +527,7 @@ class SqlStore:
             "flagged": flags.flagged,
             "deleted": flags.deleted,
             "draft": flags.draft,
-            "keywords": " ".join(flags.keywords),
+            "keywords": " ".join(sorted(set(flags.keywords))),
         }
 
     def _allocate(self, conn: Connection, mailbox_id: int, count: int = 1) -> tuple[int, int]:
@@ -545,6 +546,22 @@ class SqlStore:
             .returning(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq)
         ).one()
         return int(row.uidnext) - count, int(row.highestmodseq)
+
+    @staticmethod
+    def _lock_mailbox(conn: Connection, mailbox_id: int) -> int:
+        """Take the mailbox row lock before reading messages to change; returns the owner.
+
+        A write that reads flags or \\Deleted messages first and locks later (at the MODSEQ
+        bump) works on a stale read on PostgreSQL: two STOREs lose one another's flags, and
+        two EXPUNGEs record the same UIDs twice. SQLite's write lock already serialises.
+        """
+        return int(
+            conn.execute(
+                select(t.mailboxes.c.account_id)
+                .where(t.mailboxes.c.id == mailbox_id)
+                .with_for_update()
+            ).scalar_one()
+        )
 
     def _bump_modseq(self, conn: Connection, mailbox_id: int) -> int:
         return int(
@@ -692,9 +709,7 @@ class SqlStore:
         changed: list[MessageMeta] = []
         failed: list[int] = []
         with self._write() as (conn, changes):
-            account_id = conn.execute(
-                select(t.mailboxes.c.account_id).where(t.mailboxes.c.id == mailbox_id)
-            ).scalar_one()
+            account_id = self._lock_mailbox(conn, mailbox_id)
             rows = conn.execute(
                 select(*self._META_COLUMNS).where(
                     and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.uid.in_(uids))
@@ -727,9 +742,7 @@ class SqlStore:
     def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove messages: the given UIDs, or every \\Deleted one. Returns removed UIDs."""
         with self._write() as (conn, changes):
-            account_id = conn.execute(
-                select(t.mailboxes.c.account_id).where(t.mailboxes.c.id == mailbox_id)
-            ).scalar_one()
+            account_id = self._lock_mailbox(conn, mailbox_id)
             condition = t.messages.c.mailbox_id == mailbox_id
             if uids is None:
                 condition = and_(condition, t.messages.c.deleted == True)  # noqa: E712
@@ -846,7 +859,8 @@ class SqlStore:
 
 def _combine(old: Flags, given: Flags, mode: str) -> Flags:
     if mode == "replace":
-        return given
+        # Keywords are a set, kept sorted, so equal flags compare equal (as stored).
+        return replace(given, keywords=tuple(sorted(set(given.keywords))))
     on = mode == "add"
 
     def pick(current: bool, named: bool) -> bool:

@@ -1,0 +1,130 @@
+"""Writers in parallel threads, as the asyncio servers run store calls in worker threads.
+
+On SQLite the process-wide write lock serialises writers; on PostgreSQL the mailbox row
+lock does. Either way UIDs, MODSEQs and flags must come out as if the writes ran one by
+one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from postel.store.model import Flags
+from postel.store.sql.store import SqlStore
+from tests.store.helpers import add_user, deliver_one, mailbox_id, put_message
+
+THREADS = 8
+
+
+def run_in_threads(work: Callable[[int], object], threads: int = THREADS) -> list[object]:
+    """Run work(0..threads-1) at the same moment in separate threads; re-raise any error."""
+    barrier = threading.Barrier(threads)
+
+    def start(i: int) -> object:
+        barrier.wait(timeout=30)
+        return work(i)
+
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(start, i) for i in range(threads)]
+        return [f.result(timeout=60) for f in futures]
+
+
+@pytest.mark.timeout(60)
+def test_parallel_deliveries_get_distinct_ascending_uids(store: SqlStore) -> None:
+    alice = add_user(store, "alice@example.test")
+    box = mailbox_id(store, alice)
+    per_thread = 25
+
+    def deliver_many(i: int) -> list[tuple[int, int]]:
+        got = []
+        for n in range(per_thread):
+            blob, parsed = put_message(store, body=f"thread {i} message {n}")
+            (d,) = store.deliver(blob, parsed, [(alice.id, "INBOX")])
+            got.append((d.uid, d.modseq))
+        return got
+
+    results = run_in_threads(deliver_many)
+    total = THREADS * per_thread
+    returned = [pair for got in results for pair in got]  # type: ignore[attr-defined]
+    assert sorted(uid for uid, _ in returned) == list(range(1, total + 1))
+    for got in results:
+        # Within one thread, later deliveries get higher UIDs and MODSEQs.
+        assert got == sorted(got)  # type: ignore[type-var]
+    messages = store.list_messages(box)
+    assert [m.uid for m in messages] == list(range(1, total + 1))
+    assert len({m.blob_sha256 for m in messages}) == total
+    # A UID and its MODSEQ are taken together, so MODSEQ order is UID order.
+    modseqs = [m.modseq for m in messages]
+    assert modseqs == sorted(set(modseqs))
+    mailbox = store.get_mailbox_by_id(box)
+    assert mailbox is not None
+    assert mailbox.uidnext == total + 1
+    assert mailbox.highestmodseq == modseqs[-1]
+
+
+@pytest.mark.timeout(60)
+def test_parallel_multi_recipient_deliveries_do_not_deadlock(store: SqlStore) -> None:
+    alice = add_user(store, "alice@example.test")
+    bob = add_user(store, "bob@example.test")
+    rounds = 10
+
+    def deliver_both(i: int) -> None:
+        # Half the threads name the recipients in the opposite order.
+        targets = [(alice.id, "INBOX"), (bob.id, "INBOX")]
+        if i % 2:
+            targets.reverse()
+        for _ in range(rounds):
+            store.deliver(*put_message(store), targets)
+
+    run_in_threads(deliver_both)
+    for account in (alice, bob):
+        uids = [m.uid for m in store.list_messages(mailbox_id(store, account))]
+        assert uids == list(range(1, THREADS * rounds + 1))
+
+
+@pytest.mark.timeout(60)
+def test_parallel_flag_changes_are_not_lost(store: SqlStore) -> None:
+    # Each thread adds its own keyword to every message, one STORE at a time. A STORE that
+    # read the flags before another committed and then wrote over them would lose a keyword.
+    alice = add_user(store, "alice@example.test")
+    box = mailbox_id(store, alice)
+    count = 15
+    for _ in range(count):
+        deliver_one(store, alice)
+
+    def add_keyword(i: int) -> None:
+        for uid in range(1, count + 1):
+            store.set_flags(box, [uid], Flags(keywords=(f"k{i}",)), mode="add")
+
+    run_in_threads(add_keyword)
+    everything = tuple(sorted(f"k{i}" for i in range(THREADS)))
+    messages = store.list_messages(box)
+    assert {m.uid: m.flags.keywords for m in messages} == {
+        uid: everything for uid in range(1, count + 1)
+    }
+    # Every effective STORE spent its own MODSEQ.
+    mailbox = store.get_mailbox_by_id(box)
+    assert mailbox is not None
+    assert mailbox.highestmodseq == 1 + count + THREADS * count
+
+
+@pytest.mark.timeout(60)
+def test_parallel_expunges_remove_each_message_once(store: SqlStore) -> None:
+    alice = add_user(store, "alice@example.test")
+    box = mailbox_id(store, alice)
+    removed_total: list[int] = []
+    for round_ in range(5):
+        first = deliver_one(store, alice)
+        for _ in range(3):
+            deliver_one(store, alice)
+        store.set_flags(box, list(range(first, first + 4)), Flags(deleted=True), mode="add")
+        results = run_in_threads(lambda _i: store.expunge(box))
+        removed = [uid for r in results for uid in r]  # type: ignore[attr-defined]
+        assert sorted(removed) == list(range(first, first + 4)), f"round {round_}"
+        removed_total += removed
+    assert store.list_messages(box) == []
+    assert store.changes_since(box, 0).expunged_uids == sorted(removed_total)
