@@ -72,6 +72,7 @@ class PostelServer:
 
     def start(self, timeout: float = 30.0) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "postel", "serve", "--config", str(self.config_path)],
@@ -80,15 +81,14 @@ class PostelServer:
             env=env,
         )
         deadline = time.monotonic() + timeout
-        first = next(p for n, p in self.ports.items() if self.config.listen.get(n))
+        # Ready means every listener is bound and signal handlers are installed, which the
+        # server announces with its "is serving" banner (written after both).
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"postel exited:\n{self.log_path.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", first), timeout=1).close()
+            if b" is serving " in self.log_path.read_bytes()[self._log_offset :]:
                 return
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.02)
         raise RuntimeError(f"postel did not start:\n{self.log_path.read_text()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:

@@ -82,6 +82,23 @@ def _bind_error(service: str, address: str, exc: OSError) -> StartupError:
     return StartupError(f"listen.{service}: cannot bind {address}: {exc.strerror}")
 
 
+def _banner(
+    config: Config, started: list[tuple[str, str]], first_admin: tuple[str, str] | None
+) -> str:
+    """What `make run` shows: where each service listens, and the first admin's login.
+    Written in one piece: supervisors and tests take the first line as "ready"."""
+    lines = [f"Postel {config.hostname} is serving (data in {config.data_dir.resolve()}):"]
+    lines += [f"  {name:<12} {address}" for name, address in started]
+    running = {name for name, _ in started}
+    idle = [s for s in SERVICES if config.listen.get(s) is not None and s not in running]
+    if idle:
+        lines.append(f"  (not built yet, not started: {', '.join(idle)})")
+    if first_admin is not None:
+        lines.append(f"First admin: {first_admin[0]}  password: {first_admin[1]}")
+        lines.append("  (shown once; change it with `postel user passwd`)")
+    return "\n".join(lines) + "\n"
+
+
 def service_factories() -> list[Callable[[Context], Service]]:
     """Every protocol server, in start order. A new protocol adds one line here."""
     from postel.smtp.server import SmtpService
@@ -101,7 +118,6 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         log.info("removed half-written files of a previous run", extra={"fields": {"n": removed}})
     bus = InProcessBus()
     store.on_commit(bus.publish)
-    first_admin = await asyncio.to_thread(ensure_first_admin, store, config)
     limiter = FailureLimiter(
         config.auth.max_failures_per_ip,
         config.auth.max_failures_per_account,
@@ -121,18 +137,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             await service.shutdown(0)
         store.close()
         raise _bind_error(exc.service, exc.address, exc.error) from None
-
-    print(f"Postel {config.hostname} is serving (data in {config.data_dir.resolve()}):")
-    for name, address in started:
-        print(f"  {name:<12} {address}")
-    running = {name for name, _ in started}
-    idle = [s for s in SERVICES if config.listen.get(s) is not None and s not in running]
-    if idle:
-        print(f"  (not built yet, not started: {', '.join(idle)})")
-    if first_admin is not None:
-        print(f"First admin: {first_admin[0]}  password: {first_admin[1]}")
-        print("  (shown once; change it with `postel user passwd`)")
-    print(flush=True)
+    # Only once every listener is bound: a start that fails must not create an admin
+    # whose password nobody saw.
+    first_admin = await asyncio.to_thread(ensure_first_admin, store, config)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -148,6 +155,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    print(_banner(config, started, first_admin), flush=True)
+
     log.info("started", extra={"fields": {"listening": dict(started)}})
     if ready is not None:
         ready.set()

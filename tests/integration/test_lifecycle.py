@@ -96,9 +96,11 @@ def _served_common_name(port: int) -> str:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        with context.wrap_socket(sock) as tls:
-            der = tls.getpeercert(binary_form=True)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
     assert der is not None
     cert = x509.load_der_x509_certificate(der)
     return str(cert.subject.rfc4514_string())
@@ -161,3 +163,19 @@ def test_sigterm_lets_a_transaction_in_flight_finish(
     assert busy.reply()[0] == 421  # then it is closed too
     assert server.process.wait(30) == 0
     assert server.inbox("alice@example.test")[-1].endswith(b"first half\r\nsecond half\r\n")
+
+
+def test_a_failed_start_creates_no_admin_whose_password_nobody_saw(
+    make_postel: Callable[..., PostelServer],
+) -> None:
+    server = make_postel(services=("smtp",))
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", server.port("smtp")))
+    blocker.listen()
+    try:
+        assert serve(server.config_path).returncode == 2
+    finally:
+        blocker.close()
+    server.start()
+    server.stop()
+    assert "First admin: admin@mail.example.test" in server.log_path.read_text()

@@ -192,3 +192,56 @@ outbound_queue = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_outbound_queue_state_next_attempt_at", "state", "next_attempt_at"),
 )
+
+# -- web ------------------------------------------------------------------------------
+
+# Signed-in browser (and API) sessions. The cookie carries a random token; only its
+# SHA-256 is stored, so a database leak does not hand out live sessions. Deleting rows
+# signs people out (logout, password change, admin action).
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),  # idle expiry counts from here
+    Column("ip", String(64), nullable=False, server_default=""),
+    Column("user_agent", Text, nullable=False, server_default=""),
+)
+
+# "Forgot your password?" links: single use (used_at), short-lived (expires_at), and
+# stored as the SHA-256 of the token that only the mail to the backup address carries.
+password_reset_tokens = Table(
+    "password_reset_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime),
+)
+
+# Who did what, when and from where: every admin action and every password reset.
+# `domain` scopes the row for a domain admin's view ("" for system-wide actions).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(320), nullable=False),  # account email, or "" for anonymous
+    Column("ip", String(64), nullable=False, server_default=""),
+    Column("domain", String(255), nullable=False, server_default="", index=True),
+    Column("action", String(64), nullable=False),  # e.g. user.add, user.password
+    Column("target", String(320), nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),  # never a password
+)
+
+# CAPTCHA challenges: one answer each (the row is deleted when answered), expiring.
+captcha_challenges = Table(
+    "captcha_challenges",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("answer", String(32), nullable=False),  # the image/audio renders it
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
