@@ -379,3 +379,10 @@ def test_thirty_megabyte_message(postel: PostelServer) -> None:
     stored = postel.inbox("bob@example.test")[-1]
     assert len(body) > 30_000_000
     assert stored.endswith(body)
+
+
+def test_ehlo_with_control_characters_cannot_inject_headers(postel: PostelServer) -> None:
+    raw = RawSmtp(postel.port("smtp"))
+    assert raw.command("EHLO evil\rX-Injected:yes")[0] == 501
+    assert raw.command("EHLO ok.test")[0] == 250
+    raw.close()

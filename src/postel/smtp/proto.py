@@ -143,11 +143,18 @@ def parse_command(line: bytes) -> Event:
     if text is None:
         return _syntax("command line is not valid UTF-8")
     verb, _, argument = text.partition(" ")
+    if not verb.isascii():
+        # str.upper() maps "ı" to "I" and "ſ" to "S": "QUıT" must not become QUIT, or a
+        # filter in front of us and we would disagree about the command.
+        return ProtocolError(500, "5.5.2", "command not recognized")
     verb = verb.upper()
     if verb in ("EHLO", "HELO"):
         domain = argument.strip()
         if not domain or " " in domain:
             return _syntax(f"{verb} needs exactly one domain or address literal")
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in domain):
+            # The name goes into our Received header: a bare CR would inject headers.
+            return _syntax(f"{verb} argument contains control characters")
         return Ehlo(domain, verb == "EHLO")
     if verb == "MAIL":
         if argument[:5].upper() != "FROM:":
@@ -173,9 +180,11 @@ def parse_command(line: bytes) -> Event:
         return Data()
     if verb == "BDAT":
         words = argument.split()
-        if not 1 <= len(words) <= 2 or not words[0].isdigit() or len(words[0]) > 15:
+        # isascii(): str.isdigit() also accepts "²" (int() raises) and other scripts' digits.
+        if (not 1 <= len(words) <= 2 or not words[0].isascii() or not words[0].isdigit()
+                or len(words[0]) > 15):
             return _syntax("syntax: BDAT <size> [LAST]")
-        if len(words) == 2 and words[1].upper() != "LAST":
+        if len(words) == 2 and (not words[1].isascii() or words[1].upper() != "LAST"):
             return _syntax("syntax: BDAT <size> [LAST]")
         return Bdat(int(words[0]), len(words) == 2)
     if verb == "AUTH":
@@ -200,6 +209,7 @@ class SmtpReader:
         self._at_line_start = True  # the previous line ended with a proper CRLF
         self._after_bare_newline = False  # the previous line ended with a bare LF
         self._smuggling = False
+        self._after_bare_cr = False  # a long line was cut right after a bare CR
         # BDAT state
         self._bdat_remaining = 0
         self._bdat_last = False
@@ -225,6 +235,7 @@ class SmtpReader:
         self.mode = Mode.DATA
         self._at_line_start = True
         self._after_bare_newline = False
+        self._after_bare_cr = False
         self._smuggling = False
 
     def expect_auth_response(self) -> None:
@@ -242,12 +253,17 @@ class SmtpReader:
         if line is None:
             return None
         if isinstance(line, ProtocolError):
+            # An over-long SASL answer ends the exchange: the client reads the 500 as the
+            # end of AUTH, so its next line is a command, not another answer.
+            self.mode = Mode.COMMAND
             return line
         if self.mode is Mode.AUTH:
             self.mode = Mode.COMMAND
             text = _decode_line(line)
             return AuthResponse(text if text is not None else "\0invalid")
         event = parse_command(line)
+        if isinstance(event, Mail):
+            self._pending_cr = False  # held back from a BDAT transaction that was abandoned
         if isinstance(event, Bdat):
             # RFC 3030 2: the chunk follows the command immediately, whatever the reply.
             self.mode = Mode.BDAT
@@ -283,51 +299,69 @@ class SmtpReader:
 
     def _next_data_event(self) -> Event | None:
         buffer = self._buffer
-        end = buffer.find(b"\n")
+        # A line longer than MAX_BODY_CHUNK is cut anyway, so look no further for its end.
+        end = buffer.find(b"\n", 0, MAX_BODY_CHUNK + 1)
         if end < 0:
             if len(buffer) < MAX_BODY_CHUNK:
                 return None
-            # A very long line: pass on what we have but the last byte (it may be the CR
-            # of the coming CRLF), and keep the "." at a line start for the next call.
-            take = len(buffer) - 1
-            chunk = bytes(buffer[:take])
-            del buffer[:take]
-            if self._at_line_start and chunk.startswith(b"."):
-                chunk = chunk[1:]
-            self._at_line_start = False
-            self._after_bare_newline = False
-            return BodyData(chunk.replace(b"\r", b"\r\n"))
+            return self._long_line_chunk()
         line = bytes(buffer[: end + 1])
         del buffer[: end + 1]
         proper = line.endswith(b"\r\n")
         content = line[:-2] if proper else line[:-1]
-        if content == b"." and proper:
-            if self._at_line_start and not self._after_bare_newline:
-                self.mode = Mode.COMMAND
-                return BodyEnd(last=True, smuggling=self._smuggling)
-            self._smuggling = True  # "\n.\r\n": a bare LF before the dot
-        # A "." delimited by bare CRs or a bare LF, anywhere in the line.
-        segments = content.split(b"\r")
         at_start = self._at_line_start or self._after_bare_newline
-        if (
-            any(seg == b"." for seg in segments[1:])
-            or (not proper and segments[-1] == b".")
-            or (at_start and len(segments) > 1 and segments[0] == b".")  # "\r\n.\r"
+        if content == b"." and proper and self._at_line_start:
+            self.mode = Mode.COMMAND
+            return BodyEnd(last=True, smuggling=self._smuggling)
+        # Any other "." standing alone between line-ending characters (a line start, a bare
+        # CR, this line's CRLF or bare LF) is SMTP smuggling: "\n.\r\n", "\r.\r\n",
+        # "\r\n.\n", "\n.\n", "\r\n.\r", "\r.\r", ...
+        segments = content.split(b"\r")
+        if any(seg == b"." for seg in segments[1:]) or (
+            segments[0] == b"." and (at_start or self._after_bare_cr)
         ):
             self._smuggling = True
-        if (self._at_line_start or self._after_bare_newline) and content.startswith(b"."):
+        if at_start and content.startswith(b"."):
             content = content[1:]  # RFC 5321 4.5.2 transparency
         self._at_line_start = proper
         self._after_bare_newline = not proper
+        self._after_bare_cr = False
         # Normalise bare CRs inside the line and a bare LF at its end to CRLF.
         return BodyData(content.replace(b"\r", b"\r\n") + b"\r\n")
 
+    def _long_line_chunk(self) -> BodyData:
+        """The start of a line longer than MAX_BODY_CHUNK (a binary part without newlines),
+        so it never sits whole in memory. The same rules apply as to whole lines, so how
+        the bytes arrived never matters. At least one byte stays behind, and it is never an
+        LF (the buffer holds none this early), so a CR ending the chunk is a bare CR."""
+        buffer = self._buffer
+        take = min(len(buffer) - 1, MAX_BODY_CHUNK)
+        chunk = bytes(buffer[:take])
+        following = bytes(buffer[take : take + 1])
+        del buffer[:take]
+        at_start = self._at_line_start or self._after_bare_newline
+        segments = chunk.split(b"\r")
+        last = len(segments) - 1
+        for index, segment in enumerate(segments):
+            if (
+                segment == b"."
+                and (index > 0 or at_start or self._after_bare_cr)
+                and (index < last or following == b"\r")
+            ):
+                self._smuggling = True
+        if at_start and chunk.startswith(b"."):
+            chunk = chunk[1:]  # RFC 5321 4.5.2 transparency
+        self._at_line_start = False
+        self._after_bare_newline = False
+        self._after_bare_cr = chunk.endswith(b"\r")
+        return BodyData(chunk.replace(b"\r", b"\r\n"))
+
     def _next_bdat_event(self) -> Event | None:
         if self._bdat_remaining == 0:
-            self.mode = Mode.COMMAND
             if self._bdat_last and self._pending_cr:
                 self._pending_cr = False
-                return BodyData(b"\n")  # a final bare CR becomes CRLF
+                return BodyData(b"\r\n")  # a final bare CR becomes CRLF; BodyEnd comes next
+            self.mode = Mode.COMMAND
             return BodyEnd(last=self._bdat_last)
         if not self._buffer:
             return None
