@@ -185,6 +185,59 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    # Resolvers to ask, as "IP" or "IP:PORT" (IPv6: "[::1]:53"). Empty: the system's
+    # /etc/resolv.conf; then names under the reserved .test, .example, .invalid and
+    # .localhost (RFC 6761) are never sent out and resolve to a temporary failure.
+    nameservers: tuple[str, ...] = ()
+    # Seconds one DNS lookup may take (all resolvers and retries together).
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    # Port remote mail exchangers are reached on (RFC 5321: 25; tests use a high port).
+    mx_port: int = 25
+    # Seconds to wait before each retry after a temporary failure; the last one repeats.
+    retry_schedule: tuple[float, ...] = (300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
+    # Seconds after queueing when a message that still fails temporarily is bounced.
+    expire_after: float = 5 * 86400.0
+    # Seconds after queueing when the sender is told the message is delayed (0: never).
+    delay_warning_after: float = 4 * 3600.0
+    # Deliveries in flight at once, all destinations together.
+    max_connections: int = 50
+    # Deliveries in flight at once to one destination domain.
+    max_connections_per_domain: int = 5
+    # Seconds to wait for a TCP connection to a mail exchanger.
+    connect_timeout: float = 30.0
+    # Seconds to wait for each reply (RFC 5321 4.5.3.2 suggests 5 to 10 minutes).
+    command_timeout: float = 300.0
+    # Seconds between looks at the queue for messages due (new ones and retries).
+    poll_interval: float = 1.0
+    # Relay all outbound mail through this "host:port" instead of MX lookups ("" = off).
+    smarthost: str = ""
+    # How to secure the smarthost connection: "starttls", "tls" (implicit) or "none".
+    smarthost_tls: str = "starttls"
+    # User name for AUTH at the smarthost ("" = no AUTH).
+    smarthost_username: str = ""
+    # Password for AUTH at the smarthost.
+    smarthost_password: str = ""
+
+
+@dataclass(frozen=True)
+class MailauthConfig:
+    # What to do with mail whose DMARC check fails under a domain policy of p=reject:
+    # "reject" (550 5.7.1; p=quarantine goes to Junk), "quarantine" (both go to Junk) or
+    # "none" (deliver to INBOX; the result is only recorded in Authentication-Results).
+    dmarc_policy: str = "reject"
+    # Answer 451 (try again later) when a DNS failure keeps DMARC from being evaluated.
+    defer_on_dns_error: bool = True
+    # Client networks whose mail on port 25 is not checked (SPF, DKIM, DMARC), e.g. local
+    # tools; forged Authentication-Results headers are still removed.
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True)
 class Config:
     # The name this server greets with and puts in Received headers and certificates.
     hostname: str = field(default_factory=socket.getfqdn)
@@ -201,6 +254,9 @@ class Config:
     imap: ImapConfig = ImapConfig()
     auth: AuthConfig = AuthConfig()
     web: WebConfig = WebConfig()
+    dns: DnsConfig = DnsConfig()
+    outbound: OutboundConfig = OutboundConfig()
+    mailauth: MailauthConfig = MailauthConfig()
 
     @property
     def storage_url(self) -> str:
@@ -268,6 +324,15 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected a path, got {value!r}")
         return Path(value)
+    if isinstance(default, tuple):
+        want_numbers = bool(default) and isinstance(default[0], float)
+        item_type = (int, float) if want_numbers else str
+        if not isinstance(value, list) or not all(
+            isinstance(v, item_type) and not isinstance(v, bool) for v in value
+        ):
+            kind = "numbers" if want_numbers else "strings"
+            raise ConfigError(f"{key}: expected a list of {kind}, got {value!r}")
+        return tuple(float(v) for v in value) if want_numbers else tuple(value)
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -285,6 +350,9 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
         "imap": ImapConfig,
         "auth": AuthConfig,
         "web": WebConfig,
+        "dns": DnsConfig,
+        "outbound": OutboundConfig,
+        "mailauth": MailauthConfig,
     }
     top_keys = {"hostname", "data_dir", "log_level", "listen", *sections}
     for key in raw:
@@ -325,10 +393,49 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     url = config.storage.url
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(f"storage.url: {url!r} is neither sqlite:///PATH nor postgresql://...")
+    _check_outbound(config)
 
     if base_dir is not None:
         config = _anchor_paths(config, base_dir)
     return config
+
+
+def _check_outbound(config: Config) -> None:
+    """Values of [dns], [outbound] and [mailauth] that the type alone does not check."""
+    if config.mailauth.dmarc_policy not in ("reject", "quarantine", "none"):
+        raise ConfigError("mailauth.dmarc_policy: expected reject, quarantine or none, "
+                          f"got {config.mailauth.dmarc_policy!r}")
+    for network in config.mailauth.trusted_networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"mailauth.trusted_networks: {network!r} is not a network") from None
+    if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):
+        raise ConfigError("outbound.smarthost_tls: expected starttls, tls or none, "
+                          f"got {config.outbound.smarthost_tls!r}")
+    if config.outbound.smarthost:
+        _parse_listen("smarthost", config.outbound.smarthost)
+    if not config.outbound.retry_schedule:
+        raise ConfigError("outbound.retry_schedule: give at least one delay")
+    for server in config.dns.nameservers:
+        nameserver_address(server)
+
+
+def nameserver_address(text: str) -> tuple[str, int]:
+    """"IP", "IP:PORT" or "[IPv6]:PORT" -> (ip, port); port 53 when none is given."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"dns.nameservers: {text!r} is not IP or IP:PORT") from None
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"dns.nameservers: bad port in {text!r}")
+    return host, int(port)
 
 
 def _anchor_paths(config: Config, base_dir: Path) -> Config:

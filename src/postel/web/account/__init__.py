@@ -1,0 +1,1 @@
+"""Pages a user sees: logon, "Forgot your password?", My Settings."""

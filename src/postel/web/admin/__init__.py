@@ -1,0 +1,1 @@
+"""Pages for domain admins (Domain Settings) and system admins (domains, audit)."""

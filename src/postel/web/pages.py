@@ -1,0 +1,95 @@
+"""Helpers shared by the HTML views: rendering, forms with CSRF, access checks."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from postel.store.model import Account, Role
+from postel.web.security import CSRF_FIELD, csrf_token, csrf_valid, current_account, finish
+from postel.web.state import web_of
+
+View = Callable[[Request], Awaitable[Response]]
+AccountView = Callable[[Request, Account], Awaitable[Response]]
+
+# Form fields beyond these are refused: no form here has more.
+MAX_FORM_FIELDS = 40
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    web = web_of(request)
+    account: Account | None = getattr(request.state, "account", None)
+    page = web.templates.get_template(template).render(
+        csrf=csrf_token(request),
+        me=account,
+        Role=Role,
+        hostname=web.context.config.hostname,
+        path=request.url.path,
+        **context,
+    )
+    return finish(request, HTMLResponse(page, status))
+
+
+def redirect(request: Request, url: str) -> Response:
+    return finish(request, RedirectResponse(url, 303))
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only same-site paths: "/x" but never "//evil" or "/\\evil" (open redirects)."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return default
+
+
+async def form(request: Request) -> dict[str, str]:
+    """The submitted form (text fields only), after checking its CSRF token."""
+    await current_account(request)
+    async with request.form(max_files=0, max_fields=MAX_FORM_FIELDS) as data:
+        values = {k: v for k, v in data.items() if isinstance(v, str)}
+    if not csrf_valid(request, values.get(CSRF_FIELD, "")):
+        raise HTTPException(
+            403, "This form has expired or did not come from this site. Reload the page "
+            "and try again."
+        )
+    return values
+
+
+def login_required(*roles: Role) -> Callable[[AccountView], View]:
+    """Views for signed-in users; with roles, only for those roles (403 otherwise)."""
+
+    def wrap(view: AccountView) -> View:
+        @functools.wraps(view)
+        async def inner(request: Request) -> Response:
+            account = await current_account(request)
+            if account is None:
+                target = request.url.path
+                if request.url.query:
+                    target += "?" + request.url.query
+                return redirect(request, "/logon?next=" + quote(target, safe="/"))
+            if roles and account.role not in roles:
+                raise HTTPException(403, "Your account may not open this page.")
+            return await view(request, account)
+
+        return inner
+
+    return wrap
+
+
+def page_numbers(total: int, page: int, size: int) -> dict[str, int]:
+    pages = max(1, (total + size - 1) // size)
+    page = min(max(1, page), pages)
+    return {"page": page, "pages": pages, "offset": (page - 1) * size, "size": size,
+            "total": total}
+
+
+def int_arg(value: str | None, default: int = 1) -> int:
+    try:
+        return int(value or default)
+    except ValueError:
+        return default

@@ -1,0 +1,144 @@
+"""The web server as a Postel service: uvicorn in Postel's own asyncio loop.
+
+HTTPS (listen.https) serves the site with the same reloadable SSLContext as the mail
+protocols; HTTP (listen.http) redirects to it. Sockets are bound here, so a port in use
+is reported like every other service's, and the loop's signal handlers stay Postel's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import uvicorn
+
+from postel.context import BindError, Context
+from postel.web.app import HttpRedirect, build_app
+from postel.web.state import Web
+
+log = logging.getLogger("postel.web")
+
+# Seconds between sweeps of expired sessions, reset tokens and CAPTCHA challenges.
+SWEEP_INTERVAL = 300.0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Postel's loop owns SIGTERM/SIGINT/SIGHUP; uvicorn must not replace them.
+        yield
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(service: str, host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(512)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise BindError(service, f"{host}:{port}", exc) from None
+    return sock
+
+
+class WebService:
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        config = context.config
+        if config.web.test_hooks and not all(
+            _loopback(address.host) for address in config.listen.values() if address
+        ):
+            from postel.app import StartupError
+
+            raise StartupError(
+                "web.test_hooks: test hooks are refused unless every [listen] address is "
+                "loopback (127.0.0.1); remove web.test_hooks from a production config"
+            )
+        self.web = Web.build(context)
+        self.app = build_app(self.web)
+        self.servers: list[tuple[_Server, asyncio.Task[None]]] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def _uvicorn(self, app: object, *, tls: bool) -> _Server:
+        config = uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+        config.load()
+        if tls:
+            # The shared, SIGHUP-reloadable context of the mail protocols.
+            config.ssl = self.context.tls.context
+        return _Server(config)
+
+    async def start(self) -> list[tuple[str, str]]:
+        listen = self.context.config.listen
+        started: list[tuple[str, str]] = []
+        sockets: list[tuple[str, socket.socket]] = []
+        try:
+            for name in ("https", "http"):
+                address = listen.get(name)
+                if address is not None:
+                    sockets.append((name, _bind(name, address.host, address.port)))
+        except BindError:
+            for _, sock in sockets:
+                sock.close()
+            raise
+        https = listen.get("https")
+        for name, sock in sockets:
+            app = self.app if name == "https" else HttpRedirect(
+                self.app, https.port if https else None
+            )
+            server = self._uvicorn(app, tls=name == "https")
+            task = asyncio.create_task(server.serve(sockets=[sock]), name=f"web-{name}")
+            self.servers.append((server, task))
+            host, port = sock.getsockname()[:2]
+            started.append((name, f"{host}:{port}"))
+        if sockets:
+            self._sweeper = asyncio.create_task(self._sweep(), name="web-sweeper")
+        return started
+
+    async def _sweep(self) -> None:
+        config = self.context.config.web
+        while True:
+            now = datetime.now(UTC)
+            try:
+                await asyncio.to_thread(
+                    self.context.store.web_expire,
+                    now - timedelta(seconds=config.session_idle_timeout),
+                    now - timedelta(seconds=config.session_max_age),
+                )
+            except Exception:
+                log.exception("sweeping expired web sessions failed")
+            await asyncio.sleep(SWEEP_INTERVAL)
+
+    async def shutdown(self, grace: float) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for server, _ in self.servers:
+            server.config.timeout_graceful_shutdown = max(1, int(grace))
+            server.should_exit = True
+        for _, task in self.servers:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task

@@ -1,0 +1,136 @@
+"""What every web view needs, built once per server: the Postel context, templates, the
+cookie secret and the in-memory rate counters."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+
+from postel.config import Config, WebConfig
+from postel.context import Context
+from postel.store.sql.store import SqlStore
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+
+class WindowCounter:
+    """Events per key within a sliding window of seconds (in memory, per process)."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._lock = threading.Lock()
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+
+    def count(self, key: str) -> int:
+        now = time.monotonic()
+        with self._lock:
+            events = self._events.get(key)
+            if not events:
+                return 0
+            while events and events[0] < now - self.window:
+                events.popleft()
+            if not events:
+                del self._events[key]
+            return len(events)
+
+    def add(self, key: str) -> int:
+        """Record one event and return how many the key has in the window now."""
+        now = time.monotonic()
+        with self._lock:
+            events = self._events[key]
+            while events and events[0] < now - self.window:
+                events.popleft()
+            events.append(now)
+            return len(events)
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._events.pop(key, None)
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The key CSRF tokens are derived with; kept in data_dir so restarts keep forms valid."""
+    path = data_dir / "web" / "secret.key"
+    try:
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return data
+
+
+def default_base_url(config: Config) -> str:
+    if config.web.base_url:
+        return config.web.base_url.rstrip("/")
+    https = config.listen.get("https")
+    if https is None or https.port == 443:
+        return f"https://{config.hostname}"
+    return f"https://{config.hostname}:{https.port}"
+
+
+@dataclass
+class Web:
+    context: Context
+    secret: bytes
+    templates: jinja2.Environment
+    base_url: str
+    system_from: str
+    login_failures: WindowCounter
+    reset_by_ip: WindowCounter
+    reset_by_account: WindowCounter
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> WebConfig:
+        return self.context.config.web
+
+    @property
+    def store(self) -> SqlStore:
+        return self.context.store
+
+    @classmethod
+    def build(cls, context: Context) -> Web:
+        config = context.config
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        return cls(
+            context=context,
+            secret=load_secret(config.data_dir),
+            templates=env,
+            base_url=default_base_url(config),
+            system_from=config.web.system_from or f"postmaster@{config.hostname}",
+            login_failures=WindowCounter(config.auth.failure_window),
+            reset_by_ip=WindowCounter(config.web.reset_window),
+            reset_by_account=WindowCounter(config.web.reset_window),
+        )
+
+
+def web_of(request: Request) -> Web:
+    web = request.app.state.web
+    assert isinstance(web, Web)
+    return web
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
