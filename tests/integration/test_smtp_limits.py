@@ -121,3 +121,20 @@ def test_brute_force_on_one_account_locks_it(make_postel: Callable[..., PostelSe
     assert [auth_plain("guess") for _ in range(3)] == [535, 535, 535]
     # Now even the right password is refused for a while: the account is locked.
     assert auth_plain(PASSWORD) == 421
+
+
+def test_bdat_over_the_limit_is_552_after_the_last_chunk(limited: PostelServer) -> None:
+    raw = RawSmtp(limited.port("smtp"))
+    raw.command("EHLO chunky.test")
+    raw.command("MAIL FROM:<a@remote.test>")
+    raw.command("RCPT TO:<bob@example.test>")
+    chunk = b"y" * 60_000
+    raw.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+    assert raw.reply()[0] == 250
+    raw.send(b"BDAT %d\r\n" % len(chunk) + chunk)  # now over 100000 octets
+    assert raw.reply()[0] == 250
+    raw.send(b"BDAT 5 LAST\r\nlast.")
+    assert raw.reply()[0] == 552
+    assert raw.command("NOOP")[0] == 250
+    raw.close()
+    assert limited.inbox("bob@example.test") == []

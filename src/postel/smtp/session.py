@@ -494,15 +494,18 @@ class SmtpSession:
             transaction.bdat_refused = r.NEED_MAIL
         elif not self._has_recipients():
             transaction.bdat_refused = r.NEED_RCPT
-        elif transaction.writer is None and transaction.bdat_refused is None:
-            self._open_body()
+        elif transaction.writer is None and not transaction.too_big:
+            self._open_body()  # the first chunk; later ones append to the same spool
 
     def _body_data(self, data: bytes) -> None:
         transaction = self.transaction
         transaction.size += len(data)
-        if transaction.size > self.services.config.max_message_size:
+        if transaction.size > self.services.config.max_message_size and not transaction.too_big:
+            # Keep reading to the end of the data (RFC 5321 4.5.3.1.10 answers 552 after
+            # it), but stop writing and give the spool space back now.
             transaction.too_big = True
-        if transaction.writer is not None and not transaction.too_big:
+            transaction.abort()
+        if transaction.writer is not None:
             transaction.writer.write(data)
 
     async def _body_end(self, event: BodyEnd) -> None:
