@@ -79,4 +79,7 @@ class InProcessBus:
         for sub, batch in targets:
             if sub.loop.is_closed():
                 continue
-            sub.loop.call_soon_threadsafe(sub._deliver, batch)
+            # The loop may close between the check and the call (RuntimeError); that
+            # subscriber is gone, and the others must still hear about the change.
+            with contextlib.suppress(RuntimeError):
+                sub.loop.call_soon_threadsafe(sub._deliver, batch)
