@@ -102,8 +102,9 @@ def _banner(
 def service_factories() -> list[Callable[[Context], Service]]:
     """Every protocol server, in start order. A new protocol adds one line here."""
     from postel.smtp.server import SmtpService
+    from postel.web.service import WebService
 
-    return [SmtpService]
+    return [SmtpService, WebService]
 
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
