@@ -426,13 +426,15 @@ class SqlStore:
             subscribed=bool(row.subscribed),
         )
 
-    def _new_uidvalidity(self) -> int:
+    def _new_uidvalidity(self, conn: Connection) -> int:
         # RFC 3501 2.3.1.1: a mailbox re-created under the same name must get a new
-        # UIDVALIDITY. Seconds since the epoch, strictly increasing within this process;
-        # across hosts two mailboxes of one account created in the same second cannot share
-        # a name, so a collision cannot confuse a client. Fits in 32 bits until 2106.
+        # UIDVALIDITY. Seconds since the epoch, strictly increasing within this process,
+        # and above every value in the database: creating many mailboxes runs the counter
+        # ahead of the clock, and another process (the CLI, a restarted server) must not
+        # hand out those values again. Fits in 32 bits until 2106.
+        highest = conn.execute(select(func.max(t.mailboxes.c.uidvalidity))).scalar() or 0
         with self._uidvalidity_lock:
-            value = max(int(time.time()), self._last_uidvalidity + 1)
+            value = max(int(time.time()), self._last_uidvalidity + 1, int(highest) + 1)
             self._last_uidvalidity = value
             return value
 
@@ -444,7 +446,7 @@ class SqlStore:
                 account_id=account_id,
                 name=name,
                 special_use=special_use,
-                uidvalidity=self._new_uidvalidity(),
+                uidvalidity=self._new_uidvalidity(conn),
                 uidnext=1,
                 highestmodseq=1,
                 first_recent_uid=1,
