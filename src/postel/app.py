@@ -101,10 +101,11 @@ def _banner(
 
 def service_factories() -> list[Callable[[Context], Service]]:
     """Every protocol server, in start order. A new protocol adds one line here."""
+    from postel.imap.server import ImapService
     from postel.smtp.server import SmtpService
     from postel.web.service import WebService
 
-    return [SmtpService, WebService]
+    return [SmtpService, ImapService, WebService]
 
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:

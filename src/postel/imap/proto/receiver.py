@@ -262,3 +262,11 @@ class Receiver:
             self._ready.append(failure)
         elif parts:
             self._ready.append(CommandBytes(parts))
+
+
+def take_buffer(receiver: Receiver) -> bytes:
+    """Remove and return bytes received but not yet framed (STARTTLS must discard them,
+    RFC 9051 6.2.1; COMPRESS must decompress them, RFC 4978 3)."""
+    data = bytes(receiver._buf)
+    receiver._buf.clear()
+    return data

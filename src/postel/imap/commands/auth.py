@@ -1,0 +1,201 @@
+"""Any-state and connection commands: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN,
+AUTHENTICATE, ID, ENABLE, NAMESPACE, COMPRESS (RFC 9051 6.1-6.3, RFC 2971, RFC 5161,
+RFC 4978, RFC 4959)."""
+
+from __future__ import annotations
+
+import base64
+
+from postel import __version__
+from postel.auth.sasl import Challenge, Credentials, SaslExchange
+from postel.imap.proto import responses as r
+from postel.imap.proto.commands import Authenticate, Command, Compress, Enable, Id, Login
+from postel.imap.proto.cursor import Atom
+from postel.imap.proto.receiver import take_buffer
+from postel.imap.session import (
+    ANY,
+    AUTH,
+    NOT_AUTH,
+    Bye,
+    Continuation,
+    ImapSession,
+    State,
+    command,
+)
+
+# What works once logged in; CAPABILITY lists exactly these (plus the pre-auth ones).
+EXTENSIONS = (
+    "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN",
+    "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "QUOTA",
+    "QUOTA=RES-STORAGE", "STATUS=SIZE", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
+)
+ENABLEABLE = ("UTF8=ACCEPT", "IMAP4REV2")
+
+
+def capabilities(s: ImapSession) -> list[str]:
+    caps = ["IMAP4rev1", "IMAP4rev2"]
+    if s.state is State.NOT_AUTHENTICATED:
+        if not s.tls and s.tls_available:
+            caps.append("STARTTLS")
+        if s.plaintext_auth_allowed():
+            caps.append("AUTH=PLAIN")
+        else:
+            caps.append("LOGINDISABLED")  # RFC 9051 6.2.3
+        caps += ["LITERAL+", "SASL-IR", "ID", "ENABLE"]
+        return caps
+    caps += EXTENSIONS
+    if s.compressed:
+        caps.remove("COMPRESS=DEFLATE")
+    return caps
+
+
+@command("CAPABILITY", ANY)
+async def capability(s: ImapSession, cmd: Command) -> None:
+    s.untagged("CAPABILITY " + " ".join(capabilities(s)))
+    s.ok(cmd.tag, "CAPABILITY completed")
+
+
+@command("NOOP", ANY)
+async def noop(s: ImapSession, cmd: Command) -> None:
+    await s.poll()
+    s.ok(cmd.tag, "NOOP completed")
+
+
+@command("LOGOUT", ANY)
+async def logout(s: ImapSession, cmd: Command) -> None:
+    s.untagged("BYE logging out")
+    s.ok(cmd.tag, "LOGOUT completed")
+    s.state = State.LOGOUT
+
+
+@command("STARTTLS", NOT_AUTH)
+async def starttls(s: ImapSession, cmd: Command) -> None:
+    if s.tls or not s.tls_available:
+        s.bad(cmd.tag, "TLS is already active" if s.tls else "TLS is not available")
+        return
+    s.ok(cmd.tag, "Begin TLS negotiation now")
+    await s.io.flush()
+    # RFC 9051 6.2.1: anything the client pipelined after STARTTLS is discarded.
+    take_buffer(s.receiver)
+    await s.io.start_tls()
+    s.tls = True
+
+
+async def _finish_login(s: ImapSession, tag: str, username: str, password: str) -> None:
+    result = await s.run(s.services.authenticator.login, username, password, s.ip)
+    if result.account is None:
+        s.auth_failures += 1
+        if result.throttled:
+            s.no(tag, "Too many failed logins; try again later", "UNAVAILABLE")
+        else:
+            s.no(tag, "Invalid credentials", "AUTHENTICATIONFAILED")
+        if s.auth_failures >= s.config.max_auth_failures:
+            raise Bye("Too many failed logins")
+        return
+    s.account = result.account
+    s.state = State.AUTHENTICATED
+    s.subscribe()
+    s.ok(tag, "Logged in", "CAPABILITY " + " ".join(capabilities(s)))
+
+
+@command("LOGIN", NOT_AUTH)
+async def login(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Login)
+    if not s.plaintext_auth_allowed():
+        s.no(cmd.tag, "Use STARTTLS first", "PRIVACYREQUIRED")
+        return
+    await _finish_login(s, cmd.tag, args.username, args.password)
+
+
+@command("AUTHENTICATE", NOT_AUTH)
+async def authenticate(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Authenticate)
+    if not s.plaintext_auth_allowed():
+        s.no(cmd.tag, "Use STARTTLS first", "PRIVACYREQUIRED")
+        return
+    if args.mechanism != "PLAIN":
+        s.no(cmd.tag, "Unsupported mechanism", "CANNOT")
+        return
+    exchange = SaslExchange(args.mechanism)
+
+    async def step(result: object) -> None:
+        if isinstance(result, Challenge):
+            s.send(b"+ " + base64.b64encode(result.data) + b"\r\n")
+            s.receiver.raw_mode = True
+            s.continuation = Continuation(cmd.tag, on_line)
+            return
+        s.receiver.raw_mode = False
+        s.continuation = None
+        if isinstance(result, Credentials):
+            if result.authzid and result.authzid.lower() != result.username.lower():
+                s.no(cmd.tag, "Cannot act as another user", "AUTHORIZATIONFAILED")
+                return
+            await _finish_login(s, cmd.tag, result.username, result.password)
+            return
+        text = getattr(result, "reason", "authentication failed")
+        if text == "authentication cancelled":
+            s.bad(cmd.tag, "Authentication cancelled")
+        else:
+            s.bad(cmd.tag, f"Authentication failed: {text}")
+
+    async def on_line(line: bytes) -> None:
+        await step(exchange.step(line.decode("ascii", "replace")))
+
+    await step(exchange.start(args.initial))
+
+
+@command("ID", ANY)
+async def id_(s: ImapSession, cmd: Command) -> None:
+    # RFC 2971: remember what the client says (for logs), tell it who we are.
+    args = cmd.args
+    assert isinstance(args, Id)
+    if isinstance(args.params, list):
+        items = args.params
+        for key, value in zip(items[::2], items[1::2], strict=False):
+            k = key.value if isinstance(key, Atom) else str(key)
+            s.client_id[k.lower()[:64]] = None if value is None else str(value)[:256]
+    s.untagged(b"ID " + r.value(["name", "Postel", "version", __version__]))
+    s.ok(cmd.tag, "ID completed")
+
+
+@command("ENABLE", AUTH)
+async def enable(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Enable)
+    newly: list[str] = []
+    for cap in args.capabilities:
+        wanted = [cap] if cap != "QRESYNC" else ["CONDSTORE", "QRESYNC"]
+        for name in wanted:
+            if name in ENABLEABLE and name not in s.enabled:
+                s.enabled.add(name)
+                newly.append(name)
+    shown = [("IMAP4rev2" if n == "IMAP4REV2" else n) for n in newly
+             if n in [c.upper() for c in args.capabilities]]
+    s.untagged("ENABLED" + "".join(" " + n for n in shown))
+    s.ok(cmd.tag, "ENABLE completed")
+
+
+@command("NAMESPACE", AUTH)
+async def namespace(s: ImapSession, cmd: Command) -> None:
+    # RFC 2342: one personal namespace, "/" as the hierarchy delimiter.
+    s.untagged('NAMESPACE (("" "/")) NIL NIL')
+    s.ok(cmd.tag, "NAMESPACE completed")
+
+
+@command("COMPRESS", AUTH)
+async def compress(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Compress)
+    if s.compressed:
+        s.no(cmd.tag, "Compression is already active", "COMPRESSIONACTIVE")
+        return
+    if args.mechanism != "DEFLATE":
+        s.bad(cmd.tag, "Unknown compression mechanism")
+        return
+    s.ok(cmd.tag, "DEFLATE active")
+    await s.io.flush()
+    pending = take_buffer(s.receiver)
+    s.receiver.feed(await s.io.start_compression(pending))
+    s.compressed = True

@@ -1,0 +1,316 @@
+"""Mailbox commands: LIST, LSUB, STATUS, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
+GETQUOTA, GETQUOTAROOT (RFC 9051 6.3; RFC 5258 LIST-EXTENDED; RFC 5819 LIST-STATUS;
+RFC 6154 SPECIAL-USE; RFC 3348 CHILDREN; RFC 9208 QUOTA; RFC 8438 STATUS=SIZE)."""
+
+from __future__ import annotations
+
+import re
+
+from postel.imap.proto.commands import Command, Create, ListCmd, MailboxArg, QuotaRoot, Rename
+from postel.imap.proto.commands import Status as StatusArgs
+from postel.imap.session import AUTH, ImapSession, command
+from postel.store.model import Mailbox
+from postel.store.sql.store import AlreadyExists, NotFound, StoreError
+
+DELIMITER = "/"
+SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
+STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
+                "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT")
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """RFC 9051 6.3.9: "*" matches anything, "%" anything but the delimiter. INBOX is
+    matched case-insensitively."""
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def matches(regex: re.Pattern[str], pattern: str, name: str) -> bool:
+    # INBOX is case-insensitive (RFC 9051 5.1): fold an INBOX prefix of the pattern.
+    if (name == "INBOX" or name.startswith("INBOX/")) and pattern[:5].upper() == "INBOX":
+        regex = pattern_regex("INBOX" + pattern[5:])
+    return bool(regex.match(name))
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split(DELIMITER)
+    return [DELIMITER.join(parts[:i]) for i in range(1, len(parts))]
+
+
+async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) -> bytes | None:
+    unknown = [i for i in items if i not in STATUS_ITEMS]
+    if unknown:
+        return None
+    values: list[str] = []
+    counts = None
+    if {"MESSAGES", "UNSEEN", "SIZE"} & set(items):
+        counts = await s.run(s.store.mailbox_counts, box.id)
+    metas = None
+    if {"RECENT", "DELETED"} & set(items):
+        metas = await s.run(s.store.list_messages, box.id)
+    for item in items:
+        if item == "MESSAGES":
+            assert counts is not None
+            values.append(f"MESSAGES {counts[0]}")
+        elif item == "UNSEEN":
+            assert counts is not None
+            values.append(f"UNSEEN {counts[1]}")
+        elif item == "SIZE":
+            assert counts is not None
+            values.append(f"SIZE {counts[2]}")
+        elif item == "UIDNEXT":
+            values.append(f"UIDNEXT {box.uidnext}")
+        elif item == "UIDVALIDITY":
+            values.append(f"UIDVALIDITY {box.uidvalidity}")
+        elif item == "HIGHESTMODSEQ":
+            values.append(f"HIGHESTMODSEQ {box.highestmodseq}")
+        elif item == "APPENDLIMIT":
+            values.append(f"APPENDLIMIT {s.config.max_literal_size}")
+        elif item == "RECENT":
+            assert metas is not None
+            values.append(f"RECENT {sum(1 for m in metas if m.uid >= box.first_recent_uid)}")
+        elif item == "DELETED":
+            assert metas is not None
+            values.append(f"DELETED {sum(1 for m in metas if m.flags.deleted)}")
+    return b"STATUS " + s.mailbox_name(box.name) + b" (" + " ".join(values).encode() + b")"
+
+
+@command("STATUS", AUTH)
+async def status(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, StatusArgs)
+    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    if box is None:
+        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
+        return
+    if "HIGHESTMODSEQ" in args.items:
+        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+    line = await _status_items(s, box, args.items)
+    if line is None:
+        s.bad(cmd.tag, "Unknown STATUS item")
+        return
+    s.untagged(line)
+    s.ok(cmd.tag, "STATUS completed")
+
+
+@command("LIST", AUTH)
+@command("LSUB", AUTH)
+async def list_(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, ListCmd)
+    selection = set(args.selection)
+    returns = set(args.returns)
+    if selection - {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"} or returns - {
+        "SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"
+    }:
+        s.bad(cmd.tag, "Unknown LIST option")
+        return
+    if "RECURSIVEMATCH" in selection and not selection - {"RECURSIVEMATCH", "REMOTE"}:
+        s.bad(cmd.tag, "RECURSIVEMATCH needs another selection option")  # RFC 5258 3
+        return
+    if len(args.patterns) == 1 and args.patterns[0] == "" and not args.lsub:
+        # RFC 9051 6.3.9: an empty pattern asks for the delimiter and root.
+        s.untagged(b'LIST (\\Noselect) "/" ""')
+        s.ok(cmd.tag, "LIST completed")
+        return
+    boxes = await s.run(s.store.list_mailboxes, s.account_id())
+    by_name = {b.name: b for b in boxes}
+    implied: set[str] = set()
+    for name in by_name:
+        implied.update(p for p in _parents(name) if p not in by_name)
+    everything = sorted(set(by_name) | implied, key=lambda n: (n != "INBOX", n))
+    has_children = {p for n in everything for p in _parents(n)}
+    subscribed = {b.name for b in boxes if b.subscribed}
+    subscribed_parents = {p for n in subscribed for p in _parents(n)}
+    regexes = [(pattern_regex(args.reference + p), args.reference + p) for p in args.patterns]
+    want_subscribed = "SUBSCRIBED" in selection or args.lsub
+    show_subscribed = want_subscribed or "SUBSCRIBED" in returns
+    verb = "LSUB" if args.lsub else "LIST"
+    for name in everything:
+        if not any(matches(rx, pat, name) for rx, pat in regexes):
+            continue
+        box = by_name.get(name)
+        attrs: list[str] = []
+        extra = b""
+        if want_subscribed and name not in subscribed:
+            if "RECURSIVEMATCH" in selection and name in subscribed_parents:
+                extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
+            elif args.lsub and name in subscribed_parents and any(
+                "%" in p for _, p in regexes
+            ):
+                attrs.append("\\Noselect")  # RFC 3501 6.3.9: LSUB of a parent
+            else:
+                continue
+        if "SPECIAL-USE" in selection and (box is None or not box.special_use):
+            continue
+        if box is None:
+            attrs += ["\\NonExistent", "\\Noselect"] if not args.lsub else []
+            if args.lsub and "\\Noselect" not in attrs:
+                attrs.append("\\Noselect")
+        if not args.lsub:
+            attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
+        if show_subscribed and name in subscribed and not args.lsub:
+            attrs.append("\\Subscribed")
+        if box is not None and box.special_use and (
+            not args.extended or "SPECIAL-USE" in returns or "SPECIAL-USE" in selection
+            or not returns
+        ):
+            attrs.append(box.special_use)
+        s.untagged(
+            f"{verb} ({' '.join(attrs)}) \"/\" ".encode() + s.mailbox_name(name) + extra
+        )
+        if "STATUS" in returns and box is not None:
+            line = await _status_items(s, box, args.status_items)
+            if line is None:
+                s.bad(cmd.tag, "Unknown STATUS item")
+                return
+            s.untagged(line)
+    s.ok(cmd.tag, f"{verb} completed")
+
+
+def _valid_name(name: str) -> str | None:
+    if not name or "*" in name or "%" in name or "//" in name or name.startswith("/"):
+        return "Invalid mailbox name"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "Invalid mailbox name"
+    return None
+
+
+@command("CREATE", AUTH)
+async def create(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Create)
+    name = args.mailbox.rstrip(DELIMITER)  # RFC 9051 6.3.4: a trailing delimiter is ok
+    problem = _valid_name(name)
+    if problem:
+        s.no(cmd.tag, problem, "CANNOT")
+        return
+    if name == "INBOX":
+        s.no(cmd.tag, "INBOX already exists", "ALREADYEXISTS")
+        return
+    uses = [u for u in args.special_use]
+    lookup = {u.lower(): u for u in SPECIAL_USES}
+    if len(uses) > 1 or any(u.lower() not in lookup for u in uses):
+        s.no(cmd.tag, "Unsupported special-use attribute", "USEATTR")  # RFC 6154 3
+        return
+    special = lookup[uses[0].lower()] if uses else None
+    account = s.account_id()
+    try:
+        # RFC 9051 6.3.4: create the superior names a client did not create itself.
+        for parent in _parents(name):
+            if await s.run(s.store.get_mailbox, account, parent) is None:
+                await s.run(s.store.create_mailbox, account, parent)
+        await s.run(s.store.create_mailbox, account, name, special)
+    except AlreadyExists:
+        s.no(cmd.tag, "Mailbox already exists", "ALREADYEXISTS")
+        return
+    s.ok(cmd.tag, "CREATE completed")
+
+
+@command("DELETE", AUTH)
+async def delete(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, MailboxArg)
+    if args.mailbox == "INBOX":
+        s.no(cmd.tag, "INBOX cannot be deleted", "CANNOT")
+        return
+    if s.selected is not None and s.selected.name == args.mailbox:
+        s.no(cmd.tag, "Mailbox is selected; UNSELECT it first", "INUSE")
+        return
+    try:
+        await s.run(s.store.imap_delete_mailbox, s.account_id(), args.mailbox)
+    except NotFound:
+        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
+        return
+    except StoreError as exc:
+        s.no(cmd.tag, str(exc), "CANNOT")
+        return
+    s.ok(cmd.tag, "DELETE completed")
+
+
+@command("RENAME", AUTH)
+async def rename(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Rename)
+    new = args.new.rstrip(DELIMITER)
+    problem = _valid_name(new)
+    if problem:
+        s.no(cmd.tag, problem, "CANNOT")
+        return
+    if new == args.old or new.startswith(args.old + DELIMITER):
+        s.no(cmd.tag, "Cannot rename a mailbox into itself", "CANNOT")
+        return
+    account = s.account_id()
+    try:
+        await s.run(s.store.imap_rename_mailbox, account, args.old, new)
+        for parent in _parents(new):
+            if await s.run(s.store.get_mailbox, account, parent) is None:
+                await s.run(s.store.create_mailbox, account, parent)
+    except NotFound:
+        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
+        return
+    except AlreadyExists:
+        s.no(cmd.tag, "Target mailbox already exists", "ALREADYEXISTS")
+        return
+    if s.selected is not None and (
+        s.selected.name == args.old or s.selected.name.startswith(args.old + DELIMITER)
+    ) and args.old != "INBOX":
+        s.selected.name = new + s.selected.name[len(args.old):]
+    s.ok(cmd.tag, "RENAME completed")
+
+
+@command("SUBSCRIBE", AUTH)
+@command("UNSUBSCRIBE", AUTH)
+async def subscribe(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, MailboxArg)
+    on = cmd.name == "SUBSCRIBE"
+    found = await s.run(s.store.imap_set_subscribed, s.account_id(), args.mailbox, on)
+    if not found:
+        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
+        return
+    s.ok(cmd.tag, f"{cmd.name} completed")
+
+
+async def _quota(s: ImapSession) -> bytes | None:
+    account = await s.run(s.store.get_account_by_id, s.account_id())
+    if account is None or not account.quota_bytes:
+        return None
+    used = await s.run(s.store.account_usage, account.id)
+    # RFC 9208 5.1: STORAGE is in units of 1024 octets.
+    return f'QUOTA "" (STORAGE {used // 1024} {account.quota_bytes // 1024})'.encode()
+
+
+@command("GETQUOTAROOT", AUTH)
+async def getquotaroot(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, MailboxArg)
+    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    if box is None:
+        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
+        return
+    quota = await _quota(s)
+    s.untagged(b"QUOTAROOT " + s.mailbox_name(box.name) + (b' ""' if quota else b""))
+    if quota:
+        s.untagged(quota)
+    s.ok(cmd.tag, "GETQUOTAROOT completed")
+
+
+@command("GETQUOTA", AUTH)
+async def getquota(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, QuotaRoot)
+    quota = await _quota(s)
+    if args.root != "" or quota is None:
+        s.no(cmd.tag, "No such quota root", "NONEXISTENT")
+        return
+    s.untagged(quota)
+    s.ok(cmd.tag, "GETQUOTA completed")
+

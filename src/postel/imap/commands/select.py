@@ -1,0 +1,158 @@
+"""SELECT, EXAMINE, CLOSE, UNSELECT, CHECK, EXPUNGE, UID EXPUNGE and IDLE
+(RFC 9051 6.3.2, 6.4; RFC 3691 UNSELECT; RFC 4315 UID EXPUNGE; RFC 2177 IDLE;
+RFC 7162 CONDSTORE/QRESYNC on SELECT)."""
+
+from __future__ import annotations
+
+from postel.imap.proto import responses as r
+from postel.imap.proto.commands import Command, Expunge, Select
+from postel.imap.proto.sequence import SequenceSet
+from postel.imap.selected import SelectedMailbox
+from postel.imap.session import AUTH, SELECTED, Continuation, ImapSession, State, command
+
+FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+
+def deselect(s: ImapSession) -> None:
+    s.selected = None
+    s.state = State.AUTHENTICATED
+
+
+@command("SELECT", AUTH)
+@command("EXAMINE", AUTH)
+async def select(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Select)
+    if args.qresync is not None and not s.qresync:
+        s.bad(cmd.tag, "ENABLE QRESYNC first")  # RFC 7162 3.2.5
+        return
+    if s.selected is not None:
+        deselect(s)
+        s.untagged("OK [CLOSED] Previous mailbox closed")  # RFC 7162 3.2.11, RFC 9051 6.3.2
+    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    if box is None:
+        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
+        return
+    if args.condstore:
+        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8: a CONDSTORE-enabling command
+    readonly = cmd.name == "EXAMINE"
+    if readonly:
+        recent_from = box.first_recent_uid  # RFC 3501 6.3.2: EXAMINE keeps \Recent
+    else:
+        recent_from = await s.run(s.store.imap_claim_recent, box.id)
+    # Read the messages after claiming, so a delivery in between is counted exactly once.
+    box = await s.run(s.store.get_mailbox_by_id, box.id) or box
+    messages = await s.run(s.store.list_messages, box.id)
+    modseq = max([box.highestmodseq, *(m.modseq for m in messages)])
+    sel = SelectedMailbox(
+        box.id, box.name, readonly=readonly, uidvalidity=box.uidvalidity,
+        uidnext=box.uidnext, modseq=modseq, messages=messages, recent_from=recent_from,
+    )
+    s.selected = sel
+    s.state = State.SELECTED
+    s.untagged(f"FLAGS ({FLAGS})")
+    s.untagged(f"{sel.exists} EXISTS")
+    if not s.rev2:
+        s.untagged(f"{len(sel.recent)} RECENT")
+        unseen = next((i + 1 for i, m in enumerate(messages) if not m.flags.seen), None)
+        if unseen is not None:
+            s.untagged(f"OK [UNSEEN {unseen}] First unseen message")
+    permanent = "" if readonly else f"{FLAGS} \\*"
+    s.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags you can change")
+    s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
+    s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
+    s.untagged(f"OK [HIGHESTMODSEQ {modseq}] Highest")
+    if s.rev2:
+        s.untagged(b'LIST () "/" ' + s.mailbox_name(box.name))
+    if args.qresync is not None and args.qresync.uidvalidity == box.uidvalidity:
+        await _qresync(s, sel, args)
+    s.ok(cmd.tag, f"{cmd.name} completed", "READ-ONLY" if readonly else "READ-WRITE")
+
+
+async def _qresync(s: ImapSession, sel: SelectedMailbox, args: Select) -> None:
+    """RFC 7162 3.2.5.2: what changed since the client's MODSEQ, before the tagged OK."""
+    q = args.qresync
+    assert q is not None
+    changes = await s.run(s.store.changes_since, sel.mailbox_id, q.modseq)
+    known: list[int] | None = None
+    if q.known_uids is not None:
+        bound = max([sel.uids[-1] if sel.uids else 0,
+                     *(b for _, b in q.known_uids.bounds(0xFFFFFFFF))])
+        known_set = q.known_uids
+        known = [u for u in changes.expunged_uids if known_set.contains(u, bound)]
+    vanished = known if known is not None else list(changes.expunged_uids)
+    if vanished:
+        s.untagged(f"VANISHED (EARLIER) {SequenceSet.of(vanished)}")
+    current = set(sel.uids)
+    for meta in changes.changed:
+        if meta.uid not in current:
+            continue
+        seq = sel.seq_of(meta.uid)
+        s.untagged(
+            b"%d FETCH (UID %d FLAGS " % (seq or 0, meta.uid)
+            + r.flags(sel.flag_names(meta.uid))
+            + b" MODSEQ (%d))" % meta.modseq
+        )
+
+
+@command("CLOSE", SELECTED)
+async def close(s: ImapSession, cmd: Command) -> None:
+    sel = s.selected
+    assert sel is not None
+    if not sel.readonly:
+        # RFC 9051 6.4.1: expunge silently, no EXPUNGE responses.
+        await s.run(s.store.expunge, sel.mailbox_id)
+    deselect(s)
+    s.ok(cmd.tag, "CLOSE completed")
+
+
+@command("UNSELECT", SELECTED)
+async def unselect(s: ImapSession, cmd: Command) -> None:
+    deselect(s)
+    s.ok(cmd.tag, "UNSELECT completed")
+
+
+@command("CHECK", SELECTED)
+async def check(s: ImapSession, cmd: Command) -> None:
+    await s.poll()
+    s.ok(cmd.tag, "CHECK completed")
+
+
+@command("EXPUNGE", SELECTED)
+@command("UID EXPUNGE", SELECTED)
+async def expunge(s: ImapSession, cmd: Command) -> None:
+    sel = s.selected
+    assert sel is not None
+    if sel.readonly:
+        s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
+        return
+    if isinstance(cmd.args, Expunge) and cmd.args.uids is not None:
+        # RFC 4315 2.1: only \Deleted messages that are also in the UID set.
+        named = set(sel.resolve(cmd.args.uids, uid=True))
+        uids = [u for u in sel.uids if u in named and sel.flags[u].deleted]
+        if uids:
+            await s.run(s.store.expunge, sel.mailbox_id, uids)
+    else:
+        await s.run(s.store.expunge, sel.mailbox_id)
+    await s.poll()
+    code = f"HIGHESTMODSEQ {sel.modseq}" if s.condstore else None
+    s.ok(cmd.tag, f"{cmd.name} completed", code)
+
+
+@command("IDLE", AUTH)
+async def idle(s: ImapSession, cmd: Command) -> None:
+    # RFC 2177: report changes as they happen until the client says DONE.
+    await s.poll()
+    s.send(r.continuation("idling"))
+
+    async def on_line(line: bytes) -> None:
+        s.continuation = None
+        s.receiver.raw_mode = False
+        if line.strip().upper() == b"DONE":
+            await s.poll()
+            s.ok(cmd.tag, "IDLE terminated")
+        else:
+            s.bad(cmd.tag, "Expected DONE")
+
+    s.continuation = Continuation(cmd.tag, on_line, idle=True)
+    s.receiver.raw_mode = True

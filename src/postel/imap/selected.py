@@ -1,0 +1,170 @@
+"""The selected mailbox as one session sees it: sequence numbers <-> UIDs, and changes
+from the store turned into untagged EXISTS / EXPUNGE / VANISHED / FETCH responses.
+
+Sequence numbers are per session (RFC 9051 2.3.1.2): an expunge by someone else stays
+invisible until this session may be told, so the UID list keeps the message until then.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+
+from postel.imap.proto import responses as r
+from postel.imap.proto.sequence import STAR, SequenceSet
+from postel.store.model import Flags, MailboxChanges, MessageMeta
+
+
+class SelectedMailbox:
+    def __init__(
+        self,
+        mailbox_id: int,
+        name: str,
+        *,
+        readonly: bool,
+        uidvalidity: int,
+        uidnext: int,
+        modseq: int,
+        messages: list[MessageMeta],
+        recent_from: int | None,
+    ) -> None:
+        self.mailbox_id = mailbox_id
+        self.name = name
+        self.readonly = readonly
+        self.uidvalidity = uidvalidity
+        self.uidnext = uidnext
+        self.modseq = modseq  # everything up to here has been reported
+        self.uids: list[int] = [m.uid for m in messages]
+        self.flags: dict[int, Flags] = {m.uid: m.flags for m in messages}
+        self.modseqs: dict[int, int] = {m.uid: m.modseq for m in messages}
+        self.recent: set[int] = set()
+        if recent_from is not None:
+            self.recent = {u for u in self.uids if u >= recent_from}
+        self.expunged: set[int] = set()  # gone from the store, not yet announced
+        self.saved: list[int] = []  # SEARCHRES (RFC 5182): UIDs of the last SEARCH SAVE
+
+    # -- numbering ---------------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def uid_of(self, seq: int) -> int:
+        return self.uids[seq - 1]
+
+    def resolve(self, sequence: SequenceSet, *, uid: bool) -> list[int]:
+        """UIDs named by a sequence set (or UID set), ascending, existing only.
+
+        For UID sets "*" is the highest UID in the mailbox, and a range like 5:* still
+        names that message when 5 is above it (RFC 9051 6.4.9)."""
+        if sequence.saved:
+            live = set(self.uids)
+            return [u for u in self.saved if u in live]
+        if uid:
+            return sequence.select(self.uids)
+        if not self.uids:
+            return []
+        seqs = [s for s in sequence.expand(len(self.uids)) if 1 <= s <= len(self.uids)]
+        return [self.uids[s - 1] for s in seqs]
+
+    def valid_sequence(self, sequence: SequenceSet) -> bool:
+        """RFC 9051 6.4.5: a message sequence number above EXISTS is an error (BAD);
+        "*" in an empty mailbox names nothing."""
+        if sequence.saved:
+            return True
+        return all(
+            n == STAR or n <= len(self.uids) for pair in sequence.ranges for n in pair
+        )
+
+    def flag_names(self, uid: int) -> list[str]:
+        names = self.flags.get(uid, Flags()).names()
+        if uid in self.recent:
+            names.append("\\Recent")
+        return names
+
+    # -- changes -----------------------------------------------------------------------
+
+    def apply(
+        self,
+        changes: MailboxChanges,
+        *,
+        allow_expunge: bool,
+        recent_from: int | None,
+        condstore: bool,
+        qresync: bool,
+    ) -> list[bytes]:
+        """Fold store changes into this view; return the untagged responses to send."""
+        out: list[bytes] = []
+        known = set(self.uids)
+        for uid in changes.expunged_uids:
+            if uid in known:
+                self.expunged.add(uid)
+        if allow_expunge and self.expunged:
+            out += self.announce_expunged(qresync)
+        before = len(self.uids)
+        new: list[MessageMeta] = []
+        changed: list[MessageMeta] = []
+        last = self.uids[-1] if self.uids else 0
+        for meta in changes.changed:
+            if meta.uid in self.flags:
+                changed.append(meta)
+            elif meta.uid > last:
+                new.append(meta)
+        for meta in sorted(new, key=lambda m: m.uid):
+            self.uids.append(meta.uid)
+            self.flags[meta.uid] = meta.flags
+            self.modseqs[meta.uid] = meta.modseq
+            if recent_from is not None and meta.uid >= recent_from:
+                self.recent.add(meta.uid)
+        if len(self.uids) != before:
+            out.append(r.untagged(f"{len(self.uids)} EXISTS"))
+            out.append(r.untagged(f"{len(self.recent)} RECENT"))
+        for meta in changed:
+            if meta.uid in self.expunged:
+                continue
+            old = self.flags.get(meta.uid)
+            self.modseqs[meta.uid] = meta.modseq
+            if old == meta.flags and not condstore:
+                continue
+            self.flags[meta.uid] = meta.flags
+            out.append(self.fetch_flags(meta.uid, condstore=condstore, with_uid=qresync))
+        self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
+        self.uidnext = max(self.uidnext, changes.mailbox.uidnext)
+        return out
+
+    def announce_expunged(self, qresync: bool) -> list[bytes]:
+        gone = sorted(self.expunged)
+        self.expunged.clear()
+        out: list[bytes] = []
+        if qresync:
+            # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled.
+            out.append(r.untagged(f"VANISHED {SequenceSet.of(gone)}"))
+        else:
+            # Highest first, so each number is still valid when the client reads it.
+            for uid in reversed(gone):
+                seq = self.seq_of(uid)
+                if seq is not None:
+                    out.append(r.untagged(f"{seq} EXPUNGE"))
+        self.remove(gone)
+        return out
+
+    def remove(self, uids: Iterable[int]) -> None:
+        drop = set(uids)
+        self.uids = [u for u in self.uids if u not in drop]
+        for uid in drop:
+            self.flags.pop(uid, None)
+            self.modseqs.pop(uid, None)
+            self.recent.discard(uid)
+
+    def fetch_flags(self, uid: int, *, condstore: bool, with_uid: bool) -> bytes:
+        seq = self.seq_of(uid)
+        items = [b"FLAGS " + r.flags(self.flag_names(uid))]
+        if with_uid:
+            items.append(b"UID %d" % uid)
+        if condstore:
+            items.append(b"MODSEQ (%d)" % self.modseqs.get(uid, 0))
+        return r.untagged(b"%d FETCH (" % (seq or 0) + b" ".join(items) + b")")

@@ -1,0 +1,254 @@
+"""The thin asyncio layer: sockets, TLS, COMPRESS, timeouts and connection limits.
+
+Bytes read go to the receiver; its events go to the session one at a time. While a
+session IDLEs, the loop also waits on the account's change feed, so a delivery wakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from postel.context import BindError, Context
+from postel.imap.proto import responses as r
+from postel.imap.proto.receiver import Receiver
+from postel.imap.session import ImapSession, Services
+
+log = logging.getLogger("postel.imap")
+
+READ_SIZE = 64 * 1024
+WRITE_HIGH_WATER = 256 * 1024
+
+
+class StreamIO:
+    """SessionIO over an asyncio stream pair, with optional DEFLATE (RFC 4978)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_context: Callable[[], ssl.SSLContext | None],
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._tls_context = tls_context
+        self._out: list[bytes] = []
+        self._size = 0
+        self._deflate: Any = None
+        self._inflate: Any = None
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._size += len(data)
+
+    async def flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out, self._size = [], 0
+        if self._deflate is not None:
+            data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def maybe_flush(self) -> None:
+        if self._size >= WRITE_HIGH_WATER:
+            await self.flush()
+
+    async def read(self) -> bytes:
+        data = await self.reader.read(READ_SIZE)
+        if self._inflate is not None and data:
+            data = self._inflate.decompress(data)
+        return data
+
+    async def start_tls(self) -> None:
+        context = self._tls_context()
+        assert context is not None
+        await self.writer.start_tls(context)
+
+    async def start_compression(self, pending: bytes) -> bytes:
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
+        return bytes(self._inflate.decompress(pending))
+
+
+class ImapServer:
+    """One engine behind the two listeners (143 with STARTTLS, 993 with implicit TLS)."""
+
+    def __init__(
+        self, services: Services, tls_context: Callable[[], ssl.SSLContext | None]
+    ) -> None:
+        self.services = services
+        self.tls_context = tls_context
+        self.sessions: set[ImapSession] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def listen(self, implicit_tls: bool, host: str, port: int) -> asyncio.Server:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            try:
+                await self._serve(reader, writer, tls=implicit_tls)
+            finally:
+                self._tasks.discard(task)
+
+        server = await asyncio.start_server(
+            on_connect,
+            host,
+            port,
+            ssl=self.tls_context() if implicit_tls else None,
+            limit=READ_SIZE,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        return server
+
+    def _spool(self, size: int) -> BinaryIO:
+        return tempfile.TemporaryFile(dir=self.services.tmp_dir, prefix="imap-literal-")
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "unknown"
+        config = self.services.config
+        io = StreamIO(reader, writer, self.tls_context)
+        receiver = Receiver(
+            max_line_length=config.max_line_length,
+            max_literal_size=config.max_literal_size,
+            spool=self._spool,
+        )
+        session = ImapSession(
+            self.services, io, receiver, ip, tls=tls,
+            tls_available=self.tls_context() is not None,
+        )
+        self._per_ip[ip] += 1
+        try:
+            if self._per_ip[ip] > config.max_connections_per_ip:
+                io.write(r.untagged("BYE Too many connections from your address"))
+                await io.flush()
+                return
+            self.sessions.add(session)
+            await session.greet()
+            await self._loop(session, io, receiver)
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, zlib.error) as exc:
+            log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
+        except Exception:
+            # A bug must cost one connection, never the server.
+            log.exception("session failed", extra={"fields": {"ip": ip}})
+            with contextlib.suppress(Exception):
+                io.write(r.untagged("BYE Internal error, closing connection"))
+                await io.flush()
+        finally:
+            session.close()
+            self.sessions.discard(session)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
+        timeout = self.services.config.idle_timeout
+        read_task: asyncio.Task[bytes] | None = None
+        try:
+            while not session.closed:
+                event = receiver.next_event()
+                if event is not None:
+                    await session.handle(event)
+                    await io.flush()
+                    continue
+                if read_task is None:
+                    read_task = asyncio.ensure_future(io.read())
+                waits: set[asyncio.Future[Any]] = {read_task}
+                wake: asyncio.Task[None] | None = None
+                if session.idling and session.subscription is not None:
+                    wake = asyncio.ensure_future(session.wait_for_change())
+                    waits.add(wake)
+                done, _ = await asyncio.wait(
+                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if wake is not None and wake not in done:
+                    wake.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await wake
+                if not done:
+                    io.write(r.untagged("BYE Autologout; idle for too long"))
+                    await io.flush()
+                    return
+                if wake is not None and wake in done:
+                    await session.poll()
+                    await io.flush()
+                if read_task in done:
+                    data = read_task.result()
+                    read_task = None
+                    if not data:
+                        return
+                    receiver.feed(data)
+        finally:
+            if read_task is not None:
+                read_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await read_task
+
+    async def shutdown(self, grace: float = 30.0) -> None:
+        """Stop accepting; tell clients BYE, give commands in flight `grace` seconds."""
+        for server in self._servers:
+            server.close()
+        for session in list(self.sessions):
+            with contextlib.suppress(Exception):
+                session.send(r.untagged("BYE Server shutting down"))
+                await session.io.flush()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=min(grace, 1.0))
+            for task in pending:
+                task.cancel()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+
+class ImapService:
+    """The IMAP listeners (143, 993) as one service of the composition root."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        config = context.config
+        services = Services(
+            hostname=config.hostname,
+            store=context.store,
+            bus=context.bus,
+            authenticator=context.authenticator,
+            limiter=context.limiter,
+            config=config.imap,
+            tmp_dir=config.tmp_dir,
+        )
+        self.server = ImapServer(services, lambda: context.tls.context)
+
+    async def start(self) -> list[tuple[str, str]]:
+        started = []
+        for name, implicit in (("imap", False), ("imaps", True)):
+            address = self.context.config.listen.get(name)
+            if address is None:
+                continue
+            try:
+                server = await self.server.listen(implicit, address.host, address.port)
+            except OSError as exc:
+                raise BindError(name, str(address), exc) from None
+            port = server.sockets[0].getsockname()[1]
+            started.append((name, f"{address.host}:{port}"))
+        return started
+
+    async def shutdown(self, grace: float) -> None:
+        await self.server.shutdown(grace)

@@ -1,0 +1,290 @@
+"""IMAP policy: one session per connection, states per RFC 9051 3, one handler per command.
+
+The session reacts to events from ``proto.receiver`` and talks to the world only through
+``SessionIO`` (write bytes, flush, start TLS or compression) and the store, which it calls
+in worker threads. Handlers live in ``imap/commands/``; ``DISPATCH`` maps each command name
+to its handler and the states it is allowed in (the one table of state rules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from postel.auth.limits import FailureLimiter
+from postel.auth.service import Authenticator
+from postel.config import ImapConfig
+from postel.imap.proto import responses as r
+from postel.imap.proto.commands import Command, CommandError, parse_command
+from postel.imap.proto.receiver import (
+    CommandBytes,
+    Event,
+    LiteralTooBig,
+    NeedContinuation,
+    RawLine,
+    Receiver,
+    TooLong,
+)
+from postel.imap.selected import SelectedMailbox
+from postel.store.bus import InProcessBus, Subscription
+from postel.store.model import Account
+from postel.store.sql.store import SqlStore
+
+log = logging.getLogger("postel.imap")
+
+T = TypeVar("T")
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = 1
+    AUTHENTICATED = 2
+    SELECTED = 3
+    LOGOUT = 4
+
+
+class SessionIO(Protocol):
+    def write(self, data: bytes) -> None: ...
+    async def flush(self) -> None: ...
+    async def start_tls(self) -> None: ...
+    async def start_compression(self, pending: bytes) -> bytes: ...
+
+
+@dataclass
+class Services:
+    """What a session needs from the rest of Postel; built once by the composition root."""
+
+    hostname: str
+    store: SqlStore
+    bus: InProcessBus
+    authenticator: Authenticator
+    limiter: FailureLimiter
+    config: ImapConfig
+    tmp_dir: Path
+
+
+class Bye(Exception):
+    """End the connection after sending BYE with this text."""
+
+
+Handler = Callable[["ImapSession", Command], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    states: frozenset[State]
+
+
+ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
+NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+DISPATCH: dict[str, Route] = {}
+
+
+def command(name: str, states: frozenset[State]) -> Callable[[Handler], Handler]:
+    """Register the handler of one command (mox's dispatch table)."""
+
+    def register(handler: Handler) -> Handler:
+        DISPATCH[name] = Route(handler, states)
+        return handler
+
+    return register
+
+
+@dataclass
+class Continuation:
+    """A command in progress that reads raw lines (AUTHENTICATE, IDLE)."""
+
+    tag: str
+    on_line: Callable[[bytes], Awaitable[None]]
+    idle: bool = False
+
+
+class ImapSession:
+    def __init__(
+        self, services: Services, io: SessionIO, receiver: Receiver, ip: str, *,
+        tls: bool, tls_available: bool,
+    ) -> None:
+        self.services = services
+        self.io = io
+        self.receiver = receiver
+        self.ip = ip
+        self.tls = tls
+        self.tls_available = tls_available
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Account | None = None
+        self.selected: SelectedMailbox | None = None
+        self.enabled: set[str] = set()
+        self.auth_failures = 0
+        self.continuation: Continuation | None = None
+        self.subscription: Subscription | None = None
+        self.compressed = False
+        self.client_id: dict[str, str | None] = {}
+
+    # -- properties the handlers read ------------------------------------------------
+
+    @property
+    def store(self) -> SqlStore:
+        return self.services.store
+
+    @property
+    def config(self) -> ImapConfig:
+        return self.services.config
+
+    @property
+    def utf8(self) -> bool:
+        """Names and strings in UTF-8 (RFC 6855 UTF8=ACCEPT, RFC 9051 IMAP4rev2)."""
+        return bool(self.enabled & {"UTF8=ACCEPT", "IMAP4REV2"})
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def condstore(self) -> bool:
+        return bool(self.enabled & {"CONDSTORE", "QRESYNC"})
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def idling(self) -> bool:
+        return self.continuation is not None and self.continuation.idle
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.LOGOUT
+
+    def account_id(self) -> int:
+        assert self.account is not None
+        return self.account.id
+
+    def plaintext_auth_allowed(self) -> bool:
+        if self.tls:
+            return True
+        loopback = self.ip.startswith("127.") or self.ip == "::1"
+        return loopback and self.config.allow_plaintext_auth_on_loopback
+
+    # -- output ------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        self.io.write(data)
+
+    def untagged(self, text: str | bytes) -> None:
+        self.io.write(r.untagged(text))
+
+    def ok(self, tag: str, text: str, code: str | None = None) -> None:
+        self.io.write(r.tagged(tag, "OK", text, code))
+
+    def no(self, tag: str, text: str, code: str | None = None) -> None:
+        self.io.write(r.tagged(tag, "NO", text, code))
+
+    def bad(self, tag: str, text: str, code: str | None = None) -> None:
+        self.io.write(r.tagged(tag, "BAD", text, code))
+
+    def mailbox_name(self, name: str) -> bytes:
+        return r.mailbox(name, self.utf8)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call a blocking store method in a worker thread."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def greet(self) -> None:
+        from postel.imap.commands.auth import capabilities
+
+        caps = " ".join(capabilities(self))
+        self.send(r.untagged(f"OK [CAPABILITY {caps}] {self.services.hostname} Postel ready"))
+        await self.io.flush()
+
+    def close(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+
+    async def handle(self, event: Event) -> None:
+        try:
+            await self._handle(event)
+        except Bye as bye:
+            self.send(r.untagged(f"BYE {bye}"))
+            self.state = State.LOGOUT
+        finally:
+            if isinstance(event, CommandBytes):
+                event.close()
+
+    async def _handle(self, event: Event) -> None:
+        if isinstance(event, NeedContinuation):
+            self.send(r.continuation("Ready for literal data"))
+            return
+        if isinstance(event, RawLine):
+            if self.continuation is not None:
+                await self.continuation.on_line(event.data)
+            return
+        if isinstance(event, TooLong):
+            self.bad(event.tag, "Command line too long", "TOOBIG")
+            return
+        if isinstance(event, LiteralTooBig):
+            self.no(event.tag, f"Literal of {event.size} octets is too big", "TOOBIG")
+            return
+        try:
+            cmd = parse_command(event, utf8=self.utf8, max_nesting=self.config.max_nesting)
+        except CommandError as exc:
+            self.bad(exc.tag, f"Syntax error: {exc}")
+            return
+        route = DISPATCH.get(cmd.name)
+        if route is None:
+            self.bad(cmd.tag, f"{cmd.name} is not supported")
+            return
+        if self.state not in route.states:
+            self.bad(cmd.tag, f"{cmd.name} is not allowed in this state")
+            return
+        await route.handler(self, cmd)
+
+    async def poll(self, *, allow_expunge: bool = True) -> None:
+        """Tell the client what changed in the selected mailbox (RFC 9051 7.3, 7.4).
+
+        EXPUNGE (and VANISHED) must not be sent while a FETCH, STORE or SEARCH by sequence
+        number is running (RFC 9051 7.4.1), so those pass allow_expunge=False."""
+        if self.selected is None:
+            return
+        if self.subscription is not None:
+            while not self.subscription.queue.empty():
+                self.subscription.queue.get_nowait()
+        changes = await self.run(
+            self.store.changes_since, self.selected.mailbox_id, self.selected.modseq
+        )
+        claim = None
+        if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
+            claim = await self.run(self.store.imap_claim_recent, self.selected.mailbox_id)
+        for line in self.selected.apply(changes, allow_expunge=allow_expunge,
+                                        recent_from=claim, condstore=self.condstore,
+                                        qresync=self.qresync):
+            self.send(line)
+
+    def subscribe(self) -> None:
+        if self.subscription is None and self.account is not None:
+            self.subscription = self.services.bus.subscribe(self.account.id)
+
+    async def wait_for_change(self) -> None:
+        """Wait until the store announces a change for this account (IDLE)."""
+        assert self.subscription is not None
+        await self.subscription.get()
+
+
+def _load_handlers() -> None:
+    # Importing the handler modules registers them in DISPATCH.
+    for name in ("auth", "mailboxes", "select", "fetch", "store", "search", "append", "copy"):
+        importlib.import_module(f"postel.imap.commands.{name}")
+
+
+_load_handlers()

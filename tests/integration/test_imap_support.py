@@ -1,0 +1,112 @@
+"""Helpers shared by the IMAP integration tests (real server, real sockets)."""
+
+from __future__ import annotations
+
+import imaplib
+import itertools
+import re
+import smtplib
+import socket
+import ssl
+import uuid
+
+from tests.harness import PASSWORD, PostelServer
+
+_counter = itertools.count()
+
+
+def new_user(postel: PostelServer, **values: object) -> str:
+    """A fresh account, so tests sharing one server never see each other's mail."""
+    email = f"u{next(_counter)}-{uuid.uuid4().hex[:8]}@example.test"
+    postel.add_user(email, **values)  # type: ignore[arg-type]
+    return email
+
+
+def starttls_client(postel: PostelServer, user: str | None = None) -> imaplib.IMAP4:
+    client = imaplib.IMAP4("127.0.0.1", postel.port("imap"), timeout=30)
+    client.starttls(ssl_context=postel.client_tls())
+    if user is not None:
+        client.login(user, PASSWORD)
+    return client
+
+
+def tls_client(postel: PostelServer, user: str | None = None) -> imaplib.IMAP4_SSL:
+    client = imaplib.IMAP4_SSL(
+        "127.0.0.1", postel.port("imaps"), ssl_context=postel.client_tls(), timeout=30
+    )
+    if user is not None:
+        client.login(user, PASSWORD)
+    return client
+
+
+def deliver(postel: PostelServer, rcpt: str, message: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", postel.port("smtp"), timeout=30) as smtp:
+        smtp.sendmail("sender@remote.test", [rcpt], message)
+
+
+def message(subject: str = "hello", body: str = "body text", **headers: str) -> bytes:
+    lines = ["From: Sender <sender@remote.test>", "To: someone@example.test",
+             f"Subject: {subject}", f"Message-ID: <{uuid.uuid4().hex}@remote.test>"]
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode()
+
+
+class Raw:
+    """A byte-exact client over implicit TLS, for the awkward cases libraries hide."""
+
+    def __init__(self, postel: PostelServer, *, tls: bool = True) -> None:
+        sock = socket.create_connection(("127.0.0.1", postel.port("imaps" if tls else "imap")),
+                                        timeout=30)
+        if tls:
+            sock = postel.client_tls().wrap_socket(sock, server_hostname="localhost")
+        self.sock: socket.socket | ssl.SSLSocket = sock
+        self.buf = b""
+        self.greeting = self.line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def line(self) -> bytes:
+        """One response line; literals are inlined (the {n} marker stays)."""
+        out = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._fill()
+            piece, self.buf = self.buf.split(b"\r\n", 1)
+            out += piece
+            m = re.search(rb"\{(\d+)\}\Z", piece)
+            if not m:
+                return out
+            size = int(m.group(1))
+            while len(self.buf) < size:
+                self._fill()
+            out += b"\r\n" + self.buf[:size]
+            self.buf = self.buf[size:]
+
+    def until(self, tag: bytes) -> list[bytes]:
+        lines = []
+        while True:
+            line = self.line()
+            lines.append(line)
+            if line.startswith(tag + b" "):
+                return lines
+
+    def cmd(self, tag: bytes, text: bytes) -> list[bytes]:
+        self.send(tag + b" " + text + b"\r\n")
+        return self.until(tag)
+
+    def login(self, user: str) -> None:
+        assert self.cmd(b"L", f'LOGIN "{user}" "{PASSWORD}"'.encode())[-1].startswith(b"L OK")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_helpers_build_messages() -> None:
+    assert message("x").startswith(b"From: ")
