@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 
 ## Load and soak runs, kept out of `make test`.
 bench: $(STAMP)
-	$(BIN)/python bench/smtp_delivery.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
