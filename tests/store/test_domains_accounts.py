@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -239,3 +240,21 @@ def test_second_instance_sees_the_same_data(make_store: Callable[[], SqlStore]) 
     assert second.get_account("alice@example.test") == alice
     assert deliver_one(second, alice) == 1
     assert deliver_one(first, alice) == 2
+
+
+def test_remove_account_signed_in_on_the_web(store: SqlStore) -> None:
+    # `postel user remove` calls remove_account alone: rows that refer to the account
+    # (web sessions, password reset tokens) must not make it fail on a foreign key.
+    alice = add_user(store, "alice@example.test")
+    bob = add_user(store, "bob@example.test")
+    for account in (alice, bob):
+        store.web_session_create(f"session-{account.id}", account.id, "192.0.2.1", "test")
+        store.reset_token_create(
+            f"reset-{account.id}", account.id, datetime.now(UTC) + timedelta(hours=1)
+        )
+    store.remove_account("alice@example.test")
+    assert store.get_account("alice@example.test") is None
+    assert store.web_session_get(f"session-{alice.id}") is None
+    assert store.reset_token_account(f"reset-{alice.id}") is None
+    assert store.web_session_get(f"session-{bob.id}") is not None
+    assert store.reset_token_account(f"reset-{bob.id}") == bob.id

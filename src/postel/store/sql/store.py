@@ -288,6 +288,14 @@ class SqlStore:
                 .where(t.outbound_queue.c.account_id == account_id)
                 .values(account_id=None)
             )
+            # Web sign-ins and reset links die with the account (the CLI removes users
+            # without the web layer, and a foreign key would refuse the delete).
+            conn.execute(delete(t.web_sessions).where(t.web_sessions.c.account_id == account_id))
+            conn.execute(
+                delete(t.password_reset_tokens).where(
+                    t.password_reset_tokens.c.account_id == account_id
+                )
+            )
             conn.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
 
     def account_usage(self, account_id: int) -> int:
