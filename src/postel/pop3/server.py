@@ -20,6 +20,8 @@ from postel.pop3.session import Pop3Session, Services
 log = logging.getLogger("postel.pop3")
 
 READ_SIZE = 64 * 1024
+# Seconds to wait for a closed connection to finish its TLS goodbye before dropping it.
+CLOSE_TIMEOUT = 10.0
 
 
 class Listener(enum.Enum):
@@ -59,7 +61,8 @@ class Pop3Server:
     ) -> None:
         self.services = services
         self.tls_context = tls_context
-        self.sessions: set[Pop3Session] = set()
+        self.sessions: dict[Pop3Session, asyncio.StreamWriter] = {}
+        self._stopping = False
         self._per_ip: Counter[str] = Counter()
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -102,7 +105,7 @@ class Pop3Server:
             if self._per_ip[ip] > config.max_connections_per_ip:
                 await io.send(err("too many connections from your address", "SYS/TEMP").to_bytes())
                 return
-            self.sessions.add(session)
+            self.sessions[session] = writer
             await session.greet()
             while not session.closing:
                 try:
@@ -125,22 +128,30 @@ class Pop3Server:
                 await io.send(err("internal error, closing connection", "SYS/TEMP").to_bytes())
         finally:
             session.end()
-            self.sessions.discard(session)
+            self.sessions.pop(session, None)
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
             writer.close()
+            if self._stopping:
+                # No TLS close_notify exchange with a client that may never answer it.
+                writer.transport.abort()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Stop accepting; idle sessions close at once (deleting nothing), busy ones after
         the command in progress (up to `grace` seconds)."""
+        self._stopping = True
         for server in self._servers:
             server.close()
-        for session in list(self.sessions):
+        for session, writer in list(self.sessions.items()):
             with contextlib.suppress(Exception):
                 await session.request_shutdown()
+            if not session.busy:
+                # An idle session is waiting in read(); a graceful TLS close would wait for
+                # the client's close_notify (up to 30 s), so cut the connection instead.
+                writer.transport.abort()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
