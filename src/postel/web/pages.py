@@ -93,3 +93,15 @@ def int_arg(value: str | None, default: int = 1) -> int:
         return int(value or default)
     except ValueError:
         return default
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a blocking operation; its OpError becomes an error page with its status."""
+    import asyncio
+
+    from postel.web.ops import OpError
+
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except OpError as exc:
+        raise HTTPException(exc.status, exc.message) from None
