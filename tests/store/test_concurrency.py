@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from postel.store.model import Flags
-from postel.store.sql.store import SqlStore
+from postel.store.sql.store import AlreadyExists, SqlStore
 from tests.store.helpers import add_user, deliver_one, mailbox_id, put_message
 
 THREADS = 8
@@ -128,3 +128,28 @@ def test_parallel_expunges_remove_each_message_once(store: SqlStore) -> None:
         removed_total += removed
     assert store.list_messages(box) == []
     assert store.changes_since(box, 0).expunged_uids == sorted(removed_total)
+
+
+@pytest.mark.timeout(60)
+def test_parallel_creation_of_one_name_reports_already_exists(store: SqlStore) -> None:
+    # Two admins (web, CLI) adding the same domain or user at once: one wins, the others
+    # get the store's AlreadyExists (a 409 / a clear CLI message), never a raw SQL error.
+    def add(kind: str) -> Callable[[int], str]:
+        def work(_i: int) -> str:
+            try:
+                if kind == "domain":
+                    store.add_domain("example.test")
+                else:
+                    store.add_account("alice@example.test", "hash")
+            except AlreadyExists:
+                return "exists"
+            return "created"
+
+        return work
+
+    for kind in ("domain", "account"):
+        outcomes = run_in_threads(add(kind))
+        assert sorted(outcomes) == ["created"] + ["exists"] * (THREADS - 1), kind  # type: ignore[type-var]
+    assert [a.email for a in store.list_accounts()] == ["alice@example.test"]
+    (account,) = store.list_accounts()
+    assert len(store.list_mailboxes(account.id)) == 6

@@ -131,6 +131,16 @@ class SqlStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @staticmethod
+    def _insert_new(conn: Connection, statement: Any, exists: str) -> CursorResult[Any]:
+        """Insert a row whose unique key was just checked to be free. Without a store-wide
+        write lock (PostgreSQL) a concurrent writer may have taken it since: that is the
+        same AlreadyExists, not a raw SQL error."""
+        try:
+            return conn.execute(statement)
+        except IntegrityError:
+            raise AlreadyExists(exists) from None
+
     # -- domains ----------------------------------------------------------------------
 
     def add_domain(self, name: str) -> Domain:
@@ -139,7 +149,10 @@ class SqlStore:
             if conn.execute(select(t.domains.c.id).where(t.domains.c.name == name)).first():
                 raise AlreadyExists(f"domain {name} already exists")
             created = now()
-            result = conn.execute(insert(t.domains).values(name=name, created_at=created))
+            result = self._insert_new(
+                conn, insert(t.domains).values(name=name, created_at=created),
+                f"domain {name} already exists",
+            )
             return Domain(_new_id(result), name, created)
 
     def get_domain(self, name: str) -> Domain | None:
@@ -214,7 +227,8 @@ class SqlStore:
             if conn.execute(select(t.aliases.c.id).where(t.aliases.c.source == email)).first():
                 raise AlreadyExists(f"{email} is already an alias")
             created = now()
-            result = conn.execute(
+            result = self._insert_new(
+                conn,
                 insert(t.accounts).values(
                     domain_id=domain_id,
                     email=email,
@@ -226,7 +240,8 @@ class SqlStore:
                     disabled=False,
                     created_at=created,
                     password_changed_at=created,
-                )
+                ),
+                f"user {email} already exists",
             )
             account_id = _new_id(result)
             for name, special_use in DEFAULT_MAILBOXES:
