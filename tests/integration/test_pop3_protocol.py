@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import imaplib
 import itertools
 import poplib
 import smtplib
@@ -260,6 +261,21 @@ def test_deletes_happen_only_at_quit_and_reach_imap_as_expunges(
     assert uids(server, user) == [kept]
     # What an IMAP session (IDLE, QRESYNC) asks the store: the UID is an expunge.
     assert server.store.changes_since(box_id, modseq).expunged_uids == [gone]
+
+
+def test_imap_stays_open_alongside_and_sees_the_deletes(server: PostelServer, user: str) -> None:
+    deliver(server, user, b"Subject: 1\r\n\r\n1\r\n")
+    deliver(server, user, b"Subject: 2\r\n\r\n2\r\n")
+    wait_for_port(server.port("imaps"))
+    imap = imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"), ssl_context=server.client_tls())
+    imap.login(user, PASSWORD)
+    assert imap.select("INBOX") == ("OK", [b"2"])
+    client = over_995(server, user)  # no IN-USE: only a second POP3 login is refused
+    client.dele(1)
+    client.quit()
+    imap.noop()
+    assert imap.untagged_responses.get("EXPUNGE") == [b"1"]
+    imap.logout()
 
 
 def test_rset_undoes_marks(server: PostelServer, user: str) -> None:

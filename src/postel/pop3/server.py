@@ -20,8 +20,10 @@ from postel.pop3.session import Pop3Session, Services
 log = logging.getLogger("postel.pop3")
 
 READ_SIZE = 64 * 1024
-# Seconds to wait for a closed connection to finish its TLS goodbye before dropping it.
+# Seconds a closed connection may take to flush and finish its TLS goodbye before it is
+# dropped; shorter while the server is stopping.
 CLOSE_TIMEOUT = 10.0
+STOPPING_CLOSE_TIMEOUT = 2.0
 
 
 class Listener(enum.Enum):
@@ -132,12 +134,14 @@ class Pop3Server:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
+            # close() flushes what is buffered (the +OK of a QUIT, the end of a RETR), then
+            # says goodbye in TLS; a client that never answers is cut off after a while.
             writer.close()
-            if self._stopping:
-                # No TLS close_notify exchange with a client that may never answer it.
+            try:
+                timeout = STOPPING_CLOSE_TIMEOUT if self._stopping else CLOSE_TIMEOUT
+                await asyncio.wait_for(writer.wait_closed(), timeout)
+            except Exception:
                 writer.transport.abort()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Stop accepting; idle sessions close at once (deleting nothing), busy ones after
