@@ -23,6 +23,7 @@ class Envelope:
     account_id: int | None  # the authenticated submitter, if any
     smtputf8: bool
     body_8bit: bool
+    mailbox: str = "INBOX"  # where local copies go ("Junk" when quarantined)
 
 
 def deliver(
@@ -40,7 +41,7 @@ def deliver(
     """
     delivered: list[DeliveredMessage] = []
     if envelope.local:
-        targets = [(account.id, "INBOX") for account in envelope.local]
+        targets = [(account.id, envelope.mailbox) for account in envelope.local]
         delivered = store.deliver(blob, parsed, targets)
     if envelope.remote:
         store.enqueue(

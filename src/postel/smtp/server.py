@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from postel.context import BindError, Context
+from postel.mailauth.dns import DnsResolver
 from postel.smtp import replies as r
 from postel.smtp.replies import Reply
 from postel.smtp.session import Listener, Services, SmtpSession
@@ -157,6 +158,8 @@ class SmtpService:
             limiter=context.limiter,
             config=config.smtp,
             tls_available=True,
+            mailauth=config.mailauth,
+            resolver=DnsResolver(config.dns),
         )
         self.server = SmtpServer(services, lambda: context.tls.context)
 

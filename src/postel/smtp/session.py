@@ -17,15 +17,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Protocol
 
 from postel.auth.limits import FailureLimiter
 from postel.auth.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
 from postel.auth.service import Authenticator
-from postel.config import SmtpConfig
+from postel.config import MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
 from postel.mail.address import Address, AddressError, parse_email
 from postel.mail.mime import ParsedMessage, parse_message_file
+from postel.mailauth.authresults import copy_without_forgeries
+from postel.mailauth.dns import Resolver
+from postel.mailauth.inbound import Action, InboundVerdict, check_inbound
 from postel.smtp import replies as r
 from postel.smtp.proto import (
     Auth,
@@ -50,6 +54,20 @@ from postel.store.sql.store import SqlStore
 log = logging.getLogger("postel.smtp")
 
 
+def _flushed(spool: BlobWriter) -> Path:
+    """The spool's path with everything written so far readable from it."""
+    spool._file.flush()
+    return spool.tmp_path
+
+
+def _refusal(verdict: InboundVerdict) -> Reply | None:
+    if verdict.action is Action.REJECT:
+        return Reply(550, "5.7.1", verdict.reason or "rejected by DMARC policy")
+    if verdict.action is Action.DEFER:
+        return Reply(451, "4.7.0", verdict.reason or "authentication checks failed, try later")
+    return None
+
+
 class Listener(enum.Enum):
     MX = "smtp"  # port 25: mail from the internet for local users
     SUBMISSION = "submission"  # port 587: STARTTLS, then AUTH
@@ -72,6 +90,8 @@ class Services:
     limiter: FailureLimiter
     config: SmtpConfig
     tls_available: bool
+    mailauth: MailauthConfig = field(default_factory=MailauthConfig)
+    resolver: Resolver | None = None  # None: no SPF/DKIM/DMARC checks on port 25
 
 
 @dataclass
@@ -85,6 +105,9 @@ class Transaction:
     body_8bit: bool = False
     declared_size: int = 0
     writer: BlobWriter | None = None
+    # The spool holds the message as received; trace headers and Authentication-Results
+    # are put in front of it once the checks have run (_authenticate).
+    checks_pending: bool = False
     return_path_length: int = 0
     size: int = 0
     too_big: bool = False
@@ -441,15 +464,23 @@ class SmtpSession:
     # -- body -------------------------------------------------------------------------
 
     def _open_body(self) -> None:
-        """Start the spool file with our trace headers (RFC 5321 4.4)."""
+        """Start the spool file with our trace headers (RFC 5321 4.4), or, when the
+        message is to be checked, with nothing: the checks read it as the sender wrote it."""
         transaction = self.transaction
         writer = self.services.store.blobs.writer()
+        transaction.writer = writer
+        if self.listener is Listener.MX and self.services.resolver is not None:
+            transaction.checks_pending = True
+            return
+        writer.write(self._trace_headers())
+
+    def _trace_headers(self) -> bytes:
+        """Return-Path (only for final delivery) and Received."""
+        transaction = self.transaction
         sender = str(transaction.mail_from) if transaction.mail_from else ""
         return_path = f"Return-Path: <{sender}>\r\n".encode() if transaction.local else b""
-        writer.write(return_path)
         transaction.return_path_length = len(return_path)
-        writer.write(self._received_header().encode("utf-8"))
-        transaction.writer = writer
+        return return_path + self._received_header().encode("utf-8")
 
     def _received_header(self) -> str:
         transaction = self.transaction
@@ -540,7 +571,15 @@ class SmtpSession:
         assert writer is not None
         transaction.writer = None
         started = time.monotonic()
+        verdict: InboundVerdict | None = None
         try:
+            if transaction.checks_pending:
+                verdict, writer = await self._authenticate(writer)
+                refusal = _refusal(verdict)
+                if refusal is not None:
+                    writer.abort()
+                    self._log("refused-mailauth", refusal, reason=verdict.reason)
+                    return refusal
             blob = await asyncio.to_thread(writer.commit)
             path = self.services.store.blobs.path(blob.sha256)
             parsed = await asyncio.to_thread(parse_message_file, path)
@@ -556,6 +595,7 @@ class SmtpSession:
                 account_id=self.account.id if self.account else None,
                 smtputf8=transaction.smtputf8,
                 body_8bit=transaction.body_8bit,
+                mailbox="Junk" if verdict and verdict.action is Action.QUARANTINE else "INBOX",
             )
             await asyncio.to_thread(
                 deliver,
@@ -570,8 +610,46 @@ class SmtpSession:
             log.exception("storing a message failed", extra={"fields": self._fields()})
             return r.TEMP_FAILURE
         reply = Reply(250, "2.0.0", f"OK queued as {transaction.queue_id}")
-        self._log("delivered", reply, ms=round((time.monotonic() - started) * 1000, 1))
+        extra: dict[str, object] = {"ms": round((time.monotonic() - started) * 1000, 1)}
+        if verdict is not None and verdict.dmarc is not None:
+            extra.update(dmarc=verdict.dmarc.result.value, action=verdict.action.value)
+        self._log("delivered", reply, **extra)
         return reply
+
+    async def _authenticate(self, spool: BlobWriter) -> tuple[InboundVerdict, BlobWriter]:
+        """SPF, DKIM and DMARC on the message as received (mailauth.inbound), then its
+        stored form: trace headers, our Authentication-Results, and the message without
+        any Authentication-Results forged in our name (RFC 8601 5). Streams; the spool
+        is dropped either way."""
+        services = self.services
+        assert services.resolver is not None
+        transaction = self.transaction
+        try:
+            path = await asyncio.to_thread(_flushed, spool)
+            verdict = await check_inbound(
+                services.resolver,
+                services.mailauth,
+                services.hostname,
+                path,
+                ip=self.peer_ip,
+                helo=self.helo or "",
+                mail_from=str(transaction.mail_from) if transaction.mail_from else "",
+            )
+            final = await asyncio.to_thread(self._stamp, path, verdict.header)
+        finally:
+            spool.abort()
+        return verdict, final
+
+    def _stamp(self, spool_path: Path, results_header: bytes) -> BlobWriter:
+        final = self.services.store.blobs.writer()
+        try:
+            final.write(self._trace_headers() + results_header)
+            with spool_path.open("rb") as handle:
+                copy_without_forgeries(handle, final.write, self.services.hostname)
+        except BaseException:
+            final.abort()
+            raise
+        return final
 
     def _check_from_header(self, parsed: ParsedMessage) -> Reply | None:
         """On submission the From header must be one of the user's addresses too."""
