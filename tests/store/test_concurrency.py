@@ -139,17 +139,20 @@ def test_parallel_creation_of_one_name_reports_already_exists(store: SqlStore) -
             try:
                 if kind == "domain":
                     store.add_domain("example.test")
-                else:
+                elif kind == "account":
                     store.add_account("alice@example.test", "hash")
+                else:  # two IMAP sessions sending CREATE
+                    (account,) = store.list_accounts()
+                    store.create_mailbox(account.id, "Projects")
             except AlreadyExists:
                 return "exists"
             return "created"
 
         return work
 
-    for kind in ("domain", "account"):
+    for kind in ("domain", "account", "mailbox"):
         outcomes = run_in_threads(add(kind))
         assert sorted(outcomes) == ["created"] + ["exists"] * (THREADS - 1), kind  # type: ignore[type-var]
     assert [a.email for a in store.list_accounts()] == ["alice@example.test"]
     (account,) = store.list_accounts()
-    assert len(store.list_mailboxes(account.id)) == 6
+    assert len(store.list_mailboxes(account.id)) == 7

@@ -517,7 +517,10 @@ class SqlStore:
             ).first()
             if exists:
                 raise AlreadyExists(f"mailbox {name} already exists")
-            mailbox_id = self._insert_mailbox(conn, account_id, name, special_use)
+            try:
+                mailbox_id = self._insert_mailbox(conn, account_id, name, special_use)
+            except IntegrityError:  # another session's CREATE since the check (PostgreSQL)
+                raise AlreadyExists(f"mailbox {name} already exists") from None
             changes.append(MailboxChanged(account_id, mailbox_id))
             row = conn.execute(select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)).one()
             return self._mailbox(row)
