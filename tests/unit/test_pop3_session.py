@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import replace
@@ -368,3 +369,39 @@ def test_thirty_megabytes_stream_in_bounded_memory(store: SqlStore) -> None:
         tracemalloc.stop()
     assert client.io.sent_octets > 30 * 1024 * 1024
     assert peak < 4 * 1024 * 1024, f"peak {peak} bytes while streaming a 30 MB message"
+
+
+def test_maildrop_that_cannot_be_opened_frees_the_lock(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = make_services(store)
+
+    def broken(mailbox_id: int) -> list[object]:
+        raise RuntimeError("database is gone")
+
+    monkeypatch.setattr(store, "list_messages", broken)
+    client = Client(services)
+    assert client.login().startswith(b"-ERR [SYS/TEMP]")
+    assert client.session.state is State.AUTHORIZATION
+    monkeypatch.undo()
+    assert client.login().startswith(b"+OK")  # the lock was not left behind
+
+
+class FailingBlob(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        if self.tell() > 0:
+            raise OSError("I/O error")
+        return super().read(size)
+
+
+def test_read_error_mid_transfer_closes_the_connection(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver(store, b"Subject: x\r\n\r\n" + b"y" * 1_000_000 + b"\r\n")
+    client = Client(make_services(store))
+    client.login()
+    monkeypatch.setattr(store.blobs, "open", lambda sha: FailingBlob(b"z" * 2_000_000))
+    out = client.cmd("RETR 1")
+    assert out.startswith(b"+OK")
+    assert not out.endswith(b"\r\n.\r\n")  # no fake end: the client must see a failure
+    assert client.io.closed and client.session.closing

@@ -306,15 +306,19 @@ class Pop3Session:
             # RFC 2449 8.1.1; the session stays in AUTHORIZATION (RFC 1939 7 PASS).
             await self._send(err("maildrop is locked by another POP3 session", "IN-USE"))
             return
+        opened = False
         try:
             maildrop = await asyncio.to_thread(
                 load_maildrop, services.store, account.id, services.sizes
             )
+            opened = True
         except Exception:
-            services.locks.release(account.id)
             log.exception("cannot open maildrop", extra={"fields": {"user": account.email}})
             await self._send(err("cannot open the maildrop, try again later", "SYS/TEMP"))
             return
+        finally:
+            if not opened:  # also when the task is cancelled at shutdown
+                services.locks.release(account.id)
         self.account = account
         self.maildrop = maildrop
         self.state = State.TRANSACTION
