@@ -33,7 +33,7 @@ def limited(make_postel: Callable[..., PostelServer]) -> Iterator[PostelServer]:
 
 def test_declared_size_over_the_limit_is_552(limited: PostelServer) -> None:
     with smtplib.SMTP("127.0.0.1", limited.port("smtp")) as client:
-        code, text = client.ehlo()
+        _, text = client.ehlo()
         assert b"SIZE 100000" in text
         assert client.mail("a@remote.test", ["SIZE=100001"])[0] == 552
 
