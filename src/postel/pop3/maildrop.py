@@ -94,7 +94,7 @@ class TransferSizes:
 
 
 class MaildropLocks:
-    """RFC 1939 8: one session at a time may hold a maildrop; a second login gets
+    """RFC 1939 4: one session at a time holds a maildrop's exclusive lock; a second login gets
     ``-ERR [IN-USE]`` (RFC 2449 8.1.1). IMAP sessions are not affected.
 
     In-process only (all sessions run on one event loop): enough for one host. Several

@@ -105,7 +105,7 @@ def _number(word: str) -> int | None:
 def parse_command(line: bytes) -> Event:
     """Turn one command line (without its line ending) into an event."""
     try:
-        # RFC 6856 3: UTF-8 user names and passwords; everything else is ASCII anyway.
+        # RFC 6856: UTF-8 user names and passwords; everything else is ASCII anyway.
         text = line.decode("utf-8")
     except UnicodeDecodeError:
         return ProtocolError("command line is not valid UTF-8")

@@ -96,7 +96,7 @@ class Pop3Session:
         self.reader = Pop3Reader(max_line_length=services.config.max_line_length)
         self.state = State.AUTHORIZATION
         self.user: str | None = None  # the name given by USER, waiting for PASS
-        self.utf8 = False  # RFC 6856 2: the client announced UTF-8 mode
+        self.utf8 = False  # RFC 6856: the client announced UTF-8 mode
         self.sasl: SaslExchange | None = None
         self.auth_failures = 0
         self.account: Account | None = None
@@ -124,7 +124,7 @@ class Pop3Session:
             self.maildrop = None
 
     def _plaintext_allowed(self) -> bool:
-        # RFC 2595 2.1 / 4: no password goes over an unencrypted connection, unless the
+        # RFC 2595 2.3: no clear-text password over an unencrypted connection, unless the
         # operator allows it from loopback (local tools).
         if self.tls:
             return True
@@ -192,7 +192,7 @@ class Pop3Session:
             await self._close(ok(f"{self.services.hostname} POP3 server signing off"))
 
     def _capabilities(self) -> tuple[str, ...]:
-        """RFC 2449 5; what is offered depends on the state and on TLS (RFC 2595 4)."""
+        """RFC 2449 5; what is offered depends on the state and on TLS (RFC 2595 2.3, 4)."""
         lines: list[str] = []
         if self.state is State.AUTHORIZATION:
             if not self.tls and self.services.tls_available:
@@ -200,7 +200,7 @@ class Pop3Session:
             if self._plaintext_allowed():
                 lines.append("USER")
                 lines.append("SASL " + " ".join(MECHANISMS))
-            # RFC 6856 2: UTF-8 in USER/PASS (the USER argument); UTF8 valid before login.
+            # RFC 6856: UTF-8 in USER/PASS (the USER argument); UTF8 is valid before login.
             lines.append("UTF8 USER")
         lines += [
             "TOP",
@@ -209,7 +209,7 @@ class Pop3Session:
             "AUTH-RESP-CODE",  # RFC 3206 5
             "PIPELINING",
             "EXPIRE NEVER",  # the server never deletes mail on its own (RFC 2449 6.7)
-            "LOGIN-DELAY 0",  # RFC 2449 6.8
+            "LOGIN-DELAY 0",  # RFC 2449 6.5
             f"IMPLEMENTATION {IMPLEMENTATION}",
         ]
         return tuple(lines)
@@ -221,12 +221,13 @@ class Pop3Session:
             await self._stls()
         elif isinstance(event, Simple) and event.verb == "UTF8":
             self.utf8 = True
-            await self._send(ok("UTF-8 mode enabled"))  # RFC 6856 2
+            await self._send(ok("UTF-8 mode enabled"))  # RFC 6856
         elif isinstance(event, User | Pass | Auth) and not self._plaintext_allowed():
             await self._send(err("plaintext login is disabled; use STLS first", "SYS/PERM"))
         elif isinstance(event, User):
             self.user = event.name
-            # RFC 1939 7: +OK whether or not the name exists, so names cannot be probed.
+            # RFC 1939 7 allows -ERR for an unknown name; +OK always, so nobody can probe
+            # which addresses exist.
             await self._send(ok("send PASS"))
         elif isinstance(event, Pass):
             user, self.user = self.user, None
@@ -303,7 +304,7 @@ class Pop3Session:
             await self._auth_failed(err("invalid user name or password", "AUTH"))
             return
         if not services.locks.acquire(account.id):
-            # RFC 2449 8.1.1; the session stays in AUTHORIZATION (RFC 1939 7 PASS).
+            # RFC 2449 8.1.1; the session stays in AUTHORIZATION (RFC 1939 4, 7 PASS).
             await self._send(err("maildrop is locked by another POP3 session", "IN-USE"))
             return
         opened = False
