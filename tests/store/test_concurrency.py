@@ -156,3 +156,25 @@ def test_parallel_creation_of_one_name_reports_already_exists(store: SqlStore) -
     assert [a.email for a in store.list_accounts()] == ["alice@example.test"]
     (account,) = store.list_accounts()
     assert len(store.list_mailboxes(account.id)) == 7
+
+
+@pytest.mark.timeout(60)
+def test_two_store_instances_deliver_in_parallel(make_store: Callable[[], SqlStore]) -> None:
+    # Two processes on one database (each with its own write lock on SQLite): the
+    # database's own locking must still hand out each UID once.
+    stores = [make_store(), make_store()]
+    alice = add_user(stores[0], "alice@example.test")
+    per_thread = 10
+
+    def deliver_many(i: int) -> list[int]:
+        store = stores[i % 2]
+        return [
+            store.deliver(*put_message(store, body=f"{i}/{n}"), [(alice.id, "INBOX")])[0].uid
+            for n in range(per_thread)
+        ]
+
+    results = run_in_threads(deliver_many)
+    total = THREADS * per_thread
+    assert sorted(uid for got in results for uid in got) == list(range(1, total + 1))  # type: ignore[attr-defined]
+    box = mailbox_id(stores[1], alice)
+    assert [m.uid for m in stores[1].list_messages(box)] == list(range(1, total + 1))

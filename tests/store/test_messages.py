@@ -354,6 +354,9 @@ def test_expunge_deleted_and_explicit(store: SqlStore) -> None:
     assert mailbox is not None and mailbox.highestmodseq == highest + 1
     assert events == [MessagesExpunged(alice.id, box, (2, 4), highest + 1)]
     assert uids(store, box) == [1, 3, 5]
+    # Recorded with the MODSEQ of the removal (QRESYNC VANISHED, RFC 7162 3.2.10).
+    assert store.changes_since(box, highest).expunged_uids == [2, 4]
+    assert store.changes_since(box, highest + 1).expunged_uids == []
 
     # Explicit UIDs (MOVE, UID EXPUNGE after the caller's check): missing ones are ignored.
     assert store.expunge(box, [5, 1, 42]) == [1, 5]
