@@ -72,12 +72,13 @@ class SelectedMailbox:
         return [self.uids[s - 1] for s in seqs]
 
     def valid_sequence(self, sequence: SequenceSet) -> bool:
-        """RFC 9051 6.4.5: a message sequence number above EXISTS is an error (BAD);
-        "*" in an empty mailbox names nothing."""
+        """RFC 9051 6.4.5: a message sequence number above EXISTS is an error (BAD). A
+        range that reaches "*" is accepted even in an empty mailbox (clients send 1:*
+        right after SELECT), and then names nothing."""
         if sequence.saved:
             return True
         return all(
-            n == STAR or n <= len(self.uids) for pair in sequence.ranges for n in pair
+            STAR in pair or max(pair) <= len(self.uids) for pair in sequence.ranges
         )
 
     def flag_names(self, uid: int) -> list[str]:
@@ -127,11 +128,12 @@ class SelectedMailbox:
             if meta.uid in self.expunged:
                 continue
             old = self.flags.get(meta.uid)
-            self.modseqs[meta.uid] = meta.modseq
-            if old == meta.flags and not condstore:
-                continue
+            if old == meta.flags and self.modseqs.get(meta.uid) == meta.modseq:
+                continue  # this session's own change, already reported
             self.flags[meta.uid] = meta.flags
-            out.append(self.fetch_flags(meta.uid, condstore=condstore, with_uid=qresync))
+            self.modseqs[meta.uid] = meta.modseq
+            if old != meta.flags or condstore:
+                out.append(self.fetch_flags(meta.uid, condstore=condstore, with_uid=qresync))
         self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
         self.uidnext = max(self.uidnext, changes.mailbox.uidnext)
         return out

@@ -1,1 +1,67 @@
-"""Placeholder until the handlers land."""
+"""APPEND with MULTIAPPEND (RFC 3502), LITERAL+, literal8 (RFC 3516), APPENDUID (RFC 4315),
+APPENDLIMIT (RFC 7889) and quotas (RFC 9208).
+
+Each literal was spooled to disk by the receiver when large; it is copied into a durable
+blob in chunks, parsed from the file, and every message of the command is committed in
+one transaction before the tagged OK.
+"""
+
+from __future__ import annotations
+
+from postel.imap.commands.copy import over_quota
+from postel.imap.commands.store import flags_from
+from postel.imap.proto.commands import Append, Command
+from postel.imap.proto.receiver import Literal
+from postel.imap.proto.sequence import SequenceSet
+from postel.imap.session import AUTH, ImapSession, command
+from postel.mail.mime import ParsedMessage, parse_message_file
+from postel.store.blobs import BlobStore
+from postel.store.model import BlobRef
+
+CHUNK = 256 * 1024
+
+
+def _store_literal(blobs: BlobStore, literal: Literal) -> tuple[BlobRef, ParsedMessage]:
+    """Blocking: write the literal as a durable blob and parse it from the file."""
+    with blobs.writer() as writer:
+        if literal.file is None:
+            writer.write(literal.data)
+        else:
+            literal.file.seek(0)
+            while chunk := literal.file.read(CHUNK):
+                writer.write(chunk)
+        ref = writer.commit()
+    return ref, parse_message_file(blobs.path(ref.sha256))
+
+
+@command("APPEND", AUTH)
+async def append(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Append)
+    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    if box is None:
+        s.no(cmd.tag, "No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
+        return
+    total = 0
+    for msg in args.messages:
+        if msg.literal.size == 0:
+            s.no(cmd.tag, "Empty message", "CANNOT")
+            return
+        if flags_from(msg.flags) is None:
+            s.bad(cmd.tag, "Unknown system flag")
+            return
+        total += msg.literal.size
+    if await over_quota(s, total):
+        s.no(cmd.tag, "Quota exceeded", "OVERQUOTA")
+        return
+    items = []
+    for msg in args.messages:
+        ref, parsed = await s.run(_store_literal, s.store.blobs, msg.literal)
+        flags = flags_from(msg.flags)
+        assert flags is not None
+        items.append((ref, parsed, flags, msg.date))
+    delivered = await s.run(s.store.imap_append_many, s.account_id(), box.id, items)
+    uids = SequenceSet.of(d.uid for d in delivered)
+    if s.selected is not None and s.selected.mailbox_id == box.id:
+        await s.poll()
+    s.ok(cmd.tag, "APPEND completed", f"APPENDUID {box.uidvalidity} {uids}")

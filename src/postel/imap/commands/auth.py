@@ -25,11 +25,13 @@ from postel.imap.session import (
 
 # What works once logged in; CAPABILITY lists exactly these (plus the pre-auth ones).
 EXTENSIONS = (
-    "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT", "CHILDREN",
-    "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "QUOTA",
-    "QUOTA=RES-STORAGE", "STATUS=SIZE", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
+    "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
+    "UNSELECT", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED",
+    "LIST-STATUS", "ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "SORT", "SORT=DISPLAY",
+    "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
+    "STATUS=SIZE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
 )
-ENABLEABLE = ("UTF8=ACCEPT", "IMAP4REV2")
+ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")
 
 
 def capabilities(s: ImapSession) -> list[str]:
@@ -44,6 +46,7 @@ def capabilities(s: ImapSession) -> list[str]:
         caps += ["LITERAL+", "SASL-IR", "ID", "ENABLE"]
         return caps
     caps += EXTENSIONS
+    caps.append(f"APPENDLIMIT={s.config.max_literal_size}")  # RFC 7889
     if s.compressed:
         caps.remove("COMPRESS=DEFLATE")
     return caps

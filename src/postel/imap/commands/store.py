@@ -1,1 +1,79 @@
-"""Placeholder until the handlers land."""
+"""STORE and UID STORE (RFC 9051 6.4.6, RFC 7162 3.1.3 UNCHANGEDSINCE)."""
+
+from __future__ import annotations
+
+from postel.imap.proto import responses as r
+from postel.imap.proto.commands import Command, Store
+from postel.imap.proto.sequence import SequenceSet
+from postel.imap.session import SELECTED, ImapSession, command
+from postel.store.model import Flags, MessageMeta
+
+_SYSTEM = {"\\seen", "\\answered", "\\flagged", "\\deleted", "\\draft"}
+
+
+def flags_from(names: tuple[str, ...] | list[str]) -> Flags | None:
+    """Flags to set; None when a name is not a settable flag. \\Recent is ignored
+    (RFC 3501 2.3.2: it cannot be changed by a client)."""
+    kept: list[str] = []
+    for name in names:
+        if name.lower() == "\\recent":
+            continue
+        if name.startswith("\\") and name.lower() not in _SYSTEM:
+            return None
+        kept.append(name)
+    return Flags.from_names(kept)
+
+
+@command("STORE", SELECTED)
+@command("UID STORE", SELECTED)
+async def store(s: ImapSession, cmd: Command) -> None:
+    args = cmd.args
+    assert isinstance(args, Store)
+    sel = s.selected
+    assert sel is not None
+    by_uid = cmd.name == "UID STORE"
+    if not by_uid and not sel.valid_sequence(args.sequence):
+        s.bad(cmd.tag, "Invalid message sequence number")
+        return
+    if sel.readonly:
+        s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
+        return
+    flags = flags_from(args.flags)
+    if flags is None:
+        s.bad(cmd.tag, "Unknown system flag")
+        return
+    if args.unchanged_since is not None:
+        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+    uids = sel.resolve(args.sequence, uid=by_uid)
+    changed: list[MessageMeta] = []
+    failed: list[int] = []
+    if uids:
+        changed, failed = await s.run(
+            s.store.set_flags, sel.mailbox_id, uids, flags, mode=args.mode,
+            unchanged_since=args.unchanged_since,
+        )
+    for meta in changed:
+        sel.flags[meta.uid] = meta.flags
+        sel.modseqs[meta.uid] = meta.modseq
+    failed_set = set(failed)
+    changed_uids = {m.uid for m in changed}
+    for uid in uids:
+        if uid in failed_set or (args.silent and not (s.condstore and uid in changed_uids)):
+            continue
+        seq = sel.seq_of(uid)
+        if seq is None:
+            continue
+        items = [] if args.silent else [b"FLAGS " + r.flags(sel.flag_names(uid))]
+        if by_uid:
+            items.append(b"UID %d" % uid)
+        if s.condstore:
+            items.append(b"MODSEQ (%d)" % sel.modseqs.get(uid, 0))
+        s.untagged(b"%d FETCH (" % seq + b" ".join(items) + b")")
+    await s.poll(allow_expunge=by_uid)
+    if failed:
+        # RFC 7162 3.1.3: the messages that failed the UNCHANGEDSINCE test.
+        numbers = failed if by_uid else [sel.seq_of(u) or 0 for u in failed]
+        s.ok(cmd.tag, "Some messages were modified meanwhile",
+             f"MODIFIED {SequenceSet.of(numbers)}")
+        return
+    s.ok(cmd.tag, f"{cmd.name} completed")
