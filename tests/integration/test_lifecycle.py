@@ -179,3 +179,19 @@ def test_a_failed_start_creates_no_admin_whose_password_nobody_saw(
     server.start()
     server.stop()
     assert "First admin: admin@mail.example.test" in server.log_path.read_text()
+
+
+def test_sigterm_does_not_wait_for_idle_tls_clients(
+    make_postel: Callable[..., PostelServer],
+) -> None:
+    server = make_postel(services=("submissions",))
+    server.start()
+    held = RawSmtp(server.port("submissions"), tls=server.client_tls())
+    assert server.process is not None
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    assert held.reply()[0] == 421
+    # The client never answers the TLS goodbye; the server must not wait 30 s for it.
+    assert server.process.wait(20) == 0
+    assert time.monotonic() - started < 20
+    held.close()

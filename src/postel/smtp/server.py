@@ -19,6 +19,8 @@ from postel.smtp.session import Listener, Services, SmtpSession
 log = logging.getLogger("postel.smtp")
 
 READ_SIZE = 64 * 1024
+# Seconds to wait for a client's TLS close_notify before cutting the connection.
+CLOSE_TIMEOUT = 5.0
 
 
 class StreamIO:
@@ -44,7 +46,12 @@ class StreamIO:
         await self.writer.start_tls(context)
 
     def close(self) -> None:
+        # close() flushes the last reply and starts the TLS goodbye; a read in progress
+        # returns only when the client answers it. Cut the connection if it does not, so
+        # a silent client cannot hold a session (or a graceful shutdown) for 30 s.
         self.writer.close()
+        transport = self.writer.transport
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
 
 
 class SmtpServer:
@@ -125,9 +132,13 @@ class SmtpServer:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
+            # close() flushes the last reply, then says goodbye in TLS; a client that never
+            # answers the close_notify is cut off instead of holding a task (and shutdown).
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            except Exception:
+                writer.transport.abort()
 
     async def shutdown(self, grace: float = 30.0) -> None:
         """Stop accepting; let transactions in flight finish (up to `grace` seconds)."""
