@@ -46,7 +46,9 @@ def deliver(postel: PostelServer, rcpt: str, message: bytes) -> None:
 
 def message(subject: str = "hello", body: str = "body text", **headers: str) -> bytes:
     lines = ["From: Sender <sender@remote.test>", "To: someone@example.test",
-             f"Subject: {subject}", f"Message-ID: <{uuid.uuid4().hex}@remote.test>"]
+             f"Subject: {subject}"]
+    if "Message_ID" not in headers:
+        lines.append(f"Message-ID: <{uuid.uuid4().hex}@remote.test>")
     lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode()
 

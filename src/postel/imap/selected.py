@@ -41,6 +41,7 @@ class SelectedMailbox:
         if recent_from is not None:
             self.recent = {u for u in self.uids if u >= recent_from}
         self.expunged: set[int] = set()  # gone from the store, not yet announced
+        self.show_recent = True  # no \Recent for IMAP4rev2 clients (RFC 9051 2.3.2)
         self.saved: list[int] = []  # SEARCHRES (RFC 5182): UIDs of the last SEARCH SAVE
 
     # -- numbering ---------------------------------------------------------------------
@@ -83,7 +84,7 @@ class SelectedMailbox:
 
     def flag_names(self, uid: int) -> list[str]:
         names = self.flags.get(uid, Flags()).names()
-        if uid in self.recent:
+        if uid in self.recent and self.show_recent:
             names.append("\\Recent")
         return names
 
@@ -123,7 +124,8 @@ class SelectedMailbox:
                 self.recent.add(meta.uid)
         if len(self.uids) != before:
             out.append(r.untagged(f"{len(self.uids)} EXISTS"))
-            out.append(r.untagged(f"{len(self.recent)} RECENT"))
+            if self.show_recent:
+                out.append(r.untagged(f"{len(self.recent)} RECENT"))
         for meta in changed:
             if meta.uid in self.expunged:
                 continue

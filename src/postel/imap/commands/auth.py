@@ -174,6 +174,8 @@ async def enable(s: ImapSession, cmd: Command) -> None:
             if name in ENABLEABLE and name not in s.enabled:
                 s.enabled.add(name)
                 newly.append(name)
+    if s.selected is not None and s.rev2:
+        s.selected.show_recent = False
     shown = [("IMAP4rev2" if n == "IMAP4REV2" else n) for n in newly
              if n in [c.upper() for c in args.capabilities]]
     s.untagged("ENABLED" + "".join(" " + n for n in shown))

@@ -48,6 +48,7 @@ async def select(s: ImapSession, cmd: Command) -> None:
         box.id, box.name, readonly=readonly, uidvalidity=box.uidvalidity,
         uidnext=box.uidnext, modseq=modseq, messages=messages, recent_from=recent_from,
     )
+    sel.show_recent = not s.rev2
     s.selected = sel
     s.state = State.SELECTED
     s.untagged(f"FLAGS ({FLAGS})")

@@ -1469,17 +1469,21 @@ class SqlStore:
         except IntegrityError:
             raise AlreadyExists(f"a DKIM key {selector} for {domain} exists already") from None
 
-    def dkim_signing_key(self, domain: str) -> tuple[str, str, str] | None:
-        """(selector, algorithm, private key PEM) of the newest active key of `domain`."""
+    def dkim_signing_keys(self, domain: str) -> list[tuple[str, str, str]]:
+        """(selector, algorithm, private key PEM) of the newest active key of `domain` per
+        algorithm: mail is signed with RSA and Ed25519 both when both exist (RFC 8463 5
+        advises the pair, as not every verifier knows Ed25519)."""
         k = t.dkim_keys
         with self._read() as conn:
-            row = conn.execute(
+            rows = conn.execute(
                 select(k.c.selector, k.c.algorithm, k.c.private_key)
                 .where(and_(k.c.domain == domain.lower(), k.c.active))
                 .order_by(k.c.created_at.desc(), k.c.id.desc())
-                .limit(1)
-            ).first()
-        return None if row is None else (row.selector, row.algorithm, row.private_key)
+            ).all()
+        newest: dict[str, tuple[str, str, str]] = {}
+        for row in rows:
+            newest.setdefault(row.algorithm, (row.selector, row.algorithm, row.private_key))
+        return list(newest.values())
 
     def dkim_keys(self) -> list[tuple[str, str, str, bool]]:
         """(domain, selector, algorithm, active) of every key."""
