@@ -76,7 +76,10 @@ def test_references_threading() -> None:
     assert threads.ordered_subject(msgs) == "(1 (2)(3)(4))(5)(6 7)"
 
 
-def _meta(uid: int, modseq: int, flags: Flags = Flags()) -> MessageMeta:
+NO_FLAGS = Flags()
+
+
+def _meta(uid: int, modseq: int, flags: Flags = NO_FLAGS) -> MessageMeta:
     return MessageMeta(uid, 1, uid, modseq, flags, datetime.now(UTC), 10, "0" * 64)
 
 
