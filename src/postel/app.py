@@ -103,10 +103,11 @@ def service_factories() -> list[Callable[[Context], Service]]:
     """Every protocol server, in start order. A new protocol adds one line here."""
     from postel.imap.server import ImapService
     from postel.pop3.server import Pop3Service
+    from postel.queue.worker import QueueService
     from postel.smtp.server import SmtpService
     from postel.web.service import WebService
 
-    return [SmtpService, ImapService, Pop3Service, WebService]
+    return [SmtpService, ImapService, Pop3Service, WebService, QueueService]
 
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:

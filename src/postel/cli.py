@@ -7,12 +7,13 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from postel.auth.passwords import WeakPassword, check_strength, hash_password
 from postel.config import ConfigError, load_config
 from postel.mail.address import AddressError, parse_email
-from postel.store.model import Role
+from postel.store.model import OutboundItem, Role
 from postel.store.sql.store import SqlStore, StoreError
 
 
@@ -171,6 +172,87 @@ def cmd_alias_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def _queue_row(item: OutboundItem) -> str:
+    waiting = f"next {item.next_attempt_at:%Y-%m-%d %H:%M:%S}Z"
+    if item.state != "queued":
+        waiting = item.state
+    return (f"{item.id}\t{item.queue_id}\t{item.mail_from or '<>'}\t{item.domain}\t"
+            f"{len(item.recipients)} rcpt\t{item.size} B\t{item.attempts} tries\t{waiting}")
+
+
+def _queue_id(text: str) -> int:
+    if not text.isdigit():
+        raise CliError(f"{text!r} is not a queue entry number (see `postel queue list`)")
+    return int(text)
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    items = _store(args).list_queue()
+    for item in items:
+        print(_queue_row(item))
+    print(f"{len(items)} queued", file=sys.stderr)
+    return 0
+
+
+def cmd_queue_show(args: argparse.Namespace) -> int:
+    item = _store(args).queue_get(_queue_id(args.id))
+    if item is None:
+        raise CliError(f"no queue entry {args.id}")
+    for label, value in (
+        ("id", item.id), ("queue id", item.queue_id), ("from", item.mail_from or "<>"),
+        ("domain", item.domain), ("recipients", ", ".join(item.recipients)),
+        ("size", f"{item.size} bytes"), ("state", item.state), ("attempts", item.attempts),
+        ("queued at", f"{item.created_at:%Y-%m-%d %H:%M:%S}Z"),
+        ("next attempt", f"{item.next_attempt_at:%Y-%m-%d %H:%M:%S}Z"),
+        ("last error", item.last_error or "-"), ("blob", item.blob_sha256),
+    ):
+        print(f"{label + ':':<14}{value}")
+    return 0
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    if args.all == (args.id is not None):
+        raise CliError("give either an entry number or --all")
+    count = _store(args).queue_retry_now(None if args.all else _queue_id(args.id))
+    if not args.all and count == 0:
+        raise CliError(f"no waiting queue entry {args.id}")
+    print(f"{count} queue entr{'y' if count == 1 else 'ies'} due now")
+    return 0
+
+
+def cmd_queue_delete(args: argparse.Namespace) -> int:
+    if not _store(args).queue_delete(_queue_id(args.id)):
+        raise CliError(f"no queue entry {args.id}")
+    print(f"queue entry {args.id} deleted (no bounce sent)")
+    return 0
+
+
+def cmd_dkim_generate(args: argparse.Namespace) -> int:
+    from postel.mailauth.dkim import dns_record, generate_key
+
+    domain = args.domain.lower().rstrip(".")
+    try:
+        domain = parse_email(f"postmaster@{domain}").ascii_domain()
+    except AddressError:
+        raise CliError(f"{args.domain!r} is not a valid domain name") from None
+    selector = args.selector or f"postel{datetime.now(UTC):%Y%m}"
+    if not selector.replace("-", "").replace("_", "").isalnum():
+        raise CliError(f"{selector!r} is not a valid selector (letters, digits, - and _)")
+    algorithm = "ed25519-sha256" if args.ed25519 else "rsa-sha256"
+    pem = generate_key(algorithm, args.rsa)
+    store = _store(args)
+    if store.get_domain(domain) is None:
+        print(f"note: {domain} is not hosted here (yet)", file=sys.stderr)
+    store.dkim_key_add(domain, selector, algorithm, pem)
+    record = dns_record(pem)
+    print(f"DKIM key {selector} for {domain} stored ({algorithm}); outbound mail from "
+          f"{domain} is signed with it. Publish this TXT record:\n")
+    # DNS strings are at most 255 octets (RFC 1035 3.3.14): split long records.
+    chunks = " ".join(f'"{record[i:i + 255]}"' for i in range(0, len(record), 255))
+    print(f"{selector}._domainkey.{domain}. IN TXT {chunks}")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------
 
 
@@ -240,6 +322,30 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("source")
         p.add_argument("destination")
     command(alias, "list", cmd_alias_list, "list aliases").add_argument("domain", nargs="?")
+
+    queue = sub.add_parser("queue", help="outbound mail waiting for delivery").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    command(queue, "list", cmd_queue_list, "list queued messages, one line per destination")
+    command(queue, "show", cmd_queue_show, "show one queue entry").add_argument("id")
+    retry = command(queue, "retry", cmd_queue_retry, "try an entry (or --all) now")
+    retry.add_argument("id", nargs="?")
+    retry.add_argument("--all", action="store_true", help="every waiting entry")
+    command(queue, "delete", cmd_queue_delete, "drop an entry without a bounce"
+            ).add_argument("id")
+
+    dkim = sub.add_parser("dkim", help="DKIM signing keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    generate = command(dkim, "generate", cmd_dkim_generate,
+                       "make a signing key for DOMAIN and print its DNS record")
+    generate.add_argument("domain")
+    generate.add_argument("--selector", help="DNS selector (default: postelYYYYMM)")
+    kind = generate.add_mutually_exclusive_group()
+    kind.add_argument("--rsa", type=int, choices=[2048, 3072, 4096], default=2048,
+                      help="RSA key bits (default 2048)")
+    kind.add_argument("--ed25519", action="store_true",
+                      help="an Ed25519 key (RFC 8463); publish an RSA key too for old verifiers")
     return parser
 
 

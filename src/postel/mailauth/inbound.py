@@ -43,10 +43,12 @@ def is_trusted(ip: str, networks: tuple[str, ...]) -> bool:
     return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
 
 
-def _from_domains(path: Path) -> list[str]:
-    """The domains of every address in every From header (DMARC wants exactly one)."""
+def from_domains(path: Path, offset: int = 0) -> list[str]:
+    """The domains (A-labels) of every address in every From header of the message in
+    `path` from byte `offset` (DMARC wants exactly one)."""
     try:
         with path.open("rb") as handle:
+            handle.seek(offset)
             headers = read_headers(handle)
     except HeaderTooLarge:
         return []
@@ -105,18 +107,18 @@ async def check_inbound(
             return None  # RFC 7208 2.4: a null sender is checked through its HELO name
         return await check_host(resolver, ip, sender_domain, mail_from, helo=helo)
 
-    helo_result, mailfrom_result, dkim_results, from_domains = await asyncio.gather(
+    helo_result, mailfrom_result, dkim_results, author_domains = await asyncio.gather(
         spf_helo(),
         spf_mailfrom(),
         dkim_module.verify(resolver, path),
-        asyncio.to_thread(_from_domains, path),
+        asyncio.to_thread(from_domains, path),
     )
     # RFC 7489 4.1: the SPF identity is MAIL FROM, or the HELO name for a null sender.
     spf_for_dmarc = mailfrom_result or helo_result
     spf_domain = sender_domain if mailfrom_result is not None else (helo_domain or "")
     if spf_for_dmarc is None:
         spf_for_dmarc = SpfVerdict(SpfResult.NONE, "", "no identity to check")
-    dmarc = await evaluate(resolver, from_domains, spf_for_dmarc, spf_domain, dkim_results)
+    dmarc = await evaluate(resolver, author_domains, spf_for_dmarc, spf_domain, dkim_results)
     header = format_header(
         authserv_id,
         spf_mailfrom=mailfrom_result,

@@ -193,3 +193,7 @@ class OutboundItem:
     next_attempt_at: datetime
     last_error: str | None
     created_at: datetime
+    smtputf8: bool = False  # the message needs SMTPUTF8 (RFC 6531) at the next hop
+    body_8bit: bool = False  # BODY=8BITMIME (RFC 6152)
+    account_id: int | None = None  # the submitting user, if any
+    delay_warned: bool = False  # the sender was told the message is delayed

@@ -190,7 +190,25 @@ outbound_queue = Table(
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
+    # The sender has been told the message is delayed (one warning per row).
+    Column("delay_warned", Boolean, nullable=False, server_default="0"),
     Index("ix_outbound_queue_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+# DKIM signing keys (RFC 6376), made by `postel dkim generate`. Outbound mail whose From
+# domain has an active key is signed with the newest one per algorithm; the public half is
+# published in DNS at <selector>._domainkey.<domain>.
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("domain", String(255), nullable=False, index=True),  # lowercase, A-labels
+    Column("selector", String(63), nullable=False),
+    Column("algorithm", String(32), nullable=False),  # rsa-sha256 | ed25519-sha256
+    Column("private_key", Text, nullable=False),  # PEM (PKCS#8), unencrypted
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("domain", "selector", name="uq_dkim_keys_domain_selector"),
 )
 
 # -- web ------------------------------------------------------------------------------

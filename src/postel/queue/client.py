@@ -1,0 +1,255 @@
+"""One delivery attempt: one SMTP connection carrying every recipient of one queued row.
+
+Over aiosmtplib: EHLO with our hostname, opportunistic STARTTLS (the certificate is
+verified when possible and the outcome logged; a certificate that does not verify still
+gives an encrypted connection, RFC 7435), SIZE / 8BITMIME / SMTPUTF8 honoured, then MAIL,
+one RCPT per recipient and DATA. Replies are sorted per recipient into delivered,
+temporary and permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+log = logging.getLogger("postel.queue")
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: int  # SMTP reply code, or 0 for a local or network failure
+    status: str  # RFC 3463 enhanced status, e.g. "5.1.1"
+    text: str  # what the sender is told
+    remote: str = ""  # the host that answered, if any
+
+    @property
+    def permanent(self) -> bool:
+        return self.status.startswith("5")
+
+
+@dataclass
+class Outcome:
+    delivered: list[str] = field(default_factory=list)
+    failed: dict[str, Failure] = field(default_factory=dict)  # recipient -> failure
+
+
+@dataclass(frozen=True)
+class Message:
+    """What to send: the envelope and the bytes (already DKIM-signed)."""
+
+    mail_from: str
+    recipients: list[str]
+    data: bytes
+    smtputf8: bool
+    body_8bit: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str  # the name TLS is verified against
+    address: str  # the IP to connect to (for implicit TLS: the host name itself)
+    port: int
+    implicit_tls: bool = False
+    starttls: str = "opportunistic"  # opportunistic | required | none
+    username: str = ""
+    password: str = ""
+
+
+class AttemptFailed(Exception):
+    """The connection or the session failed before any recipient got an answer."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.text)
+        self.failure = failure
+
+
+def _status(code: int, text: str) -> str:
+    """The enhanced status in a reply (RFC 3463), or one derived from the code."""
+    match = re.match(r"([245])\.(\d{1,3})\.(\d{1,3})\b", text)
+    if match and match.group(1) == str(code)[0]:
+        return match.group(0)
+    return f"{str(code)[0]}.0.0" if code >= 400 else "4.4.0"
+
+
+def _reply_failure(code: int, text: str, remote: str) -> Failure:
+    text = " ".join(text.split())
+    return Failure(code, _status(code, text), f"{code} {text}", remote)
+
+
+def _network_failure(text: str, remote: str, status: str = "4.4.1") -> Failure:
+    return Failure(0, status, text, remote)
+
+
+def _verifying_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = True
+    return context
+
+
+def _unverified_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def deliver(
+    target: Target,
+    message: Message,
+    *,
+    local_hostname: str,
+    connect_timeout: float,
+    command_timeout: float,
+) -> tuple[Outcome, dict[str, object]]:
+    """Try `target`. Returns the per-recipient outcome and facts for the log line
+    (tls, verified). Raises AttemptFailed when the next host should be tried."""
+    facts: dict[str, object] = {"mx": target.host, "ip": target.address}
+    verify = True
+    for _ in range(2):  # a second round only when STARTTLS verification failed
+        try:
+            outcome = await _session(
+                target, message, facts, verify=verify, local_hostname=local_hostname,
+                connect_timeout=connect_timeout, command_timeout=command_timeout,
+            )
+            return outcome, facts
+        except ssl.SSLCertVerificationError as exc:
+            if target.starttls == "required" and target.username:
+                raise AttemptFailed(_network_failure(
+                    f"TLS certificate of {target.host} did not verify: {exc.verify_message}",
+                    target.host, "4.7.5")) from None
+            facts["tls_verify_error"] = exc.verify_message
+            verify = False
+    raise AttemptFailed(_network_failure("TLS failed twice", target.host))  # pragma: no cover
+
+
+async def _session(
+    target: Target,
+    message: Message,
+    facts: dict[str, object],
+    *,
+    verify: bool,
+    local_hostname: str,
+    connect_timeout: float,
+    command_timeout: float,
+) -> Outcome:
+    host = target.host
+    context = _verifying_context() if verify else _unverified_context()
+    client = aiosmtplib.SMTP(
+        hostname=target.address,
+        port=target.port,
+        local_hostname=local_hostname,
+        timeout=command_timeout,
+        use_tls=target.implicit_tls,
+        start_tls=False,
+        tls_context=context if target.implicit_tls else None,
+    )
+    try:
+        try:
+            await client.connect(timeout=connect_timeout)
+        except aiosmtplib.SMTPConnectResponseError as exc:
+            raise AttemptFailed(_reply_failure(exc.code, exc.message, host)) from None
+        except ssl.SSLCertVerificationError:
+            raise
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise AttemptFailed(_network_failure(f"cannot connect to {host} "
+                                                 f"[{target.address}]: {exc}", host)) from None
+        facts["tls"] = "implicit" if target.implicit_tls else "none"
+        return await _transaction(client, target, message, facts, context)
+    except ssl.SSLCertVerificationError:
+        raise
+    except AttemptFailed:
+        raise
+    except aiosmtplib.SMTPResponseException as exc:
+        raise AttemptFailed(_reply_failure(exc.code, exc.message, host)) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
+        raise AttemptFailed(_network_failure(f"{host}: {exc or type(exc).__name__}",
+                                             host)) from None
+    finally:
+        client.close()
+
+
+async def _command(client: aiosmtplib.SMTP, *args: bytes) -> tuple[int, str]:
+    response = await client.execute_command(*args)
+    return response.code, response.message
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP,
+    target: Target,
+    message: Message,
+    facts: dict[str, object],
+    context: ssl.SSLContext,
+) -> Outcome:
+    host = target.host
+    await client.ehlo()
+    if not target.implicit_tls and target.starttls != "none":
+        if client.supports_extension("starttls"):
+            await client.starttls(tls_context=context, server_hostname=host)
+            facts["tls"] = "starttls"
+            facts["verified"] = context.verify_mode == ssl.CERT_REQUIRED
+            await client.ehlo()  # RFC 3207 4.2: forget what was learned before TLS
+        elif target.starttls == "required":
+            raise AttemptFailed(_network_failure(f"{host} does not offer STARTTLS", host,
+                                                 "4.7.10"))
+    if target.username:
+        try:
+            await client.login(target.username, target.password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise AttemptFailed(_reply_failure(exc.code, exc.message, host)) from None
+    size = len(message.data)
+    limit = client.esmtp_extensions.get("size", "")
+    if limit.isdigit() and int(limit) and size > int(limit):
+        raise AttemptFailed(Failure(552, "5.3.4", f"message of {size} bytes is larger than "
+                                    f"{host} accepts ({limit})", host))
+    options = [f"SIZE={size}"] if "size" in client.esmtp_extensions else []
+    if message.body_8bit:
+        if not client.supports_extension("8bitmime"):
+            # RFC 6152 3: 8-bit content must not go to a server without 8BITMIME.
+            raise AttemptFailed(Failure(554, "5.6.3", f"{host} does not accept 8-bit "
+                                        "content (no 8BITMIME)", host))
+        options.append("BODY=8BITMIME")
+    if message.smtputf8:
+        if not client.supports_extension("smtputf8"):
+            # RFC 6531 3.2: without SMTPUTF8 at the next hop the message cannot travel.
+            raise AttemptFailed(Failure(553, "5.6.7", f"{host} does not support SMTPUTF8, "
+                                        "which this message needs", host))
+        options.append("SMTPUTF8")
+    encoding = "utf-8" if message.smtputf8 else "ascii"
+    sender = f"<{message.mail_from}>".encode(encoding)
+    code, text = await _command(client, b"MAIL", b"FROM:" + sender,
+                                *(o.encode() for o in options))
+    if code != 250:
+        raise AttemptFailed(_reply_failure(code, text, host))
+    outcome = Outcome()
+    accepted: list[str] = []
+    for rcpt in message.recipients:
+        code, text = await _command(client, b"RCPT", f"TO:<{rcpt}>".encode(encoding))
+        if code in (250, 251):
+            accepted.append(rcpt)
+        else:
+            outcome.failed[rcpt] = _reply_failure(code, text, host)
+    if not accepted:
+        await _quit(client)
+        return outcome
+    try:
+        await client.data(message.data)
+    except aiosmtplib.SMTPDataError as exc:
+        failure = _reply_failure(exc.code, exc.message, host)
+        for rcpt in accepted:
+            outcome.failed[rcpt] = failure
+        return outcome
+    outcome.delivered = accepted
+    await _quit(client)
+    return outcome
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    # The outcome is known already; a rude goodbye changes nothing.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.quit(), 5)
