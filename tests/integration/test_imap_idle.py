@@ -120,3 +120,17 @@ def test_many_sessions_see_the_same_mailbox(postel: PostelServer) -> None:
         lines = s.cmd(b"u", b"UID SEARCH ALL")
         assert lines[0] == b"* SEARCH 1 2 3 4"
         s.close()
+
+
+def test_deleting_a_mailbox_selected_elsewhere(postel: PostelServer) -> None:
+    user = new_user(postel)
+    a, b = Raw(postel), Raw(postel)
+    a.login(user)
+    b.login(user)
+    a.cmd(b"c", b"CREATE Doomed")
+    b.cmd(b"s", b"SELECT Doomed")
+    assert a.cmd(b"d", b"DELETE Doomed")[-1].startswith(b"d OK")
+    b.send(b"n NOOP\r\n")
+    assert b.line() == b"* BYE Selected mailbox was deleted"
+    a.close()
+    b.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 from datetime import date
 
 import pytest
@@ -356,3 +357,28 @@ def test_cursor_rejects_garbage() -> None:
     c = Cursor([b'"unterminated'])
     with pytest.raises(ParseError):
         c.string()
+
+
+_STREAM = (
+    b"a1 LOGIN {5}\r\nalice {3+}\r\npwd\r\n"
+    b"a2 APPEND INBOX (\\Seen) ~{4+}\r\n\x00\x01\r\n {2}\r\nhi\r\n"
+    b"a3 " + b"x" * 150 + b"\r\n"
+    b"a4 APPEND INBOX {500+}\r\n" + b"y" * 500 + b"\r\n"
+    b"a5 NOOP\r\n"
+)
+
+
+@settings(max_examples=100)
+@given(st.lists(st.integers(1, len(_STREAM) - 1), max_size=20))
+def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
+    whole = normalized(events(_STREAM, max_line_length=100, max_literal_size=100))
+    points = sorted({0, len(_STREAM), *cuts})
+    receiver = Receiver(max_line_length=100, max_literal_size=100)
+    got: list[Event] = []
+    for a, b in itertools.pairwise(points):
+        receiver.feed(_STREAM[a:b])
+        while (event := receiver.next_event()) is not None:
+            got.append(event)
+    assert normalized(got) == whole
+    assert [type(e).__name__ for e in got].count("TooLong") == 1
+    assert [type(e).__name__ for e in got].count("LiteralTooBig") == 1

@@ -188,7 +188,7 @@ class ImapServer:
                     await io.flush()
                     return
                 if wake is not None and wake in done:
-                    await session.poll()
+                    await session.wake()
                     await io.flush()
                 if read_task in done:
                     data = read_task.result()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.exc import NoResultFound
+
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import ImapConfig
@@ -261,9 +263,13 @@ class ImapSession:
         if self.subscription is not None:
             while not self.subscription.queue.empty():
                 self.subscription.queue.get_nowait()
-        changes = await self.run(
-            self.store.changes_since, self.selected.mailbox_id, self.selected.modseq
-        )
+        try:
+            changes = await self.run(
+                self.store.changes_since, self.selected.mailbox_id, self.selected.modseq
+            )
+        except NoResultFound:
+            # Another session deleted the selected mailbox; nothing sensible remains.
+            raise Bye("Selected mailbox was deleted") from None
         claim = None
         if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
             claim = await self.run(self.store.imap_claim_recent, self.selected.mailbox_id)
@@ -275,6 +281,14 @@ class ImapSession:
     def subscribe(self) -> None:
         if self.subscription is None and self.account is not None:
             self.subscription = self.services.bus.subscribe(self.account.id)
+
+    async def wake(self) -> None:
+        """The change feed fired while IDLE: report what changed."""
+        try:
+            await self.poll()
+        except Bye as bye:
+            self.send(r.untagged(f"BYE {bye}"))
+            self.state = State.LOGOUT
 
     async def wait_for_change(self) -> None:
         """Wait until the store announces a change for this account (IDLE)."""
