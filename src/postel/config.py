@@ -8,6 +8,7 @@ servers end up open relays. Each field's comment is its documentation.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import socket
 import tomllib
@@ -280,7 +281,8 @@ def _parse_listen(key: str, value: Any) -> ListenAddress | None:
     if value == "":
         return None
     host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
+    # isascii(): str.isdigit() also accepts "²" (int() raises) and other scripts' digits.
+    if not sep or not port_text.isascii() or not port_text.isdigit():
         raise ConfigError(f"listen.{key}: {value!r} is not HOST:PORT")
     port = int(port_text)
     if not 0 < port < 65536:
@@ -314,12 +316,8 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
-    if isinstance(default, int | float) or (default is None and isinstance(value, int)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value!r}")
-        return type(default)(value) if default is not None else value
+    if isinstance(default, int | float):
+        return _number(key, value, whole=isinstance(default, int))
     if isinstance(default, Path) or default is None:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected a path, got {value!r}")
@@ -332,12 +330,34 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         ):
             kind = "numbers" if want_numbers else "strings"
             raise ConfigError(f"{key}: expected a list of {kind}, got {value!r}")
-        return tuple(float(v) for v in value) if want_numbers else tuple(value)
+        if want_numbers:
+            return tuple(_number(key, v, whole=False) for v in value)
+        return tuple(value)
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     raise ConfigError(f"{key}: unsupported value {value!r}")  # pragma: no cover
+
+
+def _number(key: str, value: Any, *, whole: bool) -> Any:
+    """A finite, non-negative number; `whole` refuses fractions (5e7 is still fine), so
+    a typo like 4096.5 is reported instead of silently truncated."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ConfigError(f"{key}: number too large, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    if number < 0:
+        raise ConfigError(f"{key}: must not be negative, got {value!r}")
+    if whole:
+        if not number.is_integer():
+            raise ConfigError(f"{key}: expected a whole number, got {value!r}")
+        return int(value)
+    return number
 
 
 def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | None = None) -> Config:
@@ -361,9 +381,12 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     config = Config()
     if "hostname" in raw:
         hostname = raw["hostname"]
-        if not isinstance(hostname, str) or not hostname or " " in hostname:
+        name = hostname.lower().rstrip(".") if isinstance(hostname, str) else ""
+        # It goes into greetings, Received headers and certificates: no whitespace or
+        # control characters, and something must be left once the root dot is gone.
+        if not name or any(c.isspace() or not c.isprintable() for c in name):
             raise ConfigError(f"hostname: expected a host name, got {hostname!r}")
-        config = replace(config, hostname=hostname.lower().rstrip("."))
+        config = replace(config, hostname=name)
     if "data_dir" in raw:
         config = replace(config, data_dir=_coerce("data_dir", raw["data_dir"], Path()))
     if "log_level" in raw:
@@ -389,7 +412,8 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
         if name in raw:
             config = replace(config, **{name: _section(cls, name, raw[name])})
     if (config.tls.cert is None) != (config.tls.key is None):
-        raise ConfigError("tls: set both cert and key, or neither")
+        missing, given = ("key", "cert") if config.tls.key is None else ("cert", "key")
+        raise ConfigError(f"tls.{missing}: required with tls.{given} (set both, or neither)")
     url = config.storage.url
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(f"storage.url: {url!r} is neither sqlite:///PATH nor postgresql://...")
@@ -433,7 +457,7 @@ def nameserver_address(text: str) -> tuple[str, int]:
         ipaddress.ip_address(host)
     except ValueError:
         raise ConfigError(f"dns.nameservers: {text!r} is not IP or IP:PORT") from None
-    if not (port.isdigit() and 0 < int(port) < 65536):
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ConfigError(f"dns.nameservers: bad port in {text!r}")
     return host, int(port)
 
@@ -462,6 +486,10 @@ def load_config(path: str | os.PathLike[str] | None, *, dev: bool = False) -> Co
         raise ConfigError(f"config file {file} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {file} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML files are UTF-8 (TOML 1.0 "Spec")
+        raise ConfigError(f"config file {file} is not valid UTF-8: {exc}") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"config file {file} cannot be read: {exc.strerror}") from None
     # Relative paths in a config file are relative to the directory the server runs in,
     # like the issue's `data_dir = "data"` example; this matches what operators expect
     # from `make run` in the checkout.

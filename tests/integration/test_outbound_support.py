@@ -25,6 +25,7 @@ class Zone(BaseResolver):  # type: ignore[misc]
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
+        self.failing: set[str] = set()  # names answered with SERVFAIL
         self.lock = threading.Lock()
 
     def add(self, name: str, rdtype: str, value: str) -> None:
@@ -36,6 +37,9 @@ class Zone(BaseResolver):  # type: ignore[misc]
         name = str(request.q.qname).lower().rstrip(".")
         rdtype = QTYPE[request.q.qtype]
         with self.lock:
+            if name in self.failing:
+                reply.header.rcode = 2  # SERVFAIL
+                return reply
             values = list(self.records.get((name, rdtype), []))
             exists = any(key[0] == name for key in self.records)
         for value in values:

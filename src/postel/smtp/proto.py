@@ -144,8 +144,8 @@ def parse_command(line: bytes) -> Event:
         return _syntax("command line is not valid UTF-8")
     verb, _, argument = text.partition(" ")
     if not verb.isascii():
-        # str.upper() maps "ı" to "I" and "ſ" to "S": "QUıT" must not become QUIT, or a
-        # filter in front of us and we would disagree about the command.
+        # str.upper() maps U+0131 (dotless i) to "I" and U+017F (long s) to "S": "QU\u0131T"
+        # must not become QUIT, or a filter in front of us and we would disagree about it.
         return ProtocolError(500, "5.5.2", "command not recognized")
     verb = verb.upper()
     if verb in ("EHLO", "HELO"):

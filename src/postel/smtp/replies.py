@@ -12,9 +12,10 @@ class Reply:
     text: str | tuple[str, ...]
 
     def to_bytes(self) -> bytes:
-        lines = (self.text,) if isinstance(self.text, str) else self.text
+        # An empty tuple still needs its final "code SP" line, or the client waits forever.
+        lines = (self.text,) if isinstance(self.text, str) else self.text or ("",)
         out = []
-        for index, line in enumerate(lines or ("",)):
+        for index, line in enumerate(lines):
             separator = " " if index == len(lines) - 1 else "-"
             prefix = f"{self.enhanced} " if self.enhanced else ""
             # Never let text break the framing (a CR or LF from a client-supplied string).
