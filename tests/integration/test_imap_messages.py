@@ -186,6 +186,8 @@ def test_store_flags_and_keywords(postel: PostelServer) -> None:
     lines = raw.cmd(b"b", b"UID STORE 2 FLAGS (\\Seen)")
     assert lines[0] == b"* 2 FETCH (FLAGS (\\Seen) UID 2)"
     assert raw.cmd(b"c", b"STORE 1 FLAGS (\\Bogus)")[-1].startswith(b"c BAD")
+    lines = raw.cmd(b"d", b"STORE 3 +FLAGS ($Brand-New)")
+    assert lines[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Brand-New $Label1)"
     raw.close()
 
 

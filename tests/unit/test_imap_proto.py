@@ -382,3 +382,36 @@ def test_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     assert normalized(got) == whole
     assert [type(e).__name__ for e in got].count("TooLong") == 1
     assert [type(e).__name__ for e in got].count("LiteralTooBig") == 1
+
+
+def _att_wire(att: FetchAtt) -> str:
+    if att.section is None:
+        return att.name
+    name = att.name + (".PEEK" if att.peek else "")
+    partial = f"<{att.partial[0]}.{att.partial[1]}>" if att.partial else ""
+    return f"{name}[{att.section}]{partial}"
+
+
+_sections = st.one_of(
+    st.builds(Section, st.tuples(*[st.integers(1, 9)] * 2)),
+    st.builds(Section, st.just(()), st.sampled_from(["HEADER", "TEXT"])),
+    st.builds(Section, st.lists(st.integers(1, 30), max_size=3).map(tuple),
+              st.sampled_from(["HEADER.FIELDS", "HEADER.FIELDS.NOT"]),
+              st.lists(st.sampled_from(["FROM", "TO", "X-A", "SUBJECT"]), min_size=1,
+                       max_size=3).map(tuple)),
+    st.builds(Section, st.lists(st.integers(1, 30), min_size=1, max_size=3).map(tuple),
+              st.just("MIME")),
+)
+_atts = st.one_of(
+    st.sampled_from(["ENVELOPE", "FLAGS", "UID", "MODSEQ", "BODYSTRUCTURE", "RFC822.SIZE"])
+    .map(FetchAtt),
+    st.builds(FetchAtt, st.just("BODY"), _sections,
+              st.one_of(st.none(), st.tuples(st.integers(0, 99), st.integers(1, 99))),
+              st.booleans()),
+)
+
+
+@given(st.lists(_atts, min_size=1, max_size=5))
+def test_fetch_attributes_round_trip(atts: list[FetchAtt]) -> None:
+    line = "a FETCH 1:* (" + " ".join(_att_wire(a) for a in atts) + ")\r\n"
+    assert command(line.encode()).args.atts == tuple(atts)  # type: ignore[attr-defined]

@@ -41,6 +41,7 @@ class SelectedMailbox:
         if recent_from is not None:
             self.recent = {u for u in self.uids if u >= recent_from}
         self.expunged: set[int] = set()  # gone from the store, not yet announced
+        self.keywords: set[str] = {k for m in messages for k in m.flags.keywords}
         self.show_recent = True  # no \Recent for IMAP4rev2 clients (RFC 9051 2.3.2)
         self.saved: list[int] = []  # SEARCHRES (RFC 5182): UIDs of the last SEARCH SAVE
 
@@ -117,6 +118,7 @@ class SelectedMailbox:
             elif meta.uid > last:
                 new.append(meta)
         for meta in sorted(new, key=lambda m: m.uid):
+            out += self.new_keywords(meta.flags)
             self.uids.append(meta.uid)
             self.flags[meta.uid] = meta.flags
             self.modseqs[meta.uid] = meta.modseq
@@ -134,11 +136,24 @@ class SelectedMailbox:
                 continue  # this session's own change, already reported
             self.flags[meta.uid] = meta.flags
             self.modseqs[meta.uid] = meta.modseq
+            out += self.new_keywords(meta.flags)
             if old != meta.flags or condstore:
                 out.append(self.fetch_flags(meta.uid, condstore=condstore, with_uid=qresync))
         self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
         self.uidnext = max(self.uidnext, changes.mailbox.uidnext)
         return out
+
+    def flags_response(self) -> bytes:
+        names = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft",
+                 *sorted(self.keywords)]
+        return r.untagged(b"FLAGS " + r.flags(names))
+
+    def new_keywords(self, flags: Flags) -> list[bytes]:
+        """RFC 9051 7.3.5: a FLAGS response when a keyword comes into use."""
+        if set(flags.keywords) <= self.keywords:
+            return []
+        self.keywords |= set(flags.keywords)
+        return [self.flags_response()]
 
     def announce_expunged(self, qresync: bool) -> list[bytes]:
         gone = sorted(self.expunged)

@@ -221,6 +221,13 @@ class ImapSession:
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))
             self.state = State.LOGOUT
+        except Exception:
+            # A bug in one handler costs that command, not the connection or the server.
+            log.exception("command failed", extra={"fields": {"ip": self.ip}})
+            self.continuation = None
+            self.receiver.raw_mode = False
+            tag = event.tag if isinstance(event, CommandBytes) else "*"
+            self.no(tag, "Internal error; the command was not completed", "SERVERBUG")
         finally:
             if isinstance(event, CommandBytes):
                 event.close()

@@ -51,7 +51,7 @@ async def select(s: ImapSession, cmd: Command) -> None:
     sel.show_recent = not s.rev2
     s.selected = sel
     s.state = State.SELECTED
-    s.untagged(f"FLAGS ({FLAGS})")
+    s.send(sel.flags_response())
     s.untagged(f"{sel.exists} EXISTS")
     if not s.rev2:
         s.untagged(f"{len(sel.recent)} RECENT")

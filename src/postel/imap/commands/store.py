@@ -55,6 +55,8 @@ async def store(s: ImapSession, cmd: Command) -> None:
     for meta in changed:
         sel.flags[meta.uid] = meta.flags
         sel.modseqs[meta.uid] = meta.modseq
+        for line in sel.new_keywords(meta.flags):
+            s.send(line)
     failed_set = set(failed)
     changed_uids = {m.uid for m in changed}
     for uid in uids:
