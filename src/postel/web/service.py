@@ -83,7 +83,6 @@ class WebService:
             access_log=False,
             server_header=False,
             proxy_headers=False,
-            timeout_graceful_shutdown=10,
             h11_max_incomplete_event_size=64 * 1024,
         )
         config.load()
@@ -137,8 +136,15 @@ class WebService:
         if self._sweeper is not None:
             self._sweeper.cancel()
         for server, _ in self.servers:
-            server.config.timeout_graceful_shutdown = max(1, int(grace))
             server.should_exit = True
+        # Requests in flight get up to `grace` seconds; idle keep-alive connections do
+        # not (a TLS close waits for the peer's close_notify, up to 30 s, otherwise).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline and any(s.server_state.tasks for s, _ in self.servers):
+            await asyncio.sleep(0.05)
+        for server, _ in self.servers:
+            server.force_exit = True
         for _, task in self.servers:
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+                await asyncio.wait_for(task, 5)
