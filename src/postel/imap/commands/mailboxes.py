@@ -158,7 +158,7 @@ async def list_(s: ImapSession, cmd: Command) -> None:
             attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
         if show_subscribed and name in subscribed and not args.lsub:
             attrs.append("\\Subscribed")
-        if box is not None and box.special_use and (
+        if box is not None and box.special_use and not args.lsub and (
             not args.extended or "SPECIAL-USE" in returns or "SPECIAL-USE" in selection
             or not returns
         ):
