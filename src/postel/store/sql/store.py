@@ -1404,6 +1404,13 @@ class SqlStore:
         with self._write() as (conn, _):
             conn.execute(delete(t.outbound_queue).where(t.outbound_queue.c.id == item_id))
 
+    def queue_finish_many(self, item_ids: Sequence[int]) -> None:
+        """queue_finish for several rows in one transaction (one fsync for a batch)."""
+        with self._write() as (conn, _):
+            conn.execute(
+                delete(t.outbound_queue).where(t.outbound_queue.c.id.in_(list(item_ids)))
+            )
+
     def queue_reschedule(
         self,
         item_id: int,
