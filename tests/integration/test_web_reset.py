@@ -172,6 +172,9 @@ def test_requests_are_limited_per_ip(make_postel: Callable[..., PostelServer]) -
         assert ask_reset(http, "y@example.test").status_code == 200
         limited = ask_reset(http, "z@example.test")
         assert limited.status_code == 429
+        # CAPTCHA challenges (rows in the store) are limited per IP too: at least 20.
+        statuses = [http.get("/forgot-password").status_code for _ in range(18)]
+        assert statuses[:17] == [200] * 17 and statuses[17] == 429
 
 
 def test_test_hooks_are_refused_on_a_public_address(

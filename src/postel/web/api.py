@@ -193,7 +193,11 @@ async def my_password(request: Request, account: Account, body: dict[str, Any]) 
 
 @endpoint(auth=False)
 async def new_captcha(request: Request, _: Account | None, body: dict[str, Any]) -> Any:
-    challenge = await _thread(captcha.new_challenge, web_of(request))
+    try:
+        challenge = await _thread(captcha.new_challenge, web_of(request), client_ip(request))
+    except captcha.TooManyChallenges:
+        raise ApiError(429, "Too many codes asked for from your address; try later.") \
+            from None
     return JSONResponse({"id": challenge, "image": f"/captcha/{challenge}.png",
                          "audio": f"/captcha/{challenge}.wav"}, 201)
 

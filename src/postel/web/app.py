@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from postel.web import api
+from postel.web import api, autoconfig
 from postel.web.account import logon, reset, settings
 from postel.web.admin import domain, system
 from postel.web.pages import render
@@ -47,6 +47,7 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/settings/welcome", settings.welcome, methods=GET_POST),
         *domain.routes(),
         *system.routes(),
+        *autoconfig.routes(),
         Mount("/api/v1", routes=api.routes()),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

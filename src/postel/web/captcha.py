@@ -20,8 +20,15 @@ _image = ImageCaptcha(width=240, height=80)
 _audio = AudioCaptcha()
 
 
-def new_challenge(web: Web) -> str:
-    """Blocking: create a challenge and return its id."""
+class TooManyChallenges(Exception):
+    pass
+
+
+def new_challenge(web: Web, ip: str) -> str:
+    """Blocking: create a challenge and return its id (TooManyChallenges past the
+    per-IP limit, so nobody fills the store with challenges)."""
+    if web.captcha_by_ip.add(ip) > web.captcha_max_per_ip:
+        raise TooManyChallenges()
     length = max(4, min(web.config.captcha_length, 12))
     answer = "".join(secrets.choice("0123456789") for _ in range(length))
     challenge_id = secrets.token_urlsafe(18)

@@ -101,7 +101,7 @@ def document() -> dict[str, Any]:
             "post": {"summary": "A new CAPTCHA challenge (image and audio)", "security": _ANON_CSRF,
                      "responses": _ok("201", "Challenge", _obj(
                          ["id", "image", "audio"], id=_STR, image=_STR, audio=_STR),
-                         "403")},
+                         "403", "429")},
         },
         "/password-reset": {
             "post": {"summary": "Forgot your password? Sends a reset link to the backup "

@@ -94,11 +94,18 @@ class Web:
     login_failures: WindowCounter
     reset_by_ip: WindowCounter
     reset_by_account: WindowCounter
+    captcha_by_ip: WindowCounter
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config(self) -> WebConfig:
         return self.context.config.web
+
+    @property
+    def captcha_max_per_ip(self) -> int:
+        """CAPTCHA challenges one IP may create per `captcha_lifetime` (each is a row in the
+        store until it expires): five per allowed reset request, at least 20."""
+        return max(20, 5 * self.config.reset_max_per_ip)
 
     @property
     def store(self) -> SqlStore:
@@ -123,6 +130,7 @@ class Web:
             login_failures=WindowCounter(config.auth.failure_window),
             reset_by_ip=WindowCounter(config.web.reset_window),
             reset_by_account=WindowCounter(config.web.reset_window),
+            captcha_by_ip=WindowCounter(config.web.captcha_lifetime),
         )
 
 

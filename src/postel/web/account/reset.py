@@ -24,7 +24,12 @@ TOO_MANY = ("Too many password reset requests from your address. Please try agai
 
 async def _form_page(request: Request, status: int = 200, *, email: str = "",
                      error: str = "") -> Response:
-    challenge = await asyncio.to_thread(captcha.new_challenge, web_of(request))
+    try:
+        challenge = await asyncio.to_thread(captcha.new_challenge, web_of(request),
+                                            client_ip(request))
+    except captcha.TooManyChallenges:
+        return render(request, "message.html", 429, title="Forgot your password?",
+                      message=TOO_MANY)
     return render(request, "forgot.html", status, challenge=challenge, email=email,
                   error=error)
 
