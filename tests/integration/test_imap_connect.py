@@ -165,3 +165,17 @@ def test_logout(postel: PostelServer, mode: str) -> None:
     user = new_user(postel)
     client = starttls_client(postel, user) if mode == "starttls" else tls_client(postel, user)
     assert client.logout()[0] == "BYE"
+
+
+def test_shutdown_says_bye_to_idle_clients(make_postel: object) -> None:
+    server = make_postel()  # type: ignore[operator]
+    server.add_user("dave@example.test")
+    server.start()
+    raw = Raw(server)
+    raw.login("dave@example.test")
+    raw.cmd(b"s", b"SELECT INBOX")
+    raw.send(b"i IDLE\r\n")
+    assert raw.line() == b"+ idling"
+    assert server.stop() == 0
+    assert raw.line() == b"* BYE Server shutting down"
+    raw.close()

@@ -91,6 +91,7 @@ class ImapServer:
         self._per_ip: Counter[str] = Counter()
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: dict[ImapSession, asyncio.Task[Any]] = {}
 
     async def listen(self, implicit_tls: bool, host: str, port: int) -> asyncio.Server:
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -139,8 +140,16 @@ class ImapServer:
                 await io.flush()
                 return
             self.sessions.add(session)
+            task = asyncio.current_task()
+            assert task is not None
+            self._running[session] = task
             await session.greet()
             await self._loop(session, io, receiver)
+        except asyncio.CancelledError:
+            # Server shutdown while the client was idle or waiting: say goodbye.
+            with contextlib.suppress(Exception):
+                io.write(r.untagged("BYE Server shutting down"))
+                await asyncio.wait_for(io.flush(), 1.0)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, zlib.error) as exc:
             log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
         except Exception:
@@ -152,12 +161,17 @@ class ImapServer:
         finally:
             session.close()
             self.sessions.discard(session)
+            self._running.pop(session, None)
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
-            writer.close()
+            if session.shutting_down:
+                writer.transport.abort()  # no TLS close_notify dance while stopping
+            else:
+                writer.close()
+            # A TLS peer that never answers close_notify must not hold a task forever.
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
 
     async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
         timeout = self.services.config.idle_timeout
@@ -166,8 +180,16 @@ class ImapServer:
             while not session.closed:
                 event = receiver.next_event()
                 if event is not None:
-                    await session.handle(event)
-                    await io.flush()
+                    session.busy = True
+                    try:
+                        await session.handle(event)
+                        await io.flush()
+                    finally:
+                        session.busy = False
+                    if session.shutting_down:
+                        io.write(r.untagged("BYE Server shutting down"))
+                        await io.flush()
+                        return
                     continue
                 if read_task is None:
                     read_task = asyncio.ensure_future(io.read())
@@ -203,15 +225,18 @@ class ImapServer:
                     await read_task
 
     async def shutdown(self, grace: float = 30.0) -> None:
-        """Stop accepting; tell clients BYE, give commands in flight `grace` seconds."""
+        """Stop accepting; say BYE; let commands in flight finish (up to `grace` seconds).
+
+        A session waiting for input is ended at once; one running a command (an APPEND
+        being committed, say) ends after that command, or when the grace period is over."""
         for server in self._servers:
             server.close()
-        for session in list(self.sessions):
-            with contextlib.suppress(Exception):
-                session.send(r.untagged("BYE Server shutting down"))
-                await session.io.flush()
+        for session, task in list(self._running.items()):
+            session.shutting_down = True
+            if not session.busy:
+                task.cancel()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=min(grace, 1.0))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
         for server in self._servers:

@@ -131,6 +131,8 @@ class ImapSession:
         self.subscription: Subscription | None = None
         self.compressed = False
         self.client_id: dict[str, str | None] = {}
+        self.busy = False  # a command is running (the server lets it finish on shutdown)
+        self.shutting_down = False
 
     # -- properties the handlers read ------------------------------------------------
 
