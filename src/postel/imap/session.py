@@ -267,11 +267,12 @@ class ImapSession:
 
         EXPUNGE (and VANISHED) must not be sent while a FETCH, STORE or SEARCH by sequence
         number is running (RFC 9051 7.4.1), so those pass allow_expunge=False."""
-        if self.selected is None:
-            return
+        # Drain the hints first: one arriving after this read triggers another poll.
         if self.subscription is not None:
             while not self.subscription.queue.empty():
                 self.subscription.queue.get_nowait()
+        if self.selected is None:
+            return
         try:
             changes = await self.run(
                 self.store.changes_since, self.selected.mailbox_id, self.selected.modseq
