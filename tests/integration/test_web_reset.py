@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import imaplib
 import smtplib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -100,6 +101,9 @@ def test_reset_flow_end_to_end(server: PostelServer, http: httpx.Client) -> None
     with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as smtp:
         smtp.starttls(context=server.client_tls())
         smtp.login("dave@example.test", NEW_PASSWORD)
+    with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"),
+                           ssl_context=server.client_tls(), timeout=30) as imap:
+        assert imap.login("dave@example.test", NEW_PASSWORD)[0] == "OK"
     # And the backup address is told that the password changed.
     notice = wait_for_mail(server, "dave.backup@backup.test", 2)[1]
     assert "was changed" in str(notice["Subject"])
