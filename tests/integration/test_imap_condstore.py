@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.harness import PostelServer
-from tests.integration.test_imap_support import Raw, deliver, message, new_user
+from tests.integration.test_imap_support import Raw, both_ports, deliver, message, new_user
+
+# Every test here runs over 993 (implicit TLS) and 143 (STARTTLS).
+pytestmark = pytest.mark.usefixtures(both_ports.__name__)
 
 
 def modseq_of(line: bytes) -> int:

@@ -3,10 +3,14 @@ OVERQUOTA on APPEND and COPY."""
 
 from __future__ import annotations
 
+import pytest
 from imapclient import IMAPClient
 
 from tests.harness import PASSWORD, PostelServer
-from tests.integration.test_imap_support import Raw, deliver, message, new_user
+from tests.integration.test_imap_support import Raw, both_ports, deliver, message, new_user
+
+# Every test here runs over 993 (implicit TLS) and 143 (STARTTLS).
+pytestmark = pytest.mark.usefixtures(both_ports.__name__)
 
 
 def imapclient(postel: PostelServer, user: str) -> IMAPClient:

@@ -9,6 +9,9 @@ import smtplib
 import socket
 import ssl
 import uuid
+from collections.abc import Iterator
+
+import pytest
 
 from tests.harness import PASSWORD, PostelServer
 
@@ -53,17 +56,30 @@ def message(subject: str = "hello", body: str = "body text", **headers: str) -> 
     return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode()
 
 
-class Raw:
-    """A byte-exact client over implicit TLS, for the awkward cases libraries hide."""
+# How Raw connects when a test does not say: "993" (implicit TLS) or "143" (STARTTLS).
+# Modules that run every test over both ports switch it with the `both_ports` fixture.
+DEFAULT_PORT = ["993"]
 
-    def __init__(self, postel: PostelServer, *, tls: bool = True) -> None:
-        sock = socket.create_connection(("127.0.0.1", postel.port("imaps" if tls else "imap")),
-                                        timeout=30)
-        if tls:
-            sock = postel.client_tls().wrap_socket(sock, server_hostname="localhost")
-        self.sock: socket.socket | ssl.SSLSocket = sock
+
+class Raw:
+    """A byte-exact client over TLS (993, or 143 after STARTTLS), for the awkward cases
+    libraries hide."""
+
+    def __init__(self, postel: PostelServer, *, port: str | None = None) -> None:
+        port = port or DEFAULT_PORT[0]
+        name = "imaps" if port == "993" else "imap"
+        sock = socket.create_connection(("127.0.0.1", postel.port(name)), timeout=30)
         self.buf = b""
+        self.sock: socket.socket | ssl.SSLSocket = sock
+        if port == "993":
+            self.sock = postel.client_tls().wrap_socket(sock, server_hostname="localhost")
+            self.greeting = self.line()
+            return
         self.greeting = self.line()
+        assert b"STARTTLS" in self.greeting and b"LOGINDISABLED" in self.greeting
+        sock.sendall(b"T STARTTLS\r\n")
+        assert self.line().startswith(b"T OK")
+        self.sock = postel.client_tls().wrap_socket(sock, server_hostname="localhost")
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -108,6 +124,14 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+@pytest.fixture(params=["993", "143"])
+def both_ports(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test over implicit TLS and over STARTTLS (Raw connects accordingly)."""
+    DEFAULT_PORT[0] = request.param
+    yield request.param
+    DEFAULT_PORT[0] = "993"
 
 
 def test_helpers_build_messages() -> None:
