@@ -239,6 +239,20 @@ class MailauthConfig:
 
 
 @dataclass(frozen=True)
+class AutoconfigConfig:
+    # MTA-STS (RFC 8461) policy mode served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt:
+    # "testing" (senders report but still deliver), "enforce" (senders refuse delivery
+    # without valid TLS to the MX), "none" (withdraw a policy), or "" (not served). The
+    # certificate must then also cover mta-sts.DOMAIN of every hosted domain.
+    mta_sts_mode: str = ""
+    # Seconds senders may cache the MTA-STS policy (RFC 8461 3.2: at most 31557600).
+    mta_sts_max_age: int = 604800
+    # Seconds a QR-code link on "Set up your device" stays valid; it opens the account's
+    # settings and profile on a phone without a logon (it never carries the password).
+    device_link_lifetime: float = 900.0
+
+
+@dataclass(frozen=True)
 class Config:
     # The name this server greets with and puts in Received headers and certificates.
     hostname: str = field(default_factory=socket.getfqdn)
@@ -258,6 +272,7 @@ class Config:
     dns: DnsConfig = DnsConfig()
     outbound: OutboundConfig = OutboundConfig()
     mailauth: MailauthConfig = MailauthConfig()
+    autoconfig: AutoconfigConfig = AutoconfigConfig()
 
     @property
     def storage_url(self) -> str:
@@ -373,6 +388,7 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
         "dns": DnsConfig,
         "outbound": OutboundConfig,
         "mailauth": MailauthConfig,
+        "autoconfig": AutoconfigConfig,
     }
     top_keys = {"hostname", "data_dir", "log_level", "listen", *sections}
     for key in raw:
@@ -418,6 +434,11 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(f"storage.url: {url!r} is neither sqlite:///PATH nor postgresql://...")
     _check_outbound(config)
+    if config.autoconfig.mta_sts_mode not in ("", "testing", "enforce", "none"):
+        raise ConfigError("autoconfig.mta_sts_mode: expected testing, enforce, none or \"\", "
+                          f"got {config.autoconfig.mta_sts_mode!r}")
+    if not 0 < config.autoconfig.mta_sts_max_age <= 31557600:
+        raise ConfigError("autoconfig.mta_sts_max_age: expected 1 to 31557600 seconds")
 
     if base_dir is not None:
         config = _anchor_paths(config, base_dir)
