@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from postel.store.sql import schema
 from tests.harness import PASSWORD, PostelServer
 from tests.web.helpers import client, csrf, logon, make_web_server, start
 
@@ -123,3 +126,13 @@ def test_lockout_is_shared_with_mail_protocols(make_postel: Callable[..., Postel
         locked = logon(http, "carol@example.test", PASSWORD)
         assert locked.status_code == 429
         assert "Too many failed logons" in locked.text
+
+
+def test_idle_session_expires(server: PostelServer, http: httpx.Client) -> None:
+    assert logon(http, "alice@example.test", PASSWORD).status_code == 303
+    assert http.get("/settings").status_code == 200
+    idle = server.config.web.session_idle_timeout
+    with server.store.engine.begin() as conn:
+        conn.execute(update(schema.web_sessions).values(
+            last_seen_at=datetime.now(UTC) - timedelta(seconds=idle + 1)))
+    assert http.get("/settings").status_code == 303

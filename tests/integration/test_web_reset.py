@@ -199,3 +199,38 @@ def test_test_hook_is_absent_by_default(make_postel: Callable[..., PostelServer]
         page = http.get("/forgot-password")
         challenge = page.text.split('name="challenge" value="')[1].split('"')[0]
         assert http.get(f"/__test__/captcha/{challenge}").status_code == 404
+
+
+def test_reset_mail_to_a_remote_backup_goes_through_the_outbound_queue(
+    make_postel: Callable[..., PostelServer],
+) -> None:
+    # The "remote" provider of the backup address is a second Postel; the first relays
+    # to it as its smarthost, so the mail travels queue -> SMTP -> remote INBOX.
+    remote = make_postel("remote")
+    remote.add_user("someone@remote.example")
+    start(remote)
+    server = make_web_server(
+        make_postel,
+        extra=f'[outbound]\nsmarthost = "127.0.0.1:{remote.port("smtp")}"\n'
+              'smarthost_tls = "none"\n',
+    )
+    server.add_user("gus@example.test", backup_email="someone@remote.example")
+    start(server)
+    with client(server) as http:
+        assert ask_reset(http, "gus@example.test").status_code == 200
+    mail = wait_for_mail(remote, "someone@remote.example", 1, timeout=30)[0]
+    assert mail["From"] == "postmaster@mail.example.test"
+    assert "/reset-password?token=" in reset_link(mail)
+
+
+def test_expired_captcha_is_refused(server: PostelServer, http: httpx.Client) -> None:
+    page = http.get("/forgot-password")
+    challenge, answer = solve_captcha(http, page.text)
+    with server.store.engine.begin() as conn:
+        conn.execute(update(schema.captcha_challenges).values(
+            expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    refused = http.post("/forgot-password", data={
+        "csrf_token": csrf(page.text), "email": "frank@example.test",
+        "challenge": challenge, "captcha": answer})
+    assert refused.status_code == 400
+    assert "did not match, or it expired" in refused.text
