@@ -149,9 +149,12 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
                 verb = command[:4].upper()
                 if verb == "EHLO":
                     lines = ["fake.test", *receiver.extensions]
-                    for index, text in enumerate(lines):
-                        sep = " " if index == len(lines) - 1 else "-"
-                        self.reply(f"250{sep}{text}")
+                    # One write for the whole reply, as real servers do (separate small
+                    # writes meet Nagle and delayed ACKs: 40 ms per EHLO).
+                    self.reply("\r\n".join(
+                        f"250{' ' if index == len(lines) - 1 else '-'}{text}"
+                        for index, text in enumerate(lines)
+                    ))
                 elif verb == "MAIL":
                     mail_from = command.partition(":")[2].split()[0].strip("<>")
                     rcpts = []

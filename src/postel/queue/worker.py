@@ -100,6 +100,8 @@ class QueueService:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._finishing: list[tuple[int, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- service ----------------------------------------------------------------------
 
@@ -160,7 +162,10 @@ class QueueService:
         if self._per_domain[domain] <= 0:
             del self._per_domain[domain]
             self._domain_slots.pop(domain, None)
-        if not self._stopping.is_set():
+        # Claim again once a quarter of the slots are free (or none is busy): claims in
+        # batches cost one commit each, not one per delivery.
+        refill = len(self._tasks) <= self.outbound.max_connections * 3 // 4
+        if not self._stopping.is_set() and refill:
             self._wake.set()
 
     def _slot(self, domain: str) -> asyncio.Semaphore:
@@ -184,13 +189,41 @@ class QueueService:
                 outcome = Outcome(failed=dict.fromkeys(item.recipients, failure))
         # Settle even when shutdown cancels us now: a 250 must be recorded, or the
         # message would be sent again after the restart.
-        await asyncio.shield(asyncio.to_thread(self._settle, item, outcome))
+        await asyncio.shield(self._settle_and_finish(item, outcome))
         log.info("delivery", extra={"fields": {
             "queue_id": item.queue_id, "id": item.id, "domain": item.domain,
             "attempt": item.attempts + 1, "delivered": outcome.delivered,
             "failed": {r: f.text for r, f in outcome.failed.items()},
             "ms": round((time.monotonic() - started) * 1000, 1), **facts,
         }})
+
+    async def _settle_and_finish(self, item: OutboundItem, outcome: Outcome) -> None:
+        if await asyncio.to_thread(self._settle, item, outcome):
+            await self._finish(item.id)
+
+    async def _finish(self, item_id: int) -> None:
+        """Delete a finished row; rows finishing while a delete commits share the next
+        transaction (group commit), so one fsync covers many deliveries."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._finishing.append((item_id, done))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_finished())
+        await done
+
+    async def _flush_finished(self) -> None:
+        try:
+            while self._finishing:
+                batch, self._finishing = self._finishing, []
+                try:
+                    await asyncio.to_thread(self.store.queue_finish_many, [i for i, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    done.set_result(None)
+        finally:
+            self._flusher = None
 
     def _load(self, item: OutboundItem) -> bytes:
         """The bytes to send: a DKIM-Signature when the From domain (or the envelope
@@ -282,9 +315,10 @@ class QueueService:
 
     # -- settling: delete, reschedule, bounce ----------------------------------------------
 
-    def _settle(self, item: OutboundItem, outcome: Outcome) -> None:
-        """Blocking. Record the attempt; DSNs go out before the row changes, so a crash
-        in between can repeat a DSN but never lose one."""
+    def _settle(self, item: OutboundItem, outcome: Outcome) -> bool:
+        """Blocking. Record the attempt; True when the row is finished and must go. DSNs
+        go out before the row changes, so a crash in between can repeat a DSN but never
+        lose one."""
         current = now()
         permanent = {r: f for r, f in outcome.failed.items() if f.permanent}
         temporary = {r: f for r, f in outcome.failed.items() if not f.permanent}
@@ -301,8 +335,7 @@ class QueueService:
                 RecipientStatus(r, f.status, f.text, f.remote) for r, f in permanent.items()
             ])
         if not temporary:
-            self.store.queue_finish(item.id)
-            return
+            return True
         warn = delay_warning_due(item.created_at, current, self.outbound.delay_warning_after,
                                  item.delay_warned)
         if warn:
@@ -318,6 +351,7 @@ class QueueService:
             recipients=remaining,
             delay_warned=True if warn else None,
         )
+        return False
 
     def _bounce(
         self, item: OutboundItem, statuses: Sequence[RecipientStatus], *, delayed: bool = False
