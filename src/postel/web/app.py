@@ -7,6 +7,7 @@ No traceback ever reaches a browser: every error becomes a short page (or JSON u
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from starlette.applications import Starlette
@@ -34,8 +35,22 @@ HTTP_PATHS = ("/.well-known/acme-challenge/", "/mail/config-v1.1.xml",
               "/.well-known/autoconfig/")
 
 
+def _optional_routes(module: str) -> list[BaseRoute]:
+    """Routes of a web module another issue adds (postel.web.autoconfig: client
+    autoconfiguration); absent until it lands. The module has `routes() -> list[BaseRoute]`."""
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return []
+    extra: list[BaseRoute] = found.routes()
+    return extra
+
+
 def routes(web: Web) -> list[BaseRoute]:
     site: list[BaseRoute] = [
+        *_optional_routes("postel.web.autoconfig"),
         Route("/", logon.home),
         Route("/logon", logon.logon, methods=GET_POST),
         Route("/logout", logon.logout, methods=GET_POST),
