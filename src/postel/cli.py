@@ -253,6 +253,38 @@ def cmd_dkim_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dns(args: argparse.Namespace) -> int:
+    from postel.autoconfig.dnscheck import DnsLookup, Status, check_all
+    from postel.autoconfig.dnsrecords import domain_dns
+    from postel.autoconfig.settings import mail_settings
+    from postel.mailauth.dkim import dns_record
+
+    config = load_config(args.config)
+    try:
+        domain = parse_email(f"postmaster@{args.domain.lower().rstrip('.')}").ascii_domain()
+    except AddressError:
+        raise CliError(f"{args.domain!r} is not a valid domain name") from None
+    store = _store(args)
+    if store.get_domain(args.domain.lower().rstrip(".")) is None \
+            and store.get_domain(domain) is None:
+        print(f"note: {domain} is not hosted here (yet)", file=sys.stderr)
+    dkim = [(selector, dns_record(pem)) for selector, _, pem in store.dkim_signing_keys(domain)]
+    records = domain_dns(config, mail_settings(config), domain, dkim)
+    if not args.check:
+        print(records.zone(), end="")
+        return 0
+    results = asyncio.run(check_all(records.records, DnsLookup(config.dns)))
+    for result in results:
+        print(f"{result.status.value:<11} {result.record.zone_line()}")
+        if result.status is Status.DIFFERENT:
+            print(f"{'':<11} ; DNS has: {', '.join(result.seen)}")
+        elif result.status is Status.UNKNOWN:
+            print(f"{'':<11} ; lookup failed: {result.detail}")
+    bad = [r for r in results if r.status not in (Status.FOUND, Status.SKIPPED)]
+    print(f"{len(results) - len(bad)} of {len(results)} records as suggested", file=sys.stderr)
+    return 1 if bad else 0
+
+
 # -- parser ---------------------------------------------------------------------------
 
 
@@ -346,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="RSA key bits (default 2048)")
     kind.add_argument("--ed25519", action="store_true",
                       help="an Ed25519 key (RFC 8463); publish an RSA key too for old verifiers")
+    dns_command = command(sub, "dns", cmd_dns, "print the DNS records DOMAIN should publish "
+                          "(MX, SPF, DKIM, DMARC, MTA-STS, autoconfig, SRV)")
+    dns_command.add_argument("domain")
+    dns_command.add_argument("--check", action="store_true",
+                             help="query DNS and mark each record found, missing or "
+                             "different (exit status 1 unless all are as suggested)")
     return parser
 
 
