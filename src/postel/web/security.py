@@ -80,7 +80,7 @@ def _load_account(web: Web, token: str) -> Account | None:
 
 async def current_account(request: Request) -> Account | None:
     """The signed-in account of this request (cached per request), or None."""
-    if "account" in request.state._state:
+    if getattr(request.state, "account_loaded", False):
         cached = request.state.account
         assert cached is None or isinstance(cached, Account)
         return cached
@@ -88,7 +88,10 @@ async def current_account(request: Request) -> Account | None:
     account = None
     if token and len(token) < 200:
         account = await asyncio.to_thread(_load_account, web_of(request), token)
+    if token and account is None:
+        request.state.set_session = ""  # expired or revoked: drop the stale cookie
     request.state.account = account
+    request.state.account_loaded = True
     request.state.session_token = token if account else ""
     return account
 
@@ -102,6 +105,7 @@ def start_session(request: Request, account: Account) -> str:
         request.headers.get("user-agent", ""),
     )
     request.state.account = account
+    request.state.account_loaded = True
     request.state.session_token = token
     request.state.set_session = token
     return token
@@ -113,6 +117,7 @@ def end_session(request: Request) -> None:
     if token:
         web_of(request).store.web_session_delete(hash_token(token))
     request.state.account = None
+    request.state.account_loaded = True
     request.state.session_token = ""
     request.state.set_session = ""
 
