@@ -3,6 +3,10 @@
 Only the header section is held in memory; the body is canonicalized and hashed in chunks,
 so a 30 MB message costs 64 KiB of memory. Algorithms: rsa-sha256 and ed25519-sha256
 (RFC 8463); rsa-sha1 is refused (RFC 8301 3.1). Keys are checked with ``cryptography``.
+
+Why not dkimpy: it signs and verifies a message given whole as bytes, which breaks the rule
+that a message is never held whole in memory (30 MB bodies), and its Ed25519 support needs
+PyNaCl. The unit tests check this code against dkimpy in both directions, so the two agree.
 """
 
 from __future__ import annotations
