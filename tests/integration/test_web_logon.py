@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -136,3 +137,11 @@ def test_idle_session_expires(server: PostelServer, http: httpx.Client) -> None:
         conn.execute(update(schema.web_sessions).values(
             last_seen_at=datetime.now(UTC) - timedelta(seconds=idle + 1)))
     assert http.get("/settings").status_code == 303
+
+
+def test_https_uses_the_mail_certificate(server: PostelServer) -> None:
+    served = ssl.get_server_certificate(("127.0.0.1", server.port("https")))
+    smtps = ssl.get_server_certificate(("127.0.0.1", server.port("submissions")))
+    on_disk = server.cert_path.read_text()
+    der = ssl.PEM_cert_to_DER_cert
+    assert der(served) == der(on_disk) == der(smtps)
