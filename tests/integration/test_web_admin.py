@@ -132,3 +132,15 @@ def test_system_admin_domains_admins_and_audit(server: PostelServer) -> None:
         assert "domain.add" in audit and "c.example" in audit
         # System admins manage users of every domain.
         assert root.get("/admin/users", params={"domain": "b.example"}).status_code == 200
+
+
+def test_cli_removes_a_user_with_web_sessions_and_reset_tokens(server: PostelServer) -> None:
+    server.add_user("gone@a.example", backup_email="gone@x.test")
+    with client(server) as http:
+        assert logon(http, "gone@a.example", PASSWORD).status_code == 303
+    account = server.store.get_account("gone@a.example")
+    assert account is not None
+    server.store.reset_token_create("0" * 64, account.id, account.created_at)
+    result = server.cli("user", "remove", "gone@a.example")
+    assert result.returncode == 0, result.stderr
+    assert server.store.get_account("gone@a.example") is None
