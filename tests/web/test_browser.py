@@ -117,6 +117,7 @@ def ask_for_reset(page: Page, email: str) -> None:
 def test_logon_failure_then_success(page: Page) -> None:
     log_on(page, "alice@example.test", "this is not it")
     expect(page.get_by_role("alert")).to_have_text("The email address or password is incorrect.")
+    shot(page, "logon_failure")
     log_on(page, "alice@example.test")
     expect(page.get_by_role("heading", name="My Settings")).to_be_visible()
     expect(page.get_by_label("Backup Email Address")).to_have_value("alice.backup@backup.test")

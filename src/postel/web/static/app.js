@@ -19,7 +19,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const input of document.querySelectorAll("input[type=password]")) {
     const toggle = document.createElement("button");
     toggle.type = "button";
-    toggle.className = "link small";
+    toggle.className = "link small toggle";
     toggle.textContent = "Show";
     toggle.setAttribute("aria-label", "Show password");
     toggle.addEventListener("click", () => {
