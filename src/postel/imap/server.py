@@ -165,13 +165,12 @@ class ImapServer:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
-            if session.shutting_down:
-                writer.transport.abort()  # no TLS close_notify dance while stopping
-            else:
-                writer.close()
-            # A TLS peer that never answers close_notify must not hold a task forever.
+            # close() still sends what is buffered (the BYE); a TLS peer that never
+            # answers close_notify must not hold the task (or a shutdown) for long.
+            writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 2.0)
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            writer.transport.abort()
 
     async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
         timeout = self.services.config.idle_timeout
