@@ -114,3 +114,45 @@ def test_openapi_document_names_every_route() -> None:
     assert doc["openapi"] == "3.1.0"
     assert {"/session", "/me", "/password-reset", "/domains/{domain}/users",
             "/users/{email}", "/audit"} <= set(doc["paths"])
+
+
+def test_a_crash_becomes_a_clean_500_page(tmp_path: Path) -> None:
+    import jinja2
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from postel.web.app import http_error, server_error
+    from postel.web.state import TEMPLATES, Web
+
+    async def boom(request: Request) -> PlainTextResponse:
+        raise RuntimeError("secret internals")
+
+    config = parse_config({"hostname": "mail.example.com", "data_dir": str(tmp_path)})
+    web = Web(
+        context=SimpleNamespace(config=config),  # type: ignore[arg-type]
+        secret=b"k" * 32,
+        templates=jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                                     autoescape=True, undefined=jinja2.StrictUndefined),
+        base_url="https://mail.example.com", system_from="postmaster@mail.example.com",
+        login_failures=WindowCounter(1), reset_by_ip=WindowCounter(1),
+        reset_by_account=WindowCounter(1), captcha_by_ip=WindowCounter(1),
+    )
+    app = Starlette(routes=[Route("/boom", boom), Route("/api/boom", boom)],
+                    exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.state.web = web
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="https://x") as http:
+            return await http.get("/boom"), await http.get("/api/boom")
+
+    page, api = asyncio.run(run())
+    assert page.status_code == 500 and api.status_code == 500
+    assert "Something went wrong on our side" in page.text
+    assert "<html" in page.text
+    for answer in (page, api):
+        assert "secret internals" not in answer.text and "Traceback" not in answer.text
+    assert api.json() == {"error": "Something went wrong on our side. Please try again in a "
+                                   "moment."}
