@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import imaplib
+import poplib
 import smtplib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -104,6 +105,13 @@ def test_reset_flow_end_to_end(server: PostelServer, http: httpx.Client) -> None
     with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"),
                            ssl_context=server.client_tls(), timeout=30) as imap:
         assert imap.login("dave@example.test", NEW_PASSWORD)[0] == "OK"
+    pop = poplib.POP3_SSL("127.0.0.1", server.port("pop3s"), context=server.client_tls(),
+                          timeout=30)
+    try:
+        pop.user("dave@example.test")
+        assert pop.pass_(NEW_PASSWORD).startswith(b"+OK")
+    finally:
+        pop.quit()
     # And the backup address is told that the password changed.
     notice = wait_for_mail(server, "dave.backup@backup.test", 2)[1]
     assert "was changed" in str(notice["Subject"])
