@@ -130,7 +130,7 @@ def test_literal_continuation_and_literal_plus(postel: PostelServer) -> None:
 
 def test_limits_answer_instead_of_crashing(make_postel: object) -> None:
     server = make_postel(extra_config=(  # type: ignore[operator]
-        "[imap]\nmax_line_length = 200\nmax_literal_size = 1000\n"))
+        "[imap]\nmax_line_length = 200\nmax_literal_size = 1000\nmax_nesting = 4\n"))
     server.add_user("carol@example.test")
     server.start()
     raw = Raw(server)
@@ -142,6 +142,10 @@ def test_limits_answer_instead_of_crashing(make_postel: object) -> None:
     raw.send(b"a3 APPEND INBOX {5000+}\r\n" + b"z" * 5000 + b"\r\n")
     assert raw.until(b"a3")[-1].startswith(b"a3 NO [TOOBIG]")
     assert raw.cmd(b"a4", b"NOOP")[-1].startswith(b"a4 OK")
+    raw.cmd(b"a5", b"SELECT INBOX")
+    assert raw.cmd(b"a6", b"SEARCH ((((ALL))))")[-1].startswith(b"a6 OK")
+    lines = raw.cmd(b"a7", b"SEARCH " + b"(" * 6 + b"ALL" + b")" * 6)
+    assert lines[-1].startswith(b"a7 BAD")
     raw.close()
 
 

@@ -107,3 +107,45 @@ def test_selected_vanished_under_qresync() -> None:
     out = sel.apply(MailboxChanges(_box(4, 4), [], [1, 2]), allow_expunge=True,
                     recent_from=None, condstore=True, qresync=True)
     assert out == [b"* VANISHED 1:2\r\n"]
+
+
+def test_list_patterns() -> None:
+    from postel.imap.commands.mailboxes import matches, pattern_regex
+
+    def m(pattern: str, name: str) -> bool:
+        return matches(pattern_regex(pattern), pattern, name)
+
+    assert m("*", "a/b/c") and m("%", "a") and not m("%", "a/b")
+    assert m("a/%", "a/b") and not m("a/%", "a/b/c") and m("a/*", "a/b/c")
+    assert m("inbox", "INBOX") and m("Inbox/%", "INBOX/x") and not m("inbox", "Inbox2")
+    assert m("A.b", "A.b") and not m("A.b", "AXb")  # regex characters are literal
+    assert not m("work", "Work")  # other names are case-sensitive
+
+
+def test_search_evaluator() -> None:
+    from datetime import date
+
+    from postel.imap.proto.searchkeys import SearchKey
+    from postel.imap.search_eval import Candidate, Evaluator
+
+    row = {
+        "headers": [["Subject", "Grüße aus Köln"], ["From", "Bob <bob@x.test>"]],
+        "internal_date": datetime(2024, 3, 5, 23, 30, tzinfo=UTC),
+        "sent_date": datetime(2024, 3, 6, 0, 30, tzinfo=UTC),
+        "size": 500,
+    }
+    m = Candidate(7, 2, Flags(seen=True, keywords=("$Work",)), False, 9, row)
+    ev = Evaluator(largest_seq=3, largest_uid=9, saved=[7], body_text=lambda c: "Body TEXT")
+
+    def k(op: str, *args: object) -> SearchKey:
+        return SearchKey(op, args)
+
+    assert ev.match(k("SUBJECT", "KÖLN"), m)
+    assert ev.match(k("FROM", "bob@x"), m) and not ev.match(k("TO", "bob"), m)
+    assert ev.match(k("ON", date(2024, 3, 5)), m)
+    assert ev.match(k("SENTON", date(2024, 3, 6)), m)
+    assert ev.match(k("FLAG", "$work", True), m) and ev.match(k("FLAG", "\\Seen", True), m)
+    assert ev.match(k("BODY", "body text"), m) and ev.match(k("TEXT", "grüße"), m)
+    assert ev.match(k("LARGER", 499), m) and not ev.match(k("SMALLER", 500), m)
+    assert ev.match(k("OR", k("NEW"), k("OLD")), m)
+    assert ev.match(k("MODSEQ", 9), m) and not ev.match(k("MODSEQ", 10), m)
