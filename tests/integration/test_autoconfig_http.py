@@ -333,3 +333,43 @@ def test_mta_sts_is_not_served_when_off(make_postel: Callable[..., PostelServer]
     with client(server) as c:
         assert c.get("/.well-known/mta-sts.txt",
                      headers={"host": "mta-sts.example.test"}).status_code == 404
+
+
+def test_documents_follow_a_changed_config(make_postel: Callable[..., PostelServer]) -> None:
+    """Change the hostname and turn POP3 off, restart: every document says so."""
+    server = make_postel()
+    server.add_domain("example.test")
+    start(server)
+    with client(server) as c:
+        before = ET.fromstring(c.get("/mail/config-v1.1.xml",
+                                     params={"emailaddress": "a@example.test"}).content)
+    assert {s.findtext("hostname") for s in before.iter("incomingServer")} == {
+        "mail.example.test"}
+    assert "pop3" in {s.get("type") for s in before.iter("incomingServer")}
+    server.stop()
+    text = server.config_path.read_text()
+    text = text.replace('hostname = "mail.example.test"', 'hostname = "mx.example.test"')
+    text = re.sub(r'(?m)^pop3s? = "[^"]*"$', lambda m: m.group(0).split(" =")[0] + ' = ""',
+                  text)
+    server.config_path.write_text(text)
+    start(server)
+    with client(server) as c:
+        after = ET.fromstring(c.get("/mail/config-v1.1.xml",
+                                    params={"emailaddress": "a@example.test"}).content)
+        pox = ET.fromstring(c.post("/autodiscover/autodiscover.xml",
+                                   content=POX_REQUEST.format("a@example.test")).content)
+        assert c.get("/autodiscover/autodiscover.json", params={
+            "Email": "a@example.test", "Protocol": "AutodiscoverV1"}).json()["Url"] == (
+            f"https://mx.example.test:{server.port('https')}/autodiscover/autodiscover.xml")
+    assert [(s.get("type"), s.findtext("hostname"), s.findtext("port"))
+            for s in after.iter("incomingServer")] == [
+        ("imap", "mx.example.test", str(server.port("imaps"))),
+        ("imap", "mx.example.test", str(server.port("imap")))]
+    assert {s.findtext("hostname") for s in after.iter("outgoingServer")} == {"mx.example.test"}
+    assert {p.findtext(f"{OL}Server") for p in pox.iter(f"{OL}Protocol")} == {"mx.example.test"}
+    printed = server.cli("dns", "example.test")
+    assert printed.returncode == 0, printed.stderr
+    assert "IN MX    10 mx.example.test." in printed.stdout
+    assert re.search(r"_pop3\._tcp\.example\.test\. +IN SRV +0 0 0 \.", printed.stdout)
+    assert re.search(rf"_imaps\._tcp\.example\.test\. +IN SRV +0 1 {server.port('imaps')} "
+                     r"mx\.example\.test\.", printed.stdout)
