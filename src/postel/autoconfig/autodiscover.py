@@ -26,14 +26,17 @@ MAX_REQUEST = 16 * 1024
 
 
 class AutodiscoverError(Exception):
-    """A request we cannot answer; `status` is the HTTP status, `code` Microsoft's
-    ErrorCode (600 "Invalid Request", 601 "Requested schema version not supported")."""
+    """A request we cannot answer; `status` is the HTTP status, `code` Microsoft's POX
+    ErrorCode (500 "cannot be found", 600 "Invalid Request", 601 "Requested schema version
+    not supported") and `json_code` the ErrorCode of the JSON form."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str,
+                 json_code: str = "InvalidUser") -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.json_code = json_code
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,7 @@ def json_response(settings: MailSettings, email: str, protocol: str) -> dict[str
     if protocol.lower() not in SUPPORTED_JSON:
         raise AutodiscoverError(
             400, 600, f"The given protocol value {protocol!r} is invalid. Supported values "
-            "are 'AutodiscoverV1'."
+            "are 'AutodiscoverV1'.", json_code="InvalidProtocol",
         )
     return {
         "Protocol": "AutodiscoverV1",

@@ -156,8 +156,8 @@ async def autodiscover_json(request: Request) -> Response:
     try:
         answer = autodiscover.json_response(_settings(web), email, protocol)
     except autodiscover.AutodiscoverError as exc:
-        code = "InvalidProtocol" if "protocol" in exc.message else "InvalidUser"
-        return JSONResponse({"ErrorCode": code, "ErrorMessage": exc.message}, exc.status)
+        return JSONResponse({"ErrorCode": exc.json_code, "ErrorMessage": exc.message},
+                            exc.status)
     if await _hosted(web, autodiscover.requested_address(email).domain) is None:
         return JSONResponse({"ErrorCode": "InvalidUser",
                              "ErrorMessage": "The e-mail address cannot be found."}, 404)
