@@ -3,6 +3,8 @@ OVERQUOTA on APPEND and COPY."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from imapclient import IMAPClient
 
@@ -41,6 +43,12 @@ def test_esearch_and_searchres(postel: PostelServer) -> None:
     assert lines[0] == b"* SEARCH 3 5"
     raw.cmd(b"g", b"STORE $ +FLAGS.SILENT (\\Flagged)")
     assert raw.cmd(b"h", b"SEARCH FLAGGED")[0] == b"* SEARCH 1 3 5"
+    assert raw.cmd(b"i", b"SEARCH RETURN (SAVE MAX) FLAGGED")[0] == b'* ESEARCH (TAG "i") MAX 5'
+    assert raw.cmd(b"j", b"UID SEARCH $")[0] == b"* SEARCH 5"
+    raw.cmd(b"k", b"STORE 1:5 +FLAGS.SILENT (\\Deleted)")
+    lines = raw.cmd(b"l", b"STATUS INBOX (DELETED SIZE DELETED-STORAGE)")
+    m = re.match(rb"\* STATUS INBOX \(DELETED 5 SIZE (\d+) DELETED-STORAGE (\d+)\)", lines[0])
+    assert m and int(m.group(2)) == int(m.group(1)) // 1024 > 0
     raw.close()
 
 

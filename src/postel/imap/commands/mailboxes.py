@@ -15,7 +15,7 @@ from postel.store.sql.store import AlreadyExists, NotFound, StoreError
 DELIMITER = "/"
 SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
 STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
-                "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT")
+                "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT", "DELETED-STORAGE")
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -53,7 +53,7 @@ async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) ->
     if {"MESSAGES", "UNSEEN", "SIZE"} & set(items):
         counts = await s.run(s.store.mailbox_counts, box.id)
     metas = None
-    if {"RECENT", "DELETED"} & set(items):
+    if {"RECENT", "DELETED", "DELETED-STORAGE"} & set(items):
         metas = await s.run(s.store.list_messages, box.id)
     for item in items:
         if item == "MESSAGES":
@@ -79,6 +79,11 @@ async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) ->
         elif item == "DELETED":
             assert metas is not None
             values.append(f"DELETED {sum(1 for m in metas if m.flags.deleted)}")
+        elif item == "DELETED-STORAGE":
+            # RFC 9208 4.2.1: what EXPUNGE would free, in units of 1024 octets.
+            assert metas is not None
+            freed = sum(m.size for m in metas if m.flags.deleted)
+            values.append(f"DELETED-STORAGE {freed // 1024}")
     return b"STATUS " + s.mailbox_name(box.name) + b" (" + " ".join(values).encode() + b")"
 
 

@@ -108,7 +108,13 @@ async def search(s: ImapSession, cmd: Command) -> None:
     else:
         options = set(returns or ()) or {"ALL"}
         if "SAVE" in options:
-            sel.saved = [m.uid for m in found]  # RFC 5182
+            # RFC 5182 2.4: with MIN/MAX (and neither ALL nor COUNT) only those are saved.
+            saved = found
+            if options & {"MIN", "MAX"} and not options & {"ALL", "COUNT"} and found:
+                ends = ([found[0]] if "MIN" in options else []) + (
+                    [found[-1]] if "MAX" in options else [])
+                saved = sorted({m.uid: m for m in ends}.values(), key=lambda m: m.uid)
+            sel.saved = [m.uid for m in saved]
         if options != {"SAVE"}:
             parts = [f'(TAG "{cmd.tag}")']
             if by_uid:
