@@ -12,59 +12,26 @@ import os
 import pwd
 import shutil
 import socket
-import stat
 import subprocess
 import time
 from pathlib import Path
 
+from bench.debian import ensure_installed
 from bench.framework import BenchError
 
 POSTFIX = "/usr/sbin/postfix"
-POLICY_RC = Path("/usr/sbin/policy-rc.d")
 DOMAIN = "example.test"
 MAILDIR_USER = "alice"
 
 
-def _apt(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run(
-        ["apt-get", *args], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 def ensure_postfix() -> str:
     """Install Debian's postfix package if missing; return its version."""
-    if not Path(POSTFIX).exists():
-        if os.geteuid() != 0:
-            raise BenchError("postfix is not installed; run: sudo apt-get install postfix")
-        print("Installing Debian's postfix (no service is started) ...", flush=True)
-        # Answer debconf up front: no system configuration, so nothing listens on port 25.
-        subprocess.run(
-            ["debconf-set-selections"],
-            input="postfix postfix/main_mailer_type select No configuration\n",
-            text=True,
-            check=False,
-        )
-        saved = POLICY_RC.read_bytes() if POLICY_RC.exists() else None
-        saved_mode = POLICY_RC.stat().st_mode if saved is not None else 0
-        POLICY_RC.write_text(
-            "#!/bin/sh\n# Written by Postel's bench/ while installing postfix: start nothing.\n"
-            "exit 101\n"
-        )
-        POLICY_RC.chmod(0o755)
-        try:
-            done = _apt("install", "-y", "--no-install-recommends", "postfix")
-            if done.returncode != 0:
-                _apt("update")
-                done = _apt("install", "-y", "--no-install-recommends", "postfix")
-            if done.returncode != 0:
-                raise BenchError(f"apt-get install postfix failed:\n{done.stdout}{done.stderr}")
-        finally:
-            if saved is None:
-                POLICY_RC.unlink(missing_ok=True)
-            else:
-                POLICY_RC.write_bytes(saved)
-                POLICY_RC.chmod(stat.S_IMODE(saved_mode))
+    ensure_installed(
+        POSTFIX,
+        ["postfix"],
+        # No system configuration: nothing of the package's own listens on port 25.
+        debconf="postfix postfix/main_mailer_type select No configuration\n",
+    )
     version = subprocess.run(
         ["/usr/sbin/postconf", "-d", "-h", "mail_version"],
         capture_output=True, text=True, check=False,

@@ -34,6 +34,8 @@ def process_cpu(pid: int, *, children: bool = False) -> float:
 
 def tree_cpu(root: int) -> float:
     """CPU seconds of a process, its live descendants, and the descendants it reaped."""
+    if root <= 1:
+        raise ValueError(f"not a server's process id: {root}")  # 0 or 1 = the whole machine
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
