@@ -130,3 +130,23 @@ def test_random_commands_never_crash(
     out = run(store, tmp_path, line + b"t2 NOOP\r\n")
     assert re.search(rb"^t1 (OK|NO|BAD)", out, re.M) or b"+ Ready" in out, out
     assert b"t2 OK" in out or b"t1 BAD" in out or b"+ Ready" in out, out
+
+
+def test_overlong_sasl_response_ends_authenticate(store: SqliteStore, tmp_path: Path) -> None:
+    async def go() -> bytes:
+        services = Services(
+            hostname="test", store=store, bus=InProcessBus(),
+            authenticator=Authenticator(store, FailureLimiter(10, 10, 60)),
+            limiter=FailureLimiter(10, 10, 60), config=ImapConfig(), tmp_dir=tmp_path,
+        )
+        io = FakeIO()
+        receiver = Receiver(max_line_length=100)
+        session = ImapSession(services, io, receiver, "127.0.0.1", tls=True,
+                              tls_available=True)
+        receiver.feed(b"a AUTHENTICATE PLAIN\r\n" + b"A" * 300 + b"\r\nb NOOP\r\n")
+        while (event := receiver.next_event()) is not None:
+            await session.handle(event)
+        return bytes(io.out)
+
+    out = asyncio.run(go())
+    assert out == b"+ \r\na BAD [TOOBIG] Line too long\r\nb OK NOOP completed\r\n"

@@ -243,7 +243,13 @@ class ImapSession:
                 await self.continuation.on_line(event.data)
             return
         if isinstance(event, TooLong):
-            self.bad(event.tag, "Command line too long", "TOOBIG")
+            tag = event.tag
+            if self.continuation is not None:
+                # An overlong SASL response or IDLE line ends that command.
+                tag = self.continuation.tag
+                self.continuation = None
+                self.receiver.raw_mode = False
+            self.bad(tag, "Line too long", "TOOBIG")
             return
         if isinstance(event, LiteralTooBig):
             self.no(event.tag, f"Literal of {event.size} octets is too big", "TOOBIG")
