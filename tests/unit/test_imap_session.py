@@ -150,3 +150,20 @@ def test_overlong_sasl_response_ends_authenticate(store: SqliteStore, tmp_path: 
 
     out = asyncio.run(go())
     assert out == b"+ \r\na BAD [TOOBIG] Line too long\r\nb OK NOOP completed\r\n"
+
+
+def test_missing_body_file_does_not_corrupt_the_stream(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    account = store.get_account("fuzz@example.test")
+    assert account is not None
+    store.create_mailbox(account.id, "Broken")
+    raw = b"Subject: lost\r\n\r\nthe body file will vanish\r\n"
+    ref = store.blobs.put(raw)
+    store.deliver(ref, parse_message_bytes(raw), [(account.id, "Broken")])
+    store.blobs.path(ref.sha256).unlink()
+    out = run(store, tmp_path, b"s SELECT Broken\r\nf FETCH 1 (UID BODY.PEEK[])\r\n"
+                               b"g FETCH 1 (UID FLAGS)\r\n", select=False)
+    assert b"* 1 FETCH (UID" not in out.split(b"f NO")[0].split(b"s OK")[1]
+    assert b"f NO [UNAVAILABLE]" in out
+    assert b"* 1 FETCH (UID 1 FLAGS (\\Recent))\r\ng OK" in out

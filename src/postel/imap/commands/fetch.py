@@ -7,6 +7,7 @@ file, streamed in chunks so a 25 MB message is never held whole in memory.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, BinaryIO
 
 from postel.imap.bodies import (
@@ -24,6 +25,8 @@ from postel.imap.proto.sequence import SequenceSet
 from postel.imap.session import SELECTED, ImapSession, command
 from postel.mail.mime import MimePart, bodystructure
 from postel.store.model import Flags
+
+log = logging.getLogger("postel.imap")
 
 CHUNK = 256 * 1024
 BATCH = 200  # messages whose parsed columns are read at once
@@ -96,6 +99,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
     if seen_now and not any(a.name == "FLAGS" for a in atts):
         atts.append(FetchAtt("FLAGS"))  # tell the client about the side effect
     columns = _columns(atts)
+    unreadable: list[int] = []
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
         rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, batch, columns)
@@ -104,21 +108,36 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
             seq = sel.seq_of(uid)
             if row is None or seq is None:
                 continue  # expunged meanwhile by another session
-            await _fetch_one(s, seq, uid, row, atts)
+            if not await _fetch_one(s, seq, uid, row, atts):
+                unreadable.append(uid)
     await s.poll(allow_expunge=by_uid)
+    if unreadable:
+        missing = SequenceSet.of(unreadable)
+        s.no(cmd.tag, f"Some message bodies could not be read (UIDs {missing})", "UNAVAILABLE")
+        return
     s.ok(cmd.tag, f"{cmd.name} completed")
 
 
 async def _fetch_one(
     s: ImapSession, seq: int, uid: int, row: dict[str, Any], atts: list[FetchAtt]
-) -> None:
+) -> bool:
+    """Write one FETCH response; False when the message body cannot be read."""
     sel = s.selected
     assert sel is not None
-    s.send(b"* %d FETCH (" % seq)
     mime: MimePart | None = None
     if "mime" in row:
         mime = MimePart.from_json(row["mime"])
     blob: BinaryIO | None = None
+    if any(a.section is not None or a.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT")
+           for a in atts):
+        # Open the body before writing anything, so a missing file cannot leave half a
+        # response on the wire.
+        try:
+            blob = await s.run(s.store.blobs.open, row["blob_sha256"])
+        except OSError:
+            log.error("message body missing", extra={"fields": {"uid": uid}})
+            return False
+    s.send(b"* %d FETCH (" % seq)
     try:
         for i, att in enumerate(atts):
             if i:
@@ -143,12 +162,11 @@ async def _fetch_one(
                 s.send(name.encode() + b" " + r.body_structure(
                     bodystructure(mime, name == "BODYSTRUCTURE"), s.utf8))
             else:
-                assert mime is not None
-                if blob is None:
-                    blob = await s.run(s.store.blobs.open, row["blob_sha256"])
+                assert mime is not None and blob is not None
                 await _section(s, att, mime, row["size"], blob)
         s.send(b")\r\n")
         await s.io.maybe_flush()
+        return True
     finally:
         if blob is not None:
             blob.close()
