@@ -58,6 +58,8 @@ def test_create_existing_and_bad_names(postel: PostelServer) -> None:
     assert raw.cmd(b"b", b"CREATE inbox")[-1].startswith(b"b NO [ALREADYEXISTS]")
     assert raw.cmd(b"c", b'CREATE "a*b"')[-1].startswith(b"c NO")
     assert raw.cmd(b"d", b"DELETE INBOX")[-1].startswith(b"d NO")
+    long_name = b"x" * 1001
+    assert raw.cmd(b"d2", b"CREATE " + long_name)[-1].startswith(b"d2 NO [LIMIT]")
     assert raw.cmd(b"e", b"DELETE Nope")[-1].startswith(b"e NO [NONEXISTENT]")
     assert raw.cmd(b"f", b"RENAME Nope Other")[-1].startswith(b"f NO [NONEXISTENT]")
     assert raw.cmd(b"g", b"RENAME Sent Trash")[-1].startswith(b"g NO [ALREADYEXISTS]")

@@ -180,11 +180,17 @@ async def list_(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, f"{verb} completed")
 
 
-def _valid_name(name: str) -> str | None:
+MAX_NAME_OCTETS = 1000  # mailboxes.name is String(1000)
+
+
+def _valid_name(name: str) -> tuple[str, str] | None:
+    """(text, response code) when a new mailbox name is not acceptable."""
+    if len(name.encode("utf-8")) > MAX_NAME_OCTETS:
+        return "Mailbox name too long", "LIMIT"
     if not name or "*" in name or "%" in name or "//" in name or name.startswith("/"):
-        return "Invalid mailbox name"
+        return "Invalid mailbox name", "CANNOT"
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
-        return "Invalid mailbox name"
+        return "Invalid mailbox name", "CANNOT"
     return None
 
 
@@ -195,7 +201,7 @@ async def create(s: ImapSession, cmd: Command) -> None:
     name = args.mailbox.rstrip(DELIMITER)  # RFC 9051 6.3.4: a trailing delimiter is ok
     problem = _valid_name(name)
     if problem:
-        s.no(cmd.tag, problem, "CANNOT")
+        s.no(cmd.tag, *problem)
         return
     if name == "INBOX":
         s.no(cmd.tag, "INBOX already exists", "ALREADYEXISTS")
@@ -247,7 +253,7 @@ async def rename(s: ImapSession, cmd: Command) -> None:
     new = args.new.rstrip(DELIMITER)
     problem = _valid_name(new)
     if problem:
-        s.no(cmd.tag, problem, "CANNOT")
+        s.no(cmd.tag, *problem)
         return
     if new == args.old or new.startswith(args.old + DELIMITER):
         s.no(cmd.tag, "Cannot rename a mailbox into itself", "CANNOT")
