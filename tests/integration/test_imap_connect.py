@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import socket
 import zlib
 
 import pytest
@@ -130,7 +131,8 @@ def test_literal_continuation_and_literal_plus(postel: PostelServer) -> None:
 
 def test_limits_answer_instead_of_crashing(make_postel: object) -> None:
     server = make_postel(extra_config=(  # type: ignore[operator]
-        "[imap]\nmax_line_length = 200\nmax_literal_size = 1000\nmax_nesting = 4\n"))
+        "[imap]\nmax_line_length = 200\nmax_literal_size = 1000\nmax_nesting = 4\n"
+        "max_connections_per_ip = 3\n"))
     server.add_user("carol@example.test")
     server.start()
     raw = Raw(server)
@@ -146,6 +148,11 @@ def test_limits_answer_instead_of_crashing(make_postel: object) -> None:
     assert raw.cmd(b"a6", b"SEARCH ((((ALL))))")[-1].startswith(b"a6 OK")
     lines = raw.cmd(b"a7", b"SEARCH " + b"(" * 6 + b"ALL" + b")" * 6)
     assert lines[-1].startswith(b"a7 BAD")
+    others = [Raw(server), Raw(server)]
+    with socket.create_connection(("127.0.0.1", server.port("imap")), timeout=30) as sock:
+        assert sock.recv(200).startswith(b"* BYE Too many connections")
+    for other in others:
+        other.close()
     raw.close()
 
 

@@ -932,6 +932,13 @@ class SqlStore:
             )
             return int(result.rowcount)
 
+    def web_sessions_count(self, account_id: int) -> int:
+        with self._read() as conn:
+            return int(conn.execute(
+                select(func.count()).select_from(t.web_sessions)
+                .where(t.web_sessions.c.account_id == account_id)
+            ).scalar_one())
+
     def web_expire(self, idle_before: datetime, created_before: datetime) -> None:
         """Drop idle or too old sessions, expired reset tokens and CAPTCHA challenges."""
         at = now()
