@@ -85,3 +85,17 @@ def test_account_settings_change_name_backup_and_password(
         assert other.get("/settings").status_code == 303
     with client(server) as fresh:
         assert logon(fresh, "hank@example.test", "another fine pass 7").status_code == 303
+
+
+def test_sign_out_every_other_session(server: PostelServer) -> None:
+    with client(server) as here, client(server) as there:
+        assert logon(here, "gina.new@backup.test", PASSWORD).status_code == 303
+        assert logon(there, "gina.new@backup.test", PASSWORD).status_code == 303
+        page = here.get("/settings")
+        assert "signed in 2 times" in page.text
+        done = here.post("/settings", data={"csrf_token": csrf(page.text),
+                                            "action": "signout"})
+        assert done.status_code == 303
+        assert "Every other session was signed out." in here.get(done.headers["location"]).text
+        assert there.get("/settings").status_code == 303
+        assert "signed in once" in here.get("/settings").text

@@ -11,13 +11,20 @@ from starlette.responses import Response
 from postel.store.model import Account
 from postel.web import ops
 from postel.web.pages import form, login_required, redirect, render, safe_next
-from postel.web.security import start_session
+from postel.web.security import hash_token, start_session
 from postel.web.state import client_ip, web_of
 
 SAVED = {
     "profile": "Your settings were saved.",
     "password": "Your password was changed. Other sessions were signed out.",
+    "signout": "Every other session was signed out.",
 }
+
+
+async def _sessions(request: Request, me: Account) -> int:
+    """How many signed-in sessions the account has (this one included)."""
+    count: int = await asyncio.to_thread(web_of(request).store.web_sessions_count, me.id)
+    return count
 
 
 @login_required()
@@ -26,11 +33,17 @@ async def account_settings(request: Request, me: Account) -> Response:
     if request.method == "GET":
         saved = SAVED.get(request.query_params.get("saved", ""), "")
         return render(request, "settings.html", account=me, saved=saved, error="",
-                      field="", values={})
+                      field="", values={}, sessions=await _sessions(request, me))
     values = await form(request)
     actor = ops.Actor(me, client_ip(request))
     action = values.get("action", "profile")
     try:
+        if action == "signout":
+            await asyncio.to_thread(
+                web.store.web_sessions_delete_for_account, me.id,
+                keep=hash_token(request.state.session_token),
+            )
+            return redirect(request, "/settings?saved=signout")
         if action == "password":
             if values.get("new_password", "") != values.get("confirm", ""):
                 raise ops.OpError(400, "The two new passwords are not the same.", "confirm")
@@ -47,7 +60,8 @@ async def account_settings(request: Request, me: Account) -> Response:
             )
     except ops.OpError as exc:
         return render(request, "settings.html", exc.status, account=me, saved="",
-                      error=exc.message, field=exc.field, values=values)
+                      error=exc.message, field=exc.field, values=values,
+                      sessions=await _sessions(request, me))
     return redirect(request, f"/settings?saved={'password' if action == 'password' else 'profile'}")
 
 
