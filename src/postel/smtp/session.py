@@ -75,7 +75,7 @@ class Listener(enum.Enum):
 
 
 class SessionIO(Protocol):
-    async def send(self, reply: Reply) -> None: ...
+    async def send(self, data: bytes) -> None: ...
     async def start_tls(self) -> None: ...
     def close(self) -> None: ...
 
@@ -167,7 +167,7 @@ class SmtpSession:
         return self.services.config.allow_plaintext_auth_on_loopback and loopback
 
     async def _reply(self, reply: Reply) -> None:
-        await self.io.send(reply)
+        await self.io.send(reply.to_bytes())
 
     async def _fatal(self, reply: Reply) -> None:
         await self._reply(reply)

@@ -1,0 +1,170 @@
+"""The asyncio plumbing every protocol server shares: listeners, connection limits, closing.
+
+SMTP, POP3 and IMAP differ in their sessions, not in how a TCP connection is accepted,
+counted per IP address, timed out, closed (with a bounded TLS goodbye) or drained at
+shutdown; that part lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from postel.context import BindError, Context
+
+log = logging.getLogger("postel.net")
+
+READ_SIZE = 64 * 1024
+# Seconds to wait for a client's TLS close_notify before cutting the connection.
+CLOSE_TIMEOUT = 5.0
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
+
+
+class StreamIO:
+    """Bytes out over an asyncio stream, STARTTLS, and a close that cannot hang."""
+
+    def __init__(
+        self, writer: asyncio.StreamWriter, tls_context: Callable[[], ssl.SSLContext]
+    ) -> None:
+        self.writer = writer
+        self._tls_context = tls_context
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def start_tls(self) -> None:
+        await self.writer.start_tls(self._tls_context())
+
+    def close(self) -> None:
+        # close() flushes the last reply and starts the TLS goodbye; a read in progress
+        # returns only when the client answers it. Cut the connection if it does not, so
+        # a silent client cannot hold a session (or a graceful shutdown) for 30 s.
+        self.writer.close()
+        transport = self.writer.transport
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+
+
+class Stoppable(Protocol):
+    """A session as shutdown sees it."""
+
+    @property
+    def busy(self) -> bool: ...
+
+    async def request_shutdown(self) -> None: ...
+
+
+def peer_ip(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if peer else "unknown"
+
+
+class TcpServer:
+    """Listeners of one protocol, the connections they carry, and a graceful stop."""
+
+    def __init__(self, tls_context: Callable[[], ssl.SSLContext]) -> None:
+        self.tls_context = tls_context
+        self.sessions: dict[Stoppable, asyncio.StreamWriter] = {}
+        self.stopping = False
+        self._per_ip: Counter[str] = Counter()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def listen(
+        self, host: str, port: int, *, implicit_tls: bool, handler: Handler
+    ) -> asyncio.Server:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._tasks.add(task)
+            try:
+                await handler(reader, writer, peer_ip(writer))
+            finally:
+                self._tasks.discard(task)
+                await close_writer(writer)
+
+        server = await asyncio.start_server(
+            on_connect,
+            host,
+            port,
+            ssl=self.tls_context() if implicit_tls else None,
+            limit=READ_SIZE,
+            reuse_address=True,
+        )
+        self._servers.append(server)
+        return server
+
+    @contextlib.contextmanager
+    def connection_slot(self, ip: str, limit: int) -> Iterator[bool]:
+        """Count a connection from `ip` while it lasts; yields False past `limit`."""
+        self._per_ip[ip] += 1
+        try:
+            yield self._per_ip[ip] <= limit
+        finally:
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+
+    @contextlib.contextmanager
+    def tracking(self, session: Stoppable, writer: asyncio.StreamWriter) -> Iterator[None]:
+        """Make a session known to shutdown while it runs."""
+        self.sessions[session] = writer
+        try:
+            yield
+        finally:
+            self.sessions.pop(session, None)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; tell each session (idle ones close now, busy ones after their
+        work in flight), then wait up to `grace` seconds before cancelling the rest."""
+        self.stopping = True
+        for server in self._servers:
+            server.close()
+        for session in list(self.sessions):
+            with contextlib.suppress(Exception):
+                await session.request_shutdown()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+    except Exception:
+        writer.transport.abort()
+
+
+async def bind_listeners(
+    context: Context,
+    listeners: Iterable[tuple[str, bool]],
+    listen: Callable[[str, bool, str, int], Awaitable[asyncio.Server]],
+) -> list[tuple[str, str]]:
+    """Bind each configured (listen key, implicit TLS) pair; report (service, address).
+
+    A listener whose key is disabled ("") in the config is skipped; a bind failure becomes
+    a BindError that names the key, for the start-up message.
+    """
+    started = []
+    for name, implicit_tls in listeners:
+        address = context.config.listen.get(name)
+        if address is None:
+            continue
+        try:
+            server = await listen(name, implicit_tls, address.host, address.port)
+        except OSError as exc:
+            raise BindError(name, str(address), exc) from None
+        port = server.sockets[0].getsockname()[1]
+        started.append((name, f"{address.host}:{port}"))
+    return started
