@@ -6,20 +6,21 @@ from __future__ import annotations
 import re
 
 import pytest
-from imapclient import IMAPClient
 
-from tests.harness import PASSWORD, PostelServer
-from tests.integration.test_imap_support import Raw, both_ports, deliver, message, new_user
+from tests.harness import PostelServer
+from tests.integration.test_imap_support import (
+    Raw,
+    both_ports,
+    deliver,
+    imapclient,
+    message,
+    new_user,
+)
 
 # Every test here runs over 993 (implicit TLS) and 143 (STARTTLS).
 pytestmark = pytest.mark.usefixtures(both_ports.__name__)
 
 
-def imapclient(postel: PostelServer, user: str) -> IMAPClient:
-    c = IMAPClient("127.0.0.1", port=postel.port("imaps"), ssl=True,
-                   ssl_context=postel.client_tls(), timeout=30)
-    c.login(user, PASSWORD)
-    return c
 
 
 def test_esearch_and_searchres(postel: PostelServer) -> None:

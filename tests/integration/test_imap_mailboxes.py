@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from imapclient import IMAPClient
 
-from tests.harness import PASSWORD, PostelServer
-from tests.integration.test_imap_support import Raw, deliver, message, new_user
-
-
-def client(postel: PostelServer, user: str) -> IMAPClient:
-    c = IMAPClient("127.0.0.1", port=postel.port("imaps"), ssl=True,
-                   ssl_context=postel.client_tls(), timeout=30)
-    c.login(user, PASSWORD)
-    return c
+from tests.harness import PostelServer
+from tests.integration.test_imap_support import Raw, deliver, imapclient, message, new_user
 
 
 def names(c: IMAPClient, pattern: str = "*") -> list[str]:
@@ -23,7 +16,7 @@ def names(c: IMAPClient, pattern: str = "*") -> list[str]:
 
 def test_default_mailboxes_with_special_use(postel: PostelServer) -> None:
     user = new_user(postel)
-    with client(postel, user) as c:
+    with imapclient(postel, user) as c:
         listing = {name: flags for flags, _, name in c.list_folders()}
         assert next(iter(listing)) == "INBOX"
         assert b"\\Sent" in listing["Sent"] and b"\\Trash" in listing["Trash"]
@@ -34,7 +27,7 @@ def test_default_mailboxes_with_special_use(postel: PostelServer) -> None:
 
 def test_create_hierarchy_and_patterns(postel: PostelServer) -> None:
     user = new_user(postel)
-    with client(postel, user) as c:
+    with imapclient(postel, user) as c:
         c.create_folder("Work/Projects/2024")
         c.create_folder("Work/Notes/")
         assert {"Work", "Work/Projects", "Work/Projects/2024", "Work/Notes"} <= set(names(c))
@@ -93,14 +86,14 @@ def test_utf8_and_modified_utf7_names(postel: PostelServer) -> None:
     lines = raw.cmd(b"f", b"SELECT \"Gr\xc3\xb6\xc3\x9fe & Ma\xc3\x9f\"")
     assert lines[-1].startswith(b"f OK [READ-WRITE]")
     raw.close()
-    with client(postel, user) as c:
+    with imapclient(postel, user) as c:
         assert "Größe & Maß" in names(c)  # imapclient decodes modified UTF-7
         assert "日本語" in names(c)
 
 
 def test_subscribe_lsub_and_list_extended(postel: PostelServer) -> None:
     user = new_user(postel)
-    with client(postel, user) as c:
+    with imapclient(postel, user) as c:
         c.create_folder("Lists/Python")
         c.unsubscribe_folder("Trash")
         subscribed = [n for _, _, n in c.list_sub_folders()]
@@ -126,7 +119,7 @@ def test_status_and_list_status(postel: PostelServer) -> None:
     user = new_user(postel)
     deliver(postel, user, message("one"))
     deliver(postel, user, message("two"))
-    with client(postel, user) as c:
+    with imapclient(postel, user) as c:
         st = c.folder_status("INBOX", ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY",
                                        "RECENT", "SIZE", "HIGHESTMODSEQ"])
         assert st[b"MESSAGES"] == 2 and st[b"UNSEEN"] == 2 and st[b"UIDNEXT"] == 3
@@ -142,7 +135,7 @@ def test_status_and_list_status(postel: PostelServer) -> None:
 def test_select_examine_recent_close_unselect(postel: PostelServer) -> None:
     user = new_user(postel)
     deliver(postel, user, message("one"))
-    with client(postel, user) as c:
+    with imapclient(postel, user) as c:
         info = c.select_folder("INBOX", readonly=True)
         assert info[b"EXISTS"] == 1 and info[b"RECENT"] == 1 and info[b"READ-ONLY"] == [b""]
         c.unselect_folder()
@@ -159,7 +152,7 @@ def test_select_examine_recent_close_unselect(postel: PostelServer) -> None:
 def test_rename_inbox_moves_messages(postel: PostelServer) -> None:
     user = new_user(postel)
     deliver(postel, user, message("keep me"))
-    with client(postel, user) as c:
+    with imapclient(postel, user) as c:
         c.rename_folder("INBOX", "Old Inbox")
         assert c.select_folder("INBOX")[b"EXISTS"] == 0
         info = c.select_folder("Old Inbox")

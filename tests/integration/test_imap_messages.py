@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 import pytest
 from imap_tools import AND, MailBox, MailMessageFlags
-from imapclient import IMAPClient
 
 from tests.harness import PASSWORD, PostelServer
 from tests.integration.test_imap_support import (
     Raw,
     deliver,
+    imapclient,
     message,
     new_user,
     starttls_client,
@@ -61,11 +61,6 @@ NESTED = (
 )
 
 
-def imapclient(postel: PostelServer, user: str) -> IMAPClient:
-    c = IMAPClient("127.0.0.1", port=postel.port("imaps"), ssl=True,
-                   ssl_context=postel.client_tls(), timeout=60)
-    c.login(user, PASSWORD)
-    return c
 
 
 def test_append_and_fetch_with_imapclient(postel: PostelServer) -> None:

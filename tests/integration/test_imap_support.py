@@ -8,24 +8,56 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from imapclient import IMAPClient
 
 from tests.harness import PASSWORD, PostelServer
 
 _counter = itertools.count()
+_listening: set[int] = set()
+
+
+def wait_listening(postel: PostelServer, timeout: float = 30.0) -> None:
+    """Wait until both IMAP ports accept connections. PostelServer.start() only waits
+    for the first service (SMTP); the IMAP listeners bind a moment later."""
+    for name in ("imap", "imaps"):
+        port = postel.port(name)
+        if port in _listening:
+            continue
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)  # readiness polling with a deadline, as the harness does
+        _listening.add(port)
 
 
 def new_user(postel: PostelServer, **values: object) -> str:
     """A fresh account, so tests sharing one server never see each other's mail."""
     email = f"u{next(_counter)}-{uuid.uuid4().hex[:8]}@example.test"
     postel.add_user(email, **values)  # type: ignore[arg-type]
+    wait_listening(postel)
     return email
 
 
+def imapclient(postel: PostelServer, user: str) -> IMAPClient:
+    wait_listening(postel)
+    client = IMAPClient("127.0.0.1", port=postel.port("imaps"), ssl=True,
+                        ssl_context=postel.client_tls(), timeout=60)
+    client.login(user, PASSWORD)
+    return client
+
+
 def starttls_client(postel: PostelServer, user: str | None = None) -> imaplib.IMAP4:
+    wait_listening(postel)
     client = imaplib.IMAP4("127.0.0.1", postel.port("imap"), timeout=30)
     client.starttls(ssl_context=postel.client_tls())
     if user is not None:
@@ -34,6 +66,7 @@ def starttls_client(postel: PostelServer, user: str | None = None) -> imaplib.IM
 
 
 def tls_client(postel: PostelServer, user: str | None = None) -> imaplib.IMAP4_SSL:
+    wait_listening(postel)
     client = imaplib.IMAP4_SSL(
         "127.0.0.1", postel.port("imaps"), ssl_context=postel.client_tls(), timeout=30
     )
@@ -67,6 +100,7 @@ class Raw:
 
     def __init__(self, postel: PostelServer, *, port: str | None = None) -> None:
         port = port or DEFAULT_PORT[0]
+        wait_listening(postel)
         name = "imaps" if port == "993" else "imap"
         sock = socket.create_connection(("127.0.0.1", postel.port(name)), timeout=30)
         self.buf = b""
