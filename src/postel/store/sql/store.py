@@ -1248,13 +1248,14 @@ class SqlStore:
         (RFC 4315 COPYUID, RFC 6851 MOVE)."""
         pairs: list[tuple[int, int]] = []
         with self._write() as (conn, changes):
-            accounts = dict(
-                conn.execute(
+            accounts = {
+                int(row.id): int(row.account_id)
+                for row in conn.execute(
                     select(t.mailboxes.c.id, t.mailboxes.c.account_id).where(
                         t.mailboxes.c.id.in_([source_id, target_id])
                     )
-                ).tuples().all()
-            )
+                )
+            }
             rows = conn.execute(
                 select(t.messages)
                 .where(and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid.in_(uids)))
