@@ -41,7 +41,7 @@ async def copy(s: ImapSession, cmd: Command) -> None:
     if not uids:
         s.ok(cmd.tag, f"{cmd.name} completed (nothing to do)")
         return
-    if not move or target.id != sel.mailbox_id:
+    if not move:  # a MOVE stays within the account: usage does not grow
         rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, uids, ["size"])
         if await over_quota(s, sum(int(r["size"]) for r in rows.values())):
             s.no(cmd.tag, "Quota exceeded", "OVERQUOTA")  # RFC 9208 4.3
