@@ -12,6 +12,7 @@ import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from postel.imap.bodies import decode_transfer
@@ -44,7 +45,7 @@ def needed_columns(key: SearchKey) -> set[str]:
     elif op in ("BEFORE", "ON", "SINCE"):
         cols.add("internal_date")
     elif op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
-        cols |= {"sent_date", "internal_date"}
+        cols |= {"envelope", "internal_date"}
     elif op in ("LARGER", "SMALLER"):
         cols.add("size")
     elif op in ("FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER"):
@@ -71,11 +72,16 @@ def _day(value: datetime | None) -> date | None:
 
 
 def _sent_day(row: dict[str, Any]) -> date | None:
-    sent = row.get("sent_date")
-    if sent is None:
-        return _day(row.get("internal_date"))
-    # The Date: header's own date, not converted (RFC 9051 6.4.4 SENTON).
-    return sent.date() if isinstance(sent, datetime) else None
+    """The date of the Date: header as written, time and zone disregarded (RFC 9051
+    6.4.4 SENTON); the internal date when there is no usable Date: header."""
+    envelope = row.get("envelope") or []
+    raw = envelope[0] if envelope else None
+    if raw:
+        try:
+            return parsedate_to_datetime(raw).date()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+    return _day(row.get("internal_date"))
 
 
 def _compare(day: date | None, op: str, target: date) -> bool:
