@@ -16,8 +16,6 @@ from postel.imap.proto.receiver import CommandBytes, Literal
 from postel.imap.proto.searchkeys import SearchKey, parse_search_keys
 from postel.imap.proto.sequence import SequenceSet
 
-_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-
 
 class CommandError(ParseError):
     def __init__(self, tag: str, message: str) -> None:

@@ -243,9 +243,6 @@ class Cursor:
             flags.append(self.flag())
         return flags
 
-    def parenthesized(self, item: str = "list") -> bool:
-        return self.accept(b"(")
-
     # -- generic values (ID parameters, round-trip tests) --------------------------------
 
     def value(self, depth: int = 0) -> Value:
