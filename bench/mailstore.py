@@ -295,6 +295,8 @@ def _describe(name: str, number: int, run: PassResult) -> str:
         f"round {number} {name}: {run.rate:.0f} msg/s ({run.retrieved} in {run.elapsed:.2f} s); "
         f"CPU: server {run.server_cpu / run.elapsed * 100:.0f}% of a core, load generator "
         f"{run.client_cpu / run.elapsed * 100:.0f}%, machine {run.machine_busy * 100:.0f}% busy"
+        + (" [load generator near a full core: this rate is a floor]"
+           if run.client_cpu > 0.6 * run.elapsed else "")
     )
 
 

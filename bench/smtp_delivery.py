@@ -137,6 +137,8 @@ def _describe(name: str, run: ServerRun) -> str:
         f"{load.client_cpu / load.elapsed * 100:.0f}%, other processes "
         f"{max(0.0, others) / load.elapsed * 100:.0f}% (machine {load.machine_busy * 100:.0f}% "
         f"busy of {cores} cores)"
+        + (" [load generator near a full core: this rate is a floor]"
+           if load.client_cpu > 0.6 * load.elapsed else "")
     )
 
 
