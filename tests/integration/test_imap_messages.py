@@ -134,6 +134,9 @@ def test_fetch_sections(postel: PostelServer) -> None:
     lines = raw.cmd(b"a", b"FETCH 1 (BINARY.PEEK[3] BODY[2.2]<3.5>)")
     assert lines[0] == (b"* 1 FETCH (BINARY[3] ~{8}\r\n" + bytes(range(8))
                         + b" BODY[2.2]<3> {5}\r\ninner)")
+    lines = raw.cmd(b"b0", b"FETCH 1 (BINARY.PEEK[] BINARY.SIZE[] BINARY.PEEK[]<2.3>)")
+    assert lines[0] == (b"* 1 FETCH (BINARY[] {%d}\r\n" % len(NESTED) + NESTED
+                        + b" BINARY.SIZE[] %d BINARY[]<2> {3}\r\nom:)" % len(NESTED))
     lines = raw.cmd(b"b", b"FETCH 1 BODYSTRUCTURE")
     assert b'("message" "rfc822" NIL NIL NIL "7BIT" ' in lines[0]
     assert b'(("text" "plain" NIL NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)("text" "html"' in lines[0]

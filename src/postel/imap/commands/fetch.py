@@ -186,6 +186,19 @@ async def _section(
         label = f"{name}[{section}]".encode()
         if att.partial is not None:
             label += b"<%d>" % att.partial[0]
+    if name in ("BINARY", "BINARY.SIZE") and not section.part:
+        # The whole message has no transfer encoding to undo: stream it like BODY[].
+        whole = ByteRange(0, size)
+        if att.partial is not None:
+            start = min(att.partial[0], size)
+            whole = ByteRange(start, min(start + att.partial[1], size))
+        if name == "BINARY.SIZE":
+            s.send(label + b" %d" % size)
+            return
+        marker = b"~" if await _contains_nul(blob, whole) else b""
+        s.send(label + b" " + marker + b"{%d}\r\n" % whole.size)
+        await _stream(s, blob, whole)
+        return
     if name in ("BINARY", "BINARY.SIZE"):
         data = await _binary(s, mime, section, size, blob)
         if data is None:
@@ -219,8 +232,6 @@ async def _section(
 async def _binary(
     s: ImapSession, mime: MimePart, section: Section, size: int, blob: BinaryIO
 ) -> bytes | None:
-    if not section.part:
-        return await _read(blob, ByteRange(0, size))
     part = find_part(mime, section.part)
     if part is None:
         return None
@@ -229,6 +240,17 @@ async def _binary(
         return decode_transfer(data, part.encoding)
     except SectionError:
         return data  # an unknown encoding (RFC 3516 allows NO [UNKNOWN-CTE]): raw bytes
+
+
+async def _contains_nul(blob: BinaryIO, where: ByteRange) -> bool:
+    """Whether a range holds a NUL, which only a literal8 may carry (RFC 3516 4.2)."""
+    position = where.start
+    while position < where.end:
+        n = min(CHUNK, where.end - position)
+        if b"\0" in await _read(blob, ByteRange(position, position + n)):
+            return True
+        position += n
+    return False
 
 
 async def _read(blob: BinaryIO, where: ByteRange) -> bytes:
