@@ -29,6 +29,7 @@ from postel.store.model import Flags
 log = logging.getLogger("postel.imap")
 
 CHUNK = 256 * 1024
+MAX_HEADER = 1 << 20  # octets of a header block read for HEADER.FIELDS
 BATCH = 200  # messages whose parsed columns are read at once
 
 
@@ -215,7 +216,9 @@ async def _section(
         s.send(label + b' ""')
         return
     if section.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        header = await _read(blob, where)
+        # A header bomb cannot make us hold more than MAX_HEADER octets.
+        header = await _read(blob, ByteRange(where.start, min(where.end,
+                                                               where.start + MAX_HEADER)))
         data = filter_header(header, section.fields, exclude=section.text.endswith(".NOT"))
         if att.partial is not None:
             data = data[att.partial[0] : att.partial[0] + att.partial[1]]
