@@ -139,3 +139,15 @@ def test_deleting_a_mailbox_selected_elsewhere(postel: PostelServer) -> None:
     assert b.line() == b"* BYE Selected mailbox was deleted"
     a.close()
     b.close()
+
+
+def test_any_command_reports_new_mail_in_the_selected_mailbox(postel: PostelServer) -> None:
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    raw.cmd(b"s", b"SELECT INBOX")
+    deliver(postel, user, message("arrives"))
+    lines = raw.cmd(b"t", b"STATUS Trash (MESSAGES)")
+    assert lines[0] == b"* 1 EXISTS"
+    assert lines[-2] == b"* STATUS Trash (MESSAGES 0)"
+    raw.close()

@@ -91,6 +91,15 @@ SELECTED = frozenset({State.SELECTED})
 
 DISPATCH: dict[str, Route] = {}
 
+# Commands whose handlers report mailbox changes themselves (or must not report them, like
+# LOGOUT and the commands that leave the mailbox).
+SELF_REPORTING = frozenset({
+    "NOOP", "CHECK", "IDLE", "FETCH", "UID FETCH", "STORE", "UID STORE", "SEARCH",
+    "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD", "COPY", "UID COPY", "MOVE",
+    "UID MOVE", "EXPUNGE", "UID EXPUNGE", "SELECT", "EXAMINE", "CLOSE", "UNSELECT",
+    "LOGOUT", "APPEND",
+})
+
 
 def command(name: str, states: frozenset[State]) -> Callable[[Handler], Handler]:
     """Register the handler of one command (mox's dispatch table)."""
@@ -266,6 +275,10 @@ class ImapSession:
         if self.state not in route.states:
             self.bad(cmd.tag, f"{cmd.name} is not allowed in this state")
             return
+        if self.selected is not None and cmd.name not in SELF_REPORTING:
+            # RFC 9051 7.3/7.4: changes may be reported with any command; those below
+            # report them themselves, at the moment their own rules allow.
+            await self.poll()
         await route.handler(self, cmd)
 
     async def poll(self, *, allow_expunge: bool = True) -> None:
