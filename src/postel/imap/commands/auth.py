@@ -5,6 +5,7 @@ RFC 4978, RFC 4959)."""
 from __future__ import annotations
 
 import base64
+import logging
 
 from postel import __version__
 from postel.auth.sasl import Challenge, Credentials, SaslExchange
@@ -22,6 +23,8 @@ from postel.imap.session import (
     State,
     command,
 )
+
+log = logging.getLogger("postel.imap")
 
 # What works once logged in; CAPABILITY lists exactly these (plus the pre-auth ones).
 EXTENSIONS = (
@@ -87,6 +90,8 @@ async def starttls(s: ImapSession, cmd: Command) -> None:
 async def _finish_login(s: ImapSession, tag: str, username: str, password: str) -> None:
     result = await s.run(s.services.authenticator.login, username, password, s.ip)
     if result.account is None:
+        log.info("imap login failed", extra={"fields": {
+            "user": username[:320], "ip": s.ip, "throttled": result.throttled}})
         s.auth_failures += 1
         if result.throttled:
             s.no(tag, "Too many failed logins; try again later", "UNAVAILABLE")
@@ -96,6 +101,8 @@ async def _finish_login(s: ImapSession, tag: str, username: str, password: str) 
             raise Bye("Too many failed logins")
         return
     s.account = result.account
+    log.info("imap login", extra={"fields": {
+        "user": result.account.email, "ip": s.ip, "client": s.client_id.get("name")}})
     s.state = State.AUTHENTICATED
     s.subscribe()
     s.ok(tag, "Logged in", "CAPABILITY " + " ".join(capabilities(s)))
