@@ -415,3 +415,15 @@ _atts = st.one_of(
 def test_fetch_attributes_round_trip(atts: list[FetchAtt]) -> None:
     line = "a FETCH 1:* (" + " ".join(_att_wire(a) for a in atts) + ")\r\n"
     assert command(line.encode()).args.atts == tuple(atts)  # type: ignore[attr-defined]
+
+
+_names = st.text(
+    alphabet=st.characters(min_codepoint=0x20, exclude_categories=("Cs", "Cc")),
+    min_size=1, max_size=30,
+).filter(lambda n: n.upper() != "INBOX" and not n.upper().startswith("INBOX/"))
+
+
+@given(_names, st.booleans())
+def test_mailbox_names_round_trip(name: str, utf8: bool) -> None:
+    wire = b"t SELECT " + r.mailbox(name, utf8) + b"\r\n"
+    assert command(wire, utf8=utf8).args.mailbox == name  # type: ignore[attr-defined]
