@@ -157,6 +157,10 @@ def test_rename_inbox_moves_messages(postel: PostelServer) -> None:
         assert c.select_folder("INBOX")[b"EXISTS"] == 0
         info = c.select_folder("Old Inbox")
         assert info[b"EXISTS"] == 1 and info[b"UIDNEXT"] == 2
+        deliver(postel, user, message("second"))
+        c.rename_folder("INBOX", "INBOX/Archived")
+        assert c.select_folder("INBOX/Archived")[b"EXISTS"] == 1
+        assert c.select_folder("INBOX")[b"EXISTS"] == 0
 
 
 def test_quota(make_postel: object) -> None:

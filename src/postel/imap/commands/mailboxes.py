@@ -255,7 +255,8 @@ async def rename(s: ImapSession, cmd: Command) -> None:
     if problem:
         s.no(cmd.tag, *problem)
         return
-    if new == args.old or new.startswith(args.old + DELIMITER):
+    # RENAME INBOX moves its messages, so INBOX may be renamed to one of its children.
+    if new == args.old or (new.startswith(args.old + DELIMITER) and args.old != "INBOX"):
         s.no(cmd.tag, "Cannot rename a mailbox into itself", "CANNOT")
         return
     account = s.account_id()
