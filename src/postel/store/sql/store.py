@@ -1248,12 +1248,15 @@ class SqlStore:
         (RFC 4315 COPYUID, RFC 6851 MOVE)."""
         pairs: list[tuple[int, int]] = []
         with self._write() as (conn, changes):
+            # Lock both mailbox rows in id order first, so two opposite MOVEs cannot
+            # deadlock on PostgreSQL (the one lock order of deliver()).
             accounts = {
                 int(row.id): int(row.account_id)
                 for row in conn.execute(
-                    select(t.mailboxes.c.id, t.mailboxes.c.account_id).where(
-                        t.mailboxes.c.id.in_([source_id, target_id])
-                    )
+                    select(t.mailboxes.c.id, t.mailboxes.c.account_id)
+                    .where(t.mailboxes.c.id.in_([source_id, target_id]))
+                    .order_by(t.mailboxes.c.id)
+                    .with_for_update()
                 )
             }
             rows = conn.execute(
