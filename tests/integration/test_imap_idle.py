@@ -3,6 +3,8 @@ STORE, EXPUNGE timing rules, per-session sequence numbers, \\Recent."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.harness import PostelServer
@@ -151,3 +153,61 @@ def test_any_command_reports_new_mail_in_the_selected_mailbox(postel: PostelServ
     assert lines[0] == b"* 1 EXISTS"
     assert lines[-2] == b"* STATUS Trash (MESSAGES 0)"
     raw.close()
+
+
+def test_concurrent_sessions_converge(postel: PostelServer) -> None:
+    """Four clients append, flag and expunge at once; afterwards every session (and a new
+    one) agrees on the UIDs and flags, and no UID was handed out twice."""
+    import random
+    import threading
+
+    user = new_user(postel)
+    errors: list[BaseException] = []
+    appended: list[int] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        raw = Raw(postel)
+        try:
+            raw.login(user)
+            raw.cmd(b"s", b"SELECT INBOX")
+            for i in range(15):
+                op = rng.choice(["append", "append", "flag", "expunge", "noop"])
+                if op == "append":
+                    body = message(f"w{seed}-{i}")
+                    lines = raw.cmd(b"a", b"APPEND INBOX {%d+}\r\n" % len(body) + body)
+                    uid = int(lines[-1].split(b"]")[0].split()[-1])
+                    with lock:
+                        appended.append(uid)
+                elif op == "flag":
+                    raw.cmd(b"f", b"UID STORE 1:* +FLAGS.SILENT (\\Flagged)")
+                elif op == "expunge":
+                    raw.cmd(b"d", b"UID STORE %d +FLAGS.SILENT (\\Deleted)" % rng.randint(1, 30))
+                    raw.cmd(b"e", b"EXPUNGE")
+                else:
+                    raw.cmd(b"n", b"NOOP")
+            raw.cmd(b"n", b"NOOP")
+            views.append(raw)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    views: list[Raw] = []
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(appended) == len(set(appended)), "a UID was handed out twice"
+    fresh = Raw(postel)
+    fresh.login(user)
+    fresh.cmd(b"s", b"SELECT INBOX")
+    expected = fresh.cmd(b"x", b"UID FETCH 1:* (FLAGS)")
+    expected = [re.sub(rb" \\Recent|\\Recent ?", b"", line) for line in expected[:-1]]
+    for raw in views:
+        raw.cmd(b"n", b"NOOP")
+        got = raw.cmd(b"x", b"UID FETCH 1:* (FLAGS)")
+        assert [re.sub(rb" \\Recent|\\Recent ?", b"", line) for line in got[:-1]] == expected
+        raw.close()
+    fresh.close()
