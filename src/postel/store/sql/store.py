@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -57,6 +57,7 @@ from postel.store.model import (
     Role,
 )
 from postel.store.sql import schema as t
+from postel.store.sql.groupcommit import GroupCommitter
 
 log = logging.getLogger("postel.store")
 
@@ -74,6 +75,7 @@ class AlreadyExists(StoreError):
 
 
 NO_FLAGS = Flags()
+T = TypeVar("T")
 
 
 def now() -> datetime:
@@ -114,14 +116,23 @@ class SqlStore:
         with self._write_lock(), self.engine.begin() as conn:
             yield conn, changes
         if changes:
-            for listener in self._listeners:
-                # Committed already: a listener's failure must not turn the write into an
-                # error (SMTP would answer 4xx for stored mail and get it sent again), and a
-                # lost hint loses nothing because subscribers re-read the store.
-                try:
-                    listener(changes)
-                except Exception:
-                    log.exception("commit listener %r failed", listener)
+            self._publish(changes)
+
+    def _group_write(self, work: Callable[[Connection, list[Change]], T]) -> T:
+        """A write that may share its transaction with concurrent ones (see SqliteStore).
+        `work` may raise StoreError only before it writes anything."""
+        with self._write() as (conn, changes):
+            return work(conn, changes)
+
+    def _publish(self, changes: list[Change]) -> None:
+        for listener in self._listeners:
+            # Committed already: a listener's failure must not turn the write into an
+            # error (SMTP would answer 4xx for stored mail and get it sent again), and a
+            # lost hint loses nothing because subscribers re-read the store.
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("commit listener %r failed", listener)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -617,8 +628,9 @@ class SqlStore:
         """
         received = internal_date or now()
         values = self._message_values(parsed)
-        delivered: list[DeliveredMessage] = []
-        with self._write() as (conn, changes):
+
+        def work(conn: Connection, changes: list[Change]) -> list[DeliveredMessage]:
+            delivered: list[DeliveredMessage] = []
             boxes: list[tuple[int, int]] = []
             for account_id, name in targets:
                 row = conn.execute(
@@ -650,7 +662,9 @@ class SqlStore:
                 )
                 delivered.append(DeliveredMessage(account_id, mailbox_id, uid, modseq))
                 changes.append(MessageAdded(account_id, mailbox_id, uid, modseq))
-        return delivered
+            return delivered
+
+        return self._group_write(work)
 
     def append(
         self,
@@ -883,6 +897,7 @@ class SqlStore:
                 conn.execute(select(t.outbound_queue.c.blob_sha256).distinct()).scalars()
             )
         return found
+
     # -- web --------------------------------------------------------------------------
     # Sessions, reset tokens, CAPTCHA challenges and the audit log of the web pages.
     # Tokens arrive here already hashed (SHA-256 hex); the store never sees a raw one.
@@ -1561,9 +1576,14 @@ class SqliteStore(SqlStore):
 
         super().__init__(engine, blobs)
         self._lock = threading.Lock()
+        self._group = GroupCommitter(engine, self._lock, (StoreError,), self._publish)
 
     def _write_lock(self) -> AbstractContextManager[Any]:
         return self._lock
+
+    def _group_write(self, work: Callable[[Connection, list[Change]], T]) -> T:
+        # Concurrent deliveries share one transaction and one WAL fsync (group commit).
+        return self._group.run(work)
 
 
 class PostgresStore(SqlStore):
