@@ -211,12 +211,6 @@ def test_uidvalidity_not_reused_by_another_instance(
     assert all(after[name] > before[name] for name in before), (before, after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: UIDVALIDITY has no persistent counter; a re-created mailbox can get "
-    "its old value back when another process re-creates it in the same second and the "
-    "removed mailboxes held the highest values",
-)
 def test_uidvalidity_not_reused_after_removing_the_newest_mailboxes(
     make_store: Callable[[], SqlStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -263,3 +263,12 @@ captcha_challenges = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
+
+# Named counters that must never go backwards, across processes and hosts. "uidvalidity":
+# the last UIDVALIDITY handed out (RFC 3501 2.3.1.1: a re-created mailbox needs a new one).
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -97,8 +97,6 @@ class SqlStore:
         self.engine = engine
         self.blobs = blobs
         self._listeners: list[Callable[[Sequence[Change]], None]] = []
-        self._uidvalidity_lock = threading.Lock()
-        self._last_uidvalidity = 0
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -462,15 +460,24 @@ class SqlStore:
 
     def _new_uidvalidity(self, conn: Connection) -> int:
         # RFC 3501 2.3.1.1: a mailbox re-created under the same name must get a new
-        # UIDVALIDITY. Seconds since the epoch, strictly increasing within this process,
-        # and above every value in the database: creating many mailboxes runs the counter
-        # ahead of the clock, and another process (the CLI, a restarted server) must not
-        # hand out those values again. Fits in 32 bits until 2106.
-        highest = conn.execute(select(func.max(t.mailboxes.c.uidvalidity))).scalar() or 0
-        with self._uidvalidity_lock:
-            value = max(int(time.time()), self._last_uidvalidity + 1, int(highest) + 1)
-            self._last_uidvalidity = value
-            return value
+        # UIDVALIDITY. Seconds since the epoch, but always above the last value handed out,
+        # which is stored (counters table) so that no other process or host, and no
+        # restart, can hand out a value again. The UPDATE takes the row lock on PostgreSQL.
+        # Fits in 32 bits until 2106.
+        clock = int(time.time())
+        counter = t.counters.c.value
+        value = conn.execute(
+            update(t.counters)
+            .where(t.counters.c.name == "uidvalidity")
+            .values(value=case((counter + 1 > clock, counter + 1), else_=clock))
+            .returning(counter)
+        ).scalar()
+        if value is None:
+            # The row is gone (emptied by hand): start again above every value in use.
+            highest = conn.execute(select(func.max(t.mailboxes.c.uidvalidity))).scalar() or 0
+            value = max(clock, int(highest) + 1)
+            conn.execute(insert(t.counters).values(name="uidvalidity", value=value))
+        return int(value)
 
     def _insert_mailbox(
         self, conn: Connection, account_id: int, name: str, special_use: str | None
