@@ -139,7 +139,10 @@ def test_fetch_sections(postel: PostelServer) -> None:
                         + b" BINARY.SIZE[] %d BINARY[]<2> {3}\r\nom:)" % len(NESTED))
     lines = raw.cmd(b"b", b"FETCH 1 BODYSTRUCTURE")
     assert b'("message" "rfc822" NIL NIL NIL "7BIT" ' in lines[0]
-    assert b'(("text" "plain" NIL NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)("text" "html"' in lines[0]
+    assert (
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7BIT" 10 1 NIL NIL NIL NIL)'
+        b'("text" "html"'
+    ) in lines[0]
     raw.close()
 
 

@@ -603,3 +603,12 @@ def test_never_raises_and_offsets_are_sane(data: bytes) -> None:
     json.dumps(m.to_json())
     assert ParsedMessage.from_json(json.loads(json.dumps(m.to_json()))) == m
     bodystructure(m.body, True)
+
+
+def test_text_without_charset_is_us_ascii_in_bodystructure() -> None:
+    from postel.mail.mime import bodystructure
+
+    parsed = parse_message_bytes(b"Content-Type: text/plain\r\n\r\nbody\r\n")
+    assert bodystructure(parsed.body, False)[2] == ["charset", "us-ascii"]
+    html = parse_message_bytes(b"Content-Type: text/html; format=flowed\r\n\r\nx\r\n")
+    assert bodystructure(html.body, False)[2] == ["format", "flowed", "charset", "us-ascii"]

@@ -660,6 +660,10 @@ def _content_type(raw: bytes | None, default: tuple[str, str]) -> tuple[str, str
     typ, sub = typ.strip().lower(), sub.strip().lower()
     if not (_TOKEN.match(typ) and _TOKEN.match(sub)):
         return "text", "plain", [_US_ASCII]  # RFC 2045 5.2: invalid syntax -> text/plain
+    if typ == "text" and not any(name == "charset" for name, _ in params):
+        # RFC 2046 4.1.2: text without a charset is US-ASCII; BODYSTRUCTURE says so, as
+        # clients (and Dovecot) expect, rather than NIL.
+        params = [*params, _US_ASCII]
     return typ, sub, params
 
 
