@@ -59,6 +59,7 @@ class Target:
     starttls: str = "opportunistic"  # opportunistic | required | none
     username: str = ""
     password: str = ""
+    cafile: str = ""  # CA certificates to verify this host with ("" = the system's)
 
 
 class AttemptFailed(Exception):
@@ -86,8 +87,8 @@ def _network_failure(text: str, remote: str, status: str = "4.4.1") -> Failure:
     return Failure(0, status, text, remote)
 
 
-def _verifying_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
+def _verifying_context(cafile: str = "") -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=cafile or None)
     context.check_hostname = True
     return context
 
@@ -119,7 +120,9 @@ async def deliver(
             )
             return outcome, facts
         except ssl.SSLCertVerificationError as exc:
-            if target.starttls == "required" and target.username:
+            # Opportunistic TLS may go on unverified (RFC 7435), but never with our
+            # credentials: AUTH to an unverified peer would hand them to a MITM.
+            if target.username:
                 raise AttemptFailed(_network_failure(
                     f"TLS certificate of {target.host} did not verify: {exc.verify_message}",
                     target.host, "4.7.5")) from None
@@ -139,7 +142,7 @@ async def _session(
     command_timeout: float,
 ) -> Outcome:
     host = target.host
-    context = _verifying_context() if verify else _unverified_context()
+    context = _verifying_context(target.cafile) if verify else _unverified_context()
     client = aiosmtplib.SMTP(
         hostname=target.address,
         port=target.port,

@@ -295,6 +295,7 @@ class QueueService:
                 host=host, address=host, port=port, implicit_tls=mode == "tls",
                 starttls="required" if mode == "starttls" else "none",
                 username=outbound.smarthost_username, password=outbound.smarthost_password,
+                cafile=outbound.smarthost_cafile,
             )]
         hosts = await mail_exchangers(self.resolver, _ascii_domain(domain))
         targets: list[Target] = []
