@@ -243,7 +243,14 @@ class ImapSession:
             if isinstance(event, CommandBytes):
                 event.close()
 
+    def check_credentials(self) -> None:
+        """Sign out when the account's password changed (or it was disabled or removed)
+        since this session logged in: the old password must not keep working anywhere."""
+        if self.subscription is not None and self.subscription.revoked:
+            raise Bye("Your password was changed; please log in again")
+
     async def _handle(self, event: Event) -> None:
+        self.check_credentials()
         if isinstance(event, NeedContinuation):
             self.send(r.continuation("Ready for literal data"))
             return
@@ -314,6 +321,7 @@ class ImapSession:
     async def wake(self) -> None:
         """The change feed fired while IDLE: report what changed."""
         try:
+            self.check_credentials()
             await self.poll()
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))

@@ -100,6 +100,7 @@ class Pop3Service:
             locks=MaildropLocks(),
             sizes=TransferSizes(),
             tls_available=True,
+            bus=context.bus,
         )
         self.server = Pop3Server(services, lambda: context.tls.context)
 

@@ -46,6 +46,7 @@ from postel.pop3.proto import (
     ok,
 )
 from postel.pop3.transfer import READ_CHUNK, MessageEncoder
+from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
 from postel.store.sql.store import SqlStore
 
@@ -77,6 +78,8 @@ class Services:
     locks: MaildropLocks
     sizes: TransferSizes
     tls_available: bool  # STLS can be offered (port 110); False on 995, already TLS
+    # Change hints; with it, a session signs out when its account's password changes.
+    bus: InProcessBus | None = None
 
 
 class _BlobReadError(Exception):
@@ -101,6 +104,7 @@ class Pop3Session:
         self.auth_failures = 0
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
+        self.subscription: Subscription | None = None
         self.busy = False  # a command is being answered (graceful shutdown lets it finish)
         self.closing = False  # QUIT, a fatal error or shutdown: stop reading
 
@@ -122,6 +126,9 @@ class Pop3Session:
         if self.account is not None and self.maildrop is not None:
             self.services.locks.release(self.account.id)
             self.maildrop = None
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
 
     def _plaintext_allowed(self) -> bool:
         # RFC 2595 2.3: no clear-text password over an unencrypted connection, unless the
@@ -160,6 +167,11 @@ class Pop3Session:
             self.end()
 
     async def handle(self, event: Event) -> None:
+        if self.subscription is not None and self.subscription.revoked:
+            # The password changed (or the account was disabled) since login: sign out
+            # without entering UPDATE, so nothing marked is deleted.
+            await self._close(err("your password was changed; please log in again", "AUTH"))
+            return
         if isinstance(event, ProtocolError):
             await self._protocol_error(event)
         elif isinstance(event, AuthResponse):
@@ -322,6 +334,8 @@ class Pop3Session:
                 services.locks.release(account.id)
         self.account = account
         self.maildrop = maildrop
+        if services.bus is not None:
+            self.subscription = services.bus.subscribe(account.id)
         self.state = State.TRANSACTION
         count, octets = maildrop.stat()
         log.info("logged in", extra={"fields": {

@@ -74,7 +74,7 @@ class SmtpServer(TcpServer):
                 with contextlib.suppress(Exception):
                     await io.send(Reply(421, "4.3.0", "internal error, closing").to_bytes())
             finally:
-                session.transaction.abort()
+                session.end()
 
 
 class SmtpService:
@@ -92,6 +92,7 @@ class SmtpService:
             tls_available=True,
             mailauth=config.mailauth,
             resolver=DnsResolver(config.dns),
+            bus=context.bus,
         )
         self.server = SmtpServer(services, lambda: context.tls.context)
 

@@ -48,6 +48,7 @@ from postel.smtp.proto import (
 )
 from postel.smtp.replies import Reply
 from postel.store.blobs import BlobWriter
+from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
 from postel.store.sql.store import SqlStore
 
@@ -92,6 +93,8 @@ class Services:
     tls_available: bool
     mailauth: MailauthConfig = field(default_factory=MailauthConfig)
     resolver: Resolver | None = None  # None: no SPF/DKIM/DMARC checks on port 25
+    # Change hints; with it, a logged-in session ends when its account's password changes.
+    bus: InProcessBus | None = None
 
 
 @dataclass
@@ -139,6 +142,7 @@ class SmtpSession:
         self.helo: str | None = None
         self.extended = False
         self.account: Account | None = None
+        self.subscription: Subscription | None = None
         self.own_addresses: set[str] = set()
         self.transaction = Transaction()
         self.sasl: SaslExchange | None = None
@@ -181,6 +185,13 @@ class SmtpSession:
             await self._fatal(Reply(421, "4.7.0", "too many errors, closing connection"))
         else:
             await self._reply(reply)
+
+    def end(self) -> None:
+        """The connection is over: drop the transaction and the change subscription."""
+        self.transaction.abort()
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
 
     def _reset(self) -> None:
         self.transaction.abort()
@@ -340,6 +351,8 @@ class SmtpSession:
             await self._auth_failed(r.AUTH_FAILED)
             return
         self.account = result.account
+        if self.services.bus is not None:
+            self.subscription = self.services.bus.subscribe(result.account.id)
         self.own_addresses = await asyncio.to_thread(
             self.services.store.addresses_of, result.account
         )
@@ -370,6 +383,10 @@ class SmtpSession:
             return
         if self.is_submission and self.account is None:
             await self._junk(r.TLS_REQUIRED if not self._auth_allowed() else r.AUTH_REQUIRED)
+            return
+        if self.subscription is not None and self.subscription.revoked:
+            # The password changed (or the account was disabled) since AUTH.
+            await self._fatal(Reply(421, "4.7.0", "your password was changed; log in again"))
             return
         params = dict(event.params)
         smtputf8 = "SMTPUTF8" in params

@@ -13,7 +13,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
-from postel.store.model import Change
+from postel.store.model import Change, CredentialsChanged
 
 
 class Subscription:
@@ -26,8 +26,13 @@ class Subscription:
         # Bounded: a session that stops reading (stuck client) gets one overflow marker
         # instead of growing without limit; it then re-reads the store anyway.
         self.queue: asyncio.Queue[list[Change]] = asyncio.Queue(maxsize=256)
+        # Set once the account's password changed or it was disabled or removed: the
+        # session must sign out. A flag, not a queued item, so a full queue cannot lose it.
+        self.revoked = False
 
     def _deliver(self, changes: list[Change]) -> None:
+        if any(isinstance(change, CredentialsChanged) for change in changes):
+            self.revoked = True
         # A full queue means the subscriber is behind; it still wakes on what is queued
         # and re-reads the store, so dropping this batch loses nothing.
         with contextlib.suppress(asyncio.QueueFull):

@@ -164,7 +164,15 @@ class MailboxChanged:
     mailbox_id: int
 
 
-Change = MessageAdded | FlagsChanged | MessagesExpunged | MailboxChanged
+@dataclass(frozen=True)
+class CredentialsChanged:
+    """The account's password changed, or it was disabled or removed: every session
+    logged in to it must sign out (the new password works at once, the old one nowhere)."""
+
+    account_id: int
+
+
+Change = MessageAdded | FlagsChanged | MessagesExpunged | MailboxChanged | CredentialsChanged
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from postel.store.model import (
     Alias,
     BlobRef,
     Change,
+    CredentialsChanged,
     DeliveredMessage,
     Domain,
     Flags,
@@ -286,18 +287,20 @@ class SqlStore:
             values["role"] = Role(values["role"]).value
         if "password_hash" in values:
             values["password_changed_at"] = now()
-        with self._write() as (conn, _):
+        with self._write() as (conn, changes):
             result = conn.execute(
                 update(t.accounts).where(t.accounts.c.email == email).values(**values)
             )
             if result.rowcount == 0:
                 raise NotFound(f"user {email} does not exist")
             row = conn.execute(select(t.accounts).where(t.accounts.c.email == email)).one()
+            if "password_hash" in values or values.get("disabled"):
+                changes.append(CredentialsChanged(row.id))
             return self._account(row)
 
     def remove_account(self, email: str) -> None:
         """Delete an account with its mailboxes and messages (blobs are collected later)."""
-        with self._write() as (conn, _):
+        with self._write() as (conn, changes):
             account_id = conn.execute(
                 select(t.accounts.c.id).where(t.accounts.c.email == email)
             ).scalar()
@@ -321,6 +324,7 @@ class SqlStore:
                 )
             )
             conn.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
+            changes.append(CredentialsChanged(account_id))
 
     def account_usage(self, account_id: int) -> int:
         """Bytes stored in all of an account's mailboxes (for quotas)."""
@@ -1019,7 +1023,7 @@ class SqlStore:
         """
         at = now()
         tokens = t.password_reset_tokens
-        with self._write() as (conn, _):
+        with self._write() as (conn, changes):
             account_id = conn.execute(
                 select(tokens.c.account_id).where(tokens.c.token_hash == token_hash)
             ).scalar()
@@ -1050,6 +1054,7 @@ class SqlStore:
             )
             conn.execute(delete(t.web_sessions).where(t.web_sessions.c.account_id == account_id))
             row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).one()
+            changes.append(CredentialsChanged(account_id))
             return self._account(row)
 
     def captcha_create(self, challenge_id: str, answer: str, expires_at: datetime) -> None:
