@@ -17,7 +17,7 @@ from postel.store.model import (
     MessageAdded,
     MessagesExpunged,
 )
-from postel.store.sql import store as store_module
+from postel.store.sql import mail as store_module  # where UIDVALIDITY is made
 from postel.store.sql.store import AlreadyExists, NotFound, SqlStore
 from tests.store.helpers import add_user, deliver_one, mailbox_id, put_message
 

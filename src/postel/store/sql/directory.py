@@ -1,0 +1,334 @@
+"""Domains, accounts and aliases: who receives mail here, and who may log in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from postel.store.model import (
+    DEFAULT_MAILBOXES,
+    Account,
+    Alias,
+    CredentialsChanged,
+    Domain,
+    Role,
+)
+from postel.store.sql import schema as t
+from postel.store.sql.base import (
+    AlreadyExists,
+    NotFound,
+    StoreError,
+    _domain_of,
+    _new_id,
+    now,
+)
+from postel.store.sql.mail import MailStore
+
+
+class DirectoryStore(MailStore):
+    """Domains, accounts and aliases: who receives mail here, and who may log in."""
+
+    # -- domains ----------------------------------------------------------------------
+
+    def add_domain(self, name: str) -> Domain:
+        name = name.lower().rstrip(".")
+        with self._write() as (conn, _):
+            if conn.execute(select(t.domains.c.id).where(t.domains.c.name == name)).first():
+                raise AlreadyExists(f"domain {name} already exists")
+            created = now()
+            result = self._insert_new(
+                conn, insert(t.domains).values(name=name, created_at=created),
+                f"domain {name} already exists",
+            )
+            return Domain(_new_id(result), name, created)
+
+    def get_domain(self, name: str) -> Domain | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(t.domains).where(t.domains.c.name == name.lower().rstrip("."))
+            ).first()
+        return Domain(row.id, row.name, row.created_at) if row else None
+
+    def list_domains(self) -> list[Domain]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.domains).order_by(t.domains.c.name)).all()
+        return [Domain(r.id, r.name, r.created_at) for r in rows]
+
+    def remove_domain(self, name: str) -> None:
+        name = name.lower().rstrip(".")
+        with self._write() as (conn, _):
+            domain_id = conn.execute(
+                select(t.domains.c.id).where(t.domains.c.name == name)
+            ).scalar()
+            if domain_id is None:
+                raise NotFound(f"domain {name} does not exist")
+            users = conn.execute(
+                select(func.count()).where(t.accounts.c.domain_id == domain_id)
+            ).scalar_one()
+            if users:
+                raise StoreError(f"domain {name} still has {users} user(s); remove them first")
+            conn.execute(delete(t.aliases).where(t.aliases.c.domain_id == domain_id))
+            conn.execute(delete(t.domains).where(t.domains.c.id == domain_id))
+
+    def is_local_domain(self, name: str) -> bool:
+        return self.get_domain(name) is not None
+
+    # -- accounts ---------------------------------------------------------------------
+
+    @staticmethod
+    def _account(row: Any) -> Account:
+        return Account(
+            id=row.id,
+            domain_id=row.domain_id,
+            email=row.email,
+            password_hash=row.password_hash,
+            role=Role(row.role),
+            backup_email=row.backup_email,
+            display_name=row.display_name,
+            quota_bytes=row.quota_bytes,
+            disabled=bool(row.disabled),
+            created_at=row.created_at,
+            password_changed_at=row.password_changed_at,
+        )
+
+    def add_account(
+        self,
+        email: str,
+        password_hash: str,
+        *,
+        role: Role = Role.USER,
+        backup_email: str | None = None,
+        display_name: str = "",
+        quota_bytes: int = 0,
+    ) -> Account:
+        """Create an account and its default mailboxes. `email` must be a lookup key."""
+        domain = _domain_of(email)
+        with self._write() as (conn, _):
+            domain_id = conn.execute(
+                select(t.domains.c.id).where(t.domains.c.name == domain)
+            ).scalar()
+            if domain_id is None:
+                raise NotFound(f"domain {domain} is not hosted here; add it first")
+            if conn.execute(select(t.accounts.c.id).where(t.accounts.c.email == email)).first():
+                raise AlreadyExists(f"user {email} already exists")
+            if conn.execute(select(t.aliases.c.id).where(t.aliases.c.source == email)).first():
+                raise AlreadyExists(f"{email} is already an alias")
+            created = now()
+            result = self._insert_new(
+                conn,
+                insert(t.accounts).values(
+                    domain_id=domain_id,
+                    email=email,
+                    password_hash=password_hash,
+                    role=role.value,
+                    backup_email=backup_email,
+                    display_name=display_name,
+                    quota_bytes=quota_bytes,
+                    disabled=False,
+                    created_at=created,
+                    password_changed_at=created,
+                ),
+                f"user {email} already exists",
+            )
+            account_id = _new_id(result)
+            for name, special_use in DEFAULT_MAILBOXES:
+                self._insert_mailbox(conn, account_id, name, special_use)
+            row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).one()
+            return self._account(row)
+
+    def get_account(self, email: str) -> Account | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.accounts).where(t.accounts.c.email == email)).first()
+        return self._account(row) if row else None
+
+    def get_account_by_id(self, account_id: int) -> Account | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).first()
+        return self._account(row) if row else None
+
+    def list_accounts(self, domain: str | None = None) -> list[Account]:
+        query = select(t.accounts).order_by(t.accounts.c.email)
+        if domain is not None:
+            query = query.join(t.domains).where(t.domains.c.name == domain.lower().rstrip("."))
+        with self._read() as conn:
+            return [self._account(r) for r in conn.execute(query).all()]
+
+    def update_account(self, email: str, **values: Any) -> Account:
+        """Change password_hash, backup_email, role, display_name, quota_bytes or disabled."""
+        allowed = {"password_hash", "backup_email", "role", "display_name", "quota_bytes",
+                   "disabled"}
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        if "role" in values:
+            values["role"] = Role(values["role"]).value
+        if "password_hash" in values:
+            values["password_changed_at"] = now()
+        with self._write() as (conn, changes):
+            result = conn.execute(
+                update(t.accounts).where(t.accounts.c.email == email).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"user {email} does not exist")
+            row = conn.execute(select(t.accounts).where(t.accounts.c.email == email)).one()
+            if "password_hash" in values or values.get("disabled"):
+                changes.append(CredentialsChanged(row.id))
+            return self._account(row)
+
+    def remove_account(self, email: str) -> None:
+        """Delete an account with its mailboxes and messages (blobs are collected later)."""
+        with self._write() as (conn, changes):
+            account_id = conn.execute(
+                select(t.accounts.c.id).where(t.accounts.c.email == email)
+            ).scalar()
+            if account_id is None:
+                raise NotFound(f"user {email} does not exist")
+            box_ids = select(t.mailboxes.c.id).where(t.mailboxes.c.account_id == account_id)
+            conn.execute(delete(t.messages).where(t.messages.c.mailbox_id.in_(box_ids)))
+            conn.execute(delete(t.expunged).where(t.expunged.c.mailbox_id.in_(box_ids)))
+            conn.execute(delete(t.mailboxes).where(t.mailboxes.c.account_id == account_id))
+            conn.execute(
+                update(t.outbound_queue)
+                .where(t.outbound_queue.c.account_id == account_id)
+                .values(account_id=None)
+            )
+            # Web sign-ins and reset links die with the account (the CLI removes users
+            # without the web layer, and a foreign key would refuse the delete).
+            conn.execute(delete(t.web_sessions).where(t.web_sessions.c.account_id == account_id))
+            conn.execute(
+                delete(t.password_reset_tokens).where(
+                    t.password_reset_tokens.c.account_id == account_id
+                )
+            )
+            conn.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
+            changes.append(CredentialsChanged(account_id))
+
+    def account_usage(self, account_id: int) -> int:
+        """Bytes stored in all of an account's mailboxes (for quotas)."""
+        with self._read() as conn:
+            total = conn.execute(
+                select(func.coalesce(func.sum(t.messages.c.size), 0))
+                .join(t.mailboxes)
+                .where(t.mailboxes.c.account_id == account_id)
+            ).scalar_one()
+        return int(total)
+
+    def addresses_of(self, account: Account) -> set[str]:
+        """The lookup keys an account may send as: its own, and aliases that point at it
+        directly (a catch-all does not let a user send as every address of the domain)."""
+        with self._read() as conn:
+            sources = conn.execute(
+                select(t.aliases.c.source).where(t.aliases.c.destination == account.email)
+            ).scalars().all()
+        return {account.email, *(s for s in sources if not s.startswith("@"))}
+
+    # -- aliases ----------------------------------------------------------------------
+
+    def add_alias(self, source: str, destination: str) -> Alias:
+        """`source` is a lookup key or "@domain" (catch-all); the domain must be local."""
+        domain = _domain_of(source)
+        with self._write() as (conn, _):
+            domain_id = conn.execute(
+                select(t.domains.c.id).where(t.domains.c.name == domain)
+            ).scalar()
+            if domain_id is None:
+                raise NotFound(f"domain {domain} is not hosted here; add it first")
+            if conn.execute(select(t.accounts.c.id).where(t.accounts.c.email == source)).first():
+                raise AlreadyExists(f"{source} is a user; an alias cannot shadow it")
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(t.aliases).values(
+                            domain_id=domain_id, source=source, destination=destination
+                        )
+                    )
+            except IntegrityError:
+                raise AlreadyExists(f"alias {source} -> {destination} already exists") from None
+        return Alias(source, destination)
+
+    def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        query = select(t.aliases.c.source, t.aliases.c.destination).order_by(
+            t.aliases.c.source, t.aliases.c.destination
+        )
+        if domain is not None:
+            query = query.join(t.domains).where(t.domains.c.name == domain.lower().rstrip("."))
+        with self._read() as conn:
+            return [Alias(r.source, r.destination) for r in conn.execute(query).all()]
+
+    def remove_alias(self, source: str, destination: str) -> None:
+        with self._write() as (conn, _):
+            result = conn.execute(
+                delete(t.aliases).where(
+                    and_(t.aliases.c.source == source, t.aliases.c.destination == destination)
+                )
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"alias {source} -> {destination} does not exist")
+
+    def resolve(self, key: str, *, max_depth: int = 8) -> tuple[list[Account], list[str]] | None:
+        """Expand a recipient lookup key in a local domain.
+
+        Returns (local accounts, remote addresses), or None when nothing is there: not a
+        user, not an alias, and no catch-all. Aliases may point at aliases, up to
+        `max_depth` levels (a loop ends there instead of running forever). A user's own
+        address wins over a catch-all, as everyone expects.
+        """
+        accounts: dict[int, Account] = {}
+        remote: list[str] = []
+        found = False
+        with self._read() as conn:
+            pending = [(key, 0)]
+            seen: set[str] = set()
+            while pending:
+                address, depth = pending.pop()
+                if address in seen:
+                    continue
+                seen.add(address)
+                row = conn.execute(
+                    select(t.accounts).where(t.accounts.c.email == address)
+                ).first()
+                if row is not None:
+                    found = True
+                    if not row.disabled:
+                        accounts[row.id] = self._account(row)
+                    continue
+                destinations = conn.execute(
+                    select(t.aliases.c.destination).where(t.aliases.c.source == address)
+                ).scalars().all()
+                if not destinations and depth == 0:
+                    destinations = conn.execute(
+                        select(t.aliases.c.destination).where(
+                            t.aliases.c.source == "@" + _domain_of(address)
+                        )
+                    ).scalars().all()
+                if destinations:
+                    found = True
+                elif depth > 0:
+                    # An alias target with nothing behind it: targets in other domains are
+                    # forwarded; local ones that are not users are dropped.
+                    if not self._domain_exists(conn, _domain_of(address)):
+                        remote.append(address)
+                    continue
+                if depth >= max_depth:
+                    continue
+                for destination in destinations:
+                    pending.append((destination, depth + 1))
+        if not found:
+            return None
+        return list(accounts.values()), sorted(set(remote))
+
+    @staticmethod
+    def _domain_exists(conn: Connection, domain: str) -> bool:
+        return conn.execute(
+            select(t.domains.c.id).where(t.domains.c.name == domain)
+        ).first() is not None
