@@ -148,6 +148,8 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
+    # Networks allowed to read /metrics (Prometheus text format); others get 403.
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     # Seconds a signed-in web session may stay unused before it is signed out.
     session_idle_timeout: float = 1800.0
     # Seconds after logon when a web session ends however active it is.
@@ -469,6 +471,11 @@ def _check_outbound(config: Config) -> None:
         raise ConfigError(f"outbound.smarthost_cafile: {cafile} does not exist or is not a file")
     if not config.outbound.retry_schedule:
         raise ConfigError("outbound.retry_schedule: give at least one delay")
+    for network in config.web.metrics_allow:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"web.metrics_allow: {network!r} is not a network") from None
     for server in config.dns.nameservers:
         nameserver_address(server)
 

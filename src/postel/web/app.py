@@ -7,7 +7,6 @@ No traceback ever reaches a browser: every error becomes a short page (or JSON u
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 from starlette.applications import Starlette
@@ -18,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from postel.web import api, autoconfig
+from postel.web import api, autoconfig, metrics
 from postel.web.account import logon, reset, settings
 from postel.web.admin import domain, system
 from postel.web.pages import render
@@ -29,29 +28,16 @@ log = logging.getLogger("postel.web")
 
 GET_POST = ["GET", "POST"]
 
-# Paths served on plain HTTP too (everything else redirects to HTTPS): ACME challenges
-# and, later, mail client autoconfiguration.
+# Paths served on plain HTTP too (everything else redirects to HTTPS): ACME challenges,
+# mail client autoconfiguration, and /metrics (loopback-only by default) for scrapers.
 HTTP_PATHS = ("/.well-known/acme-challenge/", "/mail/config-v1.1.xml",
-              "/.well-known/autoconfig/")
-
-
-def _optional_routes(module: str) -> list[BaseRoute]:
-    """Routes of a web module another issue adds (postel.web.autoconfig: client
-    autoconfiguration); absent until it lands. The module has `routes() -> list[BaseRoute]`."""
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return []
-    extra: list[BaseRoute] = found.routes()
-    return extra
+              "/.well-known/autoconfig/", "/metrics")
 
 
 def routes(web: Web) -> list[BaseRoute]:
     site: list[BaseRoute] = [
-        *_optional_routes("postel.web.autoconfig"),
         Route("/", logon.home),
+        Route("/metrics", metrics.metrics),
         Route("/logon", logon.logon, methods=GET_POST),
         Route("/logout", logon.logout, methods=GET_POST),
         Route("/forgot-password", reset.forgot_password, methods=GET_POST),

@@ -332,3 +332,18 @@ class DirectoryStore(MailStore):
         return conn.execute(
             select(t.domains.c.id).where(t.domains.c.name == domain)
         ).first() is not None
+
+    def counts(self) -> dict[str, int]:
+        """Sizes an operator watches: domains, accounts, messages and their bytes."""
+        with self._read() as conn:
+            domains = conn.execute(select(func.count()).select_from(t.domains)).scalar_one()
+            accounts = conn.execute(select(func.count()).select_from(t.accounts)).scalar_one()
+            messages, size = conn.execute(
+                select(func.count(), func.coalesce(func.sum(t.messages.c.size), 0))
+            ).one()
+        return {
+            "domains": int(domains),
+            "accounts": int(accounts),
+            "messages": int(messages),
+            "message_bytes": int(size),
+        }

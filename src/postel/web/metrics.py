@@ -1,0 +1,58 @@
+"""/metrics: what an operator graphs and alerts on, in the Prometheus text format.
+
+Hand-written rather than prometheus_client: a handful of gauges read from the store at
+scrape time needs no registry, and this keeps one less dependency in the install.
+Readable only from `[web] metrics_allow` networks (loopback by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from postel.web.state import client_ip, web_of
+
+STARTED = time.monotonic()
+
+
+def _allowed(ip: str, networks: tuple[str, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def render(counts: dict[str, int], queued: int, oldest: datetime | None) -> str:
+    age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+    gauges = [
+        ("postel_queue_messages", "Outbound queue rows (one per message and domain).", queued),
+        ("postel_queue_oldest_age_seconds", "Age of the oldest queued row.", round(age, 3)),
+        ("postel_domains", "Hosted domains.", counts["domains"]),
+        ("postel_accounts", "Accounts.", counts["accounts"]),
+        ("postel_messages", "Messages stored in all mailboxes.", counts["messages"]),
+        ("postel_message_bytes", "Bytes of the messages stored.", counts["message_bytes"]),
+        ("postel_uptime_seconds", "Seconds since this process started.",
+         round(time.monotonic() - STARTED, 3)),
+    ]
+    lines = []
+    for name, help_text, value in gauges:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+async def metrics(request: Request) -> Response:
+    web = web_of(request)
+    if not _allowed(client_ip(request), web.context.config.web.metrics_allow):
+        return PlainTextResponse("metrics are not available from your address\n", 403)
+    store = web.context.store
+    counts = await asyncio.to_thread(store.counts)
+    queued, oldest = await asyncio.to_thread(store.queue_stats)
+    return PlainTextResponse(
+        render(counts, queued, oldest), media_type="text/plain; version=0.0.4"
+    )
