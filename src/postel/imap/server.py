@@ -12,14 +12,14 @@ import logging
 import ssl
 import tempfile
 import zlib
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from postel.context import BindError, Context
+from postel.context import Context
 from postel.imap.proto import responses as r
 from postel.imap.proto.receiver import Receiver
 from postel.imap.session import ImapSession, Services
+from postel.netserver import TcpServer, bind_listeners
 
 log = logging.getLogger("postel.imap")
 
@@ -34,7 +34,7 @@ class StreamIO:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        tls_context: Callable[[], ssl.SSLContext | None],
+        tls_context: Callable[[], ssl.SSLContext],
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -79,49 +79,45 @@ class StreamIO:
         return bytes(self._inflate.decompress(pending))
 
 
-class ImapServer:
+class _Running:
+    """An IMAP session as graceful shutdown sees it: an idle one is cancelled at once (its
+    task then says BYE), a busy one finishes the command it is running."""
+
+    def __init__(self, session: ImapSession, task: asyncio.Task[Any]) -> None:
+        self.session = session
+        self.task = task
+
+    @property
+    def busy(self) -> bool:
+        return self.session.busy
+
+    async def request_shutdown(self) -> None:
+        self.session.shutting_down = True
+        if not self.session.busy:
+            self.task.cancel()
+
+
+class ImapServer(TcpServer):
     """One engine behind the two listeners (143 with STARTTLS, 993 with implicit TLS)."""
 
-    def __init__(
-        self, services: Services, tls_context: Callable[[], ssl.SSLContext | None]
-    ) -> None:
+    def __init__(self, services: Services, tls_context: Callable[[], ssl.SSLContext]) -> None:
+        super().__init__(tls_context)
         self.services = services
-        self.tls_context = tls_context
-        self.sessions: set[ImapSession] = set()
-        self._per_ip: Counter[str] = Counter()
-        self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._running: dict[ImapSession, asyncio.Task[Any]] = {}
 
-    async def listen(self, implicit_tls: bool, host: str, port: int) -> asyncio.Server:
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._tasks.add(task)
-            try:
-                await self._serve(reader, writer, tls=implicit_tls)
-            finally:
-                self._tasks.discard(task)
+    async def listen_on(self, implicit_tls: bool, host: str, port: int) -> asyncio.Server:
+        async def handler(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
+        ) -> None:
+            await self._serve(reader, writer, ip, tls=implicit_tls)
 
-        server = await asyncio.start_server(
-            on_connect,
-            host,
-            port,
-            ssl=self.tls_context() if implicit_tls else None,
-            limit=READ_SIZE,
-            reuse_address=True,
-        )
-        self._servers.append(server)
-        return server
+        return await self.listen(host, port, implicit_tls=implicit_tls, handler=handler)
 
     def _spool(self, size: int) -> BinaryIO:
         return tempfile.TemporaryFile(dir=self.services.tmp_dir, prefix="imap-literal-")
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, *, tls: bool
     ) -> None:
-        peer = writer.get_extra_info("peername")
-        ip = str(peer[0]) if peer else "unknown"
         config = self.services.config
         io = StreamIO(reader, writer, self.tls_context)
         receiver = Receiver(
@@ -133,44 +129,32 @@ class ImapServer:
             self.services, io, receiver, ip, tls=tls,
             tls_available=self.tls_context() is not None,
         )
-        self._per_ip[ip] += 1
-        try:
-            if self._per_ip[ip] > config.max_connections_per_ip:
+        task = asyncio.current_task()
+        assert task is not None
+        with self.connection_slot(ip, config.max_connections_per_ip) as allowed:
+            if not allowed:
                 io.write(r.untagged("BYE Too many connections from your address"))
                 await io.flush()
                 return
-            self.sessions.add(session)
-            task = asyncio.current_task()
-            assert task is not None
-            self._running[session] = task
-            await session.greet()
-            await self._loop(session, io, receiver)
-        except asyncio.CancelledError:
-            # Server shutdown while the client was idle or waiting: say goodbye.
-            with contextlib.suppress(Exception):
-                io.write(r.untagged("BYE Server shutting down"))
-                await asyncio.wait_for(io.flush(), 1.0)
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, zlib.error) as exc:
-            log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
-        except Exception:
-            # A bug must cost one connection, never the server.
-            log.exception("session failed", extra={"fields": {"ip": ip}})
-            with contextlib.suppress(Exception):
-                io.write(r.untagged("BYE Internal error, closing connection"))
-                await io.flush()
-        finally:
-            session.close()
-            self.sessions.discard(session)
-            self._running.pop(session, None)
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
-            # close() still sends what is buffered (the BYE); a TLS peer that never
-            # answers close_notify must not hold the task (or a shutdown) for long.
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-            writer.transport.abort()
+            try:
+                with self.tracking(_Running(session, task), writer):
+                    await session.greet()
+                    await self._loop(session, io, receiver)
+            except asyncio.CancelledError:
+                # Server shutdown while the client was idle or waiting: say goodbye.
+                with contextlib.suppress(Exception):
+                    io.write(r.untagged("BYE Server shutting down"))
+                    await asyncio.wait_for(io.flush(), 1.0)
+            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, zlib.error) as exc:
+                log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
+            except Exception:
+                # A bug must cost one connection, never the server.
+                log.exception("session failed", extra={"fields": {"ip": ip}})
+                with contextlib.suppress(Exception):
+                    io.write(r.untagged("BYE Internal error, closing connection"))
+                    await io.flush()
+            finally:
+                session.close()
 
     async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
         timeout = self.services.config.idle_timeout
@@ -223,25 +207,6 @@ class ImapServer:
                 with contextlib.suppress(BaseException):
                     await read_task
 
-    async def shutdown(self, grace: float = 30.0) -> None:
-        """Stop accepting; say BYE; let commands in flight finish (up to `grace` seconds).
-
-        A session waiting for input is ended at once; one running a command (an APPEND
-        being committed, say) ends after that command, or when the grace period is over."""
-        for server in self._servers:
-            server.close()
-        for session, task in list(self._running.items()):
-            session.shutting_down = True
-            if not session.busy:
-                task.cancel()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-
 
 class ImapService:
     """The IMAP listeners (143, 993) as one service of the composition root."""
@@ -261,18 +226,10 @@ class ImapService:
         self.server = ImapServer(services, lambda: context.tls.context)
 
     async def start(self) -> list[tuple[str, str]]:
-        started = []
-        for name, implicit in (("imap", False), ("imaps", True)):
-            address = self.context.config.listen.get(name)
-            if address is None:
-                continue
-            try:
-                server = await self.server.listen(implicit, address.host, address.port)
-            except OSError as exc:
-                raise BindError(name, str(address), exc) from None
-            port = server.sockets[0].getsockname()[1]
-            started.append((name, f"{address.host}:{port}"))
-        return started
+        async def listen(_name: str, implicit_tls: bool, host: str, port: int) -> asyncio.Server:
+            return await self.server.listen_on(implicit_tls, host, port)
+
+        return await bind_listeners(self.context, [("imap", False), ("imaps", True)], listen)
 
     async def shutdown(self, grace: float) -> None:
         await self.server.shutdown(grace)
