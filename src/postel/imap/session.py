@@ -12,6 +12,7 @@ import asyncio
 import enum
 import importlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,9 @@ DISPATCH: dict[str, Route] = {}
 
 # Commands whose handlers report mailbox changes themselves (or must not report them, like
 # LOGOUT and the commands that leave the mailbox).
+# Seconds after which even a read-only command looks for changes without a hint.
+FULL_POLL_EVERY = 30.0
+
 SELF_REPORTING = frozenset({
     "NOOP", "CHECK", "IDLE", "FETCH", "UID FETCH", "STORE", "UID STORE", "SEARCH",
     "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD", "COPY", "UID COPY", "MOVE",
@@ -138,6 +142,7 @@ class ImapSession:
         self.auth_failures = 0
         self.continuation: Continuation | None = None
         self.subscription: Subscription | None = None
+        self.last_full_poll = 0.0
         self.compressed = False
         self.client_id: dict[str, str | None] = {}
         self.busy = False  # a command is running (the server lets it finish on shutdown)
@@ -285,20 +290,34 @@ class ImapSession:
         if self.selected is not None and cmd.name not in SELF_REPORTING:
             # RFC 9051 7.3/7.4: changes may be reported with any command; those below
             # report them themselves, at the moment their own rules allow.
-            await self.poll()
+            await self.poll(force=False)
         await route.handler(self, cmd)
 
-    async def poll(self, *, allow_expunge: bool = True) -> None:
+    async def poll(self, *, allow_expunge: bool = True, force: bool = True) -> None:
         """Tell the client what changed in the selected mailbox (RFC 9051 7.3, 7.4).
 
         EXPUNGE (and VANISHED) must not be sent while a FETCH, STORE or SEARCH by sequence
-        number is running (RFC 9051 7.4.1), so those pass allow_expunge=False."""
+        number is running (RFC 9051 7.4.1), so those pass allow_expunge=False.
+
+        Read-only commands pass force=False: they skip the store when the change bus has
+        said nothing since the last look (every commit of this process publishes a hint),
+        which saves three queries per FETCH. NOOP, CHECK, IDLE and every command that
+        changes the mailbox always look, and so does any command after FULL_POLL_EVERY
+        seconds, so changes that reach the store without a hint (another process) show.
+        """
+        had_hint = False
         # Drain the hints first: one arriving after this read triggers another poll.
         if self.subscription is not None:
             while not self.subscription.queue.empty():
                 self.subscription.queue.get_nowait()
+                had_hint = True
         if self.selected is None:
             return
+        now = time.monotonic()
+        if not (force or had_hint or self.subscription is None
+                or now - self.last_full_poll >= FULL_POLL_EVERY):
+            return
+        self.last_full_poll = now
         try:
             changes = await self.run(
                 self.store.changes_since, self.selected.mailbox_id, self.selected.modseq

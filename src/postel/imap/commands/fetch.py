@@ -111,7 +111,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
                 continue  # expunged meanwhile by another session
             if not await _fetch_one(s, seq, uid, row, atts):
                 unreadable.append(uid)
-    await s.poll(allow_expunge=by_uid)
+    await s.poll(allow_expunge=by_uid, force=False)
     if unreadable:
         missing = SequenceSet.of(unreadable)
         s.no(cmd.tag, f"Some message bodies could not be read (UIDs {missing})", "UNAVAILABLE")

@@ -131,7 +131,7 @@ async def search(s: ImapSession, cmd: Command) -> None:
             if modseq and numbers:
                 parts.append(f"MODSEQ {highest}")
             s.untagged("ESEARCH " + " ".join(parts))
-    await s.poll(allow_expunge=by_uid)
+    await s.poll(allow_expunge=by_uid, force=False)
     s.ok(cmd.tag, f"{cmd.name} completed")
 
 
@@ -180,7 +180,7 @@ async def sort(s: ImapSession, cmd: Command) -> None:
         ordered.sort(key=by, reverse=reverse)
     numbers = [m.uid if by_uid else m.seq for m in ordered]
     s.untagged("SORT" + "".join(f" {n}" for n in numbers))
-    await s.poll(allow_expunge=by_uid)
+    await s.poll(allow_expunge=by_uid, force=False)
     s.ok(cmd.tag, f"{cmd.name} completed")
 
 
@@ -219,5 +219,5 @@ async def thread(s: ImapSession, cmd: Command) -> None:
     else:
         result = threads.references(messages)
     s.untagged("THREAD" + (" " + result if result else ""))
-    await s.poll(allow_expunge=by_uid)
+    await s.poll(allow_expunge=by_uid, force=False)
     s.ok(cmd.tag, f"{cmd.name} completed")
