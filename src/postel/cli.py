@@ -254,10 +254,11 @@ def cmd_dkim_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_dns(args: argparse.Namespace) -> int:
-    from postel.autoconfig.dnscheck import DnsLookup, Status, check_all
+    from postel.autoconfig.dnscheck import Status, check_all
     from postel.autoconfig.dnsrecords import domain_dns
     from postel.autoconfig.settings import mail_settings
     from postel.mailauth.dkim import dns_record
+    from postel.mailauth.dns import DnsResolver
 
     config = load_config(args.config)
     try:
@@ -273,7 +274,7 @@ def cmd_dns(args: argparse.Namespace) -> int:
     if not args.check:
         print(records.zone(), end="")
         return 0
-    results = asyncio.run(check_all(records.records, DnsLookup(config.dns)))
+    results = asyncio.run(check_all(records.records, DnsResolver(config.dns)))
     for result in results:
         print(f"{result.status.value:<11} {result.record.zone_line()}")
         if result.status is Status.DIFFERENT:

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import ipaddress
 from dataclasses import dataclass
 from typing import Protocol
 
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.resolver
-
 from postel.autoconfig.dnsrecords import DnsRecord, Match
-from postel.config import DnsConfig, nameserver_address
-from postel.mailauth.dns import DnsTemporaryError, is_reserved, normalize
+from postel.mailauth.dns import DnsTemporaryError, normalize
 
 
 class Status(enum.StrEnum):
@@ -42,61 +35,6 @@ class Checked:
 
 class Lookup(Protocol):
     async def lookup(self, name: str, rdtype: str) -> list[str]: ...
-
-
-class DnsLookup:
-    """dnspython with the [dns] resolvers: A/AAAA addresses, MX "PREF HOST", TXT strings
-    joined, SRV "PRIO WEIGHT PORT TARGET", CNAME target; [] for NXDOMAIN/NODATA."""
-
-    RDTYPES = ("A", "AAAA", "MX", "TXT", "SRV", "CNAME")
-
-    def __init__(self, config: DnsConfig) -> None:
-        self._explicit = bool(config.nameservers)
-        if self._explicit:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(*nameserver_address(text))
-                for text in config.nameservers
-            ]
-        else:
-            resolver = dns.asyncresolver.Resolver()
-        resolver.lifetime = config.timeout
-        resolver.timeout = min(config.timeout, 2.0)
-        self._resolver = resolver
-
-    async def lookup(self, name: str, rdtype: str) -> list[str]:
-        if rdtype not in self.RDTYPES:
-            raise ValueError(f"unsupported record type {rdtype}")
-        name = normalize(name)
-        if not self._explicit and is_reserved(name):
-            # Same rule as the mail checks: reserved names never leave the machine.
-            raise DnsTemporaryError(
-                f"{name} is a reserved name (RFC 6761); set [dns] nameservers to check it"
-            )
-        try:
-            answer = await self._resolver.resolve(name + ".", rdtype, search=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
-        except dns.exception.Timeout:
-            raise DnsTemporaryError(f"{name} {rdtype}: timed out") from None
-        except dns.exception.DNSException as exc:
-            raise DnsTemporaryError(f"{name} {rdtype}: {exc}") from None
-        return [_text(rdata, rdtype) for rdata in answer]
-
-
-def _text(rdata: object, rdtype: str) -> str:
-    if rdtype == "TXT":
-        return b"".join(rdata.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
-    if rdtype == "MX":
-        exchange = normalize(rdata.exchange.to_text())  # type: ignore[attr-defined]
-        return f"{rdata.preference} {exchange or '.'}"  # type: ignore[attr-defined]
-    if rdtype == "SRV":
-        target = normalize(rdata.target.to_text()) or "."  # type: ignore[attr-defined]
-        return (f"{rdata.priority} {rdata.weight} "  # type: ignore[attr-defined]
-                f"{rdata.port} {target}")  # type: ignore[attr-defined]
-    if rdtype == "CNAME":
-        return normalize(rdata.target.to_text())  # type: ignore[attr-defined]
-    return str(ipaddress.ip_address(rdata.address))  # type: ignore[attr-defined]
 
 
 # -- comparing -------------------------------------------------------------------------

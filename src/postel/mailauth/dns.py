@@ -26,7 +26,7 @@ from postel.config import DnsConfig, nameserver_address
 # configured resolver they are answered locally, so a test setup never leaks queries.
 RESERVED_SUFFIXES = ("test", "example", "invalid", "localhost")
 
-RDTYPES = ("A", "AAAA", "MX", "TXT", "PTR", "CNAME")
+RDTYPES = ("A", "AAAA", "MX", "TXT", "PTR", "CNAME", "SRV")
 
 
 class DnsTemporaryError(Exception):
@@ -102,6 +102,10 @@ def _text(rdata: object, rdtype: str) -> str:
         return f"{rdata.preference} {exchange or '.'}"  # type: ignore[attr-defined]
     if rdtype in ("PTR", "CNAME"):
         return normalize(rdata.target.to_text())  # type: ignore[attr-defined]
+    if rdtype == "SRV":  # "PRIORITY WEIGHT PORT TARGET", "." for a disabled service
+        target = normalize(rdata.target.to_text()) or "."  # type: ignore[attr-defined]
+        return (f"{rdata.priority} {rdata.weight} "  # type: ignore[attr-defined]
+                f"{rdata.port} {target}")  # type: ignore[attr-defined]
     return str(ipaddress.ip_address(rdata.address))  # type: ignore[attr-defined]
 
 

@@ -30,6 +30,7 @@ from postel.autoconfig import autodiscover, device, dnscheck, mobileconfig, thun
 from postel.autoconfig.dnsrecords import DomainDns, domain_dns, mta_sts_policy
 from postel.autoconfig.settings import MailSettings, mail_settings
 from postel.mail.address import AddressError, parse_email
+from postel.mailauth.dns import DnsResolver
 from postel.store.model import Account, Role
 from postel.tls import certificate_paths
 from postel.web import ops
@@ -299,7 +300,7 @@ async def dns_records(request: Request, me: Account) -> Response:
     records = await asyncio.to_thread(_domain_dns, web, domain)
     checked: list[dnscheck.Checked] | None = None
     if request.query_params.get("check") == "1":
-        lookup = dnscheck.DnsLookup(web.context.config.dns)
+        lookup = DnsResolver(web.context.config.dns)
         checked = await dnscheck.check_all(records.records, lookup)
     return render(request, "dns_records.html", domain=chosen, ascii_domain=domain,
                   dns=records, checked=checked, Status=dnscheck.Status)
