@@ -13,6 +13,7 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from postel.context import BindError, Context
@@ -58,6 +59,27 @@ class Stoppable(Protocol):
     def busy(self) -> bool: ...
 
     async def request_shutdown(self) -> None: ...
+
+
+class LineSession(Stoppable, Protocol):
+    """A session fed raw bytes (SMTP, POP3): greet, feed until closing, end."""
+
+    closing: bool
+
+    async def greet(self) -> None: ...
+
+    async def feed(self, data: bytes) -> None: ...
+
+    def end(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Goodbyes:
+    """What a protocol says when the server, not the session, ends a connection."""
+
+    too_many_connections: bytes
+    internal_error: bytes
+    idle_timeout: bytes = b""  # b"": close silently (POP3, RFC 1939 3)
 
 
 def peer_ip(writer: asyncio.StreamWriter) -> str:
@@ -110,6 +132,47 @@ class TcpServer:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
+
+    async def run_session(
+        self,
+        session: LineSession,
+        io: StreamIO,
+        reader: asyncio.StreamReader,
+        ip: str,
+        *,
+        max_per_ip: int,
+        idle_timeout: float,
+        goodbyes: Goodbyes,
+    ) -> None:
+        """Greet, then feed what the client sends until the session closes, the client
+        goes away or stays silent for `idle_timeout` seconds. A bug in the session costs
+        this connection only; the client gets the protocol's own error, never a traceback."""
+        with self.connection_slot(ip, max_per_ip) as allowed:
+            if not allowed:
+                await io.send(goodbyes.too_many_connections)
+                return
+            try:
+                with self.tracking(session, io.writer):
+                    await session.greet()
+                    while not session.closing:
+                        try:
+                            data = await asyncio.wait_for(reader.read(READ_SIZE), idle_timeout)
+                        except TimeoutError:
+                            log.info("idle timeout", extra={"fields": {"ip": ip}})
+                            if goodbyes.idle_timeout:
+                                await io.send(goodbyes.idle_timeout)
+                            break
+                        if not data:
+                            break
+                        await session.feed(data)
+            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+                log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
+            except Exception:
+                log.exception("session failed", extra={"fields": {"ip": ip}})
+                with contextlib.suppress(Exception):
+                    await io.send(goodbyes.internal_error)
+            finally:
+                session.end()
 
     @contextlib.contextmanager
     def tracking(self, session: Stoppable, writer: asyncio.StreamWriter) -> Iterator[None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import ssl
@@ -11,12 +10,20 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from postel.context import Context
-from postel.netserver import READ_SIZE, StreamIO, TcpServer, bind_listeners
+from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
 from postel.pop3.maildrop import MaildropLocks, TransferSizes
 from postel.pop3.proto import err
 from postel.pop3.session import Pop3Session, Services
 
 log = logging.getLogger("postel.pop3")
+
+GOODBYES = Goodbyes(
+    too_many_connections=err("too many connections from your address", "SYS/TEMP").to_bytes(),
+    internal_error=err("internal error, closing connection", "SYS/TEMP").to_bytes(),
+    # RFC 1939 3: the autologout timer closes without a response and without entering
+    # UPDATE, so nothing marked is deleted.
+    idle_timeout=b"",
+)
 
 
 class Listener(enum.Enum):
@@ -54,36 +61,12 @@ class Pop3Server(TcpServer):
         services = replace(self.services, tls_available=not implicit_tls)
         session = Pop3Session(services, io, ip, tls=implicit_tls)
         config = self.services.config
-        with self.connection_slot(ip, config.max_connections_per_ip) as allowed:
-            if not allowed:
-                await io.send(err("too many connections from your address", "SYS/TEMP").to_bytes())
-                return
-            try:
-                with self.tracking(session, writer):
-                    await session.greet()
-                    while not session.closing:
-                        try:
-                            data = await asyncio.wait_for(
-                                reader.read(READ_SIZE), config.idle_timeout
-                            )
-                        except TimeoutError:
-                            # RFC 1939 3: the autologout timer closes the connection without
-                            # a response and without entering UPDATE: nothing is deleted.
-                            log.info("idle timeout", extra={"fields": {"ip": ip}})
-                            break
-                        if not data:
-                            break
-                        await session.feed(data)
-            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-                log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
-            except Exception:
-                # A bug costs one connection, never the server; the client sees a plain
-                # -ERR and no traceback. Nothing marked is deleted (no UPDATE happened).
-                log.exception("session failed", extra={"fields": {"ip": ip}})
-                with contextlib.suppress(Exception):
-                    await io.send(err("internal error, closing connection", "SYS/TEMP").to_bytes())
-            finally:
-                session.end()
+        await self.run_session(
+            session, io, reader, ip,
+            max_per_ip=config.max_connections_per_ip,
+            idle_timeout=config.idle_timeout,
+            goodbyes=GOODBYES,
+        )
 
 
 class Pop3Service:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Callable
 
 from postel.context import Context
 from postel.mailauth.dns import DnsResolver
-from postel.netserver import READ_SIZE, StreamIO, TcpServer, bind_listeners
+from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
 from postel.smtp import replies as r
 from postel.smtp.replies import Reply
 from postel.smtp.session import Listener, Services, SmtpSession
 
 log = logging.getLogger("postel.smtp")
+
+GOODBYES = Goodbyes(
+    too_many_connections=Reply(421, "4.7.0", "too many connections from your address").to_bytes(),
+    internal_error=Reply(421, "4.3.0", "internal error, closing").to_bytes(),
+    idle_timeout=r.IDLE_TIMEOUT.to_bytes(),  # RFC 5321 4.5.3.2: 421 before closing
+)
 
 
 class SmtpServer(TcpServer):
@@ -47,34 +52,12 @@ class SmtpServer(TcpServer):
         io = StreamIO(writer, self.tls_context)
         session = SmtpSession(self.services, io, listener, ip, tls=tls)
         config = self.services.config
-        with self.connection_slot(ip, config.max_connections_per_ip) as allowed:
-            if not allowed:
-                reply = Reply(421, "4.7.0", "too many connections from your address")
-                await io.send(reply.to_bytes())
-                return
-            try:
-                with self.tracking(session, writer):
-                    await session.greet()
-                    while not session.closing:
-                        try:
-                            data = await asyncio.wait_for(
-                                reader.read(READ_SIZE), config.idle_timeout
-                            )
-                        except TimeoutError:
-                            await io.send(r.IDLE_TIMEOUT.to_bytes())
-                            break
-                        if not data:
-                            break
-                        await session.feed(data)
-            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-                log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
-            except Exception:
-                # A bug must cost one connection, never the server; the client gets a 421.
-                log.exception("session failed", extra={"fields": {"ip": ip}})
-                with contextlib.suppress(Exception):
-                    await io.send(Reply(421, "4.3.0", "internal error, closing").to_bytes())
-            finally:
-                session.end()
+        await self.run_session(
+            session, io, reader, ip,
+            max_per_ip=config.max_connections_per_ip,
+            idle_timeout=config.idle_timeout,
+            goodbyes=GOODBYES,
+        )
 
 
 class SmtpService:
