@@ -55,9 +55,6 @@ class SelectedMailbox:
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
-    def uid_of(self, seq: int) -> int:
-        return self.uids[seq - 1]
-
     def resolve(self, sequence: SequenceSet, *, uid: bool) -> list[int]:
         """UIDs named by a sequence set (or UID set), ascending, existing only.
 

@@ -169,11 +169,6 @@ class Cursor:
             i += 1
         raise ParseError("unterminated quoted string")
 
-    def string_bytes(self) -> bytes:
-        if self.at_literal():
-            return self.literal().read_all()
-        return self.quoted_bytes()
-
     def string(self) -> str:
         if self.at_literal():
             raw = self.literal().read_all()

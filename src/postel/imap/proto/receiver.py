@@ -137,11 +137,6 @@ class Receiver:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
-    @property
-    def in_command(self) -> bool:
-        """True while part of a command has been received (between its literals)."""
-        return bool(self._parts) or self._literal is not None
-
     def next_event(self) -> Event | None:
         while True:
             if self._ready:

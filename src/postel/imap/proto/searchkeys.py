@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import date
 
 from postel.imap.proto.cursor import Cursor, ParseError
-from postel.imap.proto.sequence import SequenceSet
 
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DATE = re.compile(r'"?(\d{1,2})-([A-Za-z]{3})-(\d{4})"?\Z')
@@ -111,5 +110,3 @@ def search_key(c: Cursor, depth: int) -> SearchKey:
     raise ParseError(f"unknown search key {word}")
 
 
-def seq_key(sequence: SequenceSet) -> SearchKey:
-    return SearchKey("SEQ", (sequence,))

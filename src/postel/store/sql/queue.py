@@ -156,14 +156,6 @@ class QueueStore(DirectoryStore):
                     claimed.append(row)
         return [replace(self._outbound(r), state="sending") for r in claimed]
 
-    def queue_next_due(self) -> datetime | None:
-        q = t.outbound_queue
-        with self._read() as conn:
-            value: datetime | None = conn.execute(
-                select(func.min(q.c.next_attempt_at)).where(q.c.state == "queued")
-            ).scalar()
-        return value
-
     def queue_finish(self, item_id: int) -> None:
         """Delivered to every recipient, or bounced for good: the row goes."""
         with self._write() as (conn, _):
