@@ -23,7 +23,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
 )
+import sqlalchemy.dialects.postgresql  # noqa: F401  (registers to_tsvector, used below)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -271,4 +274,64 @@ counters = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+# -- webmail --------------------------------------------------------------------------
+
+# The decoded text of each message for the webmail's full-text search and preview line,
+# filled by the indexer (postel.store.sql.webmail) after delivery, never in the delivery
+# path. A row goes with its message (ON DELETE CASCADE). The search index itself is
+# backend-specific and lives only in migration 0005: an FTS5 table kept in step by
+# triggers on SQLite, a GIN index over to_tsvector('simple', ...) on PostgreSQL.
+webmail_text = Table(
+    "webmail_text",
+    metadata,
+    Column("message_id", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("from_text", Text, nullable=False, server_default=""),  # names and addresses
+    Column("to_text", Text, nullable=False, server_default=""),  # To and Cc
+    Column("body", Text, nullable=False, server_default=""),  # text parts, HTML stripped
+)
+
+# Per-account webmail preferences (My Settings): one row, created on first save.
+webmail_prefs = Table(
+    "webmail_prefs",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("signature", Text, nullable=False, server_default=""),
+    Column("mark_read_on_open", Boolean, nullable=False, server_default="1"),
+)
+
+# Senders whose remote images and fonts the user always allows ("always for this sender").
+webmail_trusted_senders = Table(
+    "webmail_trusted_senders",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("sender", String(320), primary_key=True),  # lowercase address
+)
+
+# Keyset paging of the webmail's message list in each sort order without scanning a
+# 100,000-message mailbox. Text sort keys are indexed by a prefix (a whole Text column may
+# pass PostgreSQL's btree row limit and fail a delivery); the list orders by the same
+# expressions.
+FROM_SORT_PREFIX = func.substr(messages.c.from_sort, 1, 100)
+SUBJECT_SORT_PREFIX = func.substr(messages.c.base_subject, 1, 100)
+MESSAGE_ID_PREFIX = func.substr(messages.c.message_id, 1, 200)
+Index("ix_messages_webmail_date", messages.c.mailbox_id, messages.c.internal_date,
+      messages.c.id)
+Index("ix_messages_webmail_size", messages.c.mailbox_id, messages.c.size, messages.c.id)
+Index("ix_messages_webmail_from", messages.c.mailbox_id, FROM_SORT_PREFIX, messages.c.id)
+Index("ix_messages_webmail_subject", messages.c.mailbox_id, SUBJECT_SORT_PREFIX,
+      messages.c.id)
+Index("ix_messages_webmail_message_id", MESSAGE_ID_PREFIX)
+
+# The search document of PostgreSQL's full-text index (GIN, migration 0005); SQLite uses
+# the FTS5 table of that migration instead. Neither is in this metadata (backend-specific).
+SEARCH_DOCUMENT = func.to_tsvector(
+    literal_column("'simple'::regconfig"),
+    webmail_text.c.subject + " " + webmail_text.c.from_text + " " + webmail_text.c.to_text
+    + " " + webmail_text.c.body,
 )
