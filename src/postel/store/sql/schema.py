@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy.dialects.postgresql  # noqa: F401  (registers to_tsvector, used below)
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -26,8 +27,8 @@ from sqlalchemy import (
     func,
     literal_column,
 )
-import sqlalchemy.dialects.postgresql  # noqa: F401  (registers to_tsvector, used below)
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so migrations can refer to them on both backends.
@@ -317,9 +318,9 @@ webmail_trusted_senders = Table(
 # 100,000-message mailbox. Text sort keys are indexed by a prefix (a whole Text column may
 # pass PostgreSQL's btree row limit and fail a delivery); the list orders by the same
 # expressions.
-FROM_SORT_PREFIX = func.substr(messages.c.from_sort, 1, 100)
-SUBJECT_SORT_PREFIX = func.substr(messages.c.base_subject, 1, 100)
-MESSAGE_ID_PREFIX = func.substr(messages.c.message_id, 1, 200)
+FROM_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.from_sort, 1, 100)
+SUBJECT_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.base_subject, 1, 100)
+MESSAGE_ID_PREFIX: ColumnElement[str] = func.substr(messages.c.message_id, 1, 200)
 Index("ix_messages_webmail_date", messages.c.mailbox_id, messages.c.internal_date,
       messages.c.id)
 Index("ix_messages_webmail_size", messages.c.mailbox_id, messages.c.size, messages.c.id)
