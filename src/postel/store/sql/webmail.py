@@ -263,7 +263,7 @@ class WebmailSql:
             found = conn.execute(
                 select(m.c.id)
                 .where(and_(m.c.mailbox_id == mailbox_id,
-                            message_id[:200] == t.MESSAGE_ID_PREFIX,
+                            t.MESSAGE_ID_PREFIX == message_id[:200],
                             m.c.message_id == message_id))
                 .order_by(m.c.id.desc()).limit(1)
             ).scalar()
