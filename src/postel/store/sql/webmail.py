@@ -259,11 +259,12 @@ class WebmailSql:
     def find_by_message_id(self, account_id: int, mailbox_id: int,
                            message_id: str) -> int | None:
         """The newest message of a mailbox with this Message-ID (a just-saved draft)."""
+        indexed_prefix = t.MESSAGE_ID_PREFIX  # lets the lookup use its index
         with self.store._read() as conn:
             found = conn.execute(
                 select(m.c.id)
                 .where(and_(m.c.mailbox_id == mailbox_id,
-                            t.MESSAGE_ID_PREFIX == message_id[:200],
+                            indexed_prefix == message_id[:200],
                             m.c.message_id == message_id))
                 .order_by(m.c.id.desc()).limit(1)
             ).scalar()
