@@ -25,7 +25,7 @@ from postel.auth.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
 from postel.auth.service import Authenticator
 from postel.config import MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
-from postel.mail.address import Address, AddressError, parse_email
+from postel.mail.address import Address
 from postel.mail.mime import ParsedMessage, parse_message_file
 from postel.mailauth.authresults import copy_without_forgeries
 from postel.mailauth.dns import Resolver
@@ -51,6 +51,7 @@ from postel.store.blobs import BlobWriter
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
 from postel.store.sql.store import SqlStore
+from postel.submission import Refusal, foreign_from, route_local, sender_allowed
 
 log = logging.getLogger("postel.smtp")
 
@@ -416,7 +417,7 @@ class SmtpSession:
         if sender is not None and sender.needs_smtputf8 and not smtputf8:
             await self._reply(Reply(553, "5.6.7", "non-ASCII address needs SMTPUTF8"))
             return
-        if self.is_submission and (sender is None or sender.key not in self.own_addresses):
+        if self.is_submission and not sender_allowed(self.own_addresses, sender):
             await self._reply(
                 Reply(553, "5.7.1", "you may only send as your own address or its aliases")
             )
@@ -460,18 +461,16 @@ class SmtpSession:
             await self._junk(reply)
 
     async def _local_rcpt(self, rcpt: Address) -> Reply:
-        store = self.services.store
-        resolved = await asyncio.to_thread(store.resolve, rcpt.key)
-        if resolved is None:
+        routed = await asyncio.to_thread(route_local, self.services.store, rcpt.key,
+                                         self.transaction.declared_size)
+        if routed is Refusal.UNKNOWN_USER:
             return r.UNKNOWN_USER
-        accounts, remote = resolved
-        if not accounts and not remote:
+        if routed is Refusal.UNAVAILABLE:
             return Reply(550, "5.2.1", "mailbox unavailable")
-        for account in accounts:
-            if account.quota_bytes:
-                used = await asyncio.to_thread(store.account_usage, account.id)
-                if used + self.transaction.declared_size > account.quota_bytes:
-                    return Reply(452, "4.2.2", f"mailbox of {rcpt} is full")
+        if routed is Refusal.FULL:
+            return Reply(452, "4.2.2", f"mailbox of {rcpt} is full")
+        assert not isinstance(routed, Refusal)
+        accounts, remote = routed
         for account in accounts:
             self.transaction.local[account.id] = account
         # Forwarding aliases relay onward; that needs the queue, which accepts them.
@@ -672,17 +671,9 @@ class SmtpSession:
         """On submission the From header must be one of the user's addresses too."""
         if not self.is_submission:
             return None
-        from_list = parsed.envelope[2] or []
-        for entry in from_list:
-            mailbox, host = entry[2], entry[3]
-            if mailbox is None or host is None:
-                continue  # group syntax markers
-            try:
-                key = parse_email(f"{mailbox}@{host}").key
-            except AddressError:
-                key = ""
-            if key not in self.own_addresses:
-                return Reply(550, "5.7.1", f"From: {mailbox}@{host} is not one of your addresses")
+        foreign = foreign_from(parsed, self.own_addresses)
+        if foreign is not None:
+            return Reply(550, "5.7.1", f"From: {foreign} is not one of your addresses")
         return None
 
     def _fields(self) -> dict[str, object]:

@@ -205,10 +205,14 @@ class WebmailSql:
     def _text_match(self, query: Select[Any], terms: SearchTerms) -> Select[Any]:
         if not self.postgres:
             # One FTS5 MATCH: free words in any column, operators in their own column.
-            parts = [_fts5_phrase(word) for word in terms.words]
+            # Words without a letter or digit hold no token FTS5 could match: skipped.
+            parts = [_fts5_phrase(word) for word in terms.words if _WORD.search(word)]
             for name, words in (("from_text", terms.from_), ("to_text", terms.to),
                                 ("subject", terms.subject)):
-                parts.extend(f"{name} : {_fts5_phrase(word)}" for word in words)
+                parts.extend(f"{name} : {_fts5_phrase(word)}" for word in words
+                             if _WORD.search(word))
+            if not parts:
+                return query
             matched = select(_fts.c.rowid).where(text("webmail_fts MATCH :match"))
             return query.where(m.c.id.in_(matched.scalar_subquery())).params(
                 match=" AND ".join(parts))
