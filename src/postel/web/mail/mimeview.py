@@ -99,8 +99,11 @@ def read_part(blob: Path, part: MimePart, limit: int | None = None) -> bytes:
         data = handle.read(max(0, length))
     encoding = part.encoding.lower()
     if encoding == "base64":
+        # Lenient like every mail client: junk characters skipped, padding repaired.
         cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-        cleaned = cleaned[: len(cleaned) // 4 * 4]
+        if len(cleaned) % 4 == 1:
+            cleaned = cleaned[:-1]  # a lone sextet carries no whole byte
+        cleaned += b"=" * (-len(cleaned) % 4)
         try:
             data = binascii.a2b_base64(cleaned)
         except binascii.Error:

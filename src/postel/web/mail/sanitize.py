@@ -71,6 +71,8 @@ def sanitize(markup: str, *, allow_remote: bool,
     def attribute(element: str, name: str, value: str) -> str | None:
         if name not in _URL_ATTRIBUTES:
             return value
+        if name not in ATTRIBUTES.get(element, ()):
+            return None  # on a tag that is removed anyway (an iframe's src)
         if value.strip().lower().startswith("cid:"):
             found = inline_image(value.strip()[4:].strip("<>"))
             if found is None or len(found[1]) > MAX_INLINE_IMAGE:
