@@ -280,7 +280,8 @@ def test_live_events_on_delivery(server: PostelServer) -> None:
     ready = threading.Event()
 
     def listen() -> None:
-        with http.stream("GET", "/api/v1/mail/events") as stream:
+        with http.stream("GET", "/api/v1/mail/events",
+                         headers={"Accept": "text/event-stream"}) as stream:
             for line in stream.iter_lines():
                 if line.startswith("event: hello"):
                     ready.set()
@@ -288,6 +289,7 @@ def test_live_events_on_delivery(server: PostelServer) -> None:
                     received.append(line)
                     return
 
+    assert http.get("/api/v1/mail/events").status_code == 406  # not a stream request
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     assert ready.wait(20)

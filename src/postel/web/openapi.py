@@ -34,6 +34,7 @@ _ERRORS = {
     "404": "No such domain, user or alias",
     "409": "Already exists, or still in use",
     "410": "The reset link has expired or was already used",
+    "413": "Too large (the message says the limit)",
     "429": "Too many attempts; try later",
 }
 _AUTH = ("401", "403")
@@ -222,6 +223,10 @@ def document() -> dict[str, Any]:
                                      "offset": {"type": "integer"},
                                      "entries": {"type": "array", "items": {"type": "object"}}}},
     }
+    from postel.web.mail.openapi import mail_paths, mail_schemas  # it builds on the helpers here
+
+    paths.update(mail_paths())
+    schemas.update(mail_schemas())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Postel web API", "version": "1",

@@ -355,6 +355,8 @@ async def compose(request: Request, account: Account, body: dict[str, Any]) -> A
             bodies = choose_bodies(opened.root)
             html = part_text(opened.blob, bodies.html)[0] if bodies.html else ""
             text = part_text(opened.blob, bodies.text)[0] if bodies.text else ""
+            # As typed: LF line ends, without the final newline MIME gave the text part.
+            text = text.replace("\r\n", "\n").removesuffix("\n")
             resumed = from_saved_draft(opened, text, html, refs)
             return {"draft": resumed.to_json(), "draft_id": opened.row["id"]}
         own = web.store.addresses_of(account)
