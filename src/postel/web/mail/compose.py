@@ -206,6 +206,19 @@ class Built:
     recipients: list[str]
 
 
+_MSG_ID = re.compile(r"<[!-~]{1,900}>")  # RFC 5322 3.6.4 msg-id, printable ASCII
+
+
+def header_text(value: str) -> str:
+    """Text fit for a header: control and line-breaking characters (Python's splitlines
+    breaks on more than CR and LF) become spaces, so nothing can inject a header."""
+    return "".join(c if c.isprintable() else " " for c in value).strip()
+
+
+def _msg_ids(values: Sequence[str]) -> list[str]:
+    return [v.strip() for v in values if _MSG_ID.fullmatch(v.strip())]
+
+
 def _mime_type(value: str) -> tuple[str, str]:
     main, _, sub = value.lower().partition("/")
     if not re.fullmatch(r"[a-z0-9.+\-]+", main or "-") or not re.fullmatch(
@@ -227,24 +240,24 @@ def build_message(draft: Draft, display_name: str, attachments: Sequence[Attachm
         for item in items:
             address = addr_spec(item)
             display, _ = email.utils.parseaddr(item)
-            formatted[name].append(email.utils.formataddr((display, address)))
+            formatted[name].append(email.utils.formataddr((header_text(display), address)))
             if address.lower() not in (r.lower() for r in recipients):
                 recipients.append(address)
     if len(recipients) > MAX_RECIPIENTS:
         raise ComposeError(f"At most {MAX_RECIPIENTS} recipients.", "to")
     message = EmailMessage(policy=SMTP)
-    message["From"] = email.utils.formataddr((display_name, sender))
+    message["From"] = email.utils.formataddr((header_text(display_name), sender))
     for name in ("to", "cc") + (("bcc",) if keep_bcc else ()):
         if formatted[name]:
             message[name.capitalize()] = ", ".join(formatted[name])
-    message["Subject"] = draft.subject[:998]
+    message["Subject"] = header_text(draft.subject)[:998]
     message["Date"] = email.utils.formatdate(localtime=False)
     message_id = email.utils.make_msgid(domain=sender.rpartition("@")[2])
     message["Message-ID"] = message_id
-    if draft.in_reply_to:
-        message["In-Reply-To"] = draft.in_reply_to
-    if draft.references:
-        message["References"] = " ".join(draft.references)
+    if _msg_ids([draft.in_reply_to]):
+        message["In-Reply-To"] = draft.in_reply_to.strip()
+    if _msg_ids(draft.references):
+        message["References"] = " ".join(_msg_ids(draft.references))
     message.set_content(draft.text or "")
     if draft.html.strip():
         cleaned = sanitize(draft.html, allow_remote=True, inline_image=lambda _cid: None)
@@ -253,10 +266,10 @@ def build_message(draft: Draft, display_name: str, attachments: Sequence[Attachm
         main, sub = _mime_type(attachment.mime_type)
         if (main, sub) == ("message", "rfc822"):
             inner = email.message_from_bytes(attachment.data, policy=SMTP)
-            message.add_attachment(inner, filename=attachment.filename)
+            message.add_attachment(inner, filename=header_text(attachment.filename))
         else:
             message.add_attachment(attachment.data, maintype=main, subtype=sub,
-                                   filename=attachment.filename)
+                                   filename=header_text(attachment.filename) or "attachment")
     return Built(message.as_bytes(), message_id, recipients)
 
 
