@@ -16,7 +16,7 @@ import pytest
 
 from postel.web.openapi import document
 from tests.harness import PASSWORD, PostelServer
-from tests.web.helpers import client, start
+from tests.web.helpers import CSRF, client, start
 
 EVIL_HTML = (
     b"From: Mallory <mallory@evil.test>\r\nTo: alice@example.test\r\n"
@@ -305,3 +305,21 @@ def test_openapi_documents_the_mail_endpoints() -> None:
                  "/mail/messages/{message}", "/mail/messages/actions", "/mail/send",
                  "/mail/drafts", "/mail/uploads", "/mail/events"):
         assert path in paths, path
+
+
+def test_mail_settings_inside_my_settings(server: PostelServer) -> None:
+    with client(server) as http:
+        api = logon(http, "alice@example.test")
+        page = http.get("/settings/mail")
+        assert page.status_code == 200 and "alice@example.test" in page.text
+        token = CSRF.search(page.text)
+        assert token
+        saved = http.post("/settings/mail", data={"csrf_token": token.group(1),
+                                                  "signature": "Alice\r\nExample Ltd"})
+        assert saved.headers["location"] == "/settings/mail?saved=1"
+        prefs = api.get("/prefs")
+        assert prefs == {"signature": "Alice\nExample Ltd", "mark_read_on_open": False,
+                         "trusted_senders": []}
+        new = api.get("/compose", mode="new")["draft"]
+        assert new["text"].endswith("-- \nAlice\nExample Ltd")
+        assert 'href="/settings/mail"' in http.get("/settings").text

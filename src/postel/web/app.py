@@ -48,6 +48,7 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/reset-password", reset.reset_password, methods=GET_POST),
         Route("/settings", settings.account_settings, methods=GET_POST),
         Route("/settings/welcome", settings.welcome, methods=GET_POST),
+        Route("/settings/mail", mail_views.mail_settings, methods=GET_POST),
         *domain.routes(),
         *system.routes(),
         *autoconfig.routes(),
