@@ -3,12 +3,8 @@ moved and answered through /api/v1/mail, and the results are checked over IMAP."
 
 from __future__ import annotations
 
-import email
-import imaplib
-import smtplib
 import threading
 from collections.abc import Iterator
-from email.policy import default
 from typing import Any
 
 import httpx
@@ -17,6 +13,7 @@ import pytest
 from postel.web.openapi import document
 from tests.harness import PASSWORD, PostelServer
 from tests.web.helpers import CSRF, client, start
+from tests.webmail.helpers import imap_messages, smtp_send
 
 EVIL_HTML = (
     b"From: Mallory <mallory@evil.test>\r\nTo: alice@example.test\r\n"
@@ -70,9 +67,6 @@ def logon(http: httpx.Client, email_address: str) -> Api:
     return Api(http, answer.json()["csrf_token"])
 
 
-def smtp_send(server: PostelServer, raw: bytes, to: str = "alice@example.test") -> None:
-    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as smtp:
-        smtp.sendmail("sender@elsewhere.test", [to], raw)
 
 
 def folder(api: Api, role: str) -> dict[str, Any]:
@@ -80,18 +74,6 @@ def folder(api: Api, role: str) -> dict[str, Any]:
     return found
 
 
-def imap_messages(server: PostelServer, user: str, mailbox: str) -> list[email.message.Message]:
-    with imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30) as imap:
-        imap.starttls(ssl_context=server.client_tls())
-        imap.login(user, PASSWORD)
-        imap.select(mailbox)
-        _, data = imap.uid("SEARCH", "ALL")
-        out = []
-        for uid in data[0].split():
-            _, fetched = imap.uid("FETCH", uid, "(BODY.PEEK[])")
-            assert isinstance(fetched[0], tuple)
-            out.append(email.message_from_bytes(fetched[0][1], policy=default))
-        return out
 
 
 def test_landing_and_unauthenticated(server: PostelServer) -> None:

@@ -5,14 +5,9 @@ IMAP and on the other side. Screenshots go to test-artifacts/webmail/.
 
 from __future__ import annotations
 
-import email
 import http.server
-import imaplib
-import smtplib
 import threading
 from collections.abc import Iterator
-from email.message import Message
-from email.policy import default
 from pathlib import Path
 
 import pytest
@@ -20,6 +15,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from tests.harness import PASSWORD, PostelServer
 from tests.web.helpers import start
+from tests.webmail.helpers import imap, imap_messages, smtp_send
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "webmail"
@@ -105,28 +101,10 @@ def log_on(page: Page, address: str) -> None:
     expect(page.locator("#mail[data-ready=true]")).to_be_attached()
 
 
-def smtp_send(server: PostelServer, raw: bytes, to: str = "alice@example.test") -> None:
-    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as smtp:
-        smtp.sendmail("sender@elsewhere.test", [to], raw)
 
 
-def imap(server: PostelServer, user: str) -> imaplib.IMAP4:
-    client = imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30)
-    client.starttls(ssl_context=server.client_tls())
-    client.login(user, PASSWORD)
-    return client
 
 
-def imap_messages(server: PostelServer, user: str, mailbox: str) -> list[Message]:
-    with imap(server, user) as client:
-        client.select(mailbox)
-        _, data = client.uid("SEARCH", "ALL")
-        out = []
-        for uid in data[0].split():
-            _, fetched = client.uid("FETCH", uid, "(BODY.PEEK[])")
-            assert isinstance(fetched[0], tuple)
-            out.append(email.message_from_bytes(fetched[0][1], policy=default))
-        return out
 
 
 def row(page: Page, subject: str) -> object:

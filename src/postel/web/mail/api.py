@@ -40,7 +40,7 @@ from postel.web.mail.compose import (
     whole_message,
 )
 from postel.web.mail.mimeview import choose_bodies, html_to_text, part_text
-from postel.web.mail.reading import Opened, message_json, open_message, remote_allowed
+from postel.web.mail.reading import Opened, message_json, remote_allowed
 from postel.web.mail.search import parse_query
 from postel.web.mail.state import MailState, mail_state
 from postel.web.state import client_ip, web_of
@@ -223,16 +223,7 @@ async def search(request: Request, account: Account, body: dict[str, Any]) -> An
 # -- one message --------------------------------------------------------------------------
 
 
-def _open(request: Request, account: Account, message_id: int, part: str | None) -> Opened:
-    """Blocking: the message (or attached message `part`) of this account, or 404."""
-    web = web_of(request)
-    row = mail_state(web).sql.message_row(account.id, message_id)
-    if row is None:
-        raise ApiError(404, "There is no such message.")
-    opened = open_message(row, web.store.blobs.path(row["blob_sha256"]), part)
-    if opened is None:
-        raise ApiError(404, "There is no attached message with that number.", "part")
-    return opened
+_open = raw.open_owned
 
 
 def _message_id(request: Request) -> int:

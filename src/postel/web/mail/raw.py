@@ -17,7 +17,13 @@ from postel.store.model import Account
 from postel.web.api import SAFE, ApiError
 from postel.web.mail.compose import new_upload, upload_meta, upload_path
 from postel.web.mail.mimeview import find_section, read_part
-from postel.web.mail.reading import PREVIEWABLE, frame_body, open_message, remote_allowed
+from postel.web.mail.reading import (
+    PREVIEWABLE,
+    Opened,
+    frame_body,
+    open_message,
+    remote_allowed,
+)
 from postel.web.mail.sanitize import frame_csp, frame_document
 from postel.web.mail.state import mail_state
 from postel.web.security import CSRF_HEADER, csrf_valid, current_account, finish
@@ -54,18 +60,24 @@ def authed(handler: RawHandler) -> Callable[[Request], Awaitable[Response]]:
     return view
 
 
-def _opened(request: Request, account: Account, part: str | None) -> Any:
-    raw_id = request.path_params["message"]
-    if not raw_id.isdigit() or len(raw_id) > 18:
-        raise ApiError(404, "There is no such message.")
+def open_owned(request: Request, account: Account, message_id: int,
+               part: str | None) -> Opened:
+    """Blocking: the message (or attached message `part`) of this account, or 404."""
     web = web_of(request)
-    row = mail_state(web).sql.message_row(account.id, int(raw_id))
+    row = mail_state(web).sql.message_row(account.id, message_id)
     if row is None:
         raise ApiError(404, "There is no such message.")
     opened = open_message(row, web.store.blobs.path(row["blob_sha256"]), part)
     if opened is None:
         raise ApiError(404, "There is no attached message with that number.", "part")
     return opened
+
+
+def _opened(request: Request, account: Account, part: str | None) -> Opened:
+    raw_id = request.path_params["message"]
+    if not raw_id.isdigit() or len(raw_id) > 18:
+        raise ApiError(404, "There is no such message.")
+    return open_owned(request, account, int(raw_id), part)
 
 
 def content_disposition(kind: str, filename: str) -> str:
