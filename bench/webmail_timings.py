@@ -86,7 +86,8 @@ def fill(store: SqlStore, count: int) -> int:
     words = ["".join(rng.choice("abcdefghijklmnoprstuvwy") for _ in range(rng.randint(3, 9)))
              for _ in range(5000)]
     store.add_domain("example.test")
-    account = store.add_account(USER, hash_password(PASSWORD))
+    # With a backup address: no first-logon prompt before the Inbox.
+    account = store.add_account(USER, hash_password(PASSWORD), backup_email="b@backup.test")
     box = store.get_mailbox(account.id, "INBOX")
     assert box is not None
     prepared = []

@@ -318,12 +318,19 @@ webmail_trusted_senders = Table(
 # 100,000-message mailbox. Text sort keys are indexed by a prefix (a whole Text column may
 # pass PostgreSQL's btree row limit and fail a delivery); the list orders by the same
 # expressions.
-FROM_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.from_sort, 1, 100)
-SUBJECT_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.base_subject, 1, 100)
-MESSAGE_ID_PREFIX: ColumnElement[str] = func.substr(messages.c.message_id, 1, 200)
+# Literal arguments: SQLite uses an index on an expression only for the very same text, and
+# bound parameters ("substr(x, ?, ?)") would not be.
+_ONE: ColumnElement[int] = literal_column("1")
+_HUNDRED: ColumnElement[int] = literal_column("100")
+FROM_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.from_sort, _ONE, _HUNDRED)
+SUBJECT_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.base_subject, _ONE, _HUNDRED)
+MESSAGE_ID_PREFIX: ColumnElement[str] = func.substr(messages.c.message_id, _ONE,
+                                                    literal_column("200"))
 Index("ix_messages_webmail_date", messages.c.mailbox_id, messages.c.internal_date,
       messages.c.id)
 Index("ix_messages_webmail_size", messages.c.mailbox_id, messages.c.size, messages.c.id)
+# Unread counts per folder from the index alone.
+Index("ix_messages_webmail_seen", messages.c.mailbox_id, messages.c.seen)
 Index("ix_messages_webmail_from", messages.c.mailbox_id, FROM_SORT_PREFIX, messages.c.id)
 Index("ix_messages_webmail_subject", messages.c.mailbox_id, SUBJECT_SORT_PREFIX,
       messages.c.id)

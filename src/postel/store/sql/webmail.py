@@ -331,12 +331,24 @@ class WebmailSql:
 
     # -- the text index ---------------------------------------------------------------
 
-    def unindexed(self, account_id: int, limit: int) -> list[UnindexedMessage]:
+    def newest_message_id(self, account_id: int) -> int:
+        boxes = select(t.mailboxes.c.id).where(t.mailboxes.c.account_id == account_id)
+        with self.store._read() as conn:
+            found = conn.execute(
+                select(func.max(m.c.id)).where(m.c.mailbox_id.in_(boxes.scalar_subquery()))
+            ).scalar()
+        return int(found or 0)
+
+    def unindexed(self, account_id: int, limit: int,
+                  above_id: int = 0) -> list[UnindexedMessage]:
+        """Messages without a text row, newest first; only ids above `above_id` (a scan
+        of the recent end instead of the whole mailbox)."""
         boxes = select(t.mailboxes.c.id).where(t.mailboxes.c.account_id == account_id)
         query = (
             select(m.c.id, m.c.blob_sha256, m.c.mime, m.c.envelope, m.c.subject)
             .select_from(m.outerjoin(w, w.c.message_id == m.c.id))
-            .where(and_(m.c.mailbox_id.in_(boxes.scalar_subquery()), w.c.message_id.is_(None)))
+            .where(and_(m.c.mailbox_id.in_(boxes.scalar_subquery()), w.c.message_id.is_(None),
+                        m.c.id > above_id))
             .order_by(m.c.id.desc()).limit(limit)
         )
         with self.store._read() as conn:

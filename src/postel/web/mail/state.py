@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 from postel.mail.mime import MimePart, decode_words
@@ -38,25 +39,42 @@ def extract_text(blobs_path: Path, item: UnindexedMessage) -> MessageText:
 
 
 class Indexer:
+    """Per account it remembers up to which message id a scan found everything indexed,
+    so a catch-up looks only at the recent end (ids above that, less SLACK for writers
+    that took an id earlier and committed later); the whole mailbox is scanned at the
+    first catch-up and again every FULL_SCAN_SECONDS in the background."""
+
+    SLACK = 10_000
+    FULL_SCAN_SECONDS = 600.0
+
     def __init__(self, sql: WebmailSql) -> None:
         self.sql = sql
         self._locks: dict[int, asyncio.Lock] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._indexed_to: dict[int, int] = {}  # account -> every id <= it has a text row
+        self._full_scan_at: dict[int, float] = {}
 
-    def _index_batch(self, account_id: int) -> int:
-        """Blocking: index up to BATCH messages; returns how many were left to do."""
-        items = self.sql.unindexed(account_id, BATCH)
+    def _index_batch(self, account_id: int, above_id: int) -> int:
+        """Blocking: index up to BATCH messages; returns how many it found to do."""
+        items = self.sql.unindexed(account_id, BATCH, above_id)
         blobs = self.sql.store.blobs
         texts = [extract_text(blobs.path(item.blob_sha256), item) for item in items]
         self.sql.save_texts(texts)
         return len(items)
 
-    async def catch_up(self, account_id: int) -> None:
+    async def catch_up(self, account_id: int, *, full: bool = False) -> None:
         """Index every message of the account not indexed yet; returns when done."""
         lock = self._locks.setdefault(account_id, asyncio.Lock())
         async with lock:
-            while await asyncio.to_thread(self._index_batch, account_id) == BATCH:
+            known = self._indexed_to.get(account_id)
+            full = full or known is None
+            above = 0 if full or known is None else max(0, known - self.SLACK)
+            newest = await asyncio.to_thread(self.sql.newest_message_id, account_id)
+            while await asyncio.to_thread(self._index_batch, account_id, above) == BATCH:
                 pass
+            self._indexed_to[account_id] = max(newest, known or 0)
+            if full:
+                self._full_scan_at[account_id] = time.monotonic()
 
     def kick(self, account_id: int) -> None:
         """Start catching up in the background unless that is already happening."""
@@ -67,8 +85,10 @@ class Indexer:
             self._background(account_id), name=f"webmail-index-{account_id}")
 
     async def _background(self, account_id: int) -> None:
+        last_full = self._full_scan_at.get(account_id, 0.0)
         try:
-            await self.catch_up(account_id)
+            await self.catch_up(
+                account_id, full=time.monotonic() - last_full > self.FULL_SCAN_SECONDS)
         except Exception:
             log.exception("background indexing failed for account %s", account_id)
 

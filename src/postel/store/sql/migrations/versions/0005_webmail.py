@@ -61,6 +61,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_messages_webmail_date", "messages", ["mailbox_id", "internal_date", "id"])
     op.create_index("ix_messages_webmail_size", "messages", ["mailbox_id", "size", "id"])
+    op.create_index("ix_messages_webmail_seen", "messages", ["mailbox_id", "seen"])
     # Prefixes of the sort keys (see schema.py); the list query orders by the same expressions.
     op.create_index("ix_messages_webmail_from", "messages", ["mailbox_id", sa.text("substr(from_sort, 1, 100)"), "id"])
     op.create_index("ix_messages_webmail_subject", "messages", ["mailbox_id", sa.text("substr(base_subject, 1, 100)"), "id"])
@@ -84,7 +85,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE webmail_fts")
     else:
         op.drop_index("ix_webmail_text_document", table_name="webmail_text")
-    for name in ("message_id", "subject", "from", "size", "date"):
+    for name in ("message_id", "subject", "from", "seen", "size", "date"):
         op.drop_index(f"ix_messages_webmail_{name}", table_name="messages")
     op.drop_table("webmail_trusted_senders")
     op.drop_table("webmail_prefs")
