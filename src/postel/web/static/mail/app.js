@@ -30,6 +30,7 @@ const state = {
   messages: [],           // loaded list rows
   next: null,             // keyset cursor of the next page
   loading: false,
+  generation: 0,          // bumped by every new list; stale answers are dropped
   selected: new Set(),    // ids
   cursor: -1,             // index of the focused row
   open: null,             // message JSON in the reader
@@ -201,26 +202,33 @@ async function fetchPage(after, limit) {
 }
 
 async function loadList(reset) {
-  if (state.loading || (!reset && !state.next)) return;
+  // A new list (folder, search, sort) wins over any page still loading for the old one.
+  if (!reset && (state.loading || !state.next)) return;
   if (!state.folder && !state.search) return;
+  const generation = reset ? ++state.generation : state.generation;
   state.loading = true;
   try {
     const started = performance.now();
     const data = await fetchPage(reset ? null : state.next, PAGE);
-    performance.measure("postel-list", { start: started, end: performance.now() });
+    if (generation !== state.generation) return;
     if (reset) { state.messages = []; state.selected.clear(); state.cursor = -1; }
     state.messages.push(...data.messages);
     state.next = data.next;
     renderList();
-  } catch (error) { failed(error); } finally { state.loading = false; }
+    performance.measure("postel-list", { start: started, end: performance.now() });
+  } catch (error) { failed(error); } finally {
+    if (generation === state.generation) state.loading = false;
+  }
 }
 
 // Re-read what is shown (after a live change): the same number of rows from the top.
 async function refreshList() {
   if (!state.folder && !state.search) return;
   const count = Math.min(200, Math.max(PAGE, state.messages.length));
+  const generation = state.generation;
   try {
     const data = await fetchPage(null, count);
+    if (generation !== state.generation) return;
     state.messages = data.messages;
     state.next = data.next;
     const ids = new Set(state.messages.map((m) => m.id));
