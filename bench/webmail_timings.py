@@ -177,7 +177,8 @@ def run_browser(port: int, rounds: int) -> dict[str, list[float]]:
             page.locator("#search").fill("needle")
             page.locator("#search").press("Enter")
             page.wait_for_selector("#list-title:has-text('Search: needle')")
-            page.wait_for_function("document.querySelectorAll('#message-list li').length === 1"
+            page.wait_for_function("() => document.querySelectorAll('#message-list li')"
+                                   ".length === 1"
                                    " && performance.getEntriesByName('postel-search').length")
             search_ms = measure(page, "postel-search")
             search_request = request_time(page, "/search?")

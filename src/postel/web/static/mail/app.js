@@ -383,10 +383,12 @@ function renderReader(message) {
     el("button", { type: "button", id: "reader-unread", onclick: () => act(message.flags.seen ? "unread" : "read", [message.id]) }, "Mark unread"),
     el("button", { type: "button", onclick: () => showThread(message.id) }, "Conversation"),
     el("a", { class: "button", href: message.raw_url, target: "_blank", rel: "noopener" }, "Source"));
+  // ENVELOPE fills Reply-To from From when the header is absent (RFC 9051 7.5.2).
+  const replyTo = people(message.reply_to) !== people(message.from) ? message.reply_to : [];
   const header = el("dl", { class: "headers" },
     el("dt", {}, "From"), el("dd", { class: "from" }, people(message.from)),
-    message.reply_to.length ? el("dt", {}, "Reply-To") : null,
-    message.reply_to.length ? el("dd", {}, people(message.reply_to)) : null,
+    replyTo.length ? el("dt", {}, "Reply-To") : null,
+    replyTo.length ? el("dd", {}, people(replyTo)) : null,
     el("dt", {}, "To"), el("dd", {}, people(message.to) || "—"),
     message.cc.length ? el("dt", {}, "Cc") : null,
     message.cc.length ? el("dd", {}, people(message.cc)) : null,
