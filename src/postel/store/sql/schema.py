@@ -338,8 +338,10 @@ Index("ix_messages_webmail_message_id", MESSAGE_ID_PREFIX)
 
 # The search document of PostgreSQL's full-text index (GIN, migration 0005); SQLite uses
 # the FTS5 table of that migration instead. Neither is in this metadata (backend-specific).
+# Literal separators, so the query's expression is the index's (a bound parameter is not).
+_SPACE: ColumnElement[str] = literal_column("' '")
 SEARCH_DOCUMENT = func.to_tsvector(
     literal_column("'simple'::regconfig"),
-    webmail_text.c.subject + " " + webmail_text.c.from_text + " " + webmail_text.c.to_text
-    + " " + webmail_text.c.body,
+    webmail_text.c.subject + _SPACE + webmail_text.c.from_text + _SPACE + webmail_text.c.to_text
+    + _SPACE + webmail_text.c.body,
 )

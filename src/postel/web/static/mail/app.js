@@ -565,7 +565,9 @@ function onKey(event) {
 // -- start ------------------------------------------------------------------------------
 
 async function start() {
-  $("compose-button").addEventListener("click", () => composer.open({ mode: "new" }));
+  for (const id of ["compose-button", "compose-phone"]) {
+    $(id).addEventListener("click", () => composer.open({ mode: "new" }));
+  }
   $("new-folder").addEventListener("click", newFolder);
   $("open-settings").addEventListener("click", openSettings);
   $("settings-form").addEventListener("submit", saveSettings);

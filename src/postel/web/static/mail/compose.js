@@ -299,7 +299,12 @@ export class Composer {
     if (last.length < 2) { list.hidden = true; return; }
     let found;
     try { found = (await this.api.get("/contacts", { q: last })).addresses; } catch { return; }
-    if (!found.length) { list.hidden = true; return; }
+    // Nothing to offer, or only what is already typed in full.
+    if (!found.length || (found.length === 1 && found[0].toLowerCase().includes(last.toLowerCase())
+                          && last.includes("@") && found[0].toLowerCase().endsWith(last.toLowerCase()))) {
+      list.hidden = true;
+      return;
+    }
     list.replaceChildren(...found.map((address) => {
       const item = document.createElement("li");
       const button = document.createElement("button");
