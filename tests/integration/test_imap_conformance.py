@@ -1,0 +1,50 @@
+"""Conformance fixes from issue 11, each over a real socket on 993 and on 143 (STARTTLS):
+answers a client written to the RFCs expects where Postel used to surprise it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.harness import PostelServer
+from tests.integration.test_imap_support import Raw, both_ports, new_user
+
+# Every test here runs over 993 (implicit TLS) and 143 (STARTTLS).
+pytestmark = pytest.mark.usefixtures(both_ports.__name__)
+
+
+def append(raw: Raw, body: bytes, mailbox: bytes = b"INBOX", binary: bool = False) -> None:
+    marker = b"~" if binary else b""
+    lines = raw.cmd(b"ap", b"APPEND %s %s{%d+}\r\n" % (mailbox, marker, len(body)) + body)
+    assert lines[-1].startswith(b"ap OK"), lines
+
+
+def no_nul_outside_literal8(data: bytes) -> bool:
+    """True when every NUL in a response sits inside a ~{n} literal (RFC 9051 4.3.1)."""
+    position = 0
+    while (m := re.compile(rb"(~?)\{(\d+)\}\r\n").search(data, position)) is not None:
+        if b"\0" in data[position : m.start()]:
+            return False
+        end = m.end() + int(m.group(2))
+        if not m.group(1) and b"\0" in data[m.end() : end]:
+            return False
+        position = end
+    return b"\0" not in data[position:]
+
+
+def test_nul_never_sent_in_a_normal_literal(postel: PostelServer) -> None:
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    body = b"Subject: nul\r\nContent-Type: text/plain\r\n\r\nab\0cd\r\n"
+    append(raw, body, binary=True)
+    raw.cmd(b"s", b"EXAMINE INBOX")
+    for fetch in (b"BODY.PEEK[1]", b"BODY.PEEK[]", b"BODY.PEEK[TEXT]", b"RFC822"):
+        lines = raw.cmd(b"f", b"FETCH 1 (" + fetch + b")")
+        assert lines[-1].startswith(b"f OK"), lines
+        assert no_nul_outside_literal8(lines[0]), lines[0]
+    # BINARY still gives the octets exactly, in a literal8 (RFC 3516 4.2).
+    lines = raw.cmd(b"b", b"FETCH 1 (BINARY.PEEK[1])")
+    assert lines[0] == b"* 1 FETCH (BINARY[1] ~{7}\r\nab\0cd\r\n)"
+    raw.close()
