@@ -48,3 +48,22 @@ def test_nul_never_sent_in_a_normal_literal(postel: PostelServer) -> None:
     lines = raw.cmd(b"b", b"FETCH 1 (BINARY.PEEK[1])")
     assert lines[0] == b"* 1 FETCH (BINARY[1] ~{7}\r\nab\0cd\r\n)"
     raw.close()
+
+
+ODD_NAME = b"!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+def test_valid_astring_that_is_not_modified_utf7_gets_no_not_bad(postel: PostelServer) -> None:
+    """RFC 9051 7.1.3: BAD is for syntax errors; this name is a valid astring."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    assert raw.cmd(b"a", b"SELECT " + ODD_NAME)[-1].startswith(b"a NO")
+    assert raw.cmd(b"b", b"EXAMINE " + ODD_NAME)[-1].startswith(b"b NO")
+    assert raw.cmd(b"c", b"STATUS " + ODD_NAME + b" (MESSAGES)")[-1].startswith(b"c NO")
+    lines = raw.cmd(b"d", b'LIST "" ' + ODD_NAME)
+    assert lines == [lines[-1]] and lines[-1].startswith(b"d OK"), lines
+    assert raw.cmd(b"e", b"CREATE " + ODD_NAME)[-1].startswith(b"e NO")
+    lines = raw.cmd(b"f", b'LIST "" *')
+    assert not any(b"0123456789" in line for line in lines)
+    raw.close()
