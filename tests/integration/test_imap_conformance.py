@@ -67,3 +67,22 @@ def test_valid_astring_that_is_not_modified_utf7_gets_no_not_bad(postel: PostelS
     lines = raw.cmd(b"f", b'LIST "" *')
     assert not any(b"0123456789" in line for line in lines)
     raw.close()
+
+
+def test_binary_of_quoted_printable_deletes_trailing_white_space(postel: PostelServer) -> None:
+    """RFC 2045 6.7 rule 3: trailing white space is padding, deleted when decoding, also
+    before a soft line break; RFC 3516 BINARY returns the decoded part."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    body = (b"Subject: qp\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: text/plain; charset=us-ascii\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"hello  \r\nfoo \t= \r\nbar=3D=20\r\nend\t\r\n")
+    append(raw, body)
+    raw.cmd(b"s", b"EXAMINE INBOX")
+    decoded = b"hello\r\nfoobar= \r\nend\r\n"
+    lines = raw.cmd(b"a", b"FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1])")
+    assert lines[0] == b"* 1 FETCH (BINARY[1] {%d}\r\n%s BINARY.SIZE[1] %d)" % (
+        len(decoded), decoded, len(decoded))
+    raw.close()
