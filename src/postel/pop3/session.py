@@ -206,12 +206,13 @@ class Pop3Session:
     def _capabilities(self) -> tuple[str, ...]:
         """RFC 2449 5; what is offered depends on the state and on TLS (RFC 2595 2.3, 4)."""
         lines: list[str] = []
+        if self.state is State.AUTHORIZATION and not self.tls and self.services.tls_available:
+            lines.append("STLS")
+        if self._plaintext_allowed():
+            # RFC 2449 6.3 and 6.8: USER and SASL are announced in both states.
+            lines.append("USER")
+            lines.append("SASL " + " ".join(MECHANISMS))
         if self.state is State.AUTHORIZATION:
-            if not self.tls and self.services.tls_available:
-                lines.append("STLS")
-            if self._plaintext_allowed():
-                lines.append("USER")
-                lines.append("SASL " + " ".join(MECHANISMS))
             # RFC 6856: UTF-8 in USER/PASS (the USER argument); UTF8 is valid before login.
             lines.append("UTF8 USER")
         lines += [
