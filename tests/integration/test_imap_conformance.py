@@ -4,6 +4,9 @@ answers a client written to the RFCs expects where Postel used to surprise it.""
 from __future__ import annotations
 
 import re
+import socket
+import struct
+import time
 
 import pytest
 
@@ -86,3 +89,30 @@ def test_binary_of_quoted_printable_deletes_trailing_white_space(postel: PostelS
     assert lines[0] == b"* 1 FETCH (BINARY[1] {%d}\r\n%s BINARY.SIZE[1] %d)" % (
         len(decoded), decoded, len(decoded))
     raw.close()
+
+
+def _new_log(postel: PostelServer, offset: int) -> bytes:
+    return postel.log_path.read_bytes()[offset:]
+
+
+def test_peer_disconnecting_mid_write_is_an_info_line(postel: PostelServer) -> None:
+    """A client that goes away while a large FETCH is being written is not a server
+    error: one info line, no traceback."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    append(raw, b"Subject: big\r\n\r\n" + b"x" * 76 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * 4000)
+    raw.cmd(b"s", b"EXAMINE INBOX")
+    offset = postel.log_path.stat().st_size
+    raw.send(b"f1 FETCH 1 BODY.PEEK[]\r\nf2 FETCH 1 BODY.PEEK[]\r\nf3 FETCH 1 BODY.PEEK[]\r\n")
+    raw.line()  # the server is now writing
+    sock = raw.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST: the peer is gone mid-write
+    deadline = time.monotonic() + 30
+    while b'"connection ended"' not in _new_log(postel, offset):
+        assert b"session failed" not in _new_log(postel, offset), _new_log(postel, offset)
+        assert time.monotonic() < deadline, _new_log(postel, offset)
+        time.sleep(0.02)  # polling the log with a deadline
+    log = _new_log(postel, offset)
+    assert b"session failed" not in log and b"Traceback" not in log, log

@@ -237,6 +237,8 @@ class ImapSession:
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))
             self.state = State.LOGOUT
+        except ConnectionError:
+            raise  # the client is gone (netserver.PeerGone): nobody to answer
         except Exception:
             # A bug in one handler costs that command, not the connection or the server.
             log.exception("command failed", extra={"fields": {"ip": self.ip}})
