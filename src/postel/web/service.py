@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import uvicorn
 
 from postel.context import BindError, Context
+from postel.web.absolute_form import AbsoluteForm
 from postel.web.app import HttpRedirect, build_app
 from postel.web.state import Web
 
@@ -109,7 +110,7 @@ class WebService:
             app = self.app if name == "https" else HttpRedirect(
                 self.app, https.port if https else None
             )
-            server = self._uvicorn(app, tls=name == "https")
+            server = self._uvicorn(AbsoluteForm(app), tls=name == "https")
             task = asyncio.create_task(server.serve(sockets=[sock]), name=f"web-{name}")
             self.servers.append((server, task))
             host, port = sock.getsockname()[:2]
