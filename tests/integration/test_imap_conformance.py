@@ -116,3 +116,23 @@ def test_peer_disconnecting_mid_write_is_an_info_line(postel: PostelServer) -> N
         time.sleep(0.02)  # polling the log with a deadline
     log = _new_log(postel, offset)
     assert b"session failed" not in log and b"Traceback" not in log, log
+
+
+def test_search_from_to_cc_match_the_addresses(postel: PostelServer) -> None:
+    """RFC 3501 6.4.4: FROM/TO/CC search the envelope's address fields, so comments and
+    white space inside an address do not hide it."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    append(raw, b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+                b"To: Someone <user-to @ domain.org>\r\n"
+                b"Cc: team: a (x) @ cc.example, b@cc.example;\r\nSubject: s\r\n\r\nbody\r\n")
+    append(raw, b"From: other@domain.org\r\nSubject: t\r\n\r\nbody\r\n")
+    raw.cmd(b"s", b"EXAMINE INBOX")
+    assert raw.cmd(b"a", b"SEARCH FROM user-from@domain.org")[0] == b"* SEARCH 1"
+    assert raw.cmd(b"b", b"SEARCH TO user-to@domain.org")[0] == b"* SEARCH 1"
+    assert raw.cmd(b"c", b"SEARCH CC a@cc.example")[0] == b"* SEARCH 1"
+    assert raw.cmd(b"d", b"SEARCH FROM domain.org")[0] == b"* SEARCH 1 2"
+    assert raw.cmd(b"e", b'SEARCH TO "Someone"')[0] == b"* SEARCH 1"
+    assert raw.cmd(b"f", b"SEARCH FROM comment")[0] == b"* SEARCH 1"  # header text too
+    raw.close()
