@@ -136,3 +136,21 @@ def test_search_from_to_cc_match_the_addresses(postel: PostelServer) -> None:
     assert raw.cmd(b"e", b'SEARCH TO "Someone"')[0] == b"* SEARCH 1"
     assert raw.cmd(b"f", b"SEARCH FROM comment")[0] == b"* SEARCH 1"  # header text too
     raw.close()
+
+
+def test_thread_references_breaks_a_link_that_would_loop(postel: PostelServer) -> None:
+    """RFC 5256 4, REFERENCES step 1B: the current message's old parent link is broken,
+    and a new link that would make a loop is not created."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    for mid, refs, day, subject in ((b"<1@x>", b"", 3, b"one"),
+                                    (b"<2@x>", b"<1@x> <3@x>", 2, b"two"),
+                                    (b"<3@x>", b"<2@x>", 1, b"three")):
+        header = b"References: " + refs + b"\r\n" if refs else b""
+        append(raw, b"Message-ID: " + mid + b"\r\n" + header
+               + b"Date: %d Jan 2024 10:00:00 +0000\r\nSubject: " % day + subject
+               + b"\r\n\r\nbody\r\n")
+    raw.cmd(b"s", b"EXAMINE INBOX")
+    assert raw.cmd(b"t", b"THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (3 2)(1)"
+    raw.close()
