@@ -154,3 +154,22 @@ def test_thread_references_breaks_a_link_that_would_loop(postel: PostelServer) -
     raw.cmd(b"s", b"EXAMINE INBOX")
     assert raw.cmd(b"t", b"THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (3 2)(1)"
     raw.close()
+
+
+def test_sort_by_group_names_and_unicode_casemap(postel: PostelServer) -> None:
+    """RFC 5256 3 / RFC 5957 3: CC and DISPLAYTO sort by the first address, which for a
+    group is its name; strings compare under i;unicode-casemap (RFC 5051), where
+    letters map to upper case and so sort before "_"."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    append(raw, b"From: a@x.test\r\nTo: Zulu group: Adam <adam@x.test>;\r\n"
+                b"Cc: zteam: aaron@x.test;\r\nSubject: _under\r\n\r\nbody\r\n")
+    append(raw, b"From: b@x.test\r\nTo: Mike <mike@x.test>\r\n"
+                b"Cc: mike@x.test\r\nSubject: banana\r\n\r\nbody\r\n")
+    raw.cmd(b"s", b"EXAMINE INBOX")
+    assert raw.cmd(b"a", b"SORT (CC) UTF-8 ALL")[0] == b"* SORT 2 1"
+    assert raw.cmd(b"b", b"SORT (DISPLAYTO) UTF-8 ALL")[0] == b"* SORT 2 1"
+    assert raw.cmd(b"c", b"SORT (SUBJECT) UTF-8 ALL")[0] == b"* SORT 2 1"
+    assert raw.cmd(b"d", b"SORT (REVERSE SUBJECT) UTF-8 ALL")[0] == b"* SORT 1 2"
+    raw.close()

@@ -4,6 +4,7 @@ RFC 5182 SEARCHRES, RFC 5256 SORT/THREAD, RFC 5957 SORT=DISPLAY, RFC 7162 MODSEQ
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,9 +154,18 @@ def _sort_value(name: str, row: dict[str, Any]) -> Any:
         return value.astimezone(UTC) if isinstance(value, datetime) else _EPOCH
     if name == "SIZE":
         return int(row.get("size") or 0)
-    value = row.get(_SORT_COLUMNS[name]) or ""
-    # RFC 5256 2.1 / RFC 4790 i;ascii-casemap: compare case-insensitively.
-    return str(value).casefold()
+    return unicode_casemap(str(row.get(_SORT_COLUMNS[name]) or ""))
+
+
+def unicode_casemap(text: str) -> str:
+    """The i;unicode-casemap key (RFC 5051 2, the SORT default of RFC 5255 4): each
+    character titlecased, then decomposed; keys compare by code point, which is the
+    UTF-8 octet order. Letters map to upper case, so "[" and "_" sort after them (with
+    casefold they sorted before)."""
+    if text.isascii():
+        return text.upper()
+    titled = "".join(t if len(t := c.title()) == 1 else c for c in text)
+    return unicodedata.normalize("NFKD", titled)
 
 
 @command("SORT", SELECTED)
