@@ -173,3 +173,58 @@ def test_sort_by_group_names_and_unicode_casemap(postel: PostelServer) -> None:
     assert raw.cmd(b"c", b"SORT (SUBJECT) UTF-8 ALL")[0] == b"* SORT 2 1"
     assert raw.cmd(b"d", b"SORT (REVERSE SUBJECT) UTF-8 ALL")[0] == b"* SORT 1 2"
     raw.close()
+
+
+def _listed(lines: list[bytes]) -> list[bytes]:
+    return [line for line in lines if line.startswith(b"* LIST") or line.startswith(b"* LSUB")]
+
+
+def test_subscriptions_are_the_clients_and_outlive_delete(postel: PostelServer) -> None:
+    """RFC 3501 6.3.6 / RFC 9051 6.3.9: only SUBSCRIBE adds to the subscription list, and
+    the server does not remove a name from it when the mailbox is deleted."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    assert raw.cmd(b"a", b"CREATE Work/Notes")[-1].startswith(b"a OK")
+    assert _listed(raw.cmd(b"b", b'LSUB "" Work*')) == []
+    assert raw.cmd(b"c", b"SUBSCRIBE Work/Notes")[-1].startswith(b"c OK")
+    assert raw.cmd(b"d", b"DELETE Work/Notes")[-1].startswith(b"d OK")
+    assert _listed(raw.cmd(b"e", b'LSUB "" Work/*')) == [b'* LSUB () "/" Work/Notes']
+    lines = _listed(raw.cmd(b"f", b'LIST (SUBSCRIBED) "" Work/*'))
+    assert lines == [b'* LIST (\\NonExistent \\Noselect \\HasNoChildren \\Subscribed) "/" '
+                     b"Work/Notes"], lines
+    assert _listed(raw.cmd(b"g", b'LIST "" Work/*')) == []
+    # Re-created, it is still subscribed; UNSUBSCRIBE of the gone name works too.
+    assert raw.cmd(b"h", b"CREATE Work/Notes")[-1].startswith(b"h OK")
+    assert _listed(raw.cmd(b"i", b'LSUB "" Work/*')) == [b'* LSUB () "/" Work/Notes']
+    assert raw.cmd(b"j", b"DELETE Work/Notes")[-1].startswith(b"j OK")
+    assert raw.cmd(b"k", b"UNSUBSCRIBE Work/Notes")[-1].startswith(b"k OK")
+    assert _listed(raw.cmd(b"l", b'LSUB "" *')) == [
+        b'* LSUB () "/" ' + n for n in (b"INBOX", b"Archive", b"Drafts", b"Junk", b"Sent",
+                                        b"Trash")]
+    raw.close()
+
+
+def test_list_subscribed_recursivematch_childinfo(postel: PostelServer) -> None:
+    """RFC 5258 3.5: CHILDINFO goes with a parent whose subscribed children are not
+    themselves returned, subscribed or not, and a parent that is not subscribed is
+    returned only for such children."""
+    user = new_user(postel)
+    raw = Raw(postel)
+    raw.login(user)
+    for name in (b"Foo/Bar", b"Foo2/Bar", b"Baz", b"Qux/Bar"):
+        assert raw.cmd(b"c", b"CREATE " + name)[-1].startswith(b"c OK")
+    for name in (b"Foo/Bar", b"Foo2", b"Foo2/Bar", b"Baz"):
+        assert raw.cmd(b"s", b"SUBSCRIBE " + name)[-1].startswith(b"s OK")
+    lines = _listed(raw.cmd(b"a", b'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'))
+    assert b'* LIST (\\HasChildren) "/" Foo ("CHILDINFO" ("SUBSCRIBED"))' in lines, lines
+    assert (b'* LIST (\\HasChildren \\Subscribed) "/" Foo2 ("CHILDINFO" ("SUBSCRIBED"))'
+            in lines), lines
+    assert b'* LIST (\\HasNoChildren \\Subscribed) "/" Baz' in lines, lines
+    assert not any(b"Qux" in line for line in lines), lines
+    lines = _listed(raw.cmd(b"b", b'LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"'))
+    # Every subscribed child is returned itself: no CHILDINFO, no unsubscribed parent.
+    assert not any(b"CHILDINFO" in line for line in lines), lines
+    assert not any(line.endswith(b'"/" Foo') for line in lines), lines
+    assert b'* LIST (\\HasNoChildren \\Subscribed) "/" Foo/Bar' in lines, lines
+    raw.close()

@@ -84,7 +84,7 @@ def _meta(uid: int, modseq: int, flags: Flags = NO_FLAGS) -> MessageMeta:
 
 
 def _box(modseq: int, uidnext: int) -> Mailbox:
-    return Mailbox(1, 1, "INBOX", None, 7, uidnext, modseq, 1, True)
+    return Mailbox(1, 1, "INBOX", None, 7, uidnext, modseq, 1)
 
 
 def test_selected_defers_expunge_and_reports_changes() -> None:

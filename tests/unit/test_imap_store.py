@@ -77,12 +77,19 @@ def test_delete_and_subscribe(store: SqlStore) -> None:
     alice = add_user(store, "alice@example.test")
     store.create_mailbox(alice.id, "Tmp")
     deliver(store, alice.id, "Tmp", 2)
-    assert store.imap_set_subscribed(alice.id, "Tmp", False)
     box = store.get_mailbox(alice.id, "Tmp")
-    assert box is not None and not box.subscribed
+    assert box is not None
+    assert "Tmp" not in store.imap_subscriptions(alice.id)  # CREATE does not subscribe
+    assert store.imap_set_subscribed(alice.id, "Tmp", True)
+    assert "Tmp" in store.imap_subscriptions(alice.id)
     assert not store.imap_set_subscribed(alice.id, "Nope", True)
     store.imap_delete_mailbox(alice.id, "Tmp")
     assert store.get_mailbox(alice.id, "Tmp") is None
+    # RFC 3501 6.3.6: the subscription outlives the mailbox, until UNSUBSCRIBE.
+    assert "Tmp" in store.imap_subscriptions(alice.id)
+    assert store.imap_set_subscribed(alice.id, "Tmp", False)
+    assert "Tmp" not in store.imap_subscriptions(alice.id)
+    assert not store.imap_set_subscribed(alice.id, "Tmp", False)
     with pytest.raises(StoreError):
         store.imap_delete_mailbox(alice.id, "INBOX")
     recreated = store.create_mailbox(alice.id, "Tmp")

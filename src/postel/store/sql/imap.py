@@ -15,6 +15,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 
 from postel.mail.mime import ParsedMessage
 from postel.store.model import (
@@ -58,15 +59,33 @@ class ImapStore(WebStore):
                 )
             return int(row.first_recent_uid)
 
+    def imap_subscriptions(self, account_id: int) -> set[str]:
+        """The subscription list: names, some perhaps of mailboxes deleted since."""
+        with self._read() as conn:
+            return set(conn.execute(
+                select(t.subscriptions.c.name)
+                .where(t.subscriptions.c.account_id == account_id)
+            ).scalars())
+
     def imap_set_subscribed(self, account_id: int, name: str, subscribed: bool) -> bool:
-        """SUBSCRIBE / UNSUBSCRIBE; False when the mailbox does not exist."""
+        """SUBSCRIBE / UNSUBSCRIBE. False when there is nothing to act on: SUBSCRIBE of a
+        mailbox that does not exist, UNSUBSCRIBE of a name neither subscribed nor
+        existing. A deleted mailbox's subscription can be removed (RFC 3501 6.3.7)."""
+        where = and_(t.subscriptions.c.account_id == account_id,
+                     t.subscriptions.c.name == name)
         with self._write() as (conn, _):
-            result = conn.execute(
-                update(t.mailboxes)
-                .where(and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name))
-                .values(subscribed=subscribed)
-            )
-            return bool(result.rowcount)
+            exists = conn.execute(
+                select(t.mailboxes.c.id).where(
+                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name))
+            ).first() is not None
+            listed = conn.execute(select(t.subscriptions.c.name).where(where)).first()
+            if subscribed:
+                if exists and listed is None:
+                    conn.execute(insert(t.subscriptions).values(account_id=account_id,
+                                                                name=name))
+                return exists
+            conn.execute(delete(t.subscriptions).where(where))
+            return exists or listed is not None
 
     def imap_delete_mailbox(self, account_id: int, name: str) -> None:
         """DELETE: the mailbox and its messages go; inferior mailboxes stay (RFC 9051 6.3.4)."""
@@ -135,7 +154,20 @@ class ImapStore(WebStore):
                         .where(t.mailboxes.c.id == mailbox_id)
                         .values(name=renamed)
                     )
+                    self._move_subscription(conn, account_id, name, renamed)
                     changes.append(MailboxChanged(account_id, mailbox_id))
+
+    @staticmethod
+    def _move_subscription(conn: Connection, account_id: int, old: str, new: str) -> None:
+        """A renamed mailbox keeps its subscription, under the new name."""
+        where = and_(t.subscriptions.c.account_id == account_id,
+                     t.subscriptions.c.name == old)
+        if conn.execute(select(t.subscriptions.c.name).where(where)).first() is None:
+            return
+        conn.execute(delete(t.subscriptions).where(where))
+        conn.execute(delete(t.subscriptions).where(and_(
+            t.subscriptions.c.account_id == account_id, t.subscriptions.c.name == new)))
+        conn.execute(insert(t.subscriptions).values(account_id=account_id, name=new))
 
     def imap_copy(
         self, source_id: int, uids: Sequence[int], target_id: int, *, move: bool = False

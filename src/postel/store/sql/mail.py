@@ -62,7 +62,6 @@ class MailStore(StoreBase):
             uidnext=row.uidnext,
             highestmodseq=row.highestmodseq,
             first_recent_uid=row.first_recent_uid,
-            subscribed=bool(row.subscribed),
         )
 
     def _new_uidvalidity(self, conn: Connection) -> int:
@@ -98,7 +97,6 @@ class MailStore(StoreBase):
                 uidnext=1,
                 highestmodseq=1,
                 first_recent_uid=1,
-                subscribed=True,
                 created_at=now(),
             )
         )
