@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.harness import PostelServer
-from tests.integration.test_imap_support import Raw, both_ports, new_user
+from tests.integration.test_imap_support import Raw, both_ports, deliver, message, new_user
 
 # Every test here runs over 993 (implicit TLS) and 143 (STARTTLS).
 pytestmark = pytest.mark.usefixtures(both_ports.__name__)
@@ -227,4 +227,62 @@ def test_list_subscribed_recursivematch_childinfo(postel: PostelServer) -> None:
     assert not any(b"CHILDINFO" in line for line in lines), lines
     assert not any(line.endswith(b'"/" Foo') for line in lines), lines
     assert b'* LIST (\\HasNoChildren \\Subscribed) "/" Foo/Bar' in lines, lines
+    raw.close()
+
+
+def _highestmodseq(lines: list[bytes]) -> int:
+    m = re.search(rb"HIGHESTMODSEQ (\d+)", b"\n".join(lines))
+    assert m, lines
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("enabling", [b"FETCH 1 (MODSEQ)", b"SEARCH MODSEQ 1",
+                                      b"ENABLE CONDSTORE", b"FETCH 1 (FLAGS) (CHANGEDSINCE 1)"])
+def test_first_condstore_enabling_command_reports_highestmodseq(
+    postel: PostelServer, enabling: bytes
+) -> None:
+    """RFC 7162 3.1: the first CONDSTORE-enabling command in a selected mailbox sends
+    OK [HIGHESTMODSEQ n]; later ones do not."""
+    user = new_user(postel)
+    deliver(postel, user, message("one"))
+    deliver(postel, user, message("two"))
+    other = Raw(postel)  # STATUS HIGHESTMODSEQ enables CONDSTORE: ask elsewhere
+    other.login(user)
+    highest = _highestmodseq(other.cmd(b"st", b"STATUS INBOX (HIGHESTMODSEQ)"))
+    other.close()
+    raw = Raw(postel)
+    raw.login(user)
+    raw.cmd(b"s", b"SELECT INBOX")
+    lines = raw.cmd(b"a", enabling)
+    assert any(line.startswith(b"* OK [HIGHESTMODSEQ %d]" % highest) for line in lines), lines
+    lines = raw.cmd(b"b", b"FETCH 1 (MODSEQ)")
+    assert not any(b"HIGHESTMODSEQ" in line for line in lines), lines
+    raw.close()
+
+
+def test_esearch_min_max_modseq_is_of_the_returned_message(postel: PostelServer) -> None:
+    """RFC 4731 3.2: with MIN or MAX alone, MODSEQ is that message's mod-sequence."""
+    user = new_user(postel)
+    for i in range(3):
+        deliver(postel, user, message(f"m{i}"))
+    raw = Raw(postel)
+    raw.login(user)
+    raw.cmd(b"e", b"ENABLE CONDSTORE")
+    raw.cmd(b"s", b"SELECT INBOX")
+    raw.cmd(b"f", b"STORE 2 +FLAGS (\\Flagged)")  # message 2 now has the highest MODSEQ
+    modseqs = {}
+    for line in raw.cmd(b"m", b"FETCH 1:3 (MODSEQ)")[:-1]:
+        m = re.match(rb"\* (\d+) FETCH \(MODSEQ \((\d+)\)\)", line)
+        assert m, line
+        modseqs[int(m.group(1))] = int(m.group(2))
+    assert modseqs[2] > max(modseqs[1], modseqs[3])
+    lines = raw.cmd(b"a", b"SEARCH RETURN (MIN) MODSEQ 1")
+    assert lines[0] == b'* ESEARCH (TAG "a") MIN 1 MODSEQ %d' % modseqs[1]
+    lines = raw.cmd(b"b", b"SEARCH RETURN (MAX) MODSEQ 1")
+    assert lines[0] == b'* ESEARCH (TAG "b") MAX 3 MODSEQ %d' % modseqs[3]
+    lines = raw.cmd(b"c", b"SEARCH RETURN (MIN MAX) MODSEQ 1")
+    assert lines[0] == b'* ESEARCH (TAG "c") MIN 1 MAX 3 MODSEQ %d' % max(modseqs[1],
+                                                                          modseqs[3])
+    lines = raw.cmd(b"d", b"SEARCH RETURN (MIN COUNT) MODSEQ 1")
+    assert lines[0] == b'* ESEARCH (TAG "d") MIN 1 COUNT 3 MODSEQ %d' % modseqs[2]
     raw.close()

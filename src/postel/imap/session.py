@@ -171,6 +171,16 @@ class ImapSession:
     def condstore(self) -> bool:
         return bool(self.enabled & {"CONDSTORE", "QRESYNC"})
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 3.1). The first one while a mailbox is
+        selected reports the mailbox's HIGHESTMODSEQ, which the client has not been told
+        (RFC 7162 3.1: "the server MUST ... send the HIGHESTMODSEQ response code")."""
+        if self.condstore:
+            return
+        self.enabled.add("CONDSTORE")
+        if self.selected is not None:
+            self.untagged(f"OK [HIGHESTMODSEQ {self.selected.modseq}] Highest")
+
     @property
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled

@@ -179,6 +179,8 @@ async def enable(s: ImapSession, cmd: Command) -> None:
         wanted = [cap] if cap != "QRESYNC" else ["CONDSTORE", "QRESYNC"]
         for name in wanted:
             if name in ENABLEABLE and name not in s.enabled:
+                if name == "CONDSTORE":
+                    s.enable_condstore()
                 s.enabled.add(name)
                 newly.append(name)
     if s.selected is not None and s.rev2:

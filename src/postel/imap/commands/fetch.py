@@ -77,13 +77,13 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
     if by_uid and not any(a.name == "UID" for a in atts):
         atts.insert(0, FetchAtt("UID"))  # RFC 9051 6.4.9: UID FETCH always returns UID
     if args.changed_since is not None:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     if s.condstore and args.changed_since is not None and not any(
         a.name == "MODSEQ" for a in atts
     ):
         atts.append(FetchAtt("MODSEQ"))
     if any(a.name == "MODSEQ" for a in atts):
-        s.enabled.add("CONDSTORE")
+        s.enable_condstore()
     uids = sel.resolve(args.sequence, uid=by_uid)
     if args.changed_since is not None:
         since = args.changed_since

@@ -96,7 +96,7 @@ async def status(s: ImapSession, cmd: Command) -> None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
     if "HIGHESTMODSEQ" in args.items:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     line = await _status_items(s, box, args.items)
     if line is None:
         s.bad(cmd.tag, "Unknown STATUS item")

@@ -96,7 +96,7 @@ async def search(s: ImapSession, cmd: Command) -> None:
         return
     modseq = _uses_modseq(args.key)
     if modseq:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     found = await run_search(s, args.key, set())
     numbers = [m.uid if by_uid else m.seq for m in found]
     highest = max((m.modseq for m in found), default=0)
@@ -130,10 +130,20 @@ async def search(s: ImapSession, cmd: Command) -> None:
             if "COUNT" in options:
                 parts.append(f"COUNT {len(numbers)}")
             if modseq and numbers:
-                parts.append(f"MODSEQ {highest}")
+                parts.append(f"MODSEQ {_highest_returned(found, options)}")
             s.untagged("ESEARCH " + " ".join(parts))
     await s.poll(allow_expunge=by_uid, force=False)
     s.ok(cmd.tag, f"{cmd.name} completed")
+
+
+def _highest_returned(found: list[Candidate], options: set[str]) -> int:
+    """RFC 4731 3.2 / RFC 7162 3.1.5: MODSEQ is the highest mod-sequence of the messages
+    returned, so with MIN and/or MAX alone only of those messages."""
+    returned = found
+    if not options & {"ALL", "COUNT"} and options & {"MIN", "MAX"}:
+        returned = ([found[0]] if "MIN" in options else []) + (
+            [found[-1]] if "MAX" in options else [])
+    return max(m.modseq for m in returned)
 
 
 _SORT_COLUMNS = {
