@@ -37,10 +37,12 @@ def test_claim_recent(store: SqlStore) -> None:
     alice = add_user(store, "alice@example.test")
     inbox = mailbox_id(store, alice)
     deliver(store, alice.id, n=2)
-    assert store.imap_claim_recent(inbox) == 1
-    assert store.imap_claim_recent(inbox) == 3, "the second session gets nothing recent"
+    assert store.imap_claim_recent(inbox, 3) == range(1, 3)
+    assert not store.imap_claim_recent(inbox, 3), "the second session gets nothing recent"
     deliver(store, alice.id)
-    assert store.imap_claim_recent(inbox) == 3
+    # Only what the caller listed (below `until`) is claimed; the rest stays for later.
+    assert not store.imap_claim_recent(inbox, 3)
+    assert store.imap_claim_recent(inbox, 10) == range(3, 4)
 
 
 def test_rename_with_children_and_inbox(store: SqlStore) -> None:

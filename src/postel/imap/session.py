@@ -339,9 +339,11 @@ class ImapSession:
             raise Bye("Selected mailbox was deleted") from None
         claim = None
         if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
-            claim = await self.run(self.store.imap_claim_recent, self.selected.mailbox_id)
+            # RFC 3501 2.3.2: claim, after reading, exactly the new messages read.
+            claim = await self.run(self.store.imap_claim_recent, self.selected.mailbox_id,
+                                   changes.mailbox.uidnext)
         for line in self.selected.apply(changes, allow_expunge=allow_expunge,
-                                        recent_from=claim, condstore=self.condstore,
+                                        recent=claim, condstore=self.condstore,
                                         qresync=self.qresync):
             self.send(line)
 

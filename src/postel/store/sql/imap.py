@@ -42,22 +42,27 @@ class ImapStore(WebStore):
     # -- imap -------------------------------------------------------------------------
     # Mailbox tree operations, \Recent, COPY/MOVE, MULTIAPPEND and batch reads for IMAP.
 
-    def imap_claim_recent(self, mailbox_id: int) -> int:
-        """RFC 3501 2.3.2 \\Recent: the caller takes every message no session has seen yet.
-        Returns the first UID that is recent for the caller (messages from it up)."""
+    def imap_claim_recent(self, mailbox_id: int, until: int) -> range:
+        """RFC 3501 2.3.2 \\Recent: the caller takes the messages below `until` that no
+        session has taken yet, and gets their UIDs back as a range. `until` is the
+        uidnext the caller read its messages under, so it claims only what it lists: a
+        claim reaching past its listing would leave messages recent for nobody."""
         with self._write() as (conn, _):
             row = conn.execute(
                 select(t.mailboxes.c.first_recent_uid, t.mailboxes.c.uidnext)
                 .where(t.mailboxes.c.id == mailbox_id)
                 .with_for_update()
             ).one()
-            if row.uidnext > row.first_recent_uid:
-                conn.execute(
-                    update(t.mailboxes)
-                    .where(t.mailboxes.c.id == mailbox_id)
-                    .values(first_recent_uid=row.uidnext)
-                )
-            return int(row.first_recent_uid)
+            first = int(row.first_recent_uid)
+            end = min(int(row.uidnext), until)
+            if end <= first:
+                return range(first, first)
+            conn.execute(
+                update(t.mailboxes)
+                .where(t.mailboxes.c.id == mailbox_id)
+                .values(first_recent_uid=end)
+            )
+            return range(first, end)
 
     def imap_subscriptions(self, account_id: int) -> set[str]:
         """The subscription list: names, some perhaps of mailboxes deleted since."""
