@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.exc import NoResultFound
-
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import ImapConfig
@@ -35,9 +33,10 @@ from postel.imap.proto.receiver import (
     TooLong,
 )
 from postel.imap.selected import SelectedMailbox
+from postel.store.api import Store
 from postel.store.bus import InProcessBus, Subscription
+from postel.store.errors import NotFound
 from postel.store.model import Account
-from postel.store.sql.store import SqlStore
 
 log = logging.getLogger("postel.imap")
 
@@ -64,7 +63,7 @@ class Services:
     """What a session needs from the rest of Postel; built once by the composition root."""
 
     hostname: str
-    store: SqlStore
+    store: Store
     bus: InProcessBus
     authenticator: Authenticator
     limiter: FailureLimiter
@@ -151,7 +150,7 @@ class ImapSession:
     # -- properties the handlers read ------------------------------------------------
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         return self.services.store
 
     @property
@@ -320,14 +319,14 @@ class ImapSession:
         self.last_full_poll = now
         try:
             changes = await self.run(
-                self.store.changes_since, self.selected.mailbox_id, self.selected.modseq
+                self.store.mail.changes_since, self.selected.mailbox_id, self.selected.modseq
             )
-        except NoResultFound:
+        except NotFound:
             # Another session deleted the selected mailbox; nothing sensible remains.
             raise Bye("Selected mailbox was deleted") from None
         claim = None
         if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
-            claim = await self.run(self.store.imap_claim_recent, self.selected.mailbox_id)
+            claim = await self.run(self.store.mail.claim_recent, self.selected.mailbox_id)
         for line in self.selected.apply(changes, allow_expunge=allow_expunge,
                                         recent_from=claim, condstore=self.condstore,
                                         qresync=self.qresync):

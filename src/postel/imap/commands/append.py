@@ -38,7 +38,7 @@ def _store_literal(blobs: BlobStore, literal: Literal) -> tuple[BlobRef, ParsedM
 async def append(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Append)
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
         return
@@ -60,7 +60,7 @@ async def append(s: ImapSession, cmd: Command) -> None:
         flags = flags_from(msg.flags)
         assert flags is not None
         items.append((ref, parsed, flags, msg.date))
-    delivered = await s.run(s.store.imap_append_many, s.account_id(), box.id, items)
+    delivered = await s.run(s.store.mail.append_many, s.account_id(), box.id, items)
     uids = SequenceSet.of(d.uid for d in delivered)
     if s.selected is not None and s.selected.mailbox_id == box.id:
         await s.poll()

@@ -9,10 +9,10 @@ from postel.imap.session import SELECTED, ImapSession, command
 
 
 async def over_quota(s: ImapSession, extra: int) -> bool:
-    account = await s.run(s.store.get_account_by_id, s.account_id())
+    account = await s.run(s.store.directory.get_account_by_id, s.account_id())
     if account is None or not account.quota_bytes:
         return False
-    used = await s.run(s.store.account_usage, account.id)
+    used = await s.run(s.store.directory.account_usage, account.id)
     return used + extra > account.quota_bytes
 
 
@@ -33,7 +33,7 @@ async def copy(s: ImapSession, cmd: Command) -> None:
     if move and sel.readonly:
         s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
         return
-    target = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    target = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if target is None:
         s.no(cmd.tag, "No such mailbox", "TRYCREATE")  # RFC 9051 6.4.7
         return
@@ -42,11 +42,11 @@ async def copy(s: ImapSession, cmd: Command) -> None:
         s.ok(cmd.tag, f"{cmd.name} completed (nothing to do)")
         return
     if not move:  # a MOVE stays within the account: usage does not grow
-        rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, uids, ["size"])
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, uids, ["size"])
         if await over_quota(s, sum(int(r["size"]) for r in rows.values())):
             s.no(cmd.tag, "Quota exceeded", "OVERQUOTA")  # RFC 9208 4.3
             return
-    pairs = await s.run(s.store.imap_copy, sel.mailbox_id, uids, target.id, move=move)
+    pairs = await s.run(s.store.mail.copy, sel.mailbox_id, uids, target.id, move=move)
     code = None
     if pairs:
         code = (f"COPYUID {target.uidvalidity} {SequenceSet.of(p[0] for p in pairs)} "

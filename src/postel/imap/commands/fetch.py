@@ -80,7 +80,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         since = args.changed_since
         uids = [u for u in uids if sel.modseqs.get(u, 0) > since]
         if args.vanished:
-            changes = await s.run(s.store.changes_since, sel.mailbox_id, since)
+            changes = await s.run(s.store.mail.changes_since, sel.mailbox_id, since)
             gone = [u for u in changes.expunged_uids if args.sequence.contains(
                 u, sel.uids[-1] if sel.uids else u)]
             if gone:
@@ -91,7 +91,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         unseen = [u for u in uids if not sel.flags[u].seen]
         if unseen:
             changed, _ = await s.run(
-                s.store.set_flags, sel.mailbox_id, unseen, Flags(seen=True), mode="add"
+                s.store.mail.set_flags, sel.mailbox_id, unseen, Flags(seen=True), mode="add"
             )
             for meta in changed:
                 sel.flags[meta.uid] = meta.flags
@@ -103,7 +103,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
     unreadable: list[int] = []
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
-        rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, batch, columns)
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, batch, columns)
         for uid in batch:
             row = rows.get(uid)
             seq = sel.seq_of(uid)

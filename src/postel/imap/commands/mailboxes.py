@@ -9,8 +9,8 @@ import re
 from postel.imap.proto.commands import Command, Create, ListCmd, MailboxArg, QuotaRoot, Rename
 from postel.imap.proto.commands import Status as StatusArgs
 from postel.imap.session import AUTH, ImapSession, command
+from postel.store.errors import AlreadyExists, NotFound, StoreError
 from postel.store.model import Mailbox
-from postel.store.sql.store import AlreadyExists, NotFound, StoreError
 
 DELIMITER = "/"
 SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
@@ -51,10 +51,10 @@ async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) ->
     values: list[str] = []
     counts = None
     if {"MESSAGES", "UNSEEN", "SIZE"} & set(items):
-        counts = await s.run(s.store.mailbox_counts, box.id)
+        counts = await s.run(s.store.mail.mailbox_counts, box.id)
     metas = None
     if {"RECENT", "DELETED", "DELETED-STORAGE"} & set(items):
-        metas = await s.run(s.store.list_messages, box.id)
+        metas = await s.run(s.store.mail.list_messages, box.id)
     for item in items:
         if item == "MESSAGES":
             assert counts is not None
@@ -91,7 +91,7 @@ async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) ->
 async def status(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, StatusArgs)
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -125,7 +125,7 @@ async def list_(s: ImapSession, cmd: Command) -> None:
         s.untagged(b'LIST (\\Noselect) "/" ""')
         s.ok(cmd.tag, "LIST completed")
         return
-    boxes = await s.run(s.store.list_mailboxes, s.account_id())
+    boxes = await s.run(s.store.mail.list_mailboxes, s.account_id())
     by_name = {b.name: b for b in boxes}
     implied: set[str] = set()
     for name in by_name:
@@ -216,9 +216,9 @@ async def create(s: ImapSession, cmd: Command) -> None:
     try:
         # RFC 9051 6.3.4: create the superior names a client did not create itself.
         for parent in _parents(name):
-            if await s.run(s.store.get_mailbox, account, parent) is None:
-                await s.run(s.store.create_mailbox, account, parent)
-        await s.run(s.store.create_mailbox, account, name, special)
+            if await s.run(s.store.mail.get_mailbox, account, parent) is None:
+                await s.run(s.store.mail.create_mailbox, account, parent)
+        await s.run(s.store.mail.create_mailbox, account, name, special)
     except AlreadyExists:
         s.no(cmd.tag, "Mailbox already exists", "ALREADYEXISTS")
         return
@@ -236,7 +236,7 @@ async def delete(s: ImapSession, cmd: Command) -> None:
         s.no(cmd.tag, "Mailbox is selected; UNSELECT it first", "INUSE")
         return
     try:
-        await s.run(s.store.imap_delete_mailbox, s.account_id(), args.mailbox)
+        await s.run(s.store.mail.delete_mailbox, s.account_id(), args.mailbox)
     except NotFound:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -261,10 +261,10 @@ async def rename(s: ImapSession, cmd: Command) -> None:
         return
     account = s.account_id()
     try:
-        await s.run(s.store.imap_rename_mailbox, account, args.old, new)
+        await s.run(s.store.mail.rename_mailbox, account, args.old, new)
         for parent in _parents(new):
-            if await s.run(s.store.get_mailbox, account, parent) is None:
-                await s.run(s.store.create_mailbox, account, parent)
+            if await s.run(s.store.mail.get_mailbox, account, parent) is None:
+                await s.run(s.store.mail.create_mailbox, account, parent)
     except NotFound:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -284,7 +284,7 @@ async def subscribe(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
     on = cmd.name == "SUBSCRIBE"
-    found = await s.run(s.store.imap_set_subscribed, s.account_id(), args.mailbox, on)
+    found = await s.run(s.store.mail.set_subscribed, s.account_id(), args.mailbox, on)
     if not found:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -292,10 +292,10 @@ async def subscribe(s: ImapSession, cmd: Command) -> None:
 
 
 async def _quota(s: ImapSession) -> bytes | None:
-    account = await s.run(s.store.get_account_by_id, s.account_id())
+    account = await s.run(s.store.directory.get_account_by_id, s.account_id())
     if account is None or not account.quota_bytes:
         return None
-    used = await s.run(s.store.account_usage, account.id)
+    used = await s.run(s.store.directory.account_usage, account.id)
     # RFC 9208 5.1: STORAGE is in units of 1024 octets.
     return f'QUOTA "" (STORAGE {used // 1024} {account.quota_bytes // 1024})'.encode()
 
@@ -304,7 +304,7 @@ async def _quota(s: ImapSession) -> bytes | None:
 async def getquotaroot(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return

@@ -40,7 +40,7 @@ async def run_search(s: ImapSession, key: SearchKey, extra: set[str]) -> list[Ca
     cols = needed_columns(key) | extra
     rows: dict[int, dict[str, Any]] = {}
     if cols:
-        rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, None, sorted(cols))
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, None, sorted(cols))
     blobs = s.store.blobs
 
     def body_text(m: Candidate) -> str:

@@ -29,7 +29,7 @@ async def select(s: ImapSession, cmd: Command) -> None:
     if s.selected is not None:
         deselect(s)
         s.untagged("OK [CLOSED] Previous mailbox closed")  # RFC 7162 3.2.11, RFC 9051 6.3.2
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -39,10 +39,10 @@ async def select(s: ImapSession, cmd: Command) -> None:
     if readonly:
         recent_from = box.first_recent_uid  # RFC 3501 6.3.2: EXAMINE keeps \Recent
     else:
-        recent_from = await s.run(s.store.imap_claim_recent, box.id)
+        recent_from = await s.run(s.store.mail.claim_recent, box.id)
     # Read the messages after claiming, so a delivery in between is counted exactly once.
-    box = await s.run(s.store.get_mailbox_by_id, box.id) or box
-    messages = await s.run(s.store.list_messages, box.id)
+    box = await s.run(s.store.mail.get_mailbox_by_id, box.id) or box
+    messages = await s.run(s.store.mail.list_messages, box.id)
     modseq = max([box.highestmodseq, *(m.modseq for m in messages)])
     sel = SelectedMailbox(
         box.id, box.name, readonly=readonly, uidvalidity=box.uidvalidity,
@@ -74,7 +74,7 @@ async def _qresync(s: ImapSession, sel: SelectedMailbox, args: Select) -> None:
     """RFC 7162 3.2.5.2: what changed since the client's MODSEQ, before the tagged OK."""
     q = args.qresync
     assert q is not None
-    changes = await s.run(s.store.changes_since, sel.mailbox_id, q.modseq)
+    changes = await s.run(s.store.mail.changes_since, sel.mailbox_id, q.modseq)
     known: list[int] | None = None
     if q.known_uids is not None:
         bound = max([sel.uids[-1] if sel.uids else 0,
@@ -102,7 +102,7 @@ async def close(s: ImapSession, cmd: Command) -> None:
     assert sel is not None
     if not sel.readonly:
         # RFC 9051 6.4.1: expunge silently, no EXPUNGE responses.
-        await s.run(s.store.expunge, sel.mailbox_id)
+        await s.run(s.store.mail.expunge, sel.mailbox_id)
     deselect(s)
     s.ok(cmd.tag, "CLOSE completed")
 
@@ -132,9 +132,9 @@ async def expunge(s: ImapSession, cmd: Command) -> None:
         named = set(sel.resolve(cmd.args.uids, uid=True))
         uids = [u for u in sel.uids if u in named and sel.flags[u].deleted]
         if uids:
-            await s.run(s.store.expunge, sel.mailbox_id, uids)
+            await s.run(s.store.mail.expunge, sel.mailbox_id, uids)
     else:
-        await s.run(s.store.expunge, sel.mailbox_id)
+        await s.run(s.store.mail.expunge, sel.mailbox_id)
     await s.poll()
     code = f"HIGHESTMODSEQ {sel.modseq}" if s.condstore else None
     s.ok(cmd.tag, f"{cmd.name} completed", code)

@@ -49,7 +49,7 @@ async def store(s: ImapSession, cmd: Command) -> None:
     failed: list[int] = []
     if uids:
         changed, failed = await s.run(
-            s.store.set_flags, sel.mailbox_id, uids, flags, mode=args.mode,
+            s.store.mail.set_flags, sel.mailbox_id, uids, flags, mode=args.mode,
             unchanged_since=args.unchanged_since,
         )
     for meta in changed:
