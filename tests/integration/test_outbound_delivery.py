@@ -64,6 +64,21 @@ def queue_empty(server: PostelServer) -> bool:
     return not server.store.queue.list_all()
 
 
+def test_a_new_queue_row_is_attempted_without_waiting_for_the_poll(
+    make_postel: Callable[..., PostelServer], dns_server: DnsFixture,
+    receivers: Callable[..., Receiver],
+) -> None:
+    # The queue looks once at start and then, by the poll alone, only in an hour: the
+    # message goes out because the commit of its row wakes the queue.
+    port = unused_port()
+    route(dns_server, "r.test", "127.0.0.2")
+    remote = receivers("127.0.0.2", port)
+    sender = start_sender(make_postel, dns_server, port, poll_interval=3600)
+    submit(sender, ["bob@r.test"], "at once")
+    wait_until(lambda: len(remote.messages) == 1 and queue_empty(sender), what="delivery")
+    assert b"Subject: at once" in remote.messages[0].data
+
+
 def test_451_twice_then_250_delivers_once(
     make_postel: Callable[..., PostelServer], dns_server: DnsFixture,
     receivers: Callable[..., Receiver],

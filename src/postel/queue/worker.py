@@ -33,7 +33,7 @@ from postel.queue.dsn import RecipientStatus, build_dsn
 from postel.queue.routes import RouteError, addresses, mail_exchangers
 from postel.queue.schedule import delay_warning_due, expired, retry_delay
 from postel.store.api import Store
-from postel.store.model import OutboundItem
+from postel.store.model import Change, OutboundItem, QueueChanged
 
 log = logging.getLogger("postel.queue")
 
@@ -106,6 +106,19 @@ class QueueService:
     # -- service ----------------------------------------------------------------------
 
     async def start(self) -> list[tuple[str, str]]:
+        # A row queued or made due in this process wakes the loop at once; the poll
+        # remains for rows that come due later and for other processes' writes.
+        loop = asyncio.get_running_loop()
+
+        def on_commit(changes: Sequence[Change]) -> None:
+            if self._stopping.is_set() or loop.is_closed():
+                return
+            if any(isinstance(change, QueueChanged) for change in changes):
+                # From any thread; the loop may close meanwhile (then nobody waits).
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self.wake)
+
+        self.store.on_commit(on_commit)
         released = await asyncio.to_thread(self.store.queue.release_claims)
         if released:
             log.info("queue: released claims of a previous run",
@@ -135,11 +148,12 @@ class QueueService:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the claim: a wake-up arriving during it means another look.
+            self._wake.clear()
             try:
                 await self._fill()
             except Exception:
                 log.exception("queue: claiming due messages failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.outbound.poll_interval)
 
