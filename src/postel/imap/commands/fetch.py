@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from postel.imap.bodies import (
     ByteRange,
@@ -22,9 +22,11 @@ from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Fetch
 from postel.imap.proto.fetchatt import FetchAtt, Section
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import SELECTED, ImapSession, command
 from postel.mail.mime import MimePart, bodystructure
 from postel.store.model import Flags
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 log = logging.getLogger("postel.imap")
 
@@ -50,17 +52,12 @@ def _columns(atts: list[FetchAtt]) -> list[str]:
     return sorted(cols)
 
 
-@command("FETCH", SELECTED)
-@command("UID FETCH", SELECTED)
 async def fetch(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Fetch)
     sel = s.selected
     assert sel is not None
     by_uid = cmd.name == "UID FETCH"
-    if not by_uid and not sel.valid_sequence(args.sequence):
-        s.bad(cmd.tag, "Invalid message sequence number")
-        return
     if args.vanished and (not by_uid or not s.qresync or args.changed_since is None):
         s.bad(cmd.tag, "VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")  # RFC 7162 3.2.6
         return

@@ -5,12 +5,15 @@ RFC 6154 SPECIAL-USE; RFC 3348 CHILDREN; RFC 9208 QUOTA; RFC 8438 STATUS=SIZE)."
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from postel.imap.proto.commands import Command, Create, ListCmd, MailboxArg, QuotaRoot, Rename
 from postel.imap.proto.commands import Status as StatusArgs
-from postel.imap.session import AUTH, ImapSession, command
 from postel.store.model import Mailbox
 from postel.store.sql.store import AlreadyExists, NotFound, StoreError
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 DELIMITER = "/"
 SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
@@ -87,7 +90,6 @@ async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) ->
     return b"STATUS " + s.mailbox_name(box.name) + b" (" + " ".join(values).encode() + b")"
 
 
-@command("STATUS", AUTH)
 async def status(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, StatusArgs)
@@ -105,8 +107,6 @@ async def status(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "STATUS completed")
 
 
-@command("LIST", AUTH)
-@command("LSUB", AUTH)
 async def list_(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, ListCmd)
@@ -194,7 +194,6 @@ def _valid_name(name: str) -> tuple[str, str] | None:
     return None
 
 
-@command("CREATE", AUTH)
 async def create(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Create)
@@ -225,7 +224,6 @@ async def create(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "CREATE completed")
 
 
-@command("DELETE", AUTH)
 async def delete(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
@@ -246,7 +244,6 @@ async def delete(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "DELETE completed")
 
 
-@command("RENAME", AUTH)
 async def rename(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Rename)
@@ -278,8 +275,6 @@ async def rename(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "RENAME completed")
 
 
-@command("SUBSCRIBE", AUTH)
-@command("UNSUBSCRIBE", AUTH)
 async def subscribe(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
@@ -300,7 +295,6 @@ async def _quota(s: ImapSession) -> bytes | None:
     return f'QUOTA "" (STORAGE {used // 1024} {account.quota_bytes // 1024})'.encode()
 
 
-@command("GETQUOTAROOT", AUTH)
 async def getquotaroot(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
@@ -315,7 +309,6 @@ async def getquotaroot(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "GETQUOTAROOT completed")
 
 
-@command("GETQUOTA", AUTH)
 async def getquota(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, QuotaRoot)
