@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Create, ListCmd, MailboxArg, QuotaRoot, Rename
 from postel.imap.proto.commands import Status as StatusArgs
+from postel.imap.status_items import STATUS_ITEMS, Source, StatusData, sources, status_values
 from postel.store.model import Mailbox
 from postel.store.sql.store import AlreadyExists, NotFound, StoreError
 
@@ -17,8 +19,6 @@ if TYPE_CHECKING:
 
 DELIMITER = "/"
 SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
-STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
-                "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT", "DELETED-STORAGE")
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -48,46 +48,17 @@ def _parents(name: str) -> list[str]:
 
 
 async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) -> bytes | None:
-    unknown = [i for i in items if i not in STATUS_ITEMS]
-    if unknown:
+    if any(i not in STATUS_ITEMS for i in items):
         return None
-    values: list[str] = []
-    counts = None
-    if {"MESSAGES", "UNSEEN", "SIZE"} & set(items):
-        counts = await s.run(s.store.mailbox_counts, box.id)
-    metas = None
-    if {"RECENT", "DELETED", "DELETED-STORAGE"} & set(items):
-        metas = await s.run(s.store.list_messages, box.id)
-    for item in items:
-        if item == "MESSAGES":
-            assert counts is not None
-            values.append(f"MESSAGES {counts[0]}")
-        elif item == "UNSEEN":
-            assert counts is not None
-            values.append(f"UNSEEN {counts[1]}")
-        elif item == "SIZE":
-            assert counts is not None
-            values.append(f"SIZE {counts[2]}")
-        elif item == "UIDNEXT":
-            values.append(f"UIDNEXT {box.uidnext}")
-        elif item == "UIDVALIDITY":
-            values.append(f"UIDVALIDITY {box.uidvalidity}")
-        elif item == "HIGHESTMODSEQ":
-            values.append(f"HIGHESTMODSEQ {box.highestmodseq}")
-        elif item == "APPENDLIMIT":
-            values.append(f"APPENDLIMIT {s.config.max_literal_size}")
-        elif item == "RECENT":
-            assert metas is not None
-            values.append(f"RECENT {sum(1 for m in metas if m.uid >= box.first_recent_uid)}")
-        elif item == "DELETED":
-            assert metas is not None
-            values.append(f"DELETED {sum(1 for m in metas if m.flags.deleted)}")
-        elif item == "DELETED-STORAGE":
-            # RFC 9208 4.2.1: what EXPUNGE would free, in units of 1024 octets.
-            assert metas is not None
-            freed = sum(m.size for m in metas if m.flags.deleted)
-            values.append(f"DELETED-STORAGE {freed // 1024}")
-    return b"STATUS " + s.mailbox_name(box.name) + b" (" + " ".join(values).encode() + b")"
+    needed = sources(items)
+    data = StatusData(
+        box, s.config.max_literal_size,
+        counts=await s.run(s.store.mailbox_counts, box.id)
+        if Source.COUNTS in needed else None,
+        messages=await s.run(s.store.list_messages, box.id)
+        if Source.MESSAGES in needed else None,
+    )
+    return r.status(s.mailbox_name(box.name), status_values(data, items))
 
 
 async def status(s: ImapSession, cmd: Command) -> None:
