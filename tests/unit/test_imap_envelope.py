@@ -12,18 +12,10 @@ from hypothesis import strategies as st
 from postel.imap.bodystructure import MultiPart, SinglePart, body_structure
 from postel.imap.envelope import Envelope
 from postel.imap.proto import responses as r
-from postel.mail.mime import HeaderAddress, MimePart, parse_addresses, parse_message_bytes
+from postel.mail.mime import HeaderAddress, parse_addresses, parse_message_bytes
 from tests.unit import imap_legacy as legacy
 from tests.unit.mime_corpus import CORPUS, FORWARD, GROUPS, crlf
-
-
-def _parts(part: MimePart) -> list[MimePart]:
-    out = [part]
-    for child in part.children:
-        out += _parts(child)
-    if part.message is not None:
-        out += _parts(part.message.body)
-    return out
+from tests.unit.test_mail_mime import walk
 
 
 @pytest.mark.parametrize("data", CORPUS)
@@ -31,7 +23,7 @@ def _parts(part: MimePart) -> list[MimePart]:
 def test_same_bytes_as_before(data: bytes, utf8: bool) -> None:
     m = parse_message_bytes(data)
     assert r.envelope(Envelope.of(m), utf8) == legacy.envelope(m.envelope, utf8)
-    for part in _parts(m.body):
+    for part in walk(m.body):
         if part.message is not None:
             stored = part.message.envelope
             assert r.envelope(Envelope.from_stored(stored), utf8) == legacy.envelope(
@@ -46,7 +38,7 @@ def test_stored_envelope_round_trips(data: bytes) -> None:
     m = parse_message_bytes(data)
     stored = json.loads(json.dumps(m.envelope))  # as the store writes and reads it
     assert Envelope.from_stored(stored).to_stored() == stored == m.envelope
-    for part in _parts(m.body):
+    for part in walk(m.body):
         if part.message is not None:
             inner = part.message.envelope
             assert Envelope.from_stored(inner).to_stored() == inner

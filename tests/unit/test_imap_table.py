@@ -11,22 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
-from postel.auth.service import Authenticator
 from postel.config import ImapConfig
 from postel.imap.capabilities import capabilities
 from postel.imap.commands.table import COMMANDS
 from postel.imap.proto.commands import PARSERS, UID_PARSERS
 from postel.imap.proto.receiver import Receiver
-from postel.imap.session import ImapSession, Services
+from postel.imap.session import ImapSession
 from postel.imap.state import ANY, State
 from postel.mail.mime import parse_message_bytes
 from postel.store.blobs import BlobStore
-from postel.store.bus import InProcessBus
 from postel.store.sql.migrate import upgrade
 from postel.store.sql.store import SqliteStore
-from tests.unit.test_imap_session import FakeIO
+from tests.unit.test_imap_session import FakeIO, make_services
 
 PASSWORD = "correct horse battery"
 
@@ -62,11 +59,7 @@ def converse(store: SqliteStore, tmp: Path, data: bytes) -> list[bytes]:
     """Feed commands to a fresh, not yet authenticated session; the lines it answered."""
 
     async def go() -> bytes:
-        services = Services(
-            hostname="test", store=store, bus=InProcessBus(),
-            authenticator=Authenticator(store, FailureLimiter(10, 10, 60)),
-            limiter=FailureLimiter(10, 10, 60), config=ImapConfig(), tmp_dir=tmp,
-        )
+        services = make_services(store, tmp)
         io = FakeIO()
         receiver = Receiver(max_line_length=2000, max_literal_size=1000)
         session = ImapSession(services, io, receiver, "127.0.0.1", tls=True,
