@@ -68,13 +68,16 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
     store.close()
 
 
-async def _run(store: SqlStore, tmp: Path, data: bytes, *, select: bool) -> bytes:
-    services = Services(
+def make_services(store: SqlStore, tmp: Path, config: ImapConfig | None = None) -> Services:
+    return Services(
         hostname="test", store=store, bus=InProcessBus(),
         authenticator=Authenticator(store, FailureLimiter(10, 10, 60)),
-        limiter=FailureLimiter(10, 10, 60), config=ImapConfig(max_line_length=2000),
-        tmp_dir=tmp,
+        limiter=FailureLimiter(10, 10, 60), config=config or ImapConfig(), tmp_dir=tmp,
     )
+
+
+async def _run(store: SqlStore, tmp: Path, data: bytes, *, select: bool) -> bytes:
+    services = make_services(store, tmp, ImapConfig(max_line_length=2000))
     io = FakeIO()
     receiver = Receiver(max_line_length=2000, max_literal_size=1000)
     session = ImapSession(services, io, receiver, "127.0.0.1", tls=True, tls_available=True)
@@ -134,11 +137,7 @@ def test_random_commands_never_crash(
 
 def test_overlong_sasl_response_ends_authenticate(store: SqlStore, tmp_path: Path) -> None:
     async def go() -> bytes:
-        services = Services(
-            hostname="test", store=store, bus=InProcessBus(),
-            authenticator=Authenticator(store, FailureLimiter(10, 10, 60)),
-            limiter=FailureLimiter(10, 10, 60), config=ImapConfig(), tmp_dir=tmp_path,
-        )
+        services = make_services(store, tmp_path)
         io = FakeIO()
         receiver = Receiver(max_line_length=100)
         session = ImapSession(services, io, receiver, "127.0.0.1", tls=True,

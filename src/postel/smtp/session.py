@@ -672,9 +672,8 @@ class SmtpSession:
         """On submission the From header must be one of the user's addresses too."""
         if not self.is_submission:
             return None
-        from_list = parsed.envelope[2] or []
-        for entry in from_list:
-            mailbox, host = entry[2], entry[3]
+        for address in parsed.from_:
+            mailbox, host = address.mailbox, address.host
             if mailbox is None or host is None:
                 continue  # group syntax markers
             try:

@@ -8,15 +8,19 @@ one transaction before the tagged OK.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from postel.imap.commands.copy import over_quota
 from postel.imap.commands.store import flags_from
 from postel.imap.proto.commands import Append, Command
 from postel.imap.proto.receiver import Literal
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import AUTH, ImapSession, command
 from postel.mail.mime import ParsedMessage, parse_message_file
 from postel.store.blobs import BlobStore
 from postel.store.model import BlobRef
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 CHUNK = 256 * 1024
 
@@ -34,7 +38,6 @@ def _store_literal(blobs: BlobStore, literal: Literal) -> tuple[BlobRef, ParsedM
     return ref, parse_message_file(blobs.path(ref.sha256))
 
 
-@command("APPEND", AUTH)
 async def append(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Append)

@@ -3,9 +3,13 @@ RFC 9208 OVERQUOTA)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from postel.imap.proto.commands import Command, CopyMove
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import SELECTED, ImapSession, command
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 
 async def over_quota(s: ImapSession, extra: int) -> bool:
@@ -16,10 +20,6 @@ async def over_quota(s: ImapSession, extra: int) -> bool:
     return used + extra > account.quota_bytes
 
 
-@command("COPY", SELECTED)
-@command("UID COPY", SELECTED)
-@command("MOVE", SELECTED)
-@command("UID MOVE", SELECTED)
 async def copy(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, CopyMove)
@@ -27,12 +27,6 @@ async def copy(s: ImapSession, cmd: Command) -> None:
     assert sel is not None
     by_uid = cmd.name.startswith("UID ")
     move = cmd.name.endswith("MOVE")
-    if not by_uid and not sel.valid_sequence(args.sequence):
-        s.bad(cmd.tag, "Invalid message sequence number")
-        return
-    if move and sel.readonly:
-        s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
-        return
     target = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if target is None:
         s.no(cmd.tag, "No such mailbox", "TRYCREATE")  # RFC 9051 6.4.7

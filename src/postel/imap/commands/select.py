@@ -4,11 +4,16 @@ RFC 7162 CONDSTORE/QRESYNC on SELECT)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Expunge, Select
 from postel.imap.proto.sequence import SequenceSet
 from postel.imap.selected import SelectedMailbox
-from postel.imap.session import AUTH, SELECTED, Continuation, ImapSession, State, command
+from postel.imap.state import Continuation, State
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
@@ -18,8 +23,6 @@ def deselect(s: ImapSession) -> None:
     s.state = State.AUTHENTICATED
 
 
-@command("SELECT", AUTH)
-@command("EXAMINE", AUTH)
 async def select(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Select)
@@ -96,7 +99,6 @@ async def _qresync(s: ImapSession, sel: SelectedMailbox, args: Select) -> None:
         )
 
 
-@command("CLOSE", SELECTED)
 async def close(s: ImapSession, cmd: Command) -> None:
     sel = s.selected
     assert sel is not None
@@ -107,26 +109,19 @@ async def close(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "CLOSE completed")
 
 
-@command("UNSELECT", SELECTED)
 async def unselect(s: ImapSession, cmd: Command) -> None:
     deselect(s)
     s.ok(cmd.tag, "UNSELECT completed")
 
 
-@command("CHECK", SELECTED)
 async def check(s: ImapSession, cmd: Command) -> None:
     await s.poll()
     s.ok(cmd.tag, "CHECK completed")
 
 
-@command("EXPUNGE", SELECTED)
-@command("UID EXPUNGE", SELECTED)
 async def expunge(s: ImapSession, cmd: Command) -> None:
     sel = s.selected
     assert sel is not None
-    if sel.readonly:
-        s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
-        return
     if isinstance(cmd.args, Expunge) and cmd.args.uids is not None:
         # RFC 4315 2.1: only \Deleted messages that are also in the UID set.
         named = set(sel.resolve(cmd.args.uids, uid=True))
@@ -140,7 +135,6 @@ async def expunge(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, f"{cmd.name} completed", code)
 
 
-@command("IDLE", AUTH)
 async def idle(s: ImapSession, cmd: Command) -> None:
     # RFC 2177: report changes as they happen until the client says DONE.
     await s.poll()
