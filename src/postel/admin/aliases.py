@@ -1,0 +1,72 @@
+"""Aliases of a domain (extra addresses, and the "@domain" catch-all)."""
+
+from __future__ import annotations
+
+from postel.admin import audit
+from postel.admin.actor import Actor
+from postel.admin.context import AdminContext
+from postel.admin.errors import Kind, OperationError
+from postel.admin.names import existing_domain
+from postel.admin.validate import email_key
+from postel.store.model import Alias
+from postel.store.sql.store import AlreadyExists, NotFound
+
+
+def list_aliases(ctx: AdminContext, actor: Actor, domain: str | None) -> list[Alias]:
+    """One domain's aliases; None: every domain's (system admins only)."""
+    if domain is None:
+        actor.require_admin()
+        return ctx.store.list_aliases(None)
+    domain = existing_domain(domain)
+    actor.require_domain(domain)
+    return ctx.store.list_aliases(domain)
+
+
+def domain_of_source(source: str) -> str:
+    """The domain an alias source ("info@example.com", "@example.com") belongs to."""
+    domain = source.strip().rpartition("@")[2]
+    if not domain:
+        raise OperationError(Kind.INVALID, f"{source.strip() or 'The alias'} is not a valid "
+                                           f"alias: give an address or @domain", "source")
+    return existing_domain(domain)
+
+
+def _alias_source(domain: str, source: str) -> str:
+    source = source.strip()
+    if source in ("", "*", "@", "@" + domain):
+        return "@" + domain  # catch-all
+    if "@" not in source:
+        source = f"{source}@{domain}"
+    key = email_key(source, "source")
+    if key.rpartition("@")[2] != domain:
+        raise OperationError(Kind.INVALID, f"The alias must be an address of {domain}.",
+                             "source")
+    return key
+
+
+def add_alias(ctx: AdminContext, actor: Actor, domain: str, source: str,
+              destination: str) -> Alias:
+    domain = existing_domain(domain)
+    actor.require_domain(domain)
+    key = _alias_source(domain, source)
+    target = email_key(destination, "destination")
+    try:
+        alias = ctx.store.add_alias(key, target)
+    except NotFound as exc:
+        raise OperationError(Kind.NOT_FOUND, str(exc)) from None
+    except AlreadyExists as exc:
+        raise OperationError(Kind.CONFLICT, str(exc), "source") from None
+    audit.record(ctx, actor, domain, "alias.add", key, destination=target)
+    return alias
+
+
+def remove_alias(ctx: AdminContext, actor: Actor, domain: str, source: str,
+                 destination: str) -> None:
+    domain = existing_domain(domain)
+    actor.require_domain(domain)
+    key = _alias_source(domain, source)
+    try:
+        ctx.store.remove_alias(key, destination.strip())
+    except NotFound as exc:
+        raise OperationError(Kind.NOT_FOUND, str(exc)) from None
+    audit.record(ctx, actor, domain, "alias.remove", key, destination=destination.strip())
