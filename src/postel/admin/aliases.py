@@ -33,8 +33,13 @@ def domain_of_source(source: str) -> str:
 
 def _alias_source(domain: str, source: str) -> str:
     source = source.strip()
-    if source in ("", "*", "@", "@" + domain):
+    if source in ("", "*", "@"):
         return "@" + domain  # catch-all
+    if source.startswith("@"):
+        if existing_domain(source[1:]) != domain:
+            raise OperationError(Kind.INVALID, f"The alias must be an address of {domain}.",
+                                 "source")
+        return "@" + domain  # catch-all, in any spelling of the domain
     if "@" not in source:
         source = f"{source}@{domain}"
     key = email_key(source, "source")
@@ -65,8 +70,9 @@ def remove_alias(ctx: AdminContext, actor: Actor, domain: str, source: str,
     domain = existing_domain(domain)
     actor.require_domain(domain)
     key = _alias_source(domain, source)
+    target = email_key(destination, "destination")  # stored as a key by add_alias
     try:
-        ctx.store.remove_alias(key, destination.strip())
+        ctx.store.remove_alias(key, target)
     except NotFound as exc:
         raise OperationError(Kind.NOT_FOUND, str(exc)) from None
-    audit.record(ctx, actor, domain, "alias.remove", key, destination=destination.strip())
+    audit.record(ctx, actor, domain, "alias.remove", key, destination=target)
