@@ -85,7 +85,6 @@ class Web:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        system_from = config.web.system_from or f"postmaster@{config.hostname}"
         return cls(
             context=context,
             secret=load_secret(config.data_dir),
@@ -95,7 +94,8 @@ class Web:
             reset_by_ip=WindowCounter(config.web.reset_window),
             reset_by_account=WindowCounter(config.web.reset_window),
             captcha_by_ip=WindowCounter(config.web.captcha_lifetime),
-            admin=AdminContext(context.store, system_from, context.limiter),
+            admin=AdminContext.for_hostname(context.store, config.hostname,
+                                            config.web.system_from, context.limiter),
         )
 
 
