@@ -15,7 +15,6 @@ from html import unescape
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from postel.config import load_config
