@@ -5,11 +5,10 @@ from __future__ import annotations
 from postel.admin import audit
 from postel.admin.actor import Actor
 from postel.admin.context import AdminContext
-from postel.admin.errors import Kind, OperationError
+from postel.admin.errors import Kind, OperationError, store_refusals
 from postel.admin.names import existing_domain
 from postel.admin.validate import email_key
 from postel.store.model import Alias
-from postel.store.sql.store import AlreadyExists, NotFound
 
 
 def list_aliases(ctx: AdminContext, actor: Actor, domain: str | None) -> list[Alias]:
@@ -49,30 +48,27 @@ def _alias_source(domain: str, source: str) -> str:
     return key
 
 
-def add_alias(ctx: AdminContext, actor: Actor, domain: str, source: str,
-              destination: str) -> Alias:
+def _alias_pair(actor: Actor, domain: str, source: str,
+                destination: str) -> tuple[str, str, str]:
+    """(domain, source key, destination key) of an alias `actor` may manage."""
     domain = existing_domain(domain)
     actor.require_domain(domain)
-    key = _alias_source(domain, source)
-    target = email_key(destination, "destination")
-    try:
+    # Destinations are stored as lookup keys, so removing accepts any spelling too.
+    return domain, _alias_source(domain, source), email_key(destination, "destination")
+
+
+def add_alias(ctx: AdminContext, actor: Actor, domain: str, source: str,
+              destination: str) -> Alias:
+    domain, key, target = _alias_pair(actor, domain, source, destination)
+    with store_refusals("source"):
         alias = ctx.store.add_alias(key, target)
-    except NotFound as exc:
-        raise OperationError(Kind.NOT_FOUND, str(exc)) from None
-    except AlreadyExists as exc:
-        raise OperationError(Kind.CONFLICT, str(exc), "source") from None
     audit.record(ctx, actor, domain, "alias.add", key, destination=target)
     return alias
 
 
 def remove_alias(ctx: AdminContext, actor: Actor, domain: str, source: str,
                  destination: str) -> None:
-    domain = existing_domain(domain)
-    actor.require_domain(domain)
-    key = _alias_source(domain, source)
-    target = email_key(destination, "destination")  # stored as a key by add_alias
-    try:
+    domain, key, target = _alias_pair(actor, domain, source, destination)
+    with store_refusals():
         ctx.store.remove_alias(key, target)
-    except NotFound as exc:
-        raise OperationError(Kind.NOT_FOUND, str(exc)) from None
     audit.record(ctx, actor, domain, "alias.remove", key, destination=target)

@@ -7,10 +7,9 @@ from typing import Any
 from postel.admin import audit
 from postel.admin.actor import Actor
 from postel.admin.context import AdminContext
-from postel.admin.errors import Kind, OperationError
+from postel.admin.errors import store_refusals
 from postel.admin.names import existing_domain, new_domain
 from postel.store.model import Account, Role
-from postel.store.sql.store import AlreadyExists, NotFound, StoreError
 
 
 def list_domains(ctx: AdminContext, actor: Actor) -> list[str]:
@@ -30,10 +29,8 @@ def domain_stats(ctx: AdminContext, actor: Actor) -> list[dict[str, Any]]:
 def add_domain(ctx: AdminContext, actor: Actor, name: str) -> str:
     actor.require_admin()
     domain = new_domain(name)
-    try:
+    with store_refusals("domain"):
         ctx.store.add_domain(domain)
-    except AlreadyExists as exc:
-        raise OperationError(Kind.CONFLICT, str(exc), "domain") from None
     audit.record(ctx, actor, domain, "domain.add", domain)
     return domain
 
@@ -41,12 +38,8 @@ def add_domain(ctx: AdminContext, actor: Actor, name: str) -> str:
 def remove_domain(ctx: AdminContext, actor: Actor, name: str) -> str:
     actor.require_admin()
     domain = existing_domain(name)
-    try:
+    with store_refusals():
         ctx.store.remove_domain(domain)
-    except NotFound as exc:
-        raise OperationError(Kind.NOT_FOUND, str(exc)) from None
-    except StoreError as exc:
-        raise OperationError(Kind.CONFLICT, str(exc)) from None
     audit.record(ctx, actor, domain, "domain.remove", domain)
     return domain
 

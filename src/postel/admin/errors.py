@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
+
+from postel.store.sql.store import AlreadyExists, NotFound, StoreError
 
 
 class Kind(enum.IntEnum):
@@ -30,3 +34,17 @@ class OperationError(Exception):
     @property
     def status(self) -> int:
         return int(self.kind)
+
+
+@contextlib.contextmanager
+def store_refusals(field: str = "") -> Iterator[None]:
+    """The store's refusals as OperationErrors: missing → NOT_FOUND, a duplicate or a rule
+    of the store (a domain that still has users) → CONFLICT. The store's message is kept."""
+    try:
+        yield
+    except NotFound as exc:
+        raise OperationError(Kind.NOT_FOUND, str(exc)) from None
+    except AlreadyExists as exc:
+        raise OperationError(Kind.CONFLICT, str(exc), field) from None
+    except StoreError as exc:
+        raise OperationError(Kind.CONFLICT, str(exc)) from None

@@ -8,11 +8,10 @@ from typing import Any
 from postel.admin import audit
 from postel.admin.actor import Actor
 from postel.admin.context import AdminContext
-from postel.admin.errors import Kind, OperationError
+from postel.admin.errors import Kind, OperationError, store_refusals
 from postel.admin.names import existing_domain
 from postel.admin.validate import backup_address, display_name, email_key, strong_password_hash
 from postel.store.model import Account, Role
-from postel.store.sql.store import AlreadyExists, NotFound
 
 
 def user_json(account: Account) -> dict[str, Any]:
@@ -119,7 +118,7 @@ def add_user(ctx: AdminContext, actor: Actor, raw: Mapping[str, Any]) -> Account
     if not raw.get("password"):
         raise OperationError(Kind.INVALID, "Give the new user a password.", "password")
     values = _user_values(actor, email, raw)
-    try:
+    with store_refusals("email"):
         account = ctx.store.add_account(
             email,
             values.pop("password_hash"),
@@ -128,10 +127,6 @@ def add_user(ctx: AdminContext, actor: Actor, raw: Mapping[str, Any]) -> Account
             display_name=values.pop("display_name", ""),
             quota_bytes=values.pop("quota_bytes", 0),
         )
-    except NotFound as exc:
-        raise OperationError(Kind.NOT_FOUND, str(exc)) from None
-    except AlreadyExists as exc:
-        raise OperationError(Kind.CONFLICT, str(exc), "email") from None
     if values.get("disabled"):
         account = ctx.store.update_account(email, disabled=True)
     audit.record(ctx, actor, domain, "user.add", email, role=account.role.value)
