@@ -111,8 +111,18 @@ def check_new_user(ctx: AdminContext, actor: Actor, email: str) -> str:
     return key
 
 
-def add_user(ctx: AdminContext, actor: Actor, raw: Mapping[str, Any]) -> Account:
-    email = email_key(str(raw.get("email") or ""))
+def add_user(ctx: AdminContext, actor: Actor, raw: Mapping[str, Any], *,
+             in_domain: str | None = None) -> Account:
+    """`in_domain`: the user must be in that domain; a bare local part is put there."""
+    text = str(raw.get("email") or "").strip()
+    if in_domain is not None and text:
+        domain = existing_domain(in_domain)
+        if "@" not in text:
+            text = f"{text}@{domain}"
+        elif existing_domain(text.rpartition("@")[2] or domain) != domain:
+            raise OperationError(Kind.INVALID, f"The user must be in the domain {domain}.",
+                                 "email")
+    email = email_key(text)
     domain = email.rpartition("@")[2]
     actor.require_domain(domain)
     if not raw.get("password"):

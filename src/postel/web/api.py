@@ -274,13 +274,8 @@ async def domain_users(request: Request, account: Account, body: dict[str, Any])
     web, actor = web_of(request), _actor(request, account)
     name = request.path_params["domain"]
     if request.method == "POST":
-        raw = _user_body(body)
-        email = raw.get("email") or ""
-        if email and "@" not in email:
-            raw["email"] = f"{email}@{name}"
-        if raw.get("email") and raw["email"].rpartition("@")[2].lower() != name.lower():
-            raise OperationError(Kind.INVALID, f"The user must be in the domain {name}.", "email")
-        created = await _thread(user_ops.add_user, web.admin, actor, raw)
+        created = await _thread(user_ops.add_user, web.admin, actor, _user_body(body),
+                                in_domain=name)
         return JSONResponse(user_ops.user_json(created), 201)
     offset = _int_param(request, "offset", 0, 10**9)
     limit = _int_param(request, "limit", 50, MAX_PAGE)
