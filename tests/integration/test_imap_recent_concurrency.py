@@ -116,11 +116,11 @@ def test_recent_exactly_once_and_views_match_the_store(postel: PostelServer) -> 
     final.select()
     everyone = [*observers, expunger, final]
     views = [o.settle() for o in everyone]
-    account = postel.store.get_account(user)
+    account = postel.store.directory.get_account(user)
     assert account is not None
-    inbox = postel.store.get_mailbox(account.id, "INBOX")
+    inbox = postel.store.mail.get_mailbox(account.id, "INBOX")
     assert inbox is not None
-    stored = {m.uid for m in postel.store.list_messages(inbox.id)}
+    stored = {m.uid for m in postel.store.mail.list_messages(inbox.id)}
     for view in views:
         assert view == stored, f"a session sees {len(view)} of {len(stored)} messages"
     counts = Counter(u for o in everyone for selection in o.selections for u in selection)

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
-from postel.context import BindError, Context
+from postel.context import BindError, Context, StartupError
 from postel.web.absolute_form import AbsoluteForm
 from postel.web.app import HttpRedirect, build_app
 from postel.web.state import Web
@@ -65,8 +65,6 @@ class WebService:
         if config.web.test_hooks and not all(
             _loopback(address.host) for address in config.listen.values() if address
         ):
-            from postel.app import StartupError
-
             raise StartupError(
                 "web.test_hooks: test hooks are refused unless every [listen] address is "
                 "loopback (127.0.0.1); remove web.test_hooks from a production config"
@@ -125,7 +123,7 @@ class WebService:
             now = datetime.now(UTC)
             try:
                 await asyncio.to_thread(
-                    self.context.store.web_expire,
+                    self.context.store.web.expire,
                     now - timedelta(seconds=config.session_idle_timeout),
                     now - timedelta(seconds=config.session_max_age),
                 )
