@@ -35,6 +35,7 @@ from postel.imap.proto.receiver import (
     TooLong,
 )
 from postel.imap.selected import SelectedMailbox
+from postel.net import is_loopback
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
 from postel.store.sql.store import SqlStore
@@ -190,8 +191,7 @@ class ImapSession:
     def plaintext_auth_allowed(self) -> bool:
         if self.tls:
             return True
-        loopback = self.ip.startswith("127.") or self.ip == "::1"
-        return loopback and self.config.allow_plaintext_auth_on_loopback
+        return self.config.allow_plaintext_auth_on_loopback and is_loopback(self.ip)
 
     # -- output ------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import BinaryIO, Protocol
 from postel.auth.sasl import MECHANISMS, Challenge, Credentials, SaslExchange, Step
 from postel.auth.service import Authenticator
 from postel.config import Pop3Config
+from postel.net import is_loopback
 from postel.pop3.maildrop import (
     Maildrop,
     MaildropLocks,
@@ -86,10 +87,6 @@ class _BlobReadError(Exception):
     """A message body could not be read in the middle of a transfer."""
 
 
-def _is_loopback(ip: str) -> bool:
-    return ip == "::1" or ip.startswith("127.") or ip.startswith("::ffff:127.")
-
-
 class Pop3Session:
     def __init__(self, services: Services, io: SessionIO, peer_ip: str, *, tls: bool) -> None:
         self.services = services
@@ -136,7 +133,7 @@ class Pop3Session:
         if self.tls:
             return True
         config = self.services.config
-        return config.allow_plaintext_auth_on_loopback and _is_loopback(self.peer_ip)
+        return config.allow_plaintext_auth_on_loopback and is_loopback(self.peer_ip)
 
     async def greet(self) -> None:
         # No APOP timestamp in the greeting: APOP needs the plaintext password stored.

@@ -30,6 +30,7 @@ from postel.mail.mime import ParsedMessage, parse_message_file
 from postel.mailauth.authresults import copy_without_forgeries
 from postel.mailauth.dns import Resolver
 from postel.mailauth.inbound import Action, InboundVerdict, check_inbound
+from postel.net import is_loopback
 from postel.smtp import replies as r
 from postel.smtp.proto import (
     Auth,
@@ -167,8 +168,7 @@ class SmtpSession:
             return False
         if self.tls:
             return True
-        loopback = self.peer_ip in ("127.0.0.1", "::1") or self.peer_ip.startswith("127.")
-        return self.services.config.allow_plaintext_auth_on_loopback and loopback
+        return self.services.config.allow_plaintext_auth_on_loopback and is_loopback(self.peer_ip)
 
     async def _reply(self, reply: Reply) -> None:
         await self.io.send(reply.to_bytes())
