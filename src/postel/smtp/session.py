@@ -9,7 +9,6 @@ reply, upgrade to TLS, close) and the store, so policy stays out of the socket c
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import logging
 import secrets
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from postel.auth.limits import FailureLimiter
-from postel.auth.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
+from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslServer, Step
 from postel.auth.service import Authenticator
 from postel.config import MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
@@ -146,7 +145,7 @@ class SmtpSession:
         self.subscription: Subscription | None = None
         self.own_addresses: set[str] = set()
         self.transaction = Transaction()
-        self.sasl: SaslExchange | None = None
+        self.sasl: SaslServer | None = None
         self.auth_failures = 0
         self.junk = 0
         self.closing = False  # QUIT, a fatal error, or shutdown: stop reading
@@ -318,28 +317,28 @@ class SmtpSession:
         if self.transaction.has_mail:
             await self._junk(Reply(503, "5.5.1", "AUTH not allowed during a mail transaction"))
             return
-        if event.mechanism not in MECHANISMS:
+        if not SaslServer.supports(event.mechanism):
             await self._junk(Reply(504, "5.5.4", "mechanism not supported"))
             return
-        self.sasl = SaslExchange(event.mechanism)
+        self.sasl = SaslServer(event.mechanism)
         await self._sasl_step(self.sasl.start(event.initial_response))
 
     async def _auth_response(self, event: AuthResponse) -> None:
         if self.sasl is None:  # pragma: no cover - the reader only yields this after 334
             return
-        await self._sasl_step(self.sasl.step(event.line))
+        await self._sasl_step(self.sasl.answer(event.line))
 
-    async def _sasl_step(self, step: Challenge | Credentials | object) -> None:
+    async def _sasl_step(self, step: Step) -> None:
         if isinstance(step, Challenge):
             self.reader.expect_auth_response()
-            await self._reply(Reply(334, "", base64.b64encode(step.data).decode("ascii")))
+            await self._reply(Reply(334, "", step.encoded))  # RFC 4954 4
             return
         self.sasl = None
-        if not isinstance(step, Credentials):
-            await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
-            return
-        if step.authzid and step.authzid.lower() != step.username.lower():
-            await self._auth_failed(Reply(535, "5.7.8", "authorization identity not allowed"))
+        if isinstance(step, Failed):
+            if step.kind is FailureKind.AUTHZID:
+                await self._auth_failed(Reply(535, "5.7.8", "authorization identity not allowed"))
+            else:  # RFC 4954 4: a cancelled exchange or bad base64 is answered 501
+                await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
             return
         result = await asyncio.to_thread(
             self.services.authenticator.login, step.username, step.password, self.peer_ip
