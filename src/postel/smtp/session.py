@@ -15,7 +15,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 from postel.auth.limits import FailureLimiter
@@ -25,9 +24,9 @@ from postel.config import MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
 from postel.mail.address import Address, AddressError, parse_email
 from postel.mail.mime import ParsedMessage, parse_message_file
-from postel.mailauth.authresults import copy_without_forgeries
 from postel.mailauth.dns import Resolver
-from postel.mailauth.inbound import Action, InboundVerdict, check_inbound
+from postel.mailauth.inbound import Action, InboundVerdict
+from postel.smtp import checks
 from postel.smtp import replies as r
 from postel.smtp.policy import Client, Listener, ListenerPolicy, policy_for
 from postel.smtp.proto import (
@@ -50,23 +49,6 @@ from postel.store.model import Account
 from postel.store.sql.store import SqlStore
 
 log = logging.getLogger("postel.smtp")
-
-
-def _flushed(spool: BlobWriter) -> Path:
-    """The spool's path with everything written so far readable from it."""
-    spool._file.flush()
-    return spool.tmp_path
-
-
-def _refusal(verdict: InboundVerdict) -> Reply | None:
-    if verdict.action is Action.REJECT:
-        return Reply(550, "5.7.1", verdict.reason or "rejected by DMARC policy")
-    if verdict.action is Action.DEFER:
-        return Reply(451, "4.7.0", verdict.reason or "authentication checks failed, try later")
-    return None
-
-
-__all__ = ["Listener", "Services", "SessionIO", "SmtpSession"]
 
 
 class SessionIO(Protocol):
@@ -509,8 +491,8 @@ class SmtpSession:
         verdict: InboundVerdict | None = None
         try:
             if transaction.checks_pending:
-                verdict, writer = await self._authenticate(writer)
-                refusal = _refusal(verdict)
+                verdict, writer = await self._check_and_stamp(writer)
+                refusal = checks.refusal(verdict)
                 if refusal is not None:
                     writer.abort()
                     self._log("refused-mailauth", refusal, reason=verdict.reason)
@@ -551,40 +533,21 @@ class SmtpSession:
         self._log("delivered", reply, **extra)
         return reply
 
-    async def _authenticate(self, spool: BlobWriter) -> tuple[InboundVerdict, BlobWriter]:
-        """SPF, DKIM and DMARC on the message as received (mailauth.inbound), then its
-        stored form: trace headers, our Authentication-Results, and the message without
-        any Authentication-Results forged in our name (RFC 8601 5). Streams; the spool
-        is dropped either way."""
+    async def _check_and_stamp(self, spool: BlobWriter) -> tuple[InboundVerdict, BlobWriter]:
         services = self.services
         assert services.resolver is not None
-        transaction = self.transaction
-        try:
-            path = await asyncio.to_thread(_flushed, spool)
-            verdict = await check_inbound(
-                services.resolver,
-                services.mailauth,
-                services.hostname,
-                path,
-                ip=self.peer_ip,
-                helo=self.helo or "",
-                mail_from=str(transaction.mail_from) if transaction.mail_from else "",
-            )
-            final = await asyncio.to_thread(self._stamp, path, verdict.header)
-        finally:
-            spool.abort()
-        return verdict, final
-
-    def _stamp(self, spool_path: Path, results_header: bytes) -> BlobWriter:
-        final = self.services.store.blobs.writer()
-        try:
-            final.write(self._trace_headers() + results_header)
-            with spool_path.open("rb") as handle:
-                copy_without_forgeries(handle, final.write, self.services.hostname)
-        except BaseException:
-            final.abort()
-            raise
-        return final
+        sender = self.transaction.mail_from
+        return await checks.check_and_stamp(
+            spool,
+            blobs=services.store.blobs,
+            resolver=services.resolver,
+            config=services.mailauth,
+            hostname=services.hostname,
+            ip=self.peer_ip,
+            helo=self.helo or "",
+            mail_from=str(sender) if sender else "",
+            trace=self._trace_headers(),
+        )
 
     def _check_from_header(self, parsed: ParsedMessage) -> Reply | None:
         """On submission the From header must be one of the user's addresses too."""
