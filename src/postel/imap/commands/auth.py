@@ -33,8 +33,6 @@ EXTENSIONS = (
     "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
     "STATUS=SIZE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
 )
-# CAPABILITY offers AUTH=PLAIN only (LOGIN is for SMTP and POP3 clients that insist).
-IMAP_MECHANISMS = ("PLAIN",)
 ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")
 
 
@@ -126,10 +124,11 @@ async def authenticate(s: ImapSession, cmd: Command) -> None:
     if not s.plaintext_auth_allowed():
         s.no(cmd.tag, "Use STARTTLS first", "PRIVACYREQUIRED")
         return
-    if not SaslServer.supports(args.mechanism, IMAP_MECHANISMS):
+    mechanisms = ("PLAIN",)  # what CAPABILITY offers (AUTH=PLAIN)
+    if not SaslServer.supports(args.mechanism, mechanisms):
         s.no(cmd.tag, "Unsupported mechanism", "CANNOT")
         return
-    exchange = SaslServer(args.mechanism, IMAP_MECHANISMS)
+    exchange = SaslServer(args.mechanism, mechanisms)
 
     async def step(result: Step) -> None:
         if isinstance(result, Challenge):
