@@ -13,15 +13,16 @@ from typing import Any
 from postel.auth.passwords import WeakPassword, check_strength, hash_password
 from postel.config import ConfigError, load_config
 from postel.mail.address import AddressError, parse_email
+from postel.store.api import Store
+from postel.store.errors import StoreError
 from postel.store.model import OutboundItem, Role
-from postel.store.sql.store import SqlStore, StoreError
 
 
 class CliError(Exception):
     pass
 
 
-def _store(args: argparse.Namespace) -> SqlStore:
+def _store(args: argparse.Namespace) -> Store:
     from postel.app import open_store
 
     return open_store(load_config(args.config))
@@ -83,19 +84,19 @@ def cmd_domain_add(args: argparse.Namespace) -> int:
         parse_email(f"postmaster@{name}")
     except AddressError:
         raise CliError(f"{args.name!r} is not a valid domain name") from None
-    _store(args).add_domain(name)
+    _store(args).directory.add_domain(name)
     print(f"domain {name} added")
     return 0
 
 
 def cmd_domain_list(args: argparse.Namespace) -> int:
-    for domain in _store(args).list_domains():
+    for domain in _store(args).directory.list_domains():
         print(domain.name)
     return 0
 
 
 def cmd_domain_remove(args: argparse.Namespace) -> int:
-    _store(args).remove_domain(args.name)
+    _store(args).directory.remove_domain(args.name)
     print(f"domain {args.name.lower()} removed")
     return 0
 
@@ -104,13 +105,13 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     email = _email_key(args.email)
     backup = _email_key(args.backup_email) if args.backup_email else None
     store = _store(args)
-    if store.get_domain(email.rpartition("@")[2]) is None:
+    if store.directory.get_domain(email.rpartition("@")[2]) is None:
         raise CliError(f"domain {email.rpartition('@')[2]} is not hosted here; "
                        "add it with `postel domain add`")
-    if store.get_account(email) is not None:
+    if store.directory.get_account(email) is not None:
         raise CliError(f"user {email} already exists")
     password = _read_password(args, email)
-    store.add_account(
+    store.directory.add_account(
         email,
         hash_password(password),
         role=Role(args.role),
@@ -125,15 +126,15 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 def cmd_user_passwd(args: argparse.Namespace) -> int:
     email = _email_key(args.email)
     store = _store(args)
-    if store.get_account(email) is None:
+    if store.directory.get_account(email) is None:
         raise CliError(f"user {email} does not exist")
-    store.update_account(email, password_hash=hash_password(_read_password(args, email)))
+    store.directory.update_account(email, password_hash=hash_password(_read_password(args, email)))
     print(f"password of {email} changed")
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    for account in _store(args).list_accounts(args.domain):
+    for account in _store(args).directory.list_accounts(args.domain):
         flags = [account.role.value]
         if account.disabled:
             flags.append("disabled")
@@ -145,7 +146,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 def cmd_user_remove(args: argparse.Namespace) -> int:
     email = _email_key(args.email)
-    _store(args).remove_account(email)
+    _store(args).directory.remove_account(email)
     print(f"user {email} removed")
     return 0
 
@@ -153,13 +154,13 @@ def cmd_user_remove(args: argparse.Namespace) -> int:
 def cmd_alias_add(args: argparse.Namespace) -> int:
     source = args.source.lower() if args.source.startswith("@") else _email_key(args.source)
     destination = _email_key(args.destination)
-    _store(args).add_alias(source, destination)
+    _store(args).directory.add_alias(source, destination)
     print(f"alias {source} -> {destination} added")
     return 0
 
 
 def cmd_alias_list(args: argparse.Namespace) -> int:
-    for alias in _store(args).list_aliases(args.domain):
+    for alias in _store(args).directory.list_aliases(args.domain):
         print(f"{alias.source}\t{alias.destination}")
     return 0
 
@@ -167,7 +168,7 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 def cmd_alias_remove(args: argparse.Namespace) -> int:
     source = args.source.lower() if args.source.startswith("@") else _email_key(args.source)
     destination = _email_key(args.destination)
-    _store(args).remove_alias(source, destination)
+    _store(args).directory.remove_alias(source, destination)
     print(f"alias {source} -> {destination} removed")
     return 0
 
@@ -187,7 +188,7 @@ def _queue_id(text: str) -> int:
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
-    items = _store(args).list_queue()
+    items = _store(args).queue.list_all()
     for item in items:
         print(_queue_row(item))
     print(f"{len(items)} queued", file=sys.stderr)
@@ -195,7 +196,7 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_show(args: argparse.Namespace) -> int:
-    item = _store(args).queue_get(_queue_id(args.id))
+    item = _store(args).queue.get(_queue_id(args.id))
     if item is None:
         raise CliError(f"no queue entry {args.id}")
     for label, value in (
@@ -213,7 +214,7 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
 def cmd_queue_retry(args: argparse.Namespace) -> int:
     if args.all == (args.id is not None):
         raise CliError("give either an entry number or --all")
-    count = _store(args).queue_retry_now(None if args.all else _queue_id(args.id))
+    count = _store(args).queue.retry_now(None if args.all else _queue_id(args.id))
     if not args.all and count == 0:
         raise CliError(f"no waiting queue entry {args.id}")
     print(f"{count} queue entr{'y' if count == 1 else 'ies'} due now")
@@ -221,7 +222,7 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_delete(args: argparse.Namespace) -> int:
-    if not _store(args).queue_delete(_queue_id(args.id)):
+    if not _store(args).queue.delete(_queue_id(args.id)):
         raise CliError(f"no queue entry {args.id}")
     print(f"queue entry {args.id} deleted (no bounce sent)")
     return 0
@@ -241,9 +242,9 @@ def cmd_dkim_generate(args: argparse.Namespace) -> int:
     algorithm = "ed25519-sha256" if args.ed25519 else "rsa-sha256"
     pem = generate_key(algorithm, args.rsa)
     store = _store(args)
-    if store.get_domain(domain) is None:
+    if store.directory.get_domain(domain) is None:
         print(f"note: {domain} is not hosted here (yet)", file=sys.stderr)
-    store.dkim_key_add(domain, selector, algorithm, pem)
+    store.dkim.add_key(domain, selector, algorithm, pem)
     record = dns_record(pem)
     print(f"DKIM key {selector} for {domain} stored ({algorithm}); outbound mail from "
           f"{domain} is signed with it. Publish this TXT record:\n")
@@ -266,10 +267,10 @@ def cmd_dns(args: argparse.Namespace) -> int:
     except AddressError:
         raise CliError(f"{args.domain!r} is not a valid domain name") from None
     store = _store(args)
-    if store.get_domain(args.domain.lower().rstrip(".")) is None \
-            and store.get_domain(domain) is None:
+    if store.directory.get_domain(args.domain.lower().rstrip(".")) is None \
+            and store.directory.get_domain(domain) is None:
         print(f"note: {domain} is not hosted here (yet)", file=sys.stderr)
-    dkim = [(selector, dns_record(pem)) for selector, _, pem in store.dkim_signing_keys(domain)]
+    dkim = [(selector, dns_record(pem)) for selector, _, pem in store.dkim.signing_keys(domain)]
     records = domain_dns(config, mail_settings(config), domain, dkim)
     if not args.check:
         print(records.zone(), end="")

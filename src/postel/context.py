@@ -8,15 +8,15 @@ from typing import Protocol
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import Config
+from postel.store.api import Store
 from postel.store.bus import InProcessBus
-from postel.store.sql.store import SqlStore
 from postel.tls import TlsContexts
 
 
 @dataclass
 class Context:
     config: Config
-    store: SqlStore
+    store: Store
     bus: InProcessBus
     tls: TlsContexts
     limiter: FailureLimiter

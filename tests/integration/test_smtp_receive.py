@@ -22,9 +22,9 @@ def sent_as(user: str, to: str = "alice@example.test", subject: str = "hi") -> b
 
 @pytest.fixture(scope="module", autouse=True)
 def aliases(postel: PostelServer) -> None:
-    postel.store.add_alias("bob.alias@example.test", "bob@example.test")
+    postel.store.directory.add_alias("bob.alias@example.test", "bob@example.test")
     postel.add_domain("other.example")
-    postel.store.add_alias("@other.example", "alice@example.test")  # catch-all
+    postel.store.directory.add_alias("@other.example", "alice@example.test")  # catch-all
 
 
 def test_port_25_delivers_to_a_local_user_with_trace_headers(postel: PostelServer) -> None:
@@ -212,7 +212,7 @@ def test_remote_recipient_from_authenticated_user_is_queued(postel: PostelServer
             ["friend@remote.test", "bob@example.test"],
             sent_as("alice@example.test", "friend@remote.test", "outbound"),
         )
-    queued = [item for item in postel.store.list_queue() if item.domain == "remote.test"]
+    queued = [item for item in postel.store.queue.list_all() if item.domain == "remote.test"]
     assert queued and queued[-1].recipients == ["friend@remote.test"]
     body = postel.store.blobs.path(queued[-1].blob_sha256).read_bytes()[queued[-1].body_offset :]
     assert body.startswith(b"Received: ") and b"Subject: outbound" in body

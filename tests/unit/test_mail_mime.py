@@ -15,11 +15,11 @@ from postel.mail.mime import (
     MimePart,
     ParsedMessage,
     base_subject,
-    bodystructure,
     decode_words,
     parse_message_bytes,
     parse_message_file,
 )
+from tests.unit.imap_legacy import bodystructure
 
 
 def crlf(text: str) -> bytes:
@@ -606,8 +606,6 @@ def test_never_raises_and_offsets_are_sane(data: bytes) -> None:
 
 
 def test_text_without_charset_is_us_ascii_in_bodystructure() -> None:
-    from postel.mail.mime import bodystructure
-
     parsed = parse_message_bytes(b"Content-Type: text/plain\r\n\r\nbody\r\n")
     assert bodystructure(parsed.body, False)[2] == ["charset", "us-ascii"]
     html = parse_message_bytes(b"Content-Type: text/html; format=flowed\r\n\r\nx\r\n")

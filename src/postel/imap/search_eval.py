@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from postel.imap.bodies import decode_transfer
+from postel.imap.proto.envelope import Envelope
 from postel.imap.proto.searchkeys import SearchKey
 from postel.imap.proto.sequence import SequenceSet
 from postel.mail.mime import MimePart
@@ -74,8 +75,8 @@ def _day(value: datetime | None) -> date | None:
 def _sent_day(row: dict[str, Any]) -> date | None:
     """The date of the Date: header as written, time and zone disregarded (RFC 9051
     6.4.4 SENTON); the internal date when there is no usable Date: header."""
-    envelope = row.get("envelope") or []
-    raw = envelope[0] if envelope else None
+    stored = row.get("envelope")
+    raw = Envelope.from_stored(stored).date if stored else None
     if raw:
         try:
             return parsedate_to_datetime(raw).date()

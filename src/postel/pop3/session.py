@@ -46,9 +46,9 @@ from postel.pop3.proto import (
     ok,
 )
 from postel.pop3.transfer import READ_CHUNK, MessageEncoder
+from postel.store.api import Store
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
-from postel.store.sql.store import SqlStore
 
 log = logging.getLogger("postel.pop3")
 
@@ -72,7 +72,7 @@ class Services:
     """What a session needs from the rest of Postel; built once by the service."""
 
     hostname: str
-    store: SqlStore
+    store: Store
     authenticator: Authenticator
     config: Pop3Config
     locks: MaildropLocks
@@ -449,7 +449,7 @@ class Pop3Session:
         remaining = len(maildrop.messages) - len(uids)
         try:
             if uids:
-                await asyncio.to_thread(self.services.store.expunge, maildrop.mailbox_id, uids)
+                await asyncio.to_thread(self.services.store.mail.expunge, maildrop.mailbox_id, uids)
         except Exception:
             log.exception("UPDATE failed", extra={"fields": {"mailbox": maildrop.mailbox_id}})
             reply = err("some deleted messages not removed", "SYS/TEMP")

@@ -43,10 +43,10 @@ from postel.smtp.proto import (
 from postel.smtp.replies import Reply
 from postel.smtp.state import ConnectionEvent, MailFrom, RcptTo, SmtpConnection
 from postel.smtp.trace import Received, return_path, with_protocol
+from postel.store.api import Store
 from postel.store.blobs import BlobWriter
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
-from postel.store.sql.store import SqlStore
 
 log = logging.getLogger("postel.smtp")
 
@@ -62,7 +62,7 @@ class Services:
     """What a session needs from the rest of Postel; built once by the composition root."""
 
     hostname: str
-    store: SqlStore
+    store: Store
     authenticator: Authenticator
     limiter: FailureLimiter
     config: SmtpConfig
@@ -313,7 +313,7 @@ class SmtpSession:
         if self.services.bus is not None:
             self.subscription = self.services.bus.subscribe(result.account.id)
         self.own_addresses = await asyncio.to_thread(
-            self.services.store.addresses_of, result.account
+            self.services.store.directory.addresses_of, result.account
         )
         log.info(
             "authenticated",
@@ -374,7 +374,7 @@ class SmtpSession:
             await self._reply(Reply(553, "5.6.7", "non-ASCII address needs SMTPUTF8"))
             return
         store = self.services.store
-        if await asyncio.to_thread(store.is_local_domain, rcpt.domain):
+        if await asyncio.to_thread(store.directory.is_local_domain, rcpt.domain):
             reply = await self._local_rcpt(rcpt)
         else:
             reply = self.policy.remote_recipient(self.client)
@@ -388,7 +388,7 @@ class SmtpSession:
 
     async def _local_rcpt(self, rcpt: Address) -> Reply:
         store = self.services.store
-        resolved = await asyncio.to_thread(store.resolve, rcpt.key)
+        resolved = await asyncio.to_thread(store.directory.resolve, rcpt.key)
         if resolved is None:
             return r.UNKNOWN_USER
         accounts, remote = resolved
@@ -396,7 +396,7 @@ class SmtpSession:
             return Reply(550, "5.2.1", "mailbox unavailable")
         for account in accounts:
             if account.quota_bytes:
-                used = await asyncio.to_thread(store.account_usage, account.id)
+                used = await asyncio.to_thread(store.directory.account_usage, account.id)
                 if used + self.transaction.declared_size > account.quota_bytes:
                     return Reply(452, "4.2.2", f"mailbox of {rcpt} is full")
         for account in accounts:
@@ -553,9 +553,8 @@ class SmtpSession:
         """On submission the From header must be one of the user's addresses too."""
         if not self.policy.checks_from_header:
             return None
-        from_list = parsed.envelope[2] or []
-        for entry in from_list:
-            mailbox, host = entry[2], entry[3]
+        for address in parsed.from_:
+            mailbox, host = address.mailbox, address.host
             if mailbox is None or host is None:
                 continue  # group syntax markers
             try:

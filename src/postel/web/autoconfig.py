@@ -86,9 +86,9 @@ async def _hosted(web: Web, domain: str) -> str | None:
         return None
     if address.domain.startswith("["):
         return None
-    found = await asyncio.to_thread(web.store.get_domain, address.domain)
+    found = await asyncio.to_thread(web.store.directory.get_domain, address.domain)
     if found is None and address.ascii_domain() != address.domain:
-        found = await asyncio.to_thread(web.store.get_domain, address.ascii_domain())
+        found = await asyncio.to_thread(web.store.directory.get_domain, address.ascii_domain())
     return address.ascii_domain() if found is not None else None
 
 
@@ -258,7 +258,7 @@ async def _device_account(request: Request) -> Account:
     account_id = device.read_token(web.secret, request.path_params["token"], time.time())
     account = None
     if account_id is not None:
-        account = await asyncio.to_thread(web.store.get_account_by_id, account_id)
+        account = await asyncio.to_thread(web.store.directory.get_account_by_id, account_id)
     if account is None or account.disabled:
         raise HTTPException(404, "This link has expired. Open My Settings > Set up your "
                                  "device and scan the new code.")
@@ -284,7 +284,7 @@ def _domain_dns(web: Web, domain: str) -> DomainDns:
     """Blocking: the records for `domain`, with its DKIM keys from the store."""
     from postel.mailauth.dkim import dns_record
 
-    keys = web.store.dkim_signing_keys(domain)
+    keys = web.store.dkim.signing_keys(domain)
     dkim = [(selector, dns_record(pem)) for selector, _, pem in keys]
     return domain_dns(web.context.config, _settings(web), domain, dkim)
 

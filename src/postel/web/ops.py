@@ -15,8 +15,8 @@ from typing import Any
 
 from postel.auth.passwords import WeakPassword, check_strength, hash_password, verify_password
 from postel.mail.address import AddressError, parse_email
+from postel.store.errors import AlreadyExists, NotFound, StoreError
 from postel.store.model import Account, Alias, Role
-from postel.store.sql.store import AlreadyExists, NotFound, StoreError
 from postel.web.mailer import send_system_mail
 from postel.web.security import hash_token, new_token
 from postel.web.state import Web
@@ -48,7 +48,7 @@ class Actor:
 
 def _audit(web: Web, actor: Actor | None, domain: str, action: str, target: str = "",
            ip: str = "", **detail: Any) -> None:
-    web.store.audit_add(
+    web.store.web.audit_add(
         actor=actor.account.email if actor else "",
         ip=actor.ip if actor else ip,
         domain=domain,
@@ -138,7 +138,7 @@ def update_me(web: Web, actor: Actor, *, display_name: str | None = None,
         values["backup_email"] = new_backup
     if not values:
         return me
-    account = web.store.update_account(me.email, **values)
+    account = web.store.directory.update_account(me.email, **values)
     if backup_email is not None and new_backup != me.backup_email:
         _audit(web, actor, me.domain, "me.backup_email", me.email, backup_email=new_backup)
         if new_backup:
@@ -159,8 +159,8 @@ def change_my_password(web: Web, actor: Actor, current: str, new: str, *,
     if not verify_password(me.password_hash, current):
         raise OpError(400, "The current password is not correct.", "current_password")
     password_hash = _strong(new, me.email, "new_password")
-    account = web.store.update_account(me.email, password_hash=password_hash)
-    web.store.web_sessions_delete_for_account(account.id, keep=keep_session)
+    account = web.store.directory.update_account(me.email, password_hash=password_hash)
+    web.store.web.sessions_delete_for_account(account.id, keep=keep_session)
     _audit(web, actor, me.domain, "me.password", me.email)
     _notify(web, account, f"The password of {account.email} was changed",
             f"The password of {account.email} was changed from My Settings at "
@@ -190,12 +190,12 @@ def request_reset(web: Web, email_text: str, ip: str) -> None:
     if web.reset_by_account.add(key) > web.config.reset_max_per_account:
         log.info("password reset: per-account limit reached", extra={"fields": {"to": key}})
         return
-    account = web.store.get_account(key)
+    account = web.store.directory.get_account(key)
     if account is None or account.disabled or not account.backup_email:
         return
     token = new_token()
     lifetime = web.config.reset_token_lifetime
-    web.store.reset_token_create(
+    web.store.web.reset_token_create(
         hash_token(token), account.id, datetime.now(UTC) + timedelta(seconds=lifetime)
     )
     minutes = max(1, round(lifetime / 60))
@@ -213,21 +213,21 @@ def request_reset(web: Web, email_text: str, ip: str) -> None:
 
 def reset_token_valid(web: Web, token: str) -> bool:
     return bool(token) and len(token) < 200 and \
-        web.store.reset_token_account(hash_token(token)) is not None
+        web.store.web.reset_token_account(hash_token(token)) is not None
 
 
 def complete_reset(web: Web, token: str, password: str, confirm: str, ip: str) -> Account:
-    if len(token) > 200 or (account_id := web.store.reset_token_account(hash_token(token))) \
+    if len(token) > 200 or (account_id := web.store.web.reset_token_account(hash_token(token))) \
             is None:
         raise OpError(410, "This reset link has expired or has already been used. Ask for "
                            "a new one with “Forgot your password?”.")
     if password != confirm:
         raise OpError(400, "The two passwords are not the same.", "confirm")
-    account = web.store.get_account_by_id(account_id)
+    account = web.store.directory.get_account_by_id(account_id)
     if account is None:
         raise OpError(410, "This reset link has expired or has already been used.")
     password_hash = _strong(password, account.email)
-    changed = web.store.reset_token_use(hash_token(token), password_hash)
+    changed = web.store.web.reset_token_use(hash_token(token), password_hash)
     if changed is None:
         raise OpError(410, "This reset link has expired or has already been used. Ask for "
                            "a new one with “Forgot your password?”.")
@@ -255,7 +255,7 @@ def require_domain(actor: Actor, domain: str) -> None:
 def _managed_user(web: Web, actor: Actor, email: str) -> Account:
     key = email_key(email)
     require_domain(actor, key.rpartition("@")[2])
-    account = web.store.get_account(key)
+    account = web.store.directory.get_account(key)
     if account is None:
         raise OpError(404, f"There is no user {key}.")
     if account.role is Role.ADMIN and not actor.is_admin:
@@ -267,9 +267,9 @@ def list_users(web: Web, actor: Actor, domain: str, query: str, offset: int,
                limit: int) -> tuple[int, list[Account]]:
     domain = domain_name(domain)
     require_domain(actor, domain)
-    if web.store.get_domain(domain) is None:
+    if web.store.directory.get_domain(domain) is None:
         raise OpError(404, f"The domain {domain} is not hosted here.")
-    return web.store.web_search_accounts(domain, query.strip()[:100], offset, limit)
+    return web.store.web.search_accounts(domain, query.strip()[:100], offset, limit)
 
 
 def get_user(web: Web, actor: Actor, email: str) -> Account:
@@ -319,7 +319,7 @@ def add_user(web: Web, actor: Actor, raw: Mapping[str, Any]) -> Account:
         raise OpError(400, "Give the new user a password.", "password")
     values = _user_values(actor, email, raw)
     try:
-        account = web.store.add_account(
+        account = web.store.directory.add_account(
             email,
             values.pop("password_hash"),
             role=values.pop("role", Role.USER),
@@ -332,7 +332,7 @@ def add_user(web: Web, actor: Actor, raw: Mapping[str, Any]) -> Account:
     except AlreadyExists as exc:
         raise OpError(409, str(exc), "email") from None
     if values.get("disabled"):
-        account = web.store.update_account(email, disabled=True)
+        account = web.store.directory.update_account(email, disabled=True)
     _audit(web, actor, domain, "user.add", email, role=account.role.value)
     return account
 
@@ -347,9 +347,9 @@ def update_user(web: Web, actor: Actor, email: str, raw: Mapping[str, Any]) -> A
     changed = {k: v for k, v in values.items() if getattr(account, k, None) != v}
     if not changed:
         return account
-    updated = web.store.update_account(account.email, **changed)
+    updated = web.store.directory.update_account(account.email, **changed)
     if "password_hash" in changed or changed.get("disabled"):
-        web.store.web_sessions_delete_for_account(account.id)
+        web.store.web.sessions_delete_for_account(account.id)
     detail = {k: (str(v) if k != "password_hash" else "changed") for k, v in changed.items()}
     detail = {("password" if k == "password_hash" else k): v for k, v in detail.items()}
     _audit(web, actor, account.domain, "user.update", account.email, **detail)
@@ -360,8 +360,8 @@ def delete_user(web: Web, actor: Actor, email: str) -> None:
     account = _managed_user(web, actor, email)
     if account.id == actor.account.id:
         raise OpError(400, "You cannot delete your own account.")
-    web.store.web_forget_account(account.id)
-    web.store.remove_account(account.email)
+    web.store.web.forget_account(account.id)
+    web.store.directory.remove_account(account.email)
     _audit(web, actor, account.domain, "user.delete", account.email)
 
 
@@ -371,7 +371,7 @@ def delete_user(web: Web, actor: Actor, email: str) -> None:
 def list_aliases(web: Web, actor: Actor, domain: str) -> list[Alias]:
     domain = domain_name(domain)
     require_domain(actor, domain)
-    return web.store.list_aliases(domain)
+    return web.store.directory.list_aliases(domain)
 
 
 def _alias_source(domain: str, source: str) -> str:
@@ -392,7 +392,7 @@ def add_alias(web: Web, actor: Actor, domain: str, source: str, destination: str
     key = _alias_source(domain, source)
     target = email_key(destination, "destination")
     try:
-        alias = web.store.add_alias(key, target)
+        alias = web.store.directory.add_alias(key, target)
     except NotFound as exc:
         raise OpError(404, str(exc)) from None
     except AlreadyExists as exc:
@@ -406,7 +406,7 @@ def remove_alias(web: Web, actor: Actor, domain: str, source: str, destination: 
     require_domain(actor, domain)
     key = _alias_source(domain, source)
     try:
-        web.store.remove_alias(key, destination.strip())
+        web.store.directory.remove_alias(key, destination.strip())
     except NotFound as exc:
         raise OpError(404, str(exc)) from None
     _audit(web, actor, domain, "alias.remove", key, destination=destination.strip())
@@ -424,7 +424,7 @@ def audit_log(web: Web, actor: Actor, domain: str | None, offset: int,
     else:
         domain = domain_name(domain)
         require_domain(actor, domain)
-    total, rows = web.store.audit_list(domain, offset, limit)
+    total, rows = web.store.web.audit_list(domain, offset, limit)
     for row in rows:
         row["at"] = row["at"].isoformat()
     return total, rows
@@ -443,7 +443,7 @@ def domain_stats(web: Web, actor: Actor) -> list[dict[str, Any]]:
     return [
         {"name": d.name, "users": users, "storage_bytes": size,
          "created_at": d.created_at.isoformat()}
-        for d, users, size in web.store.web_domain_stats()
+        for d, users, size in web.store.web.domain_stats()
     ]
 
 
@@ -451,7 +451,7 @@ def add_domain(web: Web, actor: Actor, name: str) -> str:
     _require_admin(actor)
     domain = domain_name(name)
     try:
-        web.store.add_domain(domain)
+        web.store.directory.add_domain(domain)
     except AlreadyExists as exc:
         raise OpError(409, str(exc), "domain") from None
     _audit(web, actor, domain, "domain.add", domain)
@@ -462,7 +462,7 @@ def remove_domain(web: Web, actor: Actor, name: str) -> None:
     _require_admin(actor)
     domain = domain_name(name)
     try:
-        web.store.remove_domain(domain)
+        web.store.directory.remove_domain(domain)
     except NotFound as exc:
         raise OpError(404, str(exc)) from None
     except StoreError as exc:
@@ -472,4 +472,4 @@ def remove_domain(web: Web, actor: Actor, name: str) -> None:
 
 def list_domain_admins(web: Web, actor: Actor) -> list[Account]:
     _require_admin(actor)
-    return [a for a in web.store.list_accounts() if a.role is not Role.USER]
+    return [a for a in web.store.directory.list_accounts() if a.role is not Role.USER]

@@ -119,7 +119,7 @@ class WebService:
             now = datetime.now(UTC)
             try:
                 await asyncio.to_thread(
-                    self.context.store.web_expire,
+                    self.context.store.web.expire,
                     now - timedelta(seconds=config.session_idle_timeout),
                     now - timedelta(seconds=config.session_max_age),
                 )

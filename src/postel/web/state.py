@@ -17,7 +17,7 @@ from starlette.requests import Request
 
 from postel.config import Config, WebConfig
 from postel.context import Context
-from postel.store.sql.store import SqlStore
+from postel.store.api import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -108,7 +108,7 @@ class Web:
         return max(20, 5 * self.config.reset_max_per_ip)
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         return self.context.store
 
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from postel.imap.bodies import (
     ByteRange,
@@ -18,13 +18,17 @@ from postel.imap.bodies import (
     find_part,
     locate,
 )
+from postel.imap.fetch_items import FetchedMessage, metadata_item
+from postel.imap.fetch_items import columns as fetch_columns
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Fetch
 from postel.imap.proto.fetchatt import FetchAtt, Section
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import SELECTED, ImapSession, command
-from postel.mail.mime import MimePart, bodystructure
+from postel.mail.mime import MimePart
 from postel.store.model import Flags
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 log = logging.getLogger("postel.imap")
 
@@ -33,34 +37,12 @@ MAX_HEADER = 1 << 20  # octets of a header block read for HEADER.FIELDS
 BATCH = 200  # messages whose parsed columns are read at once
 
 
-def _columns(atts: list[FetchAtt]) -> list[str]:
-    cols = {"uid", "modseq"}
-    for att in atts:
-        if att.name == "ENVELOPE":
-            cols.add("envelope")
-        elif att.name in ("INTERNALDATE",):
-            cols.add("internal_date")
-        elif att.name == "SAVEDATE":
-            cols.add("saved_date")
-        elif att.name == "RFC822.SIZE":
-            cols.add("size")
-        elif att.name in ("BODY", "BODYSTRUCTURE", "BINARY", "BINARY.SIZE", "RFC822",
-                          "RFC822.HEADER", "RFC822.TEXT"):
-            cols |= {"mime", "size", "blob_sha256"}
-    return sorted(cols)
-
-
-@command("FETCH", SELECTED)
-@command("UID FETCH", SELECTED)
 async def fetch(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Fetch)
     sel = s.selected
     assert sel is not None
     by_uid = cmd.name == "UID FETCH"
-    if not by_uid and not sel.valid_sequence(args.sequence):
-        s.bad(cmd.tag, "Invalid message sequence number")
-        return
     if args.vanished and (not by_uid or not s.qresync or args.changed_since is None):
         s.bad(cmd.tag, "VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")  # RFC 7162 3.2.6
         return
@@ -80,7 +62,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         since = args.changed_since
         uids = [u for u in uids if sel.modseqs.get(u, 0) > since]
         if args.vanished:
-            changes = await s.run(s.store.changes_since, sel.mailbox_id, since)
+            changes = await s.run(s.store.mail.changes_since, sel.mailbox_id, since)
             gone = [u for u in changes.expunged_uids if args.sequence.contains(
                 u, sel.uids[-1] if sel.uids else u)]
             if gone:
@@ -91,7 +73,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         unseen = [u for u in uids if not sel.flags[u].seen]
         if unseen:
             changed, _ = await s.run(
-                s.store.set_flags, sel.mailbox_id, unseen, Flags(seen=True), mode="add"
+                s.store.mail.set_flags, sel.mailbox_id, unseen, Flags(seen=True), mode="add"
             )
             for meta in changed:
                 sel.flags[meta.uid] = meta.flags
@@ -99,11 +81,11 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
                 seen_now.add(meta.uid)
     if seen_now and not any(a.name == "FLAGS" for a in atts):
         atts.append(FetchAtt("FLAGS"))  # tell the client about the side effect
-    columns = _columns(atts)
+    columns = fetch_columns(atts)
     unreadable: list[int] = []
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
-        rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, batch, columns)
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, batch, columns)
         for uid in batch:
             row = rows.get(uid)
             seq = sel.seq_of(uid)
@@ -138,30 +120,16 @@ async def _fetch_one(
         except OSError:
             log.error("message body missing", extra={"fields": {"uid": uid}})
             return False
+    message = FetchedMessage(uid, sel.flag_names(uid), sel.modseqs.get(uid, row["modseq"]),
+                             row, mime, s.utf8)
     s.send(b"* %d FETCH (" % seq)
     try:
         for i, att in enumerate(atts):
             if i:
                 s.send(b" ")
-            name = att.name
-            if name == "UID":
-                s.send(b"UID %d" % uid)
-            elif name == "FLAGS":
-                s.send(b"FLAGS " + r.flags(sel.flag_names(uid)))
-            elif name == "MODSEQ":
-                s.send(b"MODSEQ (%d)" % sel.modseqs.get(uid, row["modseq"]))
-            elif name == "INTERNALDATE":
-                s.send(b"INTERNALDATE " + r.date_time(row["internal_date"]))
-            elif name == "SAVEDATE":
-                s.send(b"SAVEDATE " + r.date_time(row["saved_date"]))
-            elif name == "RFC822.SIZE":
-                s.send(b"RFC822.SIZE %d" % row["size"])
-            elif name == "ENVELOPE":
-                s.send(b"ENVELOPE " + r.envelope(row["envelope"], s.utf8))
-            elif name in ("BODYSTRUCTURE",) or (name == "BODY" and att.section is None):
-                assert mime is not None
-                s.send(name.encode() + b" " + r.body_structure(
-                    bodystructure(mime, name == "BODYSTRUCTURE"), s.utf8))
+            item = metadata_item(att)
+            if item is not None:
+                s.send(item.write(message))
             else:
                 assert mime is not None and blob is not None
                 await _section(s, att, mime, row["size"], blob)

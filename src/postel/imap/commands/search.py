@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postel.imap import threading as threads
 from postel.imap.bodies import ByteRange
@@ -13,8 +13,10 @@ from postel.imap.proto.commands import Command, Search, Sort, Thread
 from postel.imap.proto.searchkeys import SearchKey
 from postel.imap.proto.sequence import SequenceSet
 from postel.imap.search_eval import Candidate, Evaluator, decode_text, needed_columns, text_parts
-from postel.imap.session import SELECTED, ImapSession, command
 from postel.mail.mime import MimePart
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 CHARSETS = ("UTF-8", "US-ASCII")
 RETURN_OPTIONS = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
@@ -40,7 +42,7 @@ async def run_search(s: ImapSession, key: SearchKey, extra: set[str]) -> list[Ca
     cols = needed_columns(key) | extra
     rows: dict[int, dict[str, Any]] = {}
     if cols:
-        rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, None, sorted(cols))
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, None, sorted(cols))
     blobs = s.store.blobs
 
     def body_text(m: Candidate) -> str:
@@ -79,8 +81,6 @@ def _check_charset(s: ImapSession, tag: str, charset: str | None) -> bool:
     return True
 
 
-@command("SEARCH", SELECTED)
-@command("UID SEARCH", SELECTED)
 async def search(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Search)
@@ -158,8 +158,6 @@ def _sort_value(name: str, row: dict[str, Any]) -> Any:
     return str(value).casefold()
 
 
-@command("SORT", SELECTED)
-@command("UID SORT", SELECTED)
 async def sort(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Sort)
@@ -187,8 +185,6 @@ async def sort(s: ImapSession, cmd: Command) -> None:
 _REPLY = re.compile(r"^\s*(?:\[[^\]]*\]\s*)*(?:re|fwd?)\s*(?:\[[^\]]*\])?\s*:", re.I)
 
 
-@command("THREAD", SELECTED)
-@command("UID THREAD", SELECTED)
 async def thread(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Thread)

@@ -23,7 +23,7 @@ SAVED = {
 
 async def _sessions(request: Request, me: Account) -> int:
     """How many signed-in sessions the account has (this one included)."""
-    count: int = await asyncio.to_thread(web_of(request).store.web_sessions_count, me.id)
+    count: int = await asyncio.to_thread(web_of(request).store.web.sessions_count, me.id)
     return count
 
 
@@ -40,7 +40,7 @@ async def account_settings(request: Request, me: Account) -> Response:
     try:
         if action == "signout":
             await asyncio.to_thread(
-                web.store.web_sessions_delete_for_account, me.id,
+                web.store.web.sessions_delete_for_account, me.id,
                 keep=hash_token(request.state.session_token),
             )
             return redirect(request, "/settings?saved=signout")

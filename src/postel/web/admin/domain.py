@@ -80,7 +80,7 @@ async def users(request: Request, me: Account) -> Response:
     if paging["page"] != page:
         total, found = await call(ops.list_users, web, _actor(request, me), domain, query,
                                   paging["offset"], size)
-    domains = [d.name for d in await asyncio.to_thread(web.store.list_domains)] \
+    domains = [d.name for d in await asyncio.to_thread(web.store.directory.list_domains)] \
         if me.role is Role.ADMIN else []
     base = "/admin/users?" + urlencode({"domain": domain, "q": query}) + "&"
     return render(request, "admin_users.html", domain=domain, query=query, users=found,
