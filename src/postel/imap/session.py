@@ -36,6 +36,7 @@ from postel.imap.proto.receiver import (
 )
 from postel.imap.selected import SelectedMailbox
 from postel.imap.state import Bye, Continuation, State
+from postel.net import is_loopback
 from postel.store.api import Store
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.errors import NotFound
@@ -149,8 +150,7 @@ class ImapSession:
     def plaintext_auth_allowed(self) -> bool:
         if self.tls:
             return True
-        loopback = self.ip.startswith("127.") or self.ip == "::1"
-        return loopback and self.config.allow_plaintext_auth_on_loopback
+        return self.config.allow_plaintext_auth_on_loopback and is_loopback(self.ip)
 
     # -- output ------------------------------------------------------------------------
 

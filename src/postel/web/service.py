@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import uvicorn
 
 from postel.context import BindError, Context, StartupError
+from postel.net import is_loopback
 from postel.web.absolute_form import AbsoluteForm
 from postel.web.app import HttpRedirect, build_app
 from postel.web.state import Web
@@ -36,12 +36,7 @@ class _Server(uvicorn.Server):
 
 
 def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host == "localhost" or is_loopback(host)
 
 
 def _bind(service: str, host: str, port: int) -> socket.socket:
