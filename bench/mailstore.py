@@ -270,11 +270,11 @@ def populate_postel(server: Any, boxes: Mailboxes) -> None:
         cursor.close()
 
     def fill(user: str) -> None:
-        account = store.get_account(user)
+        account = store.directory.get_account(user)
         assert account is not None
         for message in boxes[user].values():
             blob = store.blobs.put(message)
-            store.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])
+            store.mail.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])
 
     try:
         with ThreadPoolExecutor(8) as pool:

@@ -8,7 +8,7 @@ The mailbox is filled quickly through the store's tables (not SMTP): 1,000 disti
 messages (random words, distinct subjects and senders) repeated as rows, each row its own
 message with its own UID and date, their text rows written with the indexer's
 extraction, and one message with a unique word ("needle") delivered through
-store.deliver and indexed by the real indexer. Then Postel runs as `postel serve` and
+store.mail.deliver and indexed by the real indexer. Then Postel runs as `postel serve` and
 headless chromium (Debian's) logs on and measures (median of the rounds):
 
 * list: GET /api/v1/mail/folders/{inbox}/messages (the first 50), network + render
@@ -43,7 +43,6 @@ from postel.mail.mime import parse_message_bytes
 from postel.store.model import Flags
 from postel.store.sql import schema as t
 from postel.store.sql.store import SqlStore
-from postel.store.sql.webmail import WebmailSql
 from postel.store.webmail_api import MessageText, UnindexedMessage
 from postel.web.mail.state import extract_text
 
@@ -85,10 +84,11 @@ def fill(store: SqlStore, count: int) -> int:
     rng = random.Random(13)
     words = ["".join(rng.choice("abcdefghijklmnoprstuvwy") for _ in range(rng.randint(3, 9)))
              for _ in range(5000)]
-    store.add_domain("example.test")
+    store.directory.add_domain("example.test")
     # With a backup address: no first-logon prompt before the Inbox.
-    account = store.add_account(USER, hash_password(PASSWORD), backup_email="b@backup.test")
-    box = store.get_mailbox(account.id, "INBOX")
+    account = store.directory.add_account(
+        USER, hash_password(PASSWORD), backup_email="b@backup.test")
+    box = store.mail.get_mailbox(account.id, "INBOX")
     assert box is not None
     prepared = []
     for index in range(TEMPLATES):
@@ -123,14 +123,15 @@ def fill(store: SqlStore, count: int) -> int:
             text = prepared[(row.uid - 1) % TEMPLATES][2]
             texts.append(MessageText(row.id, text.subject, text.from_text, text.to_text,
                                      text.body))
-        WebmailSql(store).save_texts(texts)
+        store.webmail.save_texts(texts)
         print(f"  {min(count, first + batch)} messages", file=sys.stderr)
     with store.engine.begin() as conn:
         conn.execute(update(t.mailboxes).where(t.mailboxes.c.id == box.id)
                      .values(uidnext=count + 1, highestmodseq=2))
     needle = (f"From: Nina <nina@example.org>\r\nTo: {USER}\r\nSubject: The needle\r\n\r\n"
               "Somewhere in this haystack is one needle.\r\n").encode()
-    store.deliver(store.blobs.put(needle), parse_message_bytes(needle), [(account.id, "INBOX")])
+    store.mail.deliver(
+        store.blobs.put(needle), parse_message_bytes(needle), [(account.id, "INBOX")])
     return box.id
 
 

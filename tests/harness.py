@@ -138,8 +138,8 @@ class PostelServer:
         return context
 
     def add_domain(self, name: str = DOMAIN) -> None:
-        if self.store.get_domain(name) is None:
-            self.store.add_domain(name)
+        if self.store.directory.get_domain(name) is None:
+            self.store.directory.add_domain(name)
 
     def add_user(
         self, email: str, password: str = PASSWORD, *, role: Role = Role.USER, **values: Any
@@ -147,7 +147,7 @@ class PostelServer:
         self.add_domain(email.rpartition("@")[2])
         if password not in _HASH_CACHE:
             _HASH_CACHE[password] = hash_password(password)
-        self.store.add_account(email, _HASH_CACHE[password], role=role, **values)
+        self.store.directory.add_account(email, _HASH_CACHE[password], role=role, **values)
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -160,11 +160,11 @@ class PostelServer:
 
     def inbox(self, email: str) -> list[bytes]:
         """Every message body in a user's INBOX, in UID order."""
-        account = self.store.get_account(email)
+        account = self.store.directory.get_account(email)
         assert account is not None
-        box = self.store.get_mailbox(account.id, "INBOX")
+        box = self.store.mail.get_mailbox(account.id, "INBOX")
         assert box is not None
         return [
             self.store.blobs.path(m.blob_sha256).read_bytes()
-            for m in self.store.list_messages(box.id)
+            for m in self.store.mail.list_messages(box.id)
         ]

@@ -17,13 +17,18 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
 from postel.config import SERVICES, Config
-from postel.context import BindError, Context, Service
+from postel.context import BindError, Context, Service, StartupError
+from postel.mailauth.dns import DnsResolver
+from postel.store.api import Store
 from postel.store.blobs import BlobStore, clean_tmp
 from postel.store.bus import InProcessBus
 from postel.store.model import Role
 from postel.store.sql.migrate import upgrade
-from postel.store.sql.store import PostgresStore, SqliteStore, SqlStore
+from postel.store.sql.store import SqlStore
+from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
+
+__all__ = ["StartupError", "ensure_first_admin", "open_store", "serve", "service_factories"]
 
 log = logging.getLogger("postel")
 
@@ -31,16 +36,13 @@ log = logging.getLogger("postel")
 SHUTDOWN_GRACE = 30.0
 
 
-class StartupError(Exception):
-    """Start-up cannot go on; the message tells the operator what to do."""
-
-
 def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
+    """The configured store (concrete: migrations and SQL-level tests need its engine);
+    everything past the composition root sees it as an `api.Store`."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
     blobs = BlobStore(config.blob_dir, config.tmp_dir)
     url = config.storage_url
-    store: SqlStore
-    store = SqliteStore(url, blobs) if url.startswith("sqlite") else PostgresStore(url, blobs)
+    store = open_sql_store(url, blobs)
     if migrate:
         try:
             upgrade(store.engine)
@@ -50,16 +52,18 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
     return store
 
 
-def ensure_first_admin(store: SqlStore, config: Config) -> tuple[str, str] | None:
+def ensure_first_admin(store: Store, config: Config) -> tuple[str, str] | None:
     """On an empty store, create admin@<hostname> with a random password and return it."""
-    if store.list_accounts():
+    if store.directory.list_accounts():
         return None
     domain = config.hostname
-    if store.get_domain(domain) is None:
-        store.add_domain(domain)
+    if store.directory.get_domain(domain) is None:
+        store.directory.add_domain(domain)
     password = secrets.token_urlsafe(12)
     email = f"admin@{domain}"
-    store.add_account(email, hash_password(password), role=Role.ADMIN, display_name="Admin")
+    store.directory.add_account(
+        email, hash_password(password), role=Role.ADMIN, display_name="Admin"
+    )
     return email, password
 
 
@@ -127,7 +131,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         config.auth.max_failures_per_account,
         config.auth.failure_window,
     )
-    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter))
+    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
+                      DnsResolver(config.dns))
 
     services: list[Service] = []
     started: list[tuple[str, str]] = []

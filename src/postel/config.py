@@ -215,7 +215,9 @@ class OutboundConfig:
     connect_timeout: float = 30.0
     # Seconds to wait for each reply (RFC 5321 4.5.3.2 suggests 5 to 10 minutes).
     command_timeout: float = 300.0
-    # Seconds between looks at the queue for messages due (new ones and retries).
+    # Seconds between looks at the queue for retries that came due. A row queued by the
+    # server wakes the queue at once; rows made due by another process (`postel queue
+    # retry`) wait for this look.
     poll_interval: float = 1.0
     # Relay all outbound mail through this "host:port" instead of MX lookups ("" = off).
     smarthost: str = ""

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from postel.mail.mime import ParsedMessage
+from postel.store.api import Store
 from postel.store.model import Account, BlobRef, DeliveredMessage
-from postel.store.sql.store import SqlStore
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Envelope:
 
 
 def deliver(
-    store: SqlStore,
+    store: Store,
     blob: BlobRef,
     parsed: ParsedMessage,
     envelope: Envelope,
@@ -42,9 +42,9 @@ def deliver(
     delivered: list[DeliveredMessage] = []
     if envelope.local:
         targets = [(account.id, envelope.mailbox) for account in envelope.local]
-        delivered = store.deliver(blob, parsed, targets)
+        delivered = store.mail.deliver(blob, parsed, targets)
     if envelope.remote:
-        store.enqueue(
+        store.queue.enqueue(
             queue_id=envelope.queue_id,
             blob=blob,
             body_offset=return_path_length,

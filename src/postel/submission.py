@@ -2,7 +2,7 @@
 (smtp/session.py applies them command by command) and the webmail (submit_message).
 
 * The sender and every From address must be the user's own address or an alias that
-  points at it (store.addresses_of); a catch-all does not count.
+  points at it (store.directory.addresses_of); a catch-all does not count.
 * A local recipient must resolve to accounts (aliases, catch-all) with room for the
   message; remote recipients go to the outbound queue, which signs with DKIM.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -19,19 +19,19 @@ from email.utils import format_datetime
 from postel.delivery import Envelope, deliver
 from postel.mail.address import Address, AddressError, parse_email
 from postel.mail.mime import ParsedMessage, parse_message_bytes
+from postel.store.api import Store
 from postel.store.model import Account, BlobRef
-from postel.store.sql.store import SqlStore
 
 
-def sender_allowed(own_addresses: set[str], sender: Address | None) -> bool:
+def sender_allowed(own_addresses: Set[str], sender: Address | None) -> bool:
     """MAIL FROM on submission: only the user's own addresses (no null sender)."""
     return sender is not None and sender.key in own_addresses
 
 
 def foreign_from(parsed: ParsedMessage, own_addresses: set[str]) -> str | None:
     """The first From address that is not one of the user's, or None when all are."""
-    for entry in parsed.envelope[2] or []:
-        mailbox, host = entry[2], entry[3]
+    for address in parsed.from_:
+        mailbox, host = address.mailbox, address.host
         if mailbox is None or host is None:
             continue  # group syntax markers
         try:
@@ -49,18 +49,18 @@ class Refusal(enum.Enum):
     FULL = "mailbox full"
 
 
-def route_local(store: SqlStore, key: str, size: int) -> tuple[list[Account], list[str]] | \
+def route_local(store: Store, key: str, size: int) -> tuple[list[Account], list[str]] | \
         Refusal:
     """Blocking: the accounts a local address delivers to and the remote addresses its
     forwarding aliases add, or why it cannot take a message of `size` bytes."""
-    resolved = store.resolve(key)
+    resolved = store.directory.resolve(key)
     if resolved is None:
         return Refusal.UNKNOWN_USER
     accounts, remote = resolved
     if not accounts and not remote:
         return Refusal.UNAVAILABLE
     for account in accounts:
-        if account.quota_bytes and store.account_usage(account.id) + size > \
+        if account.quota_bytes and store.directory.account_usage(account.id) + size > \
                 account.quota_bytes:
             return Refusal.FULL
     return accounts, remote
@@ -80,7 +80,7 @@ class Submitted:
 
 
 def submit_message(
-    store: SqlStore,
+    store: Store,
     hostname: str,
     account: Account,
     sender: str,
@@ -95,7 +95,7 @@ def submit_message(
     `client` names where it came from for the Received header (e.g. "webmail [ip]").
     Local copies are committed and remote ones queued before this returns.
     """
-    own = store.addresses_of(account)
+    own = store.directory.addresses_of(account)
     try:
         mail_from = parse_email(sender)
     except AddressError:
@@ -112,7 +112,7 @@ def submit_message(
             rcpt = parse_email(text)
         except AddressError:
             raise SubmissionRefused(f"{text} is not a valid address.", "to") from None
-        if not store.is_local_domain(rcpt.domain):
+        if not store.directory.is_local_domain(rcpt.domain):
             remote.append(str(rcpt))
             continue
         routed = route_local(store, rcpt.key, len(message))

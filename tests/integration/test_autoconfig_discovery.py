@@ -307,8 +307,8 @@ def published_zone(server: PostelServer) -> str:
 
 
 def test_postel_dns_prints_and_checks(server: PostelServer, zone: ZoneServer) -> None:
-    if not server.store.dkim_signing_keys(DOMAIN):
-        server.store.dkim_key_add(DOMAIN, "sel1", "rsa-sha256", generate_key())
+    if not server.store.dkim.signing_keys(DOMAIN):
+        server.store.dkim.add_key(DOMAIN, "sel1", "rsa-sha256", generate_key())
     text = published_zone(server)
     for needed in (f"{DOMAIN}.", "IN MX    10 mail.example.test.", '"v=spf1 mx ~all"',
                    "sel1._domainkey.example.test.", "v=DKIM1; k=rsa; p=", "_dmarc.example.test.",

@@ -33,10 +33,10 @@ def test_domain_user_alias_round_trip(cli_server: PostelServer) -> None:
     assert added.returncode == 0, added.stderr
     listing = run("user", "list").stdout
     assert "alice@example.com\tdomain-admin backup=alice@elsewhere.org" in listing
-    account = cli_server.store.get_account("alice@example.com")
+    account = cli_server.store.directory.get_account("alice@example.com")
     assert account is not None
     assert verify_password(account.password_hash, "a long enough secret")
-    mailboxes = [m.name for m in cli_server.store.list_mailboxes(account.id)]
+    mailboxes = [m.name for m in cli_server.store.mail.list_mailboxes(account.id)]
     assert mailboxes == ["INBOX", "Drafts", "Sent", "Junk", "Trash", "Archive"]
 
     assert run("alias", "add", "info@example.com", "alice@example.com").returncode == 0
@@ -48,7 +48,7 @@ def test_domain_user_alias_round_trip(cli_server: PostelServer) -> None:
         "user", "passwd", "ALICE@example.com", "--password-stdin", input="another long secret\n"
     )
     assert changed.returncode == 0, changed.stderr
-    account = cli_server.store.get_account("alice@example.com")
+    account = cli_server.store.directory.get_account("alice@example.com")
     assert account is not None and verify_password(account.password_hash, "another long secret")
 
     removed = run("domain", "remove", "example.com")

@@ -15,9 +15,9 @@ MESSAGE = b"From: a@remote.test\r\nSubject: from another process\r\n\r\nhi\r\n"
 
 
 def store_elsewhere(server: PostelServer) -> None:
-    account = server.store.get_account("alice@example.test")
+    account = server.store.directory.get_account("alice@example.test")
     assert account is not None
-    server.store.deliver(
+    server.store.mail.deliver(
         server.store.blobs.put(MESSAGE), parse_message_bytes(MESSAGE), [(account.id, "INBOX")]
     )
 

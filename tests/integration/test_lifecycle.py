@@ -88,7 +88,7 @@ def test_first_start_prints_services_and_a_first_admin(
     assert f"smtp         127.0.0.1:{server.port('smtp')}" in output
     assert f"submissions  127.0.0.1:{server.port('submissions')}" in output
     assert "First admin: admin@mail.example.test  password: " in output
-    admin = server.store.get_account("admin@mail.example.test")
+    admin = server.store.directory.get_account("admin@mail.example.test")
     assert admin is not None and admin.role.value == "admin"
 
 

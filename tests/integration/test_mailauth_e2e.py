@@ -20,12 +20,12 @@ ALICE, BOB = "alice@a.test", "bob@b.test"
 
 
 def mailbox(server: PostelServer, email: str, name: str) -> list[bytes]:
-    account = server.store.get_account(email)
+    account = server.store.directory.get_account(email)
     assert account is not None
-    box = server.store.get_mailbox(account.id, name)
+    box = server.store.mail.get_mailbox(account.id, name)
     assert box is not None
     return [server.store.blobs.path(m.blob_sha256).read_bytes()
-            for m in server.store.list_messages(box.id)]
+            for m in server.store.mail.list_messages(box.id)]
 
 
 def our_results(message: bytes) -> list[str]:
@@ -85,7 +85,7 @@ def test_a_to_b_passes_spf_dkim_and_dmarc(
     assert "dmarc=pass header.from=a.test" in results
     # An independent verifier agrees with the signature A made.
     assert dkimpy.verify(stored, dnsfunc=lambda name, timeout=5: record.encode())
-    assert sender.store.list_queue() == []
+    assert sender.store.queue.list_all() == []
 
 
 def forged(receiving: PostelServer, mail_from: str, author: str, subject: str) -> None:

@@ -41,6 +41,6 @@ def test_one_delay_warning_then_retries_go_on(
         return len(log_entries(sender, "delivery")) >= warned_at + 3
 
     wait_until(retried_three_more, what="more attempts")
-    queue = sender.store.list_queue()
+    queue = sender.store.queue.list_all()
     assert len(queue) == 1 and queue[0].domain == "slow.test"
     assert len(sender.inbox(ALICE)) == 1

@@ -61,7 +61,22 @@ def submit(server: PostelServer, to: list[str], subject: str = "hello",
 
 
 def queue_empty(server: PostelServer) -> bool:
-    return not server.store.list_queue()
+    return not server.store.queue.list_all()
+
+
+def test_a_new_queue_row_is_attempted_without_waiting_for_the_poll(
+    make_postel: Callable[..., PostelServer], dns_server: DnsFixture,
+    receivers: Callable[..., Receiver],
+) -> None:
+    # The queue looks once at start and then, by the poll alone, only in an hour: the
+    # message goes out because the commit of its row wakes the queue.
+    port = unused_port()
+    route(dns_server, "r.test", "127.0.0.2")
+    remote = receivers("127.0.0.2", port)
+    sender = start_sender(make_postel, dns_server, port, poll_interval=3600)
+    submit(sender, ["bob@r.test"], "at once")
+    wait_until(lambda: len(remote.messages) == 1 and queue_empty(sender), what="delivery")
+    assert b"Subject: at once" in remote.messages[0].data
 
 
 def test_451_twice_then_250_delivers_once(
@@ -147,7 +162,7 @@ def test_null_sender_is_never_bounced(
     route(dns_server, "r.test", "127.0.0.2")
     remote = receivers("127.0.0.2", port, rcpt_reply=lambda a: "550 5.1.1 gone")
     sender = start_sender(make_postel, dns_server, port)
-    sender.store.add_alias("fwd@a.test", "gone@r.test")  # forwards on to r.test
+    sender.store.directory.add_alias("fwd@a.test", "gone@r.test")  # forwards on to r.test
     with smtplib.SMTP("127.0.0.1", sender.port("smtp"), timeout=30) as client:
         client.sendmail("", ["fwd@a.test"], b"From: daemon@x.test\r\nSubject: dsn\r\n\r\nx\r\n")
     wait_until(lambda: remote.connections >= 1 and queue_empty(sender), what="attempt")
@@ -184,7 +199,7 @@ def test_restart_in_the_middle_of_the_queue_delivers_each_once(
             f"Received: test\r\nFrom: {ALICE}\r\nTo: bob@r.test\r\n"
             f"Message-ID: <m{number}@a.test>\r\nSubject: {number}\r\n\r\nbody\r\n".encode()
         )
-        store.enqueue(queue_id=f"Q{number}", blob=blob, body_offset=0, mail_from=ALICE,
+        store.queue.enqueue(queue_id=f"Q{number}", blob=blob, body_offset=0, mail_from=ALICE,
                       recipients=["bob@r.test"], account_id=None, smtputf8=False,
                       body_8bit=False)
     sender.start()

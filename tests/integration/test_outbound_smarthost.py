@@ -63,7 +63,7 @@ def test_mail_goes_through_the_smarthost_with_auth(
     stored = smarthost.inbox("bob@b.test")[0]
     assert f"Subject: via smarthost {mode}".encode() in stored
     assert b"with ESMTPSA" in stored  # the smarthost saw TLS and an authenticated sender
-    wait_until(lambda: sender.store.list_queue() == [], what="queue emptied")
+    wait_until(lambda: sender.store.queue.list_all() == [], what="queue emptied")
 
 
 @pytest.mark.parametrize(
@@ -78,11 +78,11 @@ def test_credentials_never_go_to_an_unverified_smarthost(
     submit(sender, "must wait")
 
     def attempted() -> bool:
-        queue = sender.store.list_queue()
+        queue = sender.store.queue.list_all()
         return bool(queue) and queue[0].attempts >= 1
 
     wait_until(attempted, what="a failed attempt")
-    item = sender.store.list_queue()[0]
+    item = sender.store.queue.list_all()[0]
     assert item.last_error is not None
     assert "did not verify" in item.last_error or "CERTIFICATE_VERIFY_FAILED" in item.last_error
     assert smarthost.inbox("bob@b.test") == []

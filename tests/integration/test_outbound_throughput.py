@@ -44,7 +44,7 @@ def test_outbound_throughput(
             f"From: alice@a.test\r\nTo: bob@d{number % DOMAINS}.test\r\n"
             f"Message-ID: <t{number}@a.test>\r\nSubject: {number}\r\n\r\n".encode() + body
         )
-        sender.store.enqueue(
+        sender.store.queue.enqueue(
             queue_id=f"T{number}", blob=blob, body_offset=0, mail_from="alice@a.test",
             recipients=[f"bob@d{number % DOMAINS}.test"], account_id=None, smtputf8=False,
             body_8bit=False,

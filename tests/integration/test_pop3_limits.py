@@ -54,18 +54,18 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
 
 
 def deliver(server: PostelServer, email: str, message: bytes) -> None:
-    account = server.store.get_account(email)
+    account = server.store.directory.get_account(email)
     assert account is not None
     blob = server.store.blobs.put(message)
-    server.store.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])
+    server.store.mail.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])
 
 
 def count(server: PostelServer, email: str) -> int:
-    account = server.store.get_account(email)
+    account = server.store.directory.get_account(email)
     assert account is not None
-    box = server.store.get_mailbox(account.id, "INBOX")
+    box = server.store.mail.get_mailbox(account.id, "INBOX")
     assert box is not None
-    return len(server.store.list_messages(box.id))
+    return len(server.store.mail.list_messages(box.id))
 
 
 class Raw:

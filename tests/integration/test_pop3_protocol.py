@@ -49,9 +49,9 @@ def user(server: PostelServer) -> str:
 
 
 def inbox_id(server: PostelServer, email: str) -> int:
-    account = server.store.get_account(email)
+    account = server.store.directory.get_account(email)
     assert account is not None
-    box = server.store.get_mailbox(account.id, "INBOX")
+    box = server.store.mail.get_mailbox(account.id, "INBOX")
     assert box is not None
     return box.id
 
@@ -59,14 +59,14 @@ def inbox_id(server: PostelServer, email: str) -> int:
 def deliver(server: PostelServer, email: str, message: bytes) -> int:
     """Store a message as is, bypassing SMTP's normalisation (bare LFs survive)."""
     store = server.store
-    account = store.get_account(email)
+    account = store.directory.get_account(email)
     assert account is not None
     blob = store.blobs.put(message)
-    return store.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])[0].uid
+    return store.mail.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])[0].uid
 
 
 def uids(server: PostelServer, email: str) -> list[int]:
-    return [m.uid for m in server.store.list_messages(inbox_id(server, email))]
+    return [m.uid for m in server.store.mail.list_messages(inbox_id(server, email))]
 
 
 def over_995(server: PostelServer, email: str | None = None) -> poplib.POP3_SSL:
@@ -173,7 +173,7 @@ def test_every_command_over_110_with_stls(server: PostelServer, user: str) -> No
     response, listing, _ = client.list()
     assert listing == [f"1 {len(first)}".encode(), f"2 {len(second)}".encode()]
     assert client.list(2) == f"+OK 2 {len(second)}".encode()
-    box = server.store.get_mailbox_by_id(inbox_id(server, user))
+    box = server.store.mail.get_mailbox_by_id(inbox_id(server, user))
     assert box is not None
     _, ids, _ = client.uidl()
     assert ids == [f"1 {box.uidvalidity}.{uid1}".encode(), f"2 {box.uidvalidity}.{uid2}".encode()]
@@ -252,7 +252,7 @@ def test_deletes_happen_only_at_quit_and_reach_imap_as_expunges(
     kept = deliver(server, user, b"Subject: keep\r\n\r\nk\r\n")
     gone = deliver(server, user, b"Subject: delete\r\n\r\nd\r\n")
     box_id = inbox_id(server, user)
-    modseq = server.store.get_mailbox_by_id(box_id).highestmodseq  # type: ignore[union-attr]
+    modseq = server.store.mail.get_mailbox_by_id(box_id).highestmodseq  # type: ignore[union-attr]
     client = over_995(server, user)
     client.dele(2)
     client.noop()
@@ -260,7 +260,7 @@ def test_deletes_happen_only_at_quit_and_reach_imap_as_expunges(
     client.quit()  # +OK comes after the UPDATE committed
     assert uids(server, user) == [kept]
     # What an IMAP session (IDLE, QRESYNC) asks the store: the UID is an expunge.
-    assert server.store.changes_since(box_id, modseq).expunged_uids == [gone]
+    assert server.store.mail.changes_since(box_id, modseq).expunged_uids == [gone]
 
 
 def test_imap_stays_open_alongside_and_sees_the_deletes(server: PostelServer, user: str) -> None:
@@ -354,7 +354,7 @@ def test_uidl_is_stable_across_sessions_expunges_and_restarts(
     assert len(first) == 3
     assert unique_ids() == first  # a client that leaves mail on the server sees the same
     # Another client (IMAP, via the same store call) expunges b; new mail arrives.
-    server.store.expunge(inbox_id(server, user), [b])
+    server.store.mail.expunge(inbox_id(server, user), [b])
     d = deliver(server, user, b"Subject: d\r\n\r\nd\r\n")
     second = unique_ids()
     assert len(second) == 3

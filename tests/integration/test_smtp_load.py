@@ -73,11 +73,11 @@ def test_200_concurrent_deliveries_lose_nothing(make_postel: Callable[..., Poste
         assert hashlib.sha256(data[data.index(b"From: load") :]).digest() == (
             hashlib.sha256(message).digest()
         )
-    account = server.store.get_account("alice@example.test")
+    account = server.store.directory.get_account("alice@example.test")
     assert account is not None
-    box = server.store.get_mailbox(account.id, "INBOX")
+    box = server.store.mail.get_mailbox(account.id, "INBOX")
     assert box is not None
-    assert [m.uid for m in server.store.list_messages(box.id)] == list(range(1, 201))
+    assert [m.uid for m in server.store.mail.list_messages(box.id)] == list(range(1, 201))
 
 
 def test_kill_9_during_delivery_loses_nothing_acknowledged(
@@ -126,11 +126,11 @@ def test_kill_9_during_delivery_loses_nothing_acknowledged(
         assert data.endswith(make_message(number, 20_000)), f"partial message {message_id}"
     assert not list((server.data_dir / "tmp").glob("blob-*"))
     # Every row's blob is present and whole.
-    account = server.store.get_account("alice@example.test")
+    account = server.store.directory.get_account("alice@example.test")
     assert account is not None
-    box = server.store.get_mailbox(account.id, "INBOX")
+    box = server.store.mail.get_mailbox(account.id, "INBOX")
     assert box is not None
-    for meta in server.store.list_messages(box.id):
+    for meta in server.store.mail.list_messages(box.id):
         blob = server.store.blobs.path(meta.blob_sha256).read_bytes()
         assert hashlib.sha256(blob).hexdigest() == meta.blob_sha256
         assert len(blob) == meta.size

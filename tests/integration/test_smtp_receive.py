@@ -22,9 +22,9 @@ def sent_as(user: str, to: str = "alice@example.test", subject: str = "hi") -> b
 
 @pytest.fixture(scope="module", autouse=True)
 def aliases(postel: PostelServer) -> None:
-    postel.store.add_alias("bob.alias@example.test", "bob@example.test")
+    postel.store.directory.add_alias("bob.alias@example.test", "bob@example.test")
     postel.add_domain("other.example")
-    postel.store.add_alias("@other.example", "alice@example.test")  # catch-all
+    postel.store.directory.add_alias("@other.example", "alice@example.test")  # catch-all
 
 
 def test_port_25_delivers_to_a_local_user_with_trace_headers(postel: PostelServer) -> None:
@@ -212,7 +212,7 @@ def test_remote_recipient_from_authenticated_user_is_queued(postel: PostelServer
             ["friend@remote.test", "bob@example.test"],
             sent_as("alice@example.test", "friend@remote.test", "outbound"),
         )
-    queued = [item for item in postel.store.list_queue() if item.domain == "remote.test"]
+    queued = [item for item in postel.store.queue.list_all() if item.domain == "remote.test"]
     assert queued and queued[-1].recipients == ["friend@remote.test"]
     body = postel.store.blobs.path(queued[-1].blob_sha256).read_bytes()[queued[-1].body_offset :]
     assert body.startswith(b"Received: ") and b"Subject: outbound" in body
@@ -385,4 +385,30 @@ def test_ehlo_with_control_characters_cannot_inject_headers(postel: PostelServer
     raw = RawSmtp(postel.port("smtp"))
     assert raw.command("EHLO evil\rX-Injected:yes")[0] == 501
     assert raw.command("EHLO ok.test")[0] == 250
+    raw.close()
+
+
+def test_rcpt_between_bdat_chunks_is_refused(postel: PostelServer) -> None:
+    # RFC 3030 2: the envelope is complete once BDAT starts; the Received header (which
+    # names a single recipient) is already written.
+    raw = RawSmtp(postel.port("smtp"))
+    raw.command("EHLO order.test")
+    raw.command("MAIL FROM:<o@remote.test>")
+    raw.command("RCPT TO:<alice@example.test>")
+    part = b"Subject: order\r\n\r\n"
+    raw.send(b"BDAT %d\r\n" % len(part) + part)
+    assert raw.reply()[0] == 250
+    assert raw.command("RCPT TO:<bob@example.test>") == (503, "5.5.1 RCPT after BDAT")
+    assert raw.command("DATA") == (503, "5.5.1 DATA after BDAT")
+    raw.send(b"BDAT 3 LAST\r\nend")
+    assert raw.reply()[0] == 250
+    raw.close()
+
+
+def test_size_with_a_non_ascii_digit_is_a_syntax_error(postel: PostelServer) -> None:
+    # "²" passes str.isdigit(); it used to reach int() and end the session with a 421.
+    raw = RawSmtp(postel.port("smtp"))
+    raw.command("EHLO size.test")
+    assert raw.command("MAIL FROM:<s@remote.test> SIZE=\u00b2")[0] == 501
+    assert raw.command("MAIL FROM:<s@remote.test> SIZE=10")[0] == 250
     raw.close()

@@ -57,7 +57,7 @@ def test_domain_admin_overwrites_backup_and_resets_password(
         "csrf_token": csrf(page.text), "display_name": "Ann", "backup_email": "ann@new.test",
         "password": RESET_TO, "role": "user", "quota_mb": "100"})
     assert saved.status_code == 303
-    account = server.store.get_account("ann@a.example")
+    account = server.store.directory.get_account("ann@a.example")
     assert account is not None
     assert account.backup_email == "ann@new.test"
     assert account.quota_bytes == 100 * 1024 * 1024
@@ -87,7 +87,7 @@ def test_add_and_delete_user_and_alias(server: PostelServer, boss: httpx.Client)
         "csrf_token": csrf(page.text), "domain": "a.example", "local": "dan",
         "password": "secret words 1234", "role": "user", "quota_mb": "0"})
     assert added.status_code == 303
-    assert server.store.get_account("dan@a.example") is not None
+    assert server.store.directory.get_account("dan@a.example") is not None
     alias_page = boss.get("/admin/aliases")
     assert boss.post("/admin/aliases", data={
         "csrf_token": csrf(alias_page.text), "action": "add", "source": "sales",
@@ -97,7 +97,7 @@ def test_add_and_delete_user_and_alias(server: PostelServer, boss: httpx.Client)
     assert "cannot be undone" in confirm.text
     assert boss.post("/admin/users/dan@a.example/delete",
                      data={"csrf_token": csrf(confirm.text)}).status_code == 303
-    assert server.store.get_account("dan@a.example") is None
+    assert server.store.directory.get_account("dan@a.example") is None
     audit = boss.get("/admin/audit").text
     assert "user.add" in audit and "user.delete" in audit and "alias.add" in audit
 
@@ -118,7 +118,7 @@ def test_system_admin_domains_admins_and_audit(server: PostelServer) -> None:
         assert added.status_code == 303
         listing = root.get(added.headers["location"]).text
         assert "c.example" in listing
-        assert server.store.get_domain("c.example") is not None
+        assert server.store.directory.get_domain("c.example") is not None
         refused = root.post("/system/domains/a.example/delete",
                             data={"csrf_token": csrf(page.text)})
         assert refused.status_code == 409
@@ -126,7 +126,7 @@ def test_system_admin_domains_admins_and_audit(server: PostelServer) -> None:
         assert root.post("/system/admins", data={"csrf_token": csrf(admins.text),
                                                  "action": "grant",
                                                  "email": "zed@b.example"}).status_code == 303
-        account = server.store.get_account("zed@b.example")
+        account = server.store.directory.get_account("zed@b.example")
         assert account is not None and account.role is Role.DOMAIN_ADMIN
         audit = root.get("/system/audit").text
         assert "domain.add" in audit and "c.example" in audit
@@ -138,9 +138,9 @@ def test_cli_removes_a_user_with_web_sessions_and_reset_tokens(server: PostelSer
     server.add_user("gone@a.example", backup_email="gone@x.test")
     with client(server) as http:
         assert logon(http, "gone@a.example", PASSWORD).status_code == 303
-    account = server.store.get_account("gone@a.example")
+    account = server.store.directory.get_account("gone@a.example")
     assert account is not None
-    server.store.reset_token_create("0" * 64, account.id, account.created_at)
+    server.store.web.reset_token_create("0" * 64, account.id, account.created_at)
     result = server.cli("user", "remove", "gone@a.example")
     assert result.returncode == 0, result.stderr
-    assert server.store.get_account("gone@a.example") is None
+    assert server.store.directory.get_account("gone@a.example") is None

@@ -114,7 +114,7 @@ def test_domain_admin_is_scoped_to_own_domain(server: PostelServer) -> None:
         assert audit["entries"][0]["action"] == "user.update"
         assert audit["entries"][0]["actor"] == "boss@a.example"
         assert http.get("/api/v1/domains/b.example/audit").status_code == 403
-    account = server.store.get_account("zed@b.example")
+    account = server.store.directory.get_account("zed@b.example")
     assert account is not None and account.backup_email == "zed@x.test"
 
 

@@ -109,9 +109,9 @@ def test_unknown_page_and_bad_method_are_clean(http: httpx.Client) -> None:
 def test_session_cookie_is_revocable(server: PostelServer, http: httpx.Client) -> None:
     assert logon(http, "alice@example.test", PASSWORD).status_code == 303
     assert http.get("/settings").status_code == 200
-    account = server.store.get_account("alice@example.test")
+    account = server.store.directory.get_account("alice@example.test")
     assert account is not None
-    server.store.web_sessions_delete_for_account(account.id)
+    server.store.web.sessions_delete_for_account(account.id)
     assert http.get("/settings").status_code == 303
 
 

@@ -45,7 +45,7 @@ def test_first_logon_prompt_sets_backup_address(server: PostelServer,
                                               "backup_email": "gina.new@backup.test",
                                               "next": "/settings"})
     assert ok.status_code == 303
-    account = server.store.get_account("gina@example.test")
+    account = server.store.directory.get_account("gina@example.test")
     assert account is not None and account.backup_email == "gina.new@backup.test"
     # A notice tells the new backup address why it will hear from us.
     notice = wait_for_mail(server, "gina.new@backup.test", 1)[0]
@@ -64,7 +64,7 @@ def test_account_settings_change_name_backup_and_password(
     assert saved.status_code == 303
     page = http.get(saved.headers["location"])
     assert "Your settings were saved." in page.text
-    account = server.store.get_account("hank@example.test")
+    account = server.store.directory.get_account("hank@example.test")
     assert account is not None
     assert (account.display_name, account.backup_email) == ("Hank Hill", "hank@new.test")
     # The password change needs the current password, and keeps this session.

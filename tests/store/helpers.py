@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from postel.mail.mime import ParsedMessage, parse_message_bytes
-from postel.store.model import Account, BlobRef, Flags
-from postel.store.sql.store import NO_FLAGS, SqlStore
+from postel.store.model import NO_FLAGS, Account, BlobRef, Flags
+from postel.store.sql.store import SqlStore
 
 PASSWORD_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
 
@@ -27,13 +27,13 @@ def put_message(
 def add_user(store: SqlStore, email: str, **kwargs: Any) -> Account:
     """Create an account, and its domain when it is not hosted yet."""
     domain = email.rpartition("@")[2]
-    if store.get_domain(domain) is None:
-        store.add_domain(domain)
-    return store.add_account(email, PASSWORD_HASH, **kwargs)
+    if store.directory.get_domain(domain) is None:
+        store.directory.add_domain(domain)
+    return store.directory.add_account(email, PASSWORD_HASH, **kwargs)
 
 
 def mailbox_id(store: SqlStore, account: Account, name: str = "INBOX") -> int:
-    box = store.get_mailbox(account.id, name)
+    box = store.mail.get_mailbox(account.id, name)
     assert box is not None, f"{account.email} has no mailbox {name}"
     return box.id
 
@@ -49,7 +49,7 @@ def deliver_one(
 ) -> int:
     """Deliver a message into one mailbox; returns its UID."""
     blob, parsed = put_message(store, body=body)
-    (delivered,) = store.deliver(
+    (delivered,) = store.mail.deliver(
         blob, parsed, [(account.id, name)], flags=flags, internal_date=internal_date
     )
     return delivered.uid

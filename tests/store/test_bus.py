@@ -146,18 +146,18 @@ def test_store_commit_wakes_a_subscriber(store: SqlStore) -> None:
 
     async def idle() -> None:
         async with bus.subscribe(alice.id) as sub:
-            start = store.changes_since(box, 0).mailbox.highestmodseq
+            start = store.mail.changes_since(box, 0).mailbox.highestmodseq
             thread = in_thread(lambda: (deliver_one(store, bob), deliver_one(store, alice)))
             (added,) = await asyncio.wait_for(sub.get(), WAIT)
             thread.join()
             assert isinstance(added, MessageAdded)
             assert (added.account_id, added.mailbox_id, added.uid) == (alice.id, box, 1)
-            changes = await asyncio.to_thread(store.changes_since, box, start)
+            changes = await asyncio.to_thread(store.mail.changes_since, box, start)
             assert [m.uid for m in changes.changed] == [1]
 
-            await asyncio.to_thread(store.set_flags, box, [1], changes.changed[0].flags)
+            await asyncio.to_thread(store.mail.set_flags, box, [1], changes.changed[0].flags)
             assert sub.queue.empty()  # nothing changed, nothing published
-            thread = in_thread(lambda: store.expunge(box, [1]))
+            thread = in_thread(lambda: store.mail.expunge(box, [1]))
             (gone,) = await asyncio.wait_for(sub.get(), WAIT)
             thread.join()
             assert gone == MessagesExpunged(alice.id, box, (1,), gone.modseq)

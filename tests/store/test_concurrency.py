@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from postel.store.errors import AlreadyExists
 from postel.store.model import Flags
-from postel.store.sql.store import AlreadyExists, SqlStore
+from postel.store.sql.store import SqlStore
 from tests.store.helpers import add_user, deliver_one, mailbox_id, put_message
 
 THREADS = 8
@@ -43,7 +44,7 @@ def test_parallel_deliveries_get_distinct_ascending_uids(store: SqlStore) -> Non
         got = []
         for n in range(per_thread):
             blob, parsed = put_message(store, body=f"thread {i} message {n}")
-            (d,) = store.deliver(blob, parsed, [(alice.id, "INBOX")])
+            (d,) = store.mail.deliver(blob, parsed, [(alice.id, "INBOX")])
             got.append((d.uid, d.modseq))
         return got
 
@@ -54,13 +55,13 @@ def test_parallel_deliveries_get_distinct_ascending_uids(store: SqlStore) -> Non
     for got in results:
         # Within one thread, later deliveries get higher UIDs and MODSEQs.
         assert got == sorted(got)  # type: ignore[type-var]
-    messages = store.list_messages(box)
+    messages = store.mail.list_messages(box)
     assert [m.uid for m in messages] == list(range(1, total + 1))
     assert len({m.blob_sha256 for m in messages}) == total
     # A UID and its MODSEQ are taken together, so MODSEQ order is UID order.
     modseqs = [m.modseq for m in messages]
     assert modseqs == sorted(set(modseqs))
-    mailbox = store.get_mailbox_by_id(box)
+    mailbox = store.mail.get_mailbox_by_id(box)
     assert mailbox is not None
     assert mailbox.uidnext == total + 1
     assert mailbox.highestmodseq == modseqs[-1]
@@ -78,11 +79,11 @@ def test_parallel_multi_recipient_deliveries_do_not_deadlock(store: SqlStore) ->
         if i % 2:
             targets.reverse()
         for _ in range(rounds):
-            store.deliver(*put_message(store), targets)
+            store.mail.deliver(*put_message(store), targets)
 
     run_in_threads(deliver_both)
     for account in (alice, bob):
-        uids = [m.uid for m in store.list_messages(mailbox_id(store, account))]
+        uids = [m.uid for m in store.mail.list_messages(mailbox_id(store, account))]
         assert uids == list(range(1, THREADS * rounds + 1))
 
 
@@ -98,16 +99,16 @@ def test_parallel_flag_changes_are_not_lost(store: SqlStore) -> None:
 
     def add_keyword(i: int) -> None:
         for uid in range(1, count + 1):
-            store.set_flags(box, [uid], Flags(keywords=(f"k{i}",)), mode="add")
+            store.mail.set_flags(box, [uid], Flags(keywords=(f"k{i}",)), mode="add")
 
     run_in_threads(add_keyword)
     everything = tuple(sorted(f"k{i}" for i in range(THREADS)))
-    messages = store.list_messages(box)
+    messages = store.mail.list_messages(box)
     assert {m.uid: m.flags.keywords for m in messages} == {
         uid: everything for uid in range(1, count + 1)
     }
     # Every effective STORE spent its own MODSEQ.
-    mailbox = store.get_mailbox_by_id(box)
+    mailbox = store.mail.get_mailbox_by_id(box)
     assert mailbox is not None
     assert mailbox.highestmodseq == 1 + count + THREADS * count
 
@@ -121,13 +122,13 @@ def test_parallel_expunges_remove_each_message_once(store: SqlStore) -> None:
         first = deliver_one(store, alice)
         for _ in range(3):
             deliver_one(store, alice)
-        store.set_flags(box, list(range(first, first + 4)), Flags(deleted=True), mode="add")
-        results = run_in_threads(lambda _i: store.expunge(box))
+        store.mail.set_flags(box, list(range(first, first + 4)), Flags(deleted=True), mode="add")
+        results = run_in_threads(lambda _i: store.mail.expunge(box))
         removed = [uid for r in results for uid in r]  # type: ignore[attr-defined]
         assert sorted(removed) == list(range(first, first + 4)), f"round {round_}"
         removed_total += removed
-    assert store.list_messages(box) == []
-    assert store.changes_since(box, 0).expunged_uids == sorted(removed_total)
+    assert store.mail.list_messages(box) == []
+    assert store.mail.changes_since(box, 0).expunged_uids == sorted(removed_total)
 
 
 @pytest.mark.timeout(60)
@@ -138,12 +139,12 @@ def test_parallel_creation_of_one_name_reports_already_exists(store: SqlStore) -
         def work(_i: int) -> str:
             try:
                 if kind == "domain":
-                    store.add_domain("example.test")
+                    store.directory.add_domain("example.test")
                 elif kind == "account":
-                    store.add_account("alice@example.test", "hash")
+                    store.directory.add_account("alice@example.test", "hash")
                 else:  # two IMAP sessions sending CREATE
-                    (account,) = store.list_accounts()
-                    store.create_mailbox(account.id, "Projects")
+                    (account,) = store.directory.list_accounts()
+                    store.mail.create_mailbox(account.id, "Projects")
             except AlreadyExists:
                 return "exists"
             return "created"
@@ -153,9 +154,9 @@ def test_parallel_creation_of_one_name_reports_already_exists(store: SqlStore) -
     for kind in ("domain", "account", "mailbox"):
         outcomes = run_in_threads(add(kind))
         assert sorted(outcomes) == ["created"] + ["exists"] * (THREADS - 1), kind  # type: ignore[type-var]
-    assert [a.email for a in store.list_accounts()] == ["alice@example.test"]
-    (account,) = store.list_accounts()
-    assert len(store.list_mailboxes(account.id)) == 7
+    assert [a.email for a in store.directory.list_accounts()] == ["alice@example.test"]
+    (account,) = store.directory.list_accounts()
+    assert len(store.mail.list_mailboxes(account.id)) == 7
 
 
 @pytest.mark.timeout(60)
@@ -169,7 +170,7 @@ def test_two_store_instances_deliver_in_parallel(make_store: Callable[[], SqlSto
     def deliver_many(i: int) -> list[int]:
         store = stores[i % 2]
         return [
-            store.deliver(*put_message(store, body=f"{i}/{n}"), [(alice.id, "INBOX")])[0].uid
+            store.mail.deliver(*put_message(store, body=f"{i}/{n}"), [(alice.id, "INBOX")])[0].uid
             for n in range(per_thread)
         ]
 
@@ -177,4 +178,4 @@ def test_two_store_instances_deliver_in_parallel(make_store: Callable[[], SqlSto
     total = THREADS * per_thread
     assert sorted(uid for got in results for uid in got) == list(range(1, total + 1))  # type: ignore[attr-defined]
     box = mailbox_id(stores[1], alice)
-    assert [m.uid for m in stores[1].list_messages(box)] == list(range(1, total + 1))
+    assert [m.uid for m in stores[1].mail.list_messages(box)] == list(range(1, total + 1))

@@ -12,22 +12,24 @@ from sqlalchemy import Connection, insert, select, text
 from postel.app import open_store
 from postel.config import parse_config
 from postel.mail.mime import parse_message_bytes
+from postel.store.errors import NotFound
 from postel.store.model import Change
 from postel.store.sql import schema as t
-from postel.store.sql.store import NotFound, SqliteStore, now
+from postel.store.sql.rows import now
+from postel.store.sql.store import SqlStore
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
+def store(tmp_path: Path) -> SqlStore:
     opened = open_store(parse_config({"data_dir": str(tmp_path)}))
-    assert isinstance(opened, SqliteStore)
-    opened.add_domain("example.test")
-    opened.add_account("alice@example.test", "x")
+    assert isinstance(opened, SqlStore)
+    opened.directory.add_domain("example.test")
+    opened.directory.add_account("alice@example.test", "x")
     return opened
 
 
-def test_concurrent_deliveries_each_get_their_own_uid(store: SqliteStore) -> None:
-    account = store.get_account("alice@example.test")
+def test_concurrent_deliveries_each_get_their_own_uid(store: SqlStore) -> None:
+    account = store.directory.get_account("alice@example.test")
     assert account is not None
     blob = store.blobs.put(b"Subject: x\r\n\r\nbody\r\n")
     parsed = parse_message_bytes(b"Subject: x\r\n\r\nbody\r\n")
@@ -40,7 +42,7 @@ def test_concurrent_deliveries_each_get_their_own_uid(store: SqliteStore) -> Non
     def deliver() -> None:
         start.wait()
         for _ in range(20):
-            delivered = store.deliver(blob, parsed, [(account.id, "INBOX")])
+            delivered = store.mail.deliver(blob, parsed, [(account.id, "INBOX")])
             with lock:
                 uids.append(delivered[0].uid)
 
@@ -53,7 +55,7 @@ def test_concurrent_deliveries_each_get_their_own_uid(store: SqliteStore) -> Non
     assert len(published) == 320  # every delivery announced exactly once
 
 
-def test_a_refusal_before_writing_does_not_spoil_the_batch(store: SqliteStore) -> None:
+def test_a_refusal_before_writing_does_not_spoil_the_batch(store: SqlStore) -> None:
     errors: list[BaseException] = []
     results: list[int] = []
 
@@ -65,23 +67,23 @@ def test_a_refusal_before_writing_does_not_spoil_the_batch(store: SqliteStore) -
         return 7
 
     # Queue both jobs, then let one leader run them in a single transaction.
-    with store._lock:
+    with store.db._lock:
         threads = [
             threading.Thread(target=lambda: _run(store, refuse, results, errors)),
             threading.Thread(target=lambda: _run(store, write, results, errors)),
         ]
         for thread in threads:
             thread.start()
-        while len(store._group._pending) < 2:
+        while len(store.db._group._pending) < 2:
             pass
     for thread in threads:
         thread.join()
     assert results == [7]
     assert len(errors) == 1 and isinstance(errors[0], NotFound)
-    assert store.get_domain("other.test") is not None
+    assert store.directory.get_domain("other.test") is not None
 
 
-def test_an_unexpected_error_rolls_the_whole_batch_back(store: SqliteStore) -> None:
+def test_an_unexpected_error_rolls_the_whole_batch_back(store: SqlStore) -> None:
     errors: list[BaseException] = []
     results: list[int] = []
 
@@ -93,14 +95,14 @@ def test_an_unexpected_error_rolls_the_whole_batch_back(store: SqliteStore) -> N
         conn.execute(text("SELECT * FROM no_such_table"))
         return 2
 
-    with store._lock:
+    with store.db._lock:
         threads = [
             threading.Thread(target=lambda: _run(store, write, results, errors)),
             threading.Thread(target=lambda: _run(store, broken, results, errors)),
         ]
         for thread in threads:
             thread.start()
-        while len(store._group._pending) < 2:
+        while len(store.db._group._pending) < 2:
             pass
     for thread in threads:
         thread.join()
@@ -111,12 +113,12 @@ def test_an_unexpected_error_rolls_the_whole_batch_back(store: SqliteStore) -> N
 
 
 def _run(
-    store: SqliteStore,
+    store: SqlStore,
     work: object,
     results: list[int],
     errors: list[BaseException],
 ) -> None:
     try:
-        results.append(store._group_write(work))  # type: ignore[arg-type]
+        results.append(store.db.group_write(work))  # type: ignore[arg-type]
     except Exception as exc:
         errors.append(exc)

@@ -8,9 +8,11 @@ from datetime import datetime
 import pytest
 from sqlalchemy import insert
 
-from postel.store.model import Change, Flags, MessageAdded, MessagesExpunged
+from postel.store.errors import NotFound
+from postel.store.model import Change, Flags, MessageAdded, MessagesExpunged, QueueChanged
 from postel.store.sql import schema
-from postel.store.sql.store import NotFound, SqlStore, now
+from postel.store.sql.rows import now
+from postel.store.sql.store import SqlStore
 from tests.store.helpers import add_user, deliver_one, mailbox_id, put_message
 
 # -- queue --------------------------------------------------------------------------------
@@ -19,7 +21,7 @@ from tests.store.helpers import add_user, deliver_one, mailbox_id, put_message
 def test_enqueue_one_row_per_domain(store: SqlStore) -> None:
     alice = add_user(store, "alice@example.test")
     blob, _ = put_message(store, body="queued")
-    ids = store.enqueue(
+    ids = store.queue.enqueue(
         queue_id="Q1abc",
         blob=blob,
         body_offset=10,
@@ -30,8 +32,8 @@ def test_enqueue_one_row_per_domain(store: SqlStore) -> None:
         body_8bit=False,
     )
     assert len(ids) == 3 and len(set(ids)) == 3
-    items = store.list_queue()
-    assert [i.id for i in items] == ids  # list_queue is in id order
+    items = store.queue.list_all()
+    assert [i.id for i in items] == ids  # list_all is in id order
     by_domain = {i.domain: i for i in items}
     assert set(by_domain) == {"one.test", "two.test", "drei.test"}
     assert by_domain["one.test"].recipients == ["a@one.test", "B@One.TEST"]
@@ -48,36 +50,36 @@ def test_enqueue_one_row_per_domain(store: SqlStore) -> None:
         assert isinstance(item.next_attempt_at, datetime)
         assert item.next_attempt_at.tzinfo is not None
         assert item.next_attempt_at == item.created_at  # due at once
-    assert store.referenced_blobs() == {blob.sha256}
+
+
+def test_enqueue_and_retry_now_tell_the_queue_workers(store: SqlStore) -> None:
+    heard: list[list[object]] = []
+    store.on_commit(lambda changes: heard.append(list(changes)))
+    blob, _ = put_message(store, body="queued")
+    (row,) = store.queue.enqueue(
+        queue_id="Q2", blob=blob, body_offset=0, mail_from="", recipients=["x@remote.test"],
+        account_id=None, smtputf8=False, body_8bit=False,
+    )
+    assert heard == [[QueueChanged()]]
+    assert len(store.queue.claim(now(), 10)) == 1
+    store.queue.reschedule(row, next_attempt_at=now(), error="451 later")
+    assert len(heard) == 1  # a later attempt is the poll's business
+    assert store.queue.retry_now(row) == 1
+    assert heard[-1] == [QueueChanged()]
+    assert store.queue.retry_now(row + 1) == 0
+    assert len(heard) == 2  # nothing made due, nothing said
 
 
 def test_enqueue_null_sender_without_account(store: SqlStore) -> None:
     blob, _ = put_message(store)
-    (row_id,) = store.enqueue(
+    (row_id,) = store.queue.enqueue(
         queue_id="Q2", blob=blob, body_offset=0, mail_from="", recipients=["x@remote.test"],
         account_id=None, smtputf8=False, body_8bit=True,
     )
-    (item,) = store.list_queue()
+    (item,) = store.queue.list_all()
     assert item.id == row_id
     assert item.mail_from == ""  # the null reverse-path of a bounce
     assert item.size == blob.size
-
-
-def test_referenced_blobs(store: SqlStore) -> None:
-    alice = add_user(store, "alice@example.test")
-    assert store.referenced_blobs() == set()
-    first, parsed = put_message(store, body="one")
-    second, _ = put_message(store, body="two")
-    store.deliver(first, parsed, [(alice.id, "INBOX"), (alice.id, "Sent")])
-    store.enqueue(
-        queue_id="Q3", blob=second, body_offset=0, mail_from="alice@example.test",
-        recipients=["x@remote.test"], account_id=alice.id, smtputf8=False, body_8bit=False,
-    )
-    assert store.referenced_blobs() == {first.sha256, second.sha256}
-    store.expunge(mailbox_id(store, alice), [1])
-    assert store.referenced_blobs() == {first.sha256, second.sha256}  # Sent still has it
-    store.expunge(mailbox_id(store, alice, "Sent"), [1])
-    assert store.referenced_blobs() == {second.sha256}
 
 
 # -- commit listeners ---------------------------------------------------------------------
@@ -90,7 +92,7 @@ def test_listener_runs_after_commit(store: SqlStore) -> None:
 
     def listener(changes: Sequence[Change]) -> None:
         # Another connection already sees the rows: the transaction has committed.
-        seen_by_listener.append((list(changes), [m.uid for m in store.list_messages(box)]))
+        seen_by_listener.append((list(changes), [m.uid for m in store.mail.list_messages(box)]))
 
     store.on_commit(listener)
     uid = deliver_one(store, alice)
@@ -109,8 +111,8 @@ def test_every_listener_gets_every_batch(store: SqlStore) -> None:
     store.on_commit(first.extend)
     store.on_commit(second.extend)
     deliver_one(store, alice)
-    store.set_flags(box, [1], Flags(deleted=True))
-    store.expunge(box)
+    store.mail.set_flags(box, [1], Flags(deleted=True))
+    store.mail.expunge(box)
     assert [type(c).__name__ for c in first] == ["MessageAdded", "FlagsChanged",
                                                  "MessagesExpunged"]
     assert first == second
@@ -120,10 +122,10 @@ def test_every_listener_gets_every_batch(store: SqlStore) -> None:
 def test_writes_without_changes_publish_nothing(store: SqlStore) -> None:
     calls: list[Sequence[Change]] = []
     store.on_commit(calls.append)
-    store.add_domain("example.test")
-    store.add_account("alice@example.test", "hash")
-    store.add_alias("info@example.test", "alice@example.test")
-    store.update_account("alice@example.test", display_name="A")
+    store.directory.add_domain("example.test")
+    store.directory.add_account("alice@example.test", "hash")
+    store.directory.add_alias("info@example.test", "alice@example.test")
+    store.directory.update_account("alice@example.test", display_name="A")
     assert calls == []
 
 
@@ -133,15 +135,15 @@ def test_no_listener_call_on_rollback(store: SqlStore) -> None:
     store.on_commit(calls.append)
     blob, parsed = put_message(store)
     with pytest.raises(NotFound):
-        store.deliver(blob, parsed, [(alice.id, "INBOX"), (alice.id + 99, "INBOX")])
+        store.mail.deliver(blob, parsed, [(alice.id, "INBOX"), (alice.id + 99, "INBOX")])
     # A write that had already recorded a change, then failed: rolled back, not published.
-    with pytest.raises(RuntimeError), store._write() as (conn, changes):
+    with pytest.raises(RuntimeError), store.db.write() as (conn, changes):
         conn.execute(insert(schema.domains).values(name="new.test", created_at=now()))
         changes.append(MessageAdded(alice.id, mailbox_id(store, alice), 1, 2))
         raise RuntimeError("boom")
     assert calls == []
-    assert store.get_domain("new.test") is None
-    assert store.list_messages(mailbox_id(store, alice)) == []
+    assert store.directory.get_domain("new.test") is None
+    assert store.mail.list_messages(mailbox_id(store, alice)) == []
 
 
 def test_failing_listener_does_not_fail_a_committed_write(store: SqlStore) -> None:
@@ -158,5 +160,5 @@ def test_failing_listener_does_not_fail_a_committed_write(store: SqlStore) -> No
     store.on_commit(received.extend)
     uid = deliver_one(store, alice)
     assert uid == 1
-    assert [m.uid for m in store.list_messages(mailbox_id(store, alice))] == [1]
+    assert [m.uid for m in store.mail.list_messages(mailbox_id(store, alice))] == [1]
     assert len(received) == 1  # later listeners still hear about it

@@ -34,7 +34,7 @@ def _is_search_index(difference: object) -> bool:
 
 def test_migrations_are_idempotent(store: SqlStore) -> None:
     # Every start runs them; a second run on an up-to-date database changes nothing.
-    store.add_domain("example.test")
+    store.directory.add_domain("example.test")
     upgrade(store.engine)
     upgrade(store.engine)
-    assert [d.name for d in store.list_domains()] == ["example.test"]
+    assert [d.name for d in store.directory.list_domains()] == ["example.test"]

@@ -24,7 +24,7 @@ from postel.mail.mime import parse_message_bytes
 from postel.store.blobs import BlobStore
 from postel.store.bus import InProcessBus
 from postel.store.sql.migrate import upgrade
-from postel.store.sql.store import SqliteStore
+from postel.store.sql.store import SqlStore, open_store
 
 MESSAGES = [
     b"Subject: one\r\nFrom: a@b.test\r\n\r\nfirst\r\n",
@@ -56,29 +56,32 @@ class FakeIO:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteStore]:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqlStore]:
     root = tmp_path_factory.mktemp("imapstore")
-    store = SqliteStore(f"sqlite:///{root / 'db.sqlite'}", BlobStore(root / "b", root / "t"))
+    store = open_store(f"sqlite:///{root / 'db.sqlite'}", BlobStore(root / "b", root / "t"))
     upgrade(store.engine)
-    store.add_domain("example.test")
-    account = store.add_account("fuzz@example.test", "x")
+    store.directory.add_domain("example.test")
+    account = store.directory.add_account("fuzz@example.test", "x")
     for raw in MESSAGES:
-        store.deliver(store.blobs.put(raw), parse_message_bytes(raw), [(account.id, "INBOX")])
+        store.mail.deliver(store.blobs.put(raw), parse_message_bytes(raw), [(account.id, "INBOX")])
     yield store
     store.close()
 
 
-async def _run(store: SqliteStore, tmp: Path, data: bytes, *, select: bool) -> bytes:
-    services = Services(
+def make_services(store: SqlStore, tmp: Path, config: ImapConfig | None = None) -> Services:
+    return Services(
         hostname="test", store=store, bus=InProcessBus(),
         authenticator=Authenticator(store, FailureLimiter(10, 10, 60)),
-        limiter=FailureLimiter(10, 10, 60), config=ImapConfig(max_line_length=2000),
-        tmp_dir=tmp,
+        limiter=FailureLimiter(10, 10, 60), config=config or ImapConfig(), tmp_dir=tmp,
     )
+
+
+async def _run(store: SqlStore, tmp: Path, data: bytes, *, select: bool) -> bytes:
+    services = make_services(store, tmp, ImapConfig(max_line_length=2000))
     io = FakeIO()
     receiver = Receiver(max_line_length=2000, max_literal_size=1000)
     session = ImapSession(services, io, receiver, "127.0.0.1", tls=True, tls_available=True)
-    session.account = store.get_account("fuzz@example.test")
+    session.account = store.directory.get_account("fuzz@example.test")
     session.state = State.AUTHENTICATED
     session.subscribe()
     if select:
@@ -92,11 +95,11 @@ async def _run(store: SqliteStore, tmp: Path, data: bytes, *, select: bool) -> b
     return bytes(io.out)
 
 
-def run(store: SqliteStore, tmp: Path, data: bytes, *, select: bool = True) -> bytes:
+def run(store: SqlStore, tmp: Path, data: bytes, *, select: bool = True) -> bytes:
     return asyncio.run(_run(store, tmp, data, select=select))
 
 
-def test_examine_and_fetch_everything(store: SqliteStore, tmp_path: Path) -> None:
+def test_examine_and_fetch_everything(store: SqlStore, tmp_path: Path) -> None:
     out = run(store, tmp_path, b"f FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE BODY[] "
                                b"BINARY.SIZE[1] BODY[1.MIME] RFC822.SIZE)\r\n")
     assert b"f OK FETCH completed" in out
@@ -124,7 +127,7 @@ NAMES = [
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.sampled_from(NAMES), st.lists(st.sampled_from(TOKENS), max_size=6))
 def test_random_commands_never_crash(
-    store: SqliteStore, tmp_path: Path, name: str, args: list[str]
+    store: SqlStore, tmp_path: Path, name: str, args: list[str]
 ) -> None:
     line = ("t1 " + name + (" " if args else "") + " ".join(args) + "\r\n").encode()
     out = run(store, tmp_path, line + b"t2 NOOP\r\n")
@@ -132,13 +135,9 @@ def test_random_commands_never_crash(
     assert b"t2 OK" in out or b"t1 BAD" in out or b"+ Ready" in out, out
 
 
-def test_overlong_sasl_response_ends_authenticate(store: SqliteStore, tmp_path: Path) -> None:
+def test_overlong_sasl_response_ends_authenticate(store: SqlStore, tmp_path: Path) -> None:
     async def go() -> bytes:
-        services = Services(
-            hostname="test", store=store, bus=InProcessBus(),
-            authenticator=Authenticator(store, FailureLimiter(10, 10, 60)),
-            limiter=FailureLimiter(10, 10, 60), config=ImapConfig(), tmp_dir=tmp_path,
-        )
+        services = make_services(store, tmp_path)
         io = FakeIO()
         receiver = Receiver(max_line_length=100)
         session = ImapSession(services, io, receiver, "127.0.0.1", tls=True,
@@ -153,14 +152,14 @@ def test_overlong_sasl_response_ends_authenticate(store: SqliteStore, tmp_path: 
 
 
 def test_missing_body_file_does_not_corrupt_the_stream(
-    store: SqliteStore, tmp_path: Path
+    store: SqlStore, tmp_path: Path
 ) -> None:
-    account = store.get_account("fuzz@example.test")
+    account = store.directory.get_account("fuzz@example.test")
     assert account is not None
-    store.create_mailbox(account.id, "Broken")
+    store.mail.create_mailbox(account.id, "Broken")
     raw = b"Subject: lost\r\n\r\nthe body file will vanish\r\n"
     ref = store.blobs.put(raw)
-    store.deliver(ref, parse_message_bytes(raw), [(account.id, "Broken")])
+    store.mail.deliver(ref, parse_message_bytes(raw), [(account.id, "Broken")])
     store.blobs.path(ref.sha256).unlink()
     out = run(store, tmp_path, b"s SELECT Broken\r\nf FETCH 1 (UID BODY.PEEK[])\r\n"
                                b"g FETCH 1 (UID FLAGS)\r\n", select=False)

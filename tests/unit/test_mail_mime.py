@@ -15,11 +15,11 @@ from postel.mail.mime import (
     MimePart,
     ParsedMessage,
     base_subject,
-    bodystructure,
     decode_words,
     parse_message_bytes,
     parse_message_file,
 )
+from tests.unit.imap_legacy import bodystructure
 
 
 def crlf(text: str) -> bytes:
@@ -339,8 +339,9 @@ def test_group_addresses() -> None:
     ]
     assert env[6] == [[None, None, "undisclosed-recipients", None], [None, None, None, None]]
     m = parse_message_bytes(data)
-    assert m.to_sort == "a"  # first real mailbox, not the group name
-    assert m.cc_sort == "" and m.display_to == "a@example.com"
+    # RFC 5256 3, RFC 5957 3: the first address, and for a group its name.
+    assert m.to_sort == "friends"
+    assert m.cc_sort == "undisclosed-recipients" and m.display_to == "Friends"
 
 
 def test_missing_headers() -> None:
@@ -606,8 +607,6 @@ def test_never_raises_and_offsets_are_sane(data: bytes) -> None:
 
 
 def test_text_without_charset_is_us_ascii_in_bodystructure() -> None:
-    from postel.mail.mime import bodystructure
-
     parsed = parse_message_bytes(b"Content-Type: text/plain\r\n\r\nbody\r\n")
     assert bodystructure(parsed.body, False)[2] == ["charset", "us-ascii"]
     html = parse_message_bytes(b"Content-Type: text/html; format=flowed\r\n\r\nx\r\n")

@@ -55,8 +55,8 @@ class FakeIO:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqlStore]:
     store = open_store(parse_config({"data_dir": str(tmp_path / "data")}))
-    store.add_domain("example.test")
-    store.add_account(ALICE, _HASH)
+    store.directory.add_domain("example.test")
+    store.directory.add_account(ALICE, _HASH)
     yield store
     store.close()
 
@@ -75,10 +75,10 @@ def make_services(store: SqlStore, **config: object) -> Services:
 
 
 def deliver(store: SqlStore, message: bytes, email: str = ALICE) -> int:
-    account = store.get_account(email)
+    account = store.directory.get_account(email)
     assert account is not None
     blob = store.blobs.put(message)
-    return store.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])[0].uid
+    return store.mail.deliver(blob, parse_message_bytes(message), [(account.id, "INBOX")])[0].uid
 
 
 class Client:
@@ -122,7 +122,9 @@ def test_capabilities_after_tls_and_after_login(store: SqlStore) -> None:
     assert "USER" in lines and "SASL PLAIN LOGIN" in lines and "STLS" not in lines
     client.login()
     lines = client.cmd("CAPA").decode().split("\r\n")
-    assert "USER" not in lines and "TOP" in lines and "UIDL" in lines
+    # RFC 2449 6.3, 6.8: USER and SASL are announced in both states.
+    assert "USER" in lines and "SASL PLAIN LOGIN" in lines and "STLS" not in lines
+    assert "TOP" in lines and "UIDL" in lines
 
 
 def test_plaintext_login_refused_without_tls(store: SqlStore) -> None:
@@ -160,7 +162,7 @@ def test_login_and_transaction_commands(store: SqlStore) -> None:
     first = b"Subject: one\r\n\r\nbody one\r\n"
     second = b"Subject: two\r\n\r\n.dot line\r\nmore\r\n"
     uid1, uid2 = deliver(store, first), deliver(store, second)
-    box = store.get_mailbox(store.get_account(ALICE).id, "INBOX")  # type: ignore[union-attr]
+    box = store.mail.get_mailbox(store.directory.get_account(ALICE).id, "INBOX")  # type: ignore[union-attr]
     assert box is not None
     client = Client(make_services(store))
     assert client.cmd("STAT").startswith(b"-ERR")  # not before login
@@ -199,11 +201,11 @@ def test_login_and_transaction_commands(store: SqlStore) -> None:
     assert client.cmd("USER x").startswith(b"-ERR")  # not valid after login
     assert client.cmd("UTF8").startswith(b"-ERR")
     # Nothing is removed before QUIT ...
-    assert [m.uid for m in store.list_messages(box.id)] == [uid1, uid2]
+    assert [m.uid for m in store.mail.list_messages(box.id)] == [uid1, uid2]
     reply = client.cmd("QUIT")
     assert reply.startswith(b"+OK") and client.io.closed
     # ... and QUIT removes exactly the marked message.
-    assert [m.uid for m in store.list_messages(box.id)] == [uid1]
+    assert [m.uid for m in store.mail.list_messages(box.id)] == [uid1]
     assert client.session.state is State.UPDATE
 
 
@@ -225,10 +227,10 @@ def test_dropped_connection_deletes_nothing_and_frees_the_lock(store: SqlStore) 
     client.login()
     assert client.cmd("DELE 1").startswith(b"+OK")
     client.session.end()  # what the server does when the socket goes away
-    account = store.get_account(ALICE)
+    account = store.directory.get_account(ALICE)
     assert account is not None and not services.locks.held(account.id)
-    box = store.get_mailbox(account.id, "INBOX")
-    assert box is not None and len(store.list_messages(box.id)) == 1
+    box = store.mail.get_mailbox(account.id, "INBOX")
+    assert box is not None and len(store.mail.list_messages(box.id)) == 1
 
 
 def test_second_login_gets_in_use(store: SqlStore) -> None:
@@ -335,7 +337,7 @@ def test_missing_blob_gets_err_not_a_broken_stream(store: SqlStore) -> None:
     client = Client(make_services(store))
     client.login()
     box_id = client.session.maildrop.mailbox_id  # type: ignore[union-attr]
-    sha = store.list_messages(box_id)[0].blob_sha256
+    sha = store.mail.list_messages(box_id)[0].blob_sha256
     store.blobs.path(sha).unlink()
     assert client.cmd("RETR 1").startswith(b"-ERR [SYS/TEMP]")
     assert client.cmd("NOOP") == b"+OK\r\n"
@@ -349,8 +351,8 @@ def test_shutdown_closes_an_idle_session_without_update(store: SqlStore) -> None
     client.cmd("DELE 1")
     asyncio.run(client.session.request_shutdown())
     assert client.io.closed
-    box_id = store.get_mailbox(store.get_account(ALICE).id, "INBOX").id  # type: ignore[union-attr]
-    assert len(store.list_messages(box_id)) == 1
+    box_id = store.mail.get_mailbox(store.directory.get_account(ALICE).id, "INBOX").id  # type: ignore[union-attr]
+    assert len(store.mail.list_messages(box_id)) == 1
 
 
 def test_thirty_megabytes_stream_in_bounded_memory(store: SqlStore) -> None:
@@ -379,7 +381,7 @@ def test_maildrop_that_cannot_be_opened_frees_the_lock(
     def broken(mailbox_id: int) -> list[object]:
         raise RuntimeError("database is gone")
 
-    monkeypatch.setattr(store, "list_messages", broken)
+    monkeypatch.setattr(store.mail, "list_messages", broken)
     client = Client(services)
     assert client.login().startswith(b"-ERR [SYS/TEMP]")
     assert client.session.state is State.AUTHORIZATION

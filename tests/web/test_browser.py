@@ -182,7 +182,7 @@ def test_my_settings_backup_address(page: Page, server: PostelServer) -> None:
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Your settings were saved.")
     expect(page.get_by_label("Backup Email Address")).to_have_value("bob@new.test")
-    account = server.store.get_account("bob@example.test")
+    account = server.store.directory.get_account("bob@example.test")
     assert account is not None and account.backup_email == "bob@new.test"
 
 
@@ -199,7 +199,7 @@ def test_domain_admin_edits_backup_and_resets_password(page: Page,
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("status")).to_have_text("The user was saved.")
     shot(page, "domain_admin_user_tab")
-    account = server.store.get_account("ann@a.example")
+    account = server.store.directory.get_account("ann@a.example")
     assert account is not None and account.backup_email == "ann@elsewhere.test"
     with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as smtp:
         smtp.starttls(context=server.client_tls())
@@ -221,7 +221,7 @@ def test_domain_admin_refused_on_other_domain(page: Page, server: PostelServer) 
                                  data={"backup_email": "evil@x.test"},
                                  headers={"X-CSRF-Token": token})
     assert patched.status == 403
-    account = server.store.get_account("zed@b.example")
+    account = server.store.directory.get_account("zed@b.example")
     assert account is not None and account.backup_email == "zed@x.test"
 
 
@@ -232,7 +232,7 @@ def test_system_admin_adds_domain(page: Page, server: PostelServer) -> None:
     page.get_by_role("button", name="Add domain").click()
     expect(page.get_by_role("status")).to_have_text("Added the domain new.example.")
     expect(page.get_by_role("cell", name="new.example")).to_be_visible()
-    assert server.store.get_domain("new.example") is not None
+    assert server.store.directory.get_domain("new.example") is not None
 
 
 def test_logon_page_on_a_phone(browser: Browser, server: PostelServer) -> None:

@@ -12,8 +12,8 @@ from postel.mail.mime import parse_message_bytes
 from postel.store.model import Flags
 from postel.store.sql import schema as t
 from postel.store.sql.store import SqlStore
-from postel.store.sql.webmail import BadCursor, WebmailSql
-from postel.store.webmail_api import MessageText, SearchTerms, SortKey
+from postel.store.sql.webmail import SqlWebmail
+from postel.store.webmail_api import BadCursor, MessageText, SearchTerms, SortKey
 from tests.store.helpers import add_user, mailbox_id
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -23,20 +23,20 @@ def deliver(store: SqlStore, account_id: int, sender: str, subject: str, body: s
             minutes: int, *, box: str = "INBOX", seen: bool = False) -> int:
     raw = (f"From: {sender}\r\nTo: me@example.test\r\nSubject: {subject}\r\n"
            f"Message-ID: <{subject.replace(' ', '.')}@x>\r\n\r\n{body}\r\n").encode()
-    (delivered,) = store.deliver(store.blobs.put(raw), parse_message_bytes(raw),
+    (delivered,) = store.mail.deliver(store.blobs.put(raw), parse_message_bytes(raw),
                                  [(account_id, box)], flags=Flags(seen=seen),
                                  internal_date=START + timedelta(minutes=minutes))
     return delivered.uid
 
 
-def index_all(sql: WebmailSql, account_id: int) -> None:
+def index_all(sql: SqlWebmail, account_id: int) -> None:
     for item in sql.unindexed(account_id, 1000):
         sql.save_texts([MessageText(item.id, item.subject, str(item.envelope[2]),
                                     str(item.envelope[5]), f"body of {item.subject}")])
 
 
 def test_folders_list_and_paging(store: SqlStore) -> None:
-    sql = WebmailSql(store)
+    sql = store.webmail
     me = add_user(store, "me@example.test")
     for n in range(7):
         deliver(store, me.id, f"s{n % 3}@x.test", f"subject {n}", "hi", n, seen=n < 2)
@@ -62,7 +62,7 @@ def test_folders_list_and_paging(store: SqlStore) -> None:
 
 
 def test_search_and_index_follow_expunge(store: SqlStore) -> None:
-    sql = WebmailSql(store)
+    sql = store.webmail
     me = add_user(store, "me@example.test")
     other = add_user(store, "other@example.test")
     deliver(store, me.id, "alice@x.test", "invoice march", "", 1)
@@ -85,14 +85,14 @@ def test_search_and_index_follow_expunge(store: SqlStore) -> None:
     inbox = mailbox_id(store, me)
     first = sql.list_page(inbox, SortKey.DATE, False, None, 1).messages[0]
     assert first.preview == "body of invoice march"
-    store.expunge(inbox, [first.uid])
+    store.mail.expunge(inbox, [first.uid])
     assert subjects(SearchTerms(words=("invoice",))) == []
     with store._read() as conn:
         assert conn.execute(select(func.count()).select_from(t.webmail_text)).scalar() == 2
 
 
 def test_prefs_thread_and_correspondents(store: SqlStore) -> None:
-    sql = WebmailSql(store)
+    sql = store.webmail
     me = add_user(store, "me@example.test")
     assert sql.prefs(me.id).mark_read_on_open
     sql.save_prefs(me.id, signature="-- me", mark_read_on_open=False)
@@ -103,7 +103,7 @@ def test_prefs_thread_and_correspondents(store: SqlStore) -> None:
     assert prefs.trusted_senders == {"news@x.test"}
     raw = (b"From: Carol <carol@x.test>\r\nSubject: re\r\nMessage-ID: <b@x>\r\n"
            b"In-Reply-To: <a@x>\r\nReferences: <a@x>\r\n\r\nhi\r\n")
-    store.deliver(store.blobs.put(raw), parse_message_bytes(raw), [(me.id, "Archive")])
+    store.mail.deliver(store.blobs.put(raw), parse_message_bytes(raw), [(me.id, "Archive")])
     deliver(store, me.id, "carol@x.test", "a", "", 1)  # Message-ID <a@x>
     first = sql.list_page(mailbox_id(store, me), SortKey.DATE, True, None, 1).messages[0]
     assert [x.subject for x in sql.thread(me.id, first.id, 50)] == ["a", "re"]

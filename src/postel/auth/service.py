@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import verify_password
 from postel.mail.address import AddressError, parse_email
+from postel.store.api import Store
 from postel.store.model import Account
-from postel.store.sql.store import SqlStore
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class LoginResult:
 
 
 class Authenticator:
-    def __init__(self, store: SqlStore, limiter: FailureLimiter) -> None:
+    def __init__(self, store: Store, limiter: FailureLimiter) -> None:
         self.store = store
         self.limiter = limiter
 
@@ -30,7 +30,7 @@ class Authenticator:
             key = None
         if self.limiter.blocked(ip, key):
             return LoginResult(None, throttled=True)
-        account = self.store.get_account(key) if key else None
+        account = self.store.directory.get_account(key) if key else None
         ok = verify_password(account.password_hash if account else None, password)
         if not ok or account is None or account.disabled:
             self.limiter.record_failure(ip, key)

@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from postel.imap.bodies import decode_transfer
+from postel.imap.proto.envelope import Envelope
 from postel.imap.proto.searchkeys import SearchKey
 from postel.imap.proto.sequence import SequenceSet
 from postel.mail.mime import MimePart
@@ -48,7 +49,9 @@ def needed_columns(key: SearchKey) -> set[str]:
         cols |= {"envelope", "internal_date"}
     elif op in ("LARGER", "SMALLER"):
         cols.add("size")
-    elif op in ("FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER"):
+    elif op in ("FROM", "TO", "CC", "BCC"):
+        cols |= {"headers", "envelope"}
+    elif op in ("SUBJECT", "HEADER"):
         cols.add("headers")
     elif op in ("BODY", "TEXT"):
         cols |= {"headers", "mime", "blob_sha256"}
@@ -64,6 +67,24 @@ def _header_values(row: dict[str, Any], name: str) -> list[str]:
     return [v for k, v in row.get("headers", []) if k.lower() == lname]
 
 
+# Where each address field sits in the stored ENVELOPE (RFC 9051 7.5.2).
+_ENVELOPE_FIELD = {"FROM": 2, "TO": 5, "CC": 6, "BCC": 7}
+
+
+def _address_texts(row: dict[str, Any], name: str) -> list[str]:
+    """What FROM/TO/CC/BCC search: the envelope's addresses (RFC 3501 6.4.4: "the
+    envelope structure's FROM field"), each as "name <mailbox@host>" so comments and
+    white space inside an address no longer hide it, plus the decoded header text."""
+    texts = _header_values(row, name)
+    envelope = row.get("envelope") or []
+    index = _ENVELOPE_FIELD[name]
+    addresses = (envelope[index] if len(envelope) > index else None) or []
+    for display, _route, mailbox, host in addresses:
+        address = f"{mailbox}@{host}" if mailbox and host else mailbox or ""
+        texts.append(f"{display} <{address}>" if display else address)
+    return texts
+
+
 def _day(value: datetime | None) -> date | None:
     # RFC 9051 6.4.4: dates disregard time and timezone; internal dates count in UTC.
     if value is None:
@@ -74,8 +95,8 @@ def _day(value: datetime | None) -> date | None:
 def _sent_day(row: dict[str, Any]) -> date | None:
     """The date of the Date: header as written, time and zone disregarded (RFC 9051
     6.4.4 SENTON); the internal date when there is no usable Date: header."""
-    envelope = row.get("envelope") or []
-    raw = envelope[0] if envelope else None
+    stored = row.get("envelope")
+    raw = Envelope.from_stored(stored).date if stored else None
     if raw:
         try:
             return parsedate_to_datetime(raw).date()
@@ -159,7 +180,10 @@ class Evaluator:
             target = args[0]
             assert isinstance(target, date)
             return _compare(_sent_day(m.row), op, target)
-        if op in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+        if op in ("FROM", "TO", "CC", "BCC"):
+            needle = _fold(str(args[0]))
+            return any(needle in _fold(v) for v in _address_texts(m.row, op))
+        if op == "SUBJECT":
             needle = _fold(str(args[0]))
             return any(needle in _fold(v) for v in _header_values(m.row, op))
         if op == "HEADER":

@@ -2,29 +2,29 @@
 
 The session reacts to events from ``proto.receiver`` and talks to the world only through
 ``SessionIO`` (write bytes, flush, start TLS or compression) and the store, which it calls
-in worker threads. Handlers live in ``imap/commands/``; ``DISPATCH`` maps each command name
-to its handler and the states it is allowed in (the one table of state rules).
+in worker threads. Handlers live in ``imap/commands/``; ``imap/commands/table.py`` maps each
+command name to its handler and the states it is allowed in (the one table of state rules).
+The handlers import this module only for type checking, so imports run one way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.exc import NoResultFound
-
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import ImapConfig
+from postel.imap.capabilities import capabilities
+from postel.imap.commands.table import COMMANDS, CommandSpec
 from postel.imap.proto import responses as r
-from postel.imap.proto.commands import Command, CommandError, parse_command
+from postel.imap.proto.commands import Command, CommandError, CopyMove, Fetch, parse_command
+from postel.imap.proto.commands import Store as StoreArgs
 from postel.imap.proto.receiver import (
     CommandBytes,
     Event,
@@ -35,20 +35,16 @@ from postel.imap.proto.receiver import (
     TooLong,
 )
 from postel.imap.selected import SelectedMailbox
+from postel.imap.state import Bye, Continuation, State
+from postel.net import is_loopback
+from postel.store.api import Store
 from postel.store.bus import InProcessBus, Subscription
+from postel.store.errors import NotFound
 from postel.store.model import Account
-from postel.store.sql.store import SqlStore
 
 log = logging.getLogger("postel.imap")
 
 T = TypeVar("T")
-
-
-class State(enum.Enum):
-    NOT_AUTHENTICATED = 1
-    AUTHENTICATED = 2
-    SELECTED = 3
-    LOGOUT = 4
 
 
 class SessionIO(Protocol):
@@ -64,7 +60,7 @@ class Services:
     """What a session needs from the rest of Postel; built once by the composition root."""
 
     hostname: str
-    store: SqlStore
+    store: Store
     bus: InProcessBus
     authenticator: Authenticator
     limiter: FailureLimiter
@@ -72,56 +68,10 @@ class Services:
     tmp_dir: Path
 
 
-class Bye(Exception):
-    """End the connection after sending BYE with this text."""
-
-
-Handler = Callable[["ImapSession", Command], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Route:
-    handler: Handler
-    states: frozenset[State]
-
-
-ANY = frozenset({State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED})
-NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
-AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
-SELECTED = frozenset({State.SELECTED})
-
-DISPATCH: dict[str, Route] = {}
-
-# Commands whose handlers report mailbox changes themselves (or must not report them, like
-# LOGOUT and the commands that leave the mailbox).
 # Seconds after which even a read-only command looks for changes without a hint.
 FULL_POLL_EVERY = 30.0
 
-SELF_REPORTING = frozenset({
-    "NOOP", "CHECK", "IDLE", "FETCH", "UID FETCH", "STORE", "UID STORE", "SEARCH",
-    "UID SEARCH", "SORT", "UID SORT", "THREAD", "UID THREAD", "COPY", "UID COPY", "MOVE",
-    "UID MOVE", "EXPUNGE", "UID EXPUNGE", "SELECT", "EXAMINE", "CLOSE", "UNSELECT",
-    "LOGOUT", "APPEND",
-})
-
-
-def command(name: str, states: frozenset[State]) -> Callable[[Handler], Handler]:
-    """Register the handler of one command (mox's dispatch table)."""
-
-    def register(handler: Handler) -> Handler:
-        DISPATCH[name] = Route(handler, states)
-        return handler
-
-    return register
-
-
-@dataclass
-class Continuation:
-    """A command in progress that reads raw lines (AUTHENTICATE, IDLE)."""
-
-    tag: str
-    on_line: Callable[[bytes], Awaitable[None]]
-    idle: bool = False
+__all__ = ["Bye", "Continuation", "ImapSession", "Services", "SessionIO", "State"]
 
 
 class ImapSession:
@@ -151,7 +101,7 @@ class ImapSession:
     # -- properties the handlers read ------------------------------------------------
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         return self.services.store
 
     @property
@@ -170,6 +120,16 @@ class ImapSession:
     @property
     def condstore(self) -> bool:
         return bool(self.enabled & {"CONDSTORE", "QRESYNC"})
+
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 3.1). The first one while a mailbox is
+        selected reports the mailbox's HIGHESTMODSEQ, which the client has not been told
+        (RFC 7162 3.1: "the server MUST ... send the HIGHESTMODSEQ response code")."""
+        if self.condstore:
+            return
+        self.enabled.add("CONDSTORE")
+        if self.selected is not None:
+            self.untagged(f"OK [HIGHESTMODSEQ {self.selected.modseq}] Highest")
 
     @property
     def qresync(self) -> bool:
@@ -190,8 +150,7 @@ class ImapSession:
     def plaintext_auth_allowed(self) -> bool:
         if self.tls:
             return True
-        loopback = self.ip.startswith("127.") or self.ip == "::1"
-        return loopback and self.config.allow_plaintext_auth_on_loopback
+        return self.config.allow_plaintext_auth_on_loopback and is_loopback(self.ip)
 
     # -- output ------------------------------------------------------------------------
 
@@ -219,10 +178,14 @@ class ImapSession:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def greet(self) -> None:
-        from postel.imap.commands.auth import capabilities
+    def capabilities(self) -> list[str]:
+        return capabilities(
+            self.config, state=self.state, tls=self.tls, tls_available=self.tls_available,
+            plaintext_auth=self.plaintext_auth_allowed(), compressed=self.compressed,
+        )
 
-        caps = " ".join(capabilities(self))
+    async def greet(self) -> None:
+        caps = " ".join(self.capabilities())
         self.send(r.untagged(f"OK [CAPABILITY {caps}] {self.services.hostname} Postel ready"))
         await self.io.flush()
 
@@ -237,6 +200,8 @@ class ImapSession:
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))
             self.state = State.LOGOUT
+        except ConnectionError:
+            raise  # the client is gone (netserver.PeerGone): nobody to answer
         except Exception:
             # A bug in one handler costs that command, not the connection or the server.
             log.exception("command failed", extra={"fields": {"ip": self.ip}})
@@ -280,18 +245,36 @@ class ImapSession:
         except CommandError as exc:
             self.bad(exc.tag, f"Syntax error: {exc}")
             return
-        route = DISPATCH.get(cmd.name)
-        if route is None:
+        spec = COMMANDS.get(cmd.name)
+        if spec is None:
             self.bad(cmd.tag, f"{cmd.name} is not supported")
             return
-        if self.state not in route.states:
+        if self.state not in spec.states:
             self.bad(cmd.tag, f"{cmd.name} is not allowed in this state")
             return
-        if self.selected is not None and cmd.name not in SELF_REPORTING:
-            # RFC 9051 7.3/7.4: changes may be reported with any command; those below
+        if not self._may_run(spec, cmd):
+            return
+        if self.selected is not None and not spec.reports_changes:
+            # RFC 9051 7.3/7.4: changes may be reported with any command; the others
             # report them themselves, at the moment their own rules allow.
             await self.poll(force=False)
-        await route.handler(self, cmd)
+        await spec.handler(self, cmd)
+
+    def _may_run(self, spec: CommandSpec, cmd: Command) -> bool:
+        """The checks the table asks for before the handler runs, in this order."""
+        sel = self.selected
+        if sel is None:
+            return True
+        if spec.by_sequence_number and isinstance(cmd.args, Fetch | StoreArgs | CopyMove) and (
+            not sel.valid_sequence(cmd.args.sequence)
+        ):
+            # RFC 9051 6.4.5 and 7.5: a sequence number past the last message is an error.
+            self.bad(cmd.tag, "Invalid message sequence number")
+            return False
+        if spec.needs_read_write and sel.readonly:
+            self.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")  # RFC 9051 6.3.3 EXAMINE
+            return False
+        return True
 
     async def poll(self, *, allow_expunge: bool = True, force: bool = True) -> None:
         """Tell the client what changed in the selected mailbox (RFC 9051 7.3, 7.4).
@@ -320,16 +303,18 @@ class ImapSession:
         self.last_full_poll = now
         try:
             changes = await self.run(
-                self.store.changes_since, self.selected.mailbox_id, self.selected.modseq
+                self.store.mail.changes_since, self.selected.mailbox_id, self.selected.modseq
             )
-        except NoResultFound:
+        except NotFound:
             # Another session deleted the selected mailbox; nothing sensible remains.
             raise Bye("Selected mailbox was deleted") from None
         claim = None
         if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
-            claim = await self.run(self.store.imap_claim_recent, self.selected.mailbox_id)
+            # RFC 3501 2.3.2: claim, after reading, exactly the new messages read.
+            claim = await self.run(self.store.mail.claim_recent, self.selected.mailbox_id,
+                                   changes.mailbox.uidnext)
         for line in self.selected.apply(changes, allow_expunge=allow_expunge,
-                                        recent_from=claim, condstore=self.condstore,
+                                        recent=claim, condstore=self.condstore,
                                         qresync=self.qresync):
             self.send(line)
 
@@ -351,11 +336,3 @@ class ImapSession:
         assert self.subscription is not None
         await self.subscription.get()
 
-
-def _load_handlers() -> None:
-    # Importing the handler modules registers them in DISPATCH.
-    for name in ("auth", "mailboxes", "select", "fetch", "store", "search", "append", "copy"):
-        importlib.import_module(f"postel.imap.commands.{name}")
-
-
-_load_handlers()

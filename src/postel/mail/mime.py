@@ -25,11 +25,13 @@ from postel.mail.address import parse_address_list
 __all__ = [
     "MAX_DEPTH",
     "EmbeddedMessage",
+    "HeaderAddress",
     "MimePart",
     "ParsedMessage",
+    "StoredEnvelope",
     "base_subject",
-    "bodystructure",
     "decode_words",
+    "parse_addresses",
     "parse_message_bytes",
     "parse_message_file",
 ]
@@ -41,8 +43,49 @@ _CHUNK = 65536  # readline() bound: a line longer than this arrives in several c
 _MAX_HEADER = 1 << 20  # header octets kept per part; a header bomb cannot exhaust memory
 _FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")  # RFC 5322 2.2 field-name (plus obs WSP, 4.5.8)
 
-Envelope = list[Any]
+# The stored form of an IMAP ENVELOPE (the messages.envelope JSON column and the
+# "envelope" of an embedded message in the mime column): [date, subject, from, sender,
+# reply-to, to, cc, bcc, in-reply-to, message-id], addresses as [name, adl, mailbox, host],
+# an empty address list as None. It is kept as it always was, so no migration is needed;
+# ``ParsedMessage`` reads it through typed properties and ``imap/proto/envelope.py`` builds the
+# typed ENVELOPE from it.
+StoredEnvelope = list[Any]
 Params = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class HeaderAddress:
+    """One address of an address header, as written (RFC 2047 words not decoded).
+
+    A group is a start marker (``mailbox`` = the group name, ``host`` None) and an end
+    marker (both None), as IMAP writes it (RFC 9051 7.5.2). A mailbox without a domain
+    has ``host`` "", since None means group syntax."""
+
+    name: str | None
+    adl: str | None  # the obsolete source route (RFC 5322 4.4)
+    mailbox: str | None
+    host: str | None
+
+    @property
+    def is_group_marker(self) -> bool:
+        return self.host is None
+
+    @classmethod
+    def from_stored(cls, item: list[str | None]) -> HeaderAddress:
+        name, adl, mailbox, host = item
+        return cls(name, adl, mailbox, host)
+
+    def to_stored(self) -> list[str | None]:
+        return [self.name, self.adl, self.mailbox, self.host]
+
+
+def parse_addresses(value: str) -> tuple[HeaderAddress, ...]:
+    """An RFC 5322 3.4 address-list header value as typed addresses."""
+    return tuple(HeaderAddress.from_stored(item) for item in parse_address_list(value))
+
+
+def _stored_addresses(stored: list[list[str | None]] | None) -> tuple[HeaderAddress, ...]:
+    return tuple(HeaderAddress.from_stored(item) for item in stored or ())
 
 
 # --------------------------------------------------------------------------- data model
@@ -52,7 +95,7 @@ Params = list[tuple[str, str]]
 class EmbeddedMessage:
     """The message carried by a message/rfc822 (or RFC 6532 message/global) part."""
 
-    envelope: Envelope
+    envelope: StoredEnvelope
     body: MimePart  # root part of the embedded message; its header is the message header
 
     def to_json(self) -> dict[str, Any]:
@@ -123,7 +166,7 @@ class MimePart:
 @dataclass(frozen=True)
 class ParsedMessage:
     size: int
-    envelope: Envelope
+    envelope: StoredEnvelope  # what the store writes; read the fields below instead
     body: MimePart
     headers: list[tuple[str, str]]
     subject: str
@@ -138,6 +181,38 @@ class ParsedMessage:
     display_from: str
     display_to: str
     has_attachments: bool
+
+    # The address headers as the ENVELOPE has them: Sender and Reply-To are From when
+    # absent or empty (RFC 9051 7.5.2); an absent or empty header is ().
+    @property
+    def from_(self) -> tuple[HeaderAddress, ...]:
+        return _stored_addresses(self.envelope[2])
+
+    @property
+    def sender(self) -> tuple[HeaderAddress, ...]:
+        return _stored_addresses(self.envelope[3])
+
+    @property
+    def reply_to(self) -> tuple[HeaderAddress, ...]:
+        return _stored_addresses(self.envelope[4])
+
+    @property
+    def to(self) -> tuple[HeaderAddress, ...]:
+        return _stored_addresses(self.envelope[5])
+
+    @property
+    def cc(self) -> tuple[HeaderAddress, ...]:
+        return _stored_addresses(self.envelope[6])
+
+    @property
+    def bcc(self) -> tuple[HeaderAddress, ...]:
+        return _stored_addresses(self.envelope[7])
+
+    @property
+    def date(self) -> str | None:
+        """The Date header as written (``sent_date`` is it parsed)."""
+        value: str | None = self.envelope[0]
+        return value
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -469,7 +544,7 @@ def _match(line: bytes, bounds: list[bytes]) -> tuple[int, bool] | None:
 # --------------------------------------------------------------------------- part parser
 
 Fields = list[tuple[str, bytes]]
-_EMPTY_ENVELOPE: Envelope = [None] * 10
+_EMPTY_ENVELOPE: StoredEnvelope = [None] * 10
 
 
 class _Parser:
@@ -682,7 +757,7 @@ def _boundary(raw: bytes | None) -> bytes | None:
 # --------------------------------------------------------------------------- envelope
 
 
-def _envelope(fields: Fields) -> Envelope:
+def _envelope(fields: Fields) -> StoredEnvelope:
     """RFC 3501 7.4.2 / RFC 9051 7.5.2 ENVELOPE from raw (not RFC 2047-decoded) fields."""
     first: dict[str, str] = {}
     for name, raw in fields:
@@ -701,17 +776,20 @@ def _envelope(fields: Fields) -> Envelope:
     ]
 
 
-def _first_mailbox(addrs: list[list[str | None]] | None) -> list[str | None] | None:
-    return next((a for a in addrs or () if a[3] is not None), None)
+def _first_address(addrs: list[list[str | None]] | None) -> list[str | None] | None:
+    """The first address of a field, where a group counts as one (its start marker,
+    whose mailbox is the group's name): RFC 5256 3 and RFC 5957 3 sort by the first
+    address, and by the group's name when that is a group, not its first member."""
+    return next(iter(addrs or ()), None)
 
 
 def _sort_key(addrs: list[list[str | None]] | None) -> str:
-    a = _first_mailbox(addrs)
+    a = _first_address(addrs)
     return (a[2] or "").lower() if a else ""  # RFC 5256 3: addr-mailbox
 
 
 def _display(addrs: list[list[str | None]] | None) -> str:
-    a = _first_mailbox(addrs)
+    a = _first_address(addrs)
     if a is None:
         return ""
     if a[0] and (name := decode_words(a[0]).strip()):
@@ -772,37 +850,3 @@ def parse_message_file(path: str | os.PathLike[str]) -> ParsedMessage:
 
 def parse_message_bytes(data: bytes) -> ParsedMessage:
     return _build(io.BytesIO(data))
-
-
-# --------------------------------------------------------------------------- BODYSTRUCTURE
-
-
-def _plist(params: Params) -> list[str] | None:
-    return [x for kv in params for x in kv] or None
-
-
-def bodystructure(part: MimePart, extended: bool) -> list[Any]:
-    """IMAP BODY (extended=False) or BODYSTRUCTURE (extended=True) per RFC 3501 7.4.2 and
-    RFC 9051 7.5.2, as nested lists (str/int/None).  Note for the serializer: RFC 3501 9
-    body-type-mpart is ``1*body SP media-subtype`` and address lists are ``"(" 1*address
-    ")"`` -- adjacent parenthesised lists are written without a space between them."""
-    disp = None if part.disposition is None else [
-        part.disposition[0], _plist(part.disposition[1])]
-    lang: str | list[str] | None = part.language
-    if part.language is not None and len(part.language) == 1:
-        lang = part.language[0]
-    if part.children:
-        out: list[Any] = [bodystructure(c, extended) for c in part.children]
-        out.append(part.content_subtype)
-        if extended:
-            out += [_plist(part.params), disp, lang, part.location]
-        return out
-    out = [part.content_type, part.content_subtype, _plist(part.params), part.content_id,
-           part.description, part.encoding, part.size]
-    if part.message is not None:
-        out += [part.message.envelope, bodystructure(part.message.body, extended), part.lines]
-    elif part.content_type == "text":
-        out.append(part.lines)
-    if extended:
-        out += [part.md5, disp, lang, part.location]
-    return out

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postel.config import MailauthConfig
-from postel.mail.address import Address, parse_address_list
+from postel.mail.address import Address
+from postel.mail.mime import parse_addresses
 from postel.mailauth import dkim as dkim_module
 from postel.mailauth.authresults import format_header
 from postel.mailauth.dmarc import Disposition, DmarcResult, DmarcVerdict, evaluate
@@ -56,8 +57,8 @@ def from_domains(path: Path, offset: int = 0) -> list[str]:
     for header in headers:
         if header.lower != "from":
             continue
-        for entry in parse_address_list(header.value):
-            host = entry[3]
+        for address in parse_addresses(header.value):
+            host = address.host
             if host:
                 domains.append(Address("x", host.lower()).ascii_domain())
     return domains

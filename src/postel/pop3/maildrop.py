@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from postel.pop3.transfer import file_chunks, transfer_size
-from postel.store.sql.store import SqlStore
+from postel.store.api import Store
 
 log = logging.getLogger("postel.pop3")
 
@@ -118,13 +118,13 @@ class MaildropLocks:
         return account_id in self._held
 
 
-def load_maildrop(store: SqlStore, account_id: int, sizes: TransferSizes) -> Maildrop:
+def load_maildrop(store: Store, account_id: int, sizes: TransferSizes) -> Maildrop:
     """Blocking: read the INBOX listing and the transfer size of every message."""
-    box = store.get_mailbox(account_id, "INBOX")
+    box = store.mail.get_mailbox(account_id, "INBOX")
     if box is None:
         raise LookupError(f"account {account_id} has no INBOX")
     messages = []
-    for meta in store.list_messages(box.id):
+    for meta in store.mail.list_messages(box.id):
         size = sizes.get(meta.blob_sha256)
         if size is None:
             try:

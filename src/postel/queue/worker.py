@@ -23,17 +23,17 @@ from typing import Any
 
 from postel.config import Config
 from postel.context import Context
-from postel.mail.address import AddressError, parse_email
+from postel.mail.address import AddressError, Domain, parse_email
 from postel.mail.mime import parse_message_file
 from postel.mailauth import dkim
-from postel.mailauth.dns import DnsResolver, DnsTemporaryError, Resolver
+from postel.mailauth.dns import DnsTemporaryError, Resolver
 from postel.mailauth.inbound import from_domains
 from postel.queue.client import AttemptFailed, Failure, Message, Outcome, Target, deliver
 from postel.queue.dsn import RecipientStatus, build_dsn
 from postel.queue.routes import RouteError, addresses, mail_exchangers
 from postel.queue.schedule import delay_warning_due, expired, retry_delay
-from postel.store.model import OutboundItem
-from postel.store.sql.store import SqlStore
+from postel.store.api import Store
+from postel.store.model import Change, OutboundItem, QueueChanged
 
 log = logging.getLogger("postel.queue")
 
@@ -72,7 +72,7 @@ class ByteBudget:
 
 def _ascii_domain(domain: str) -> str:
     try:
-        return parse_email(f"postmaster@{domain}").ascii_domain()
+        return Domain.parse(domain).ascii
     except AddressError:
         return domain
 
@@ -90,8 +90,8 @@ class QueueService:
 
     def __init__(self, context: Context, *, resolver: Resolver | None = None) -> None:
         self.config: Config = context.config
-        self.store: SqlStore = context.store
-        self.resolver: Resolver = resolver or DnsResolver(context.config.dns)
+        self.store: Store = context.store
+        self.resolver: Resolver = resolver or context.resolver
         self.outbound = context.config.outbound
         self._tasks: set[asyncio.Task[None]] = set()
         self._per_domain: Counter[str] = Counter()
@@ -106,7 +106,20 @@ class QueueService:
     # -- service ----------------------------------------------------------------------
 
     async def start(self) -> list[tuple[str, str]]:
-        released = await asyncio.to_thread(self.store.queue_release_claims)
+        # A row queued or made due in this process wakes the loop at once; the poll
+        # remains for rows that come due later and for other processes' writes.
+        loop = asyncio.get_running_loop()
+
+        def on_commit(changes: Sequence[Change]) -> None:
+            if self._stopping.is_set() or loop.is_closed():
+                return
+            if any(isinstance(change, QueueChanged) for change in changes):
+                # From any thread; the loop may close meanwhile (then nobody waits).
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self.wake)
+
+        self.store.on_commit(on_commit)
+        released = await asyncio.to_thread(self.store.queue.release_claims)
         if released:
             log.info("queue: released claims of a previous run",
                      extra={"fields": {"n": released}})
@@ -135,11 +148,12 @@ class QueueService:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the claim: a wake-up arriving during it means another look.
+            self._wake.clear()
             try:
                 await self._fill()
             except Exception:
                 log.exception("queue: claiming due messages failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.outbound.poll_interval)
 
@@ -149,7 +163,7 @@ class QueueService:
             return
         limit = self.outbound.max_connections_per_domain
         full = [d for d, n in self._per_domain.items() if n >= limit]
-        items = await asyncio.to_thread(self.store.queue_claim, now(), free, full)
+        items = await asyncio.to_thread(self.store.queue.claim, now(), free, full)
         for item in items:
             self._per_domain[item.domain] += 1
             task = asyncio.create_task(self._attempt(item))
@@ -215,7 +229,7 @@ class QueueService:
             while self._finishing:
                 batch, self._finishing = self._finishing, []
                 try:
-                    await asyncio.to_thread(self.store.queue_finish_many, [i for i, _ in batch])
+                    await asyncio.to_thread(self.store.queue.finish_many, [i for i, _ in batch])
                 except Exception as exc:
                     for _, done in batch:
                         done.set_exception(exc)
@@ -234,7 +248,7 @@ class QueueService:
         if item.mail_from:
             candidates.append(_ascii_domain(item.mail_from.rpartition("@")[2].lower()))
         for domain in candidates:
-            keys = self.store.dkim_signing_keys(domain)
+            keys = self.store.dkim.signing_keys(domain)
             for selector, algorithm, pem in keys:
                 signature += dkim.sign(
                     path, dkim.SigningKey(domain, selector, algorithm, pem),
@@ -345,7 +359,7 @@ class QueueService:
             ], delayed=True)
         remaining = [r for r in item.recipients if r in temporary]
         delay = retry_delay(item.attempts + 1, self.outbound.retry_schedule)
-        self.store.queue_reschedule(
+        self.store.queue.reschedule(
             item.id,
             next_attempt_at=current + delay,
             error="; ".join(sorted({f.text for f in temporary.values()})),
@@ -385,8 +399,8 @@ class QueueService:
             return
         local_accounts: list[int] = []
         remote: list[str] = [item.mail_from]
-        if self.store.is_local_domain(sender.domain):
-            resolved = self.store.resolve(sender.key)
+        if self.store.directory.is_local_domain(sender.domain):
+            resolved = self.store.directory.resolve(sender.key)
             if resolved is None:
                 log.warning("queue: the local sender of a bounce does not exist",
                             extra={"fields": {"queue_id": item.queue_id,
@@ -396,9 +410,9 @@ class QueueService:
             local_accounts = [a.id for a in accounts]
         if local_accounts:
             parsed = parse_message_file(self.store.blobs.path(blob.sha256))
-            self.store.deliver(blob, parsed, [(a, "INBOX") for a in local_accounts])
+            self.store.mail.deliver(blob, parsed, [(a, "INBOX") for a in local_accounts])
         if remote:
-            self.store.enqueue(
+            self.store.queue.enqueue(
                 queue_id=queue_id, blob=blob, body_offset=len(return_path), mail_from="",
                 recipients=remote, account_id=None,
                 smtputf8=not all(r.isascii() for r in remote), body_8bit=True,

@@ -8,11 +8,11 @@ import ssl
 from collections.abc import Callable
 
 from postel.context import Context
-from postel.mailauth.dns import DnsResolver
 from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
 from postel.smtp import replies as r
+from postel.smtp.policy import Listener
 from postel.smtp.replies import Reply
-from postel.smtp.session import Listener, Services, SmtpSession
+from postel.smtp.session import Services, SmtpSession
 
 log = logging.getLogger("postel.smtp")
 
@@ -74,7 +74,7 @@ class SmtpService:
             config=config.smtp,
             tls_available=True,
             mailauth=config.mailauth,
-            resolver=DnsResolver(config.dns),
+            resolver=context.resolver,
             bus=context.bus,
         )
         self.server = SmtpServer(services, lambda: context.tls.context)

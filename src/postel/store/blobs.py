@@ -3,6 +3,12 @@
 A body is written to a temp file in data_dir/tmp (same file system), fsynced, renamed to
 its sha256 name and the directory fsynced; only then does the row that refers to it commit.
 A crash before the commit leaves at worst an unreferenced blob, never a row without a body.
+
+Blobs are shared by content, so deleting one that no row names is safe only if no writer
+is between "the file is in place" and "my row has committed". Every install (a new file or
+a duplicate of an existing one) therefore pins the blob in this process until the store
+commits a row naming it (`release`), or for PIN_SECONDS when no row ever comes (rejected
+mail); `collect` deletes only unpinned blobs, under the same lock that installs take.
 """
 
 from __future__ import annotations
@@ -10,11 +16,19 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from postel.store.model import BlobRef
+
+# How long a blob written but not yet named by a committed row is kept from the collector:
+# far longer than any spool-to-commit window (SMTP's DATA timeout is 10 minutes).
+PIN_SECONDS = 3600.0
 
 
 def fsync_dir(path: Path) -> None:
@@ -31,6 +45,9 @@ class BlobStore:
         self.tmp_dir = tmp_dir
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
+        # sha256 -> [writers not yet committed, expiry (monotonic)], oldest first.
+        self._pins: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
@@ -51,18 +68,70 @@ class BlobStore:
             writer.write(data)
             return writer.commit()
 
+    def release(self, sha256: str) -> None:
+        """A row naming the blob has committed (or the write failed): unpin it once."""
+        with self._lock:
+            pin = self._pins.get(sha256)
+            if pin is not None:
+                pin[0] -= 1
+                if pin[0] <= 0:
+                    del self._pins[sha256]
+
+    def collect(
+        self, candidates: Collection[str], referenced: Callable[[list[str]], set[str]]
+    ) -> list[str]:
+        """Delete the candidates that are unpinned and that `referenced` (a query of every
+        row that may name a blob) does not return; returns the deleted names.
+
+        Pins are checked before the query, and both under the install lock: a writer that
+        installed before holds a pin (released only after its row committed, which the
+        query then sees), and one that installs after finds the file gone and writes it.
+        """
+        with self._lock:
+            self._expire_pins()
+            unpinned = [sha for sha in candidates if sha not in self._pins]
+            if not unpinned:
+                return []
+            kept = referenced(unpinned)
+            deleted = []
+            for sha in unpinned:
+                if sha not in kept:
+                    self.path(sha).unlink(missing_ok=True)
+                    deleted.append(sha)
+            return deleted
+
+    def _pin(self, sha256: str) -> None:
+        # Under self._lock.
+        self._expire_pins()
+        pin = self._pins.pop(sha256, None) or [0.0, 0.0]
+        pin[0] += 1
+        pin[1] = time.monotonic() + PIN_SECONDS
+        self._pins[sha256] = pin
+
+    def _expire_pins(self) -> None:
+        # Under self._lock. Insertion order is expiry order (a re-pin moves to the end).
+        clock = time.monotonic()
+        while self._pins:
+            sha, pin = next(iter(self._pins.items()))
+            if pin[1] > clock:
+                break
+            del self._pins[sha]
+
     def _install(self, tmp_path: Path, sha256: str) -> None:
         final = self.path(sha256)
-        if final.exists():
-            # Same content already stored: the existing file is complete (it was renamed
-            # into place only after fsync), so drop the duplicate.
-            tmp_path.unlink()
-            return
         shard = final.parent
-        if not shard.exists():
-            shard.mkdir(exist_ok=True)
-            fsync_dir(self.root)
-        os.replace(tmp_path, final)
+        with self._lock:  # against collect(): pin, then find or place the file
+            self._pin(sha256)
+            if final.exists():
+                # Same content already stored: the existing file is complete (it was
+                # renamed into place only after fsync), so drop the duplicate.
+                tmp_path.unlink()
+                return
+            if not shard.exists():  # one of 256, made once: fsync under the lock is fine
+                shard.mkdir(exist_ok=True)
+                fsync_dir(self.root)
+            os.replace(tmp_path, final)
+        # No lock needed: the pin keeps the collector away until the row commits.
         fsync_dir(shard)
 
 

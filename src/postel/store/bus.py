@@ -74,7 +74,8 @@ class InProcessBus:
         """Called after a commit, from any thread."""
         by_account: dict[int, list[Change]] = defaultdict(list)
         for change in changes:
-            by_account[change.account_id].append(change)
+            if change.account_id is not None:  # QueueChanged is for the queue workers
+                by_account[change.account_id].append(change)
         with self._lock:
             targets = [
                 (sub, batch)

@@ -68,7 +68,6 @@ class Mailbox:
     uidnext: int
     highestmodseq: int
     first_recent_uid: int
-    subscribed: bool
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,9 @@ class Flags:
             strict=True,
         )
         return [name for name, on in set_flags if on] + list(self.keywords)
+
+
+NO_FLAGS = Flags()
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,18 @@ class CredentialsChanged:
     account_id: int
 
 
-Change = MessageAdded | FlagsChanged | MessagesExpunged | MailboxChanged | CredentialsChanged
+@dataclass(frozen=True)
+class QueueChanged:
+    """An outbound row was queued or made due now: the queue workers should look at once
+    instead of at their next poll. Not about any account, so the bus does not carry it."""
+
+    account_id: None = None
+
+
+Change = (
+    MessageAdded | FlagsChanged | MessagesExpunged | MailboxChanged | CredentialsChanged
+    | QueueChanged
+)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ search, the text index, preferences. Writes to mail (flags, move, expunge, appen
 mailboxes) go through the store's existing methods; this surface only reads mail, and
 writes the webmail's own tables.
 
-The SQL implementation is ``postel.store.sql.webmail.WebmailSql``.
+The SQL implementation is ``postel.store.sql.webmail.SqlWebmail``, the store's
+``webmail`` part.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from postel.store.model import Flags, Mailbox
+
+
+class BadCursor(ValueError):
+    """A paging cursor this server did not hand out."""
 
 
 class SortKey(enum.StrEnum):

@@ -33,7 +33,7 @@ def new_challenge(web: Web, ip: str) -> str:
     answer = "".join(secrets.choice("0123456789") for _ in range(length))
     challenge_id = secrets.token_urlsafe(18)
     expires = datetime.now(UTC) + timedelta(seconds=web.config.captcha_lifetime)
-    web.store.captcha_create(challenge_id, answer, expires)
+    web.store.web.captcha_create(challenge_id, answer, expires)
     return challenge_id
 
 
@@ -42,24 +42,24 @@ def _valid_id(challenge_id: str) -> bool:
 
 
 def image(web: Web, challenge_id: str) -> bytes | None:
-    answer = web.store.captcha_get(challenge_id) if _valid_id(challenge_id) else None
+    answer = web.store.web.captcha_get(challenge_id) if _valid_id(challenge_id) else None
     return _image.generate(answer, format="png").getvalue() if answer else None
 
 
 def audio(web: Web, challenge_id: str) -> bytes | None:
-    answer = web.store.captcha_get(challenge_id) if _valid_id(challenge_id) else None
+    answer = web.store.web.captcha_get(challenge_id) if _valid_id(challenge_id) else None
     return bytes(_audio.generate(answer)) if answer else None
 
 
 def answer_for_tests(web: Web, challenge_id: str) -> str | None:
     """Only reachable when web.test_hooks is on (loopback-only servers)."""
-    return web.store.captcha_get(challenge_id) if _valid_id(challenge_id) else None
+    return web.store.web.captcha_get(challenge_id) if _valid_id(challenge_id) else None
 
 
 def solve(web: Web, challenge_id: str, answer: str) -> bool:
     """Blocking: spend the challenge; True when `answer` was right and in time."""
     if not _valid_id(challenge_id):
         return False
-    expected = web.store.captcha_take(challenge_id)
+    expected = web.store.web.captcha_take(challenge_id)
     given = "".join(answer.split())
     return expected is not None and hmac.compare_digest(expected.encode(), given.encode())

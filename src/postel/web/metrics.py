@@ -51,8 +51,8 @@ async def metrics(request: Request) -> Response:
     if not _allowed(client_ip(request), web.context.config.web.metrics_allow):
         return PlainTextResponse("metrics are not available from your address\n", 403)
     store = web.context.store
-    counts = await asyncio.to_thread(store.counts)
-    queued, oldest = await asyncio.to_thread(store.queue_stats)
+    counts = await asyncio.to_thread(store.directory.counts)
+    queued, oldest = await asyncio.to_thread(store.queue.stats)
     return PlainTextResponse(
         render(counts, queued, oldest), media_type="text/plain; version=0.0.4"
     )

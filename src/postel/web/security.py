@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import secrets
 from datetime import UTC, datetime, timedelta
 
 from starlette.datastructures import MutableHeaders
@@ -24,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from postel.admin.tokens import hash_token, new_token
 from postel.store.model import Account
 from postel.web.state import Web, client_ip, web_of
 
@@ -41,28 +41,20 @@ CSP = (
 )
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
 # -- sessions --------------------------------------------------------------------------
 
 
 def _load_account(web: Web, token: str) -> Account | None:
     """Blocking: the account of a live session token, expiring it when stale."""
     token_hash = hash_token(token)
-    found = web.store.web_session_get(token_hash)
+    found = web.store.web.session_get(token_hash)
     if found is None:
         return None
     account_id, created, last_seen = found
     now = datetime.now(UTC)
     idle = timedelta(seconds=web.config.session_idle_timeout)
     max_age = timedelta(seconds=web.config.session_max_age)
-    account = web.store.get_account_by_id(account_id)
+    account = web.store.directory.get_account_by_id(account_id)
     if (
         account is None
         or account.disabled
@@ -71,10 +63,10 @@ def _load_account(web: Web, token: str) -> Account | None:
         # A password change signs out every session that began before it.
         or account.password_changed_at > created
     ):
-        web.store.web_session_delete(token_hash)
+        web.store.web.session_delete(token_hash)
         return None
     if (now - last_seen).total_seconds() > TOUCH_INTERVAL:
-        web.store.web_session_touch(token_hash)
+        web.store.web.session_touch(token_hash)
     return account
 
 
@@ -100,7 +92,7 @@ def start_session(request: Request, account: Account) -> str:
     """Blocking: create a session for `account`; the cookie is set by finish()."""
     web = web_of(request)
     token = new_token()
-    web.store.web_session_create(
+    web.store.web.session_create(
         hash_token(token), account.id, client_ip(request),
         request.headers.get("user-agent", ""),
     )
@@ -115,7 +107,7 @@ def end_session(request: Request) -> None:
     """Blocking: delete this request's session; the cookie is cleared by finish()."""
     token = request.cookies.get(SESSION_COOKIE, "")
     if token:
-        web_of(request).store.web_session_delete(hash_token(token))
+        web_of(request).store.web.session_delete(hash_token(token))
     request.state.account = None
     request.state.account_loaded = True
     request.state.session_token = ""

@@ -1,1 +1,1 @@
-"""One module per command family; each handler registers itself in session.DISPATCH."""
+"""One module per command family; `table.py` lists every command and its handler."""

@@ -8,15 +8,19 @@ one transaction before the tagged OK.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from postel.imap.commands.copy import over_quota
 from postel.imap.commands.store import flags_from
 from postel.imap.proto.commands import Append, Command
 from postel.imap.proto.receiver import Literal
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import AUTH, ImapSession, command
 from postel.mail.mime import ParsedMessage, parse_message_file
 from postel.store.blobs import BlobStore
 from postel.store.model import BlobRef
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 CHUNK = 256 * 1024
 
@@ -34,11 +38,10 @@ def _store_literal(blobs: BlobStore, literal: Literal) -> tuple[BlobRef, ParsedM
     return ref, parse_message_file(blobs.path(ref.sha256))
 
 
-@command("APPEND", AUTH)
 async def append(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Append)
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
         return
@@ -60,7 +63,7 @@ async def append(s: ImapSession, cmd: Command) -> None:
         flags = flags_from(msg.flags)
         assert flags is not None
         items.append((ref, parsed, flags, msg.date))
-    delivered = await s.run(s.store.imap_append_many, s.account_id(), box.id, items)
+    delivered = await s.run(s.store.mail.append_many, s.account_id(), box.id, items)
     uids = SequenceSet.of(d.uid for d in delivered)
     if s.selected is not None and s.selected.mailbox_id == box.id:
         await s.poll()

@@ -4,77 +4,40 @@ RFC 4978, RFC 4959)."""
 
 from __future__ import annotations
 
-import base64
 import logging
+from typing import TYPE_CHECKING
 
 from postel import __version__
-from postel.auth.sasl import Challenge, Credentials, SaslExchange
+from postel.auth.sasl import Challenge, Failed, FailureKind, SaslServer, Step
+from postel.imap.capabilities import ENABLEABLE
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Authenticate, Command, Compress, Enable, Id, Login
 from postel.imap.proto.cursor import Atom
 from postel.imap.proto.receiver import take_buffer
-from postel.imap.session import (
-    ANY,
-    AUTH,
-    NOT_AUTH,
-    Bye,
-    Continuation,
-    ImapSession,
-    State,
-    command,
-)
+from postel.imap.state import Bye, Continuation, State
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 log = logging.getLogger("postel.imap")
 
-# What works once logged in; CAPABILITY lists exactly these (plus the pre-auth ones).
-EXTENSIONS = (
-    "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-    "UNSELECT", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED",
-    "LIST-STATUS", "ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "SORT", "SORT=DISPLAY",
-    "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
-    "STATUS=SIZE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
-)
-ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")
 
-
-def capabilities(s: ImapSession) -> list[str]:
-    caps = ["IMAP4rev1", "IMAP4rev2"]
-    if s.state is State.NOT_AUTHENTICATED:
-        if not s.tls and s.tls_available:
-            caps.append("STARTTLS")
-        if s.plaintext_auth_allowed():
-            caps.append("AUTH=PLAIN")
-        else:
-            caps.append("LOGINDISABLED")  # RFC 9051 6.2.3
-        caps += ["LITERAL+", "SASL-IR", "ID", "ENABLE"]
-        return caps
-    caps += EXTENSIONS
-    caps.append(f"APPENDLIMIT={s.config.max_literal_size}")  # RFC 7889
-    if s.compressed:
-        caps.remove("COMPRESS=DEFLATE")
-    return caps
-
-
-@command("CAPABILITY", ANY)
 async def capability(s: ImapSession, cmd: Command) -> None:
-    s.untagged("CAPABILITY " + " ".join(capabilities(s)))
+    s.untagged("CAPABILITY " + " ".join(s.capabilities()))
     s.ok(cmd.tag, "CAPABILITY completed")
 
 
-@command("NOOP", ANY)
 async def noop(s: ImapSession, cmd: Command) -> None:
     await s.poll()
     s.ok(cmd.tag, "NOOP completed")
 
 
-@command("LOGOUT", ANY)
 async def logout(s: ImapSession, cmd: Command) -> None:
     s.untagged("BYE logging out")
     s.ok(cmd.tag, "LOGOUT completed")
     s.state = State.LOGOUT
 
 
-@command("STARTTLS", NOT_AUTH)
 async def starttls(s: ImapSession, cmd: Command) -> None:
     if s.tls or not s.tls_available:
         s.bad(cmd.tag, "TLS is already active" if s.tls else "TLS is not available")
@@ -105,10 +68,9 @@ async def _finish_login(s: ImapSession, tag: str, username: str, password: str) 
         "user": result.account.email, "ip": s.ip, "client": s.client_id.get("name")}})
     s.state = State.AUTHENTICATED
     s.subscribe()
-    s.ok(tag, "Logged in", "CAPABILITY " + " ".join(capabilities(s)))
+    s.ok(tag, "Logged in", "CAPABILITY " + " ".join(s.capabilities()))
 
 
-@command("LOGIN", NOT_AUTH)
 async def login(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Login)
@@ -118,45 +80,41 @@ async def login(s: ImapSession, cmd: Command) -> None:
     await _finish_login(s, cmd.tag, args.username, args.password)
 
 
-@command("AUTHENTICATE", NOT_AUTH)
 async def authenticate(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Authenticate)
     if not s.plaintext_auth_allowed():
         s.no(cmd.tag, "Use STARTTLS first", "PRIVACYREQUIRED")
         return
-    if args.mechanism != "PLAIN":
+    mechanisms = ("PLAIN",)  # what CAPABILITY offers (AUTH=PLAIN)
+    if not SaslServer.supports(args.mechanism, mechanisms):
         s.no(cmd.tag, "Unsupported mechanism", "CANNOT")
         return
-    exchange = SaslExchange(args.mechanism)
+    exchange = SaslServer(args.mechanism, mechanisms)
 
-    async def step(result: object) -> None:
+    async def step(result: Step) -> None:
         if isinstance(result, Challenge):
-            s.send(b"+ " + base64.b64encode(result.data) + b"\r\n")
+            s.send(f"+ {result.encoded}\r\n".encode("ascii"))  # RFC 9051 6.2.2
             s.receiver.raw_mode = True
             s.continuation = Continuation(cmd.tag, on_line)
             return
         s.receiver.raw_mode = False
         s.continuation = None
-        if isinstance(result, Credentials):
-            if result.authzid and result.authzid.lower() != result.username.lower():
-                s.no(cmd.tag, "Cannot act as another user", "AUTHORIZATIONFAILED")
-                return
+        if not isinstance(result, Failed):
             await _finish_login(s, cmd.tag, result.username, result.password)
-            return
-        text = getattr(result, "reason", "authentication failed")
-        if text == "authentication cancelled":
+        elif result.kind is FailureKind.AUTHZID:
+            s.no(cmd.tag, "Cannot act as another user", "AUTHORIZATIONFAILED")
+        elif result.kind is FailureKind.CANCELLED:
             s.bad(cmd.tag, "Authentication cancelled")
         else:
-            s.bad(cmd.tag, f"Authentication failed: {text}")
+            s.bad(cmd.tag, f"Authentication failed: {result.reason}")
 
     async def on_line(line: bytes) -> None:
-        await step(exchange.step(line.decode("ascii", "replace")))
+        await step(exchange.answer(line))
 
     await step(exchange.start(args.initial))
 
 
-@command("ID", ANY)
 async def id_(s: ImapSession, cmd: Command) -> None:
     # RFC 2971: remember what the client says (for logs), tell it who we are.
     args = cmd.args
@@ -170,7 +128,6 @@ async def id_(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "ID completed")
 
 
-@command("ENABLE", AUTH)
 async def enable(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Enable)
@@ -179,6 +136,8 @@ async def enable(s: ImapSession, cmd: Command) -> None:
         wanted = [cap] if cap != "QRESYNC" else ["CONDSTORE", "QRESYNC"]
         for name in wanted:
             if name in ENABLEABLE and name not in s.enabled:
+                if name == "CONDSTORE":
+                    s.enable_condstore()
                 s.enabled.add(name)
                 newly.append(name)
     if s.selected is not None and s.rev2:
@@ -189,14 +148,12 @@ async def enable(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "ENABLE completed")
 
 
-@command("NAMESPACE", AUTH)
 async def namespace(s: ImapSession, cmd: Command) -> None:
     # RFC 2342: one personal namespace, "/" as the hierarchy delimiter.
     s.untagged('NAMESPACE (("" "/")) NIL NIL')
     s.ok(cmd.tag, "NAMESPACE completed")
 
 
-@command("COMPRESS", AUTH)
 async def compress(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Compress)

@@ -3,23 +3,23 @@ RFC 9208 OVERQUOTA)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from postel.imap.proto.commands import Command, CopyMove
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import SELECTED, ImapSession, command
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 
 async def over_quota(s: ImapSession, extra: int) -> bool:
-    account = await s.run(s.store.get_account_by_id, s.account_id())
+    account = await s.run(s.store.directory.get_account_by_id, s.account_id())
     if account is None or not account.quota_bytes:
         return False
-    used = await s.run(s.store.account_usage, account.id)
+    used = await s.run(s.store.directory.account_usage, account.id)
     return used + extra > account.quota_bytes
 
 
-@command("COPY", SELECTED)
-@command("UID COPY", SELECTED)
-@command("MOVE", SELECTED)
-@command("UID MOVE", SELECTED)
 async def copy(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, CopyMove)
@@ -27,13 +27,7 @@ async def copy(s: ImapSession, cmd: Command) -> None:
     assert sel is not None
     by_uid = cmd.name.startswith("UID ")
     move = cmd.name.endswith("MOVE")
-    if not by_uid and not sel.valid_sequence(args.sequence):
-        s.bad(cmd.tag, "Invalid message sequence number")
-        return
-    if move and sel.readonly:
-        s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
-        return
-    target = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    target = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if target is None:
         s.no(cmd.tag, "No such mailbox", "TRYCREATE")  # RFC 9051 6.4.7
         return
@@ -42,11 +36,11 @@ async def copy(s: ImapSession, cmd: Command) -> None:
         s.ok(cmd.tag, f"{cmd.name} completed (nothing to do)")
         return
     if not move:  # a MOVE stays within the account: usage does not grow
-        rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, uids, ["size"])
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, uids, ["size"])
         if await over_quota(s, sum(int(r["size"]) for r in rows.values())):
             s.no(cmd.tag, "Quota exceeded", "OVERQUOTA")  # RFC 9208 4.3
             return
-    pairs = await s.run(s.store.imap_copy, sel.mailbox_id, uids, target.id, move=move)
+    pairs = await s.run(s.store.mail.copy, sel.mailbox_id, uids, target.id, move=move)
     code = None
     if pairs:
         code = (f"COPYUID {target.uidvalidity} {SequenceSet.of(p[0] for p in pairs)} "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from postel.imap.bodies import (
     ByteRange,
@@ -18,13 +18,17 @@ from postel.imap.bodies import (
     find_part,
     locate,
 )
+from postel.imap.fetch_items import FetchedMessage, metadata_item
+from postel.imap.fetch_items import columns as fetch_columns
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Fetch
 from postel.imap.proto.fetchatt import FetchAtt, Section
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import SELECTED, ImapSession, command
-from postel.mail.mime import MimePart, bodystructure
+from postel.mail.mime import MimePart
 from postel.store.model import Flags
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 log = logging.getLogger("postel.imap")
 
@@ -32,35 +36,22 @@ CHUNK = 256 * 1024
 MAX_HEADER = 1 << 20  # octets of a header block read for HEADER.FIELDS
 BATCH = 200  # messages whose parsed columns are read at once
 
-
-def _columns(atts: list[FetchAtt]) -> list[str]:
-    cols = {"uid", "modseq"}
-    for att in atts:
-        if att.name == "ENVELOPE":
-            cols.add("envelope")
-        elif att.name in ("INTERNALDATE",):
-            cols.add("internal_date")
-        elif att.name == "SAVEDATE":
-            cols.add("saved_date")
-        elif att.name == "RFC822.SIZE":
-            cols.add("size")
-        elif att.name in ("BODY", "BODYSTRUCTURE", "BINARY", "BINARY.SIZE", "RFC822",
-                          "RFC822.HEADER", "RFC822.TEXT"):
-            cols |= {"mime", "size", "blob_sha256"}
-    return sorted(cols)
+# RFC 9051 4.3.1 / RFC 3501 4.3: a normal literal never carries NUL (only literal8 may).
+# Like Dovecot, a NUL in message data sent as a normal literal becomes 0x80, so the
+# length stays true; BINARY[] still returns the octets exactly in a literal8.
+NUL_STAND_IN = b"\x80"
 
 
-@command("FETCH", SELECTED)
-@command("UID FETCH", SELECTED)
+def without_nul(data: bytes) -> bytes:
+    return data.replace(b"\0", NUL_STAND_IN)
+
+
 async def fetch(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Fetch)
     sel = s.selected
     assert sel is not None
     by_uid = cmd.name == "UID FETCH"
-    if not by_uid and not sel.valid_sequence(args.sequence):
-        s.bad(cmd.tag, "Invalid message sequence number")
-        return
     if args.vanished and (not by_uid or not s.qresync or args.changed_since is None):
         s.bad(cmd.tag, "VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")  # RFC 7162 3.2.6
         return
@@ -68,19 +59,19 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
     if by_uid and not any(a.name == "UID" for a in atts):
         atts.insert(0, FetchAtt("UID"))  # RFC 9051 6.4.9: UID FETCH always returns UID
     if args.changed_since is not None:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     if s.condstore and args.changed_since is not None and not any(
         a.name == "MODSEQ" for a in atts
     ):
         atts.append(FetchAtt("MODSEQ"))
     if any(a.name == "MODSEQ" for a in atts):
-        s.enabled.add("CONDSTORE")
+        s.enable_condstore()
     uids = sel.resolve(args.sequence, uid=by_uid)
     if args.changed_since is not None:
         since = args.changed_since
         uids = [u for u in uids if sel.modseqs.get(u, 0) > since]
         if args.vanished:
-            changes = await s.run(s.store.changes_since, sel.mailbox_id, since)
+            changes = await s.run(s.store.mail.changes_since, sel.mailbox_id, since)
             gone = [u for u in changes.expunged_uids if args.sequence.contains(
                 u, sel.uids[-1] if sel.uids else u)]
             if gone:
@@ -91,7 +82,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         unseen = [u for u in uids if not sel.flags[u].seen]
         if unseen:
             changed, _ = await s.run(
-                s.store.set_flags, sel.mailbox_id, unseen, Flags(seen=True), mode="add"
+                s.store.mail.set_flags, sel.mailbox_id, unseen, Flags(seen=True), mode="add"
             )
             for meta in changed:
                 sel.flags[meta.uid] = meta.flags
@@ -99,11 +90,11 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
                 seen_now.add(meta.uid)
     if seen_now and not any(a.name == "FLAGS" for a in atts):
         atts.append(FetchAtt("FLAGS"))  # tell the client about the side effect
-    columns = _columns(atts)
+    columns = fetch_columns(atts)
     unreadable: list[int] = []
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
-        rows = await s.run(s.store.imap_message_fields, sel.mailbox_id, batch, columns)
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, batch, columns)
         for uid in batch:
             row = rows.get(uid)
             seq = sel.seq_of(uid)
@@ -138,30 +129,16 @@ async def _fetch_one(
         except OSError:
             log.error("message body missing", extra={"fields": {"uid": uid}})
             return False
+    message = FetchedMessage(uid, sel.flag_names(uid), sel.modseqs.get(uid, row["modseq"]),
+                             row, mime, s.utf8)
     s.send(b"* %d FETCH (" % seq)
     try:
         for i, att in enumerate(atts):
             if i:
                 s.send(b" ")
-            name = att.name
-            if name == "UID":
-                s.send(b"UID %d" % uid)
-            elif name == "FLAGS":
-                s.send(b"FLAGS " + r.flags(sel.flag_names(uid)))
-            elif name == "MODSEQ":
-                s.send(b"MODSEQ (%d)" % sel.modseqs.get(uid, row["modseq"]))
-            elif name == "INTERNALDATE":
-                s.send(b"INTERNALDATE " + r.date_time(row["internal_date"]))
-            elif name == "SAVEDATE":
-                s.send(b"SAVEDATE " + r.date_time(row["saved_date"]))
-            elif name == "RFC822.SIZE":
-                s.send(b"RFC822.SIZE %d" % row["size"])
-            elif name == "ENVELOPE":
-                s.send(b"ENVELOPE " + r.envelope(row["envelope"], s.utf8))
-            elif name in ("BODYSTRUCTURE",) or (name == "BODY" and att.section is None):
-                assert mime is not None
-                s.send(name.encode() + b" " + r.body_structure(
-                    bodystructure(mime, name == "BODYSTRUCTURE"), s.utf8))
+            item = metadata_item(att)
+            if item is not None:
+                s.send(item.write(message))
             else:
                 assert mime is not None and blob is not None
                 await _section(s, att, mime, row["size"], blob)
@@ -198,7 +175,7 @@ async def _section(
             return
         marker = b"~" if await _contains_nul(blob, whole) else b""
         s.send(label + b" " + marker + b"{%d}\r\n" % whole.size)
-        await _stream(s, blob, whole)
+        await _stream(s, blob, whole, binary=bool(marker))
         return
     if name in ("BINARY", "BINARY.SIZE"):
         data = await _binary(s, mime, section, size, blob)
@@ -222,14 +199,14 @@ async def _section(
         data = filter_header(header, section.fields, exclude=section.text.endswith(".NOT"))
         if att.partial is not None:
             data = data[att.partial[0] : att.partial[0] + att.partial[1]]
-        s.send(label + b" " + r.literal(data))
+        s.send(label + b" " + r.literal(without_nul(data)))
         return
     if att.partial is not None:
         origin, count = att.partial
         start = min(where.start + origin, where.end)
         where = ByteRange(start, min(start + count, where.end))
     s.send(label + b" {%d}\r\n" % where.size)
-    await _stream(s, blob, where)
+    await _stream(s, blob, where, binary=False)
 
 
 async def _binary(
@@ -266,7 +243,9 @@ async def _read(blob: BinaryIO, where: ByteRange) -> bytes:
     return await asyncio.to_thread(read)
 
 
-async def _stream(s: ImapSession, blob: BinaryIO, where: ByteRange) -> None:
+async def _stream(s: ImapSession, blob: BinaryIO, where: ByteRange, *, binary: bool) -> None:
+    """Send a byte range as the body of a literal already announced; a normal literal
+    gets its NULs replaced (see without_nul)."""
     position = where.start
     while position < where.end:
         n = min(CHUNK, where.end - position)
@@ -275,6 +254,6 @@ async def _stream(s: ImapSession, blob: BinaryIO, where: ByteRange) -> None:
             # The file is shorter than recorded (damaged storage): pad so the literal
             # length stays true and the connection stays usable.
             chunk = b" " * n
-        s.send(chunk)
+        s.send(chunk if binary else without_nul(chunk))
         position += len(chunk)
         await s.io.maybe_flush()

@@ -5,17 +5,20 @@ RFC 6154 SPECIAL-USE; RFC 3348 CHILDREN; RFC 9208 QUOTA; RFC 8438 STATUS=SIZE)."
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
+from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Create, ListCmd, MailboxArg, QuotaRoot, Rename
 from postel.imap.proto.commands import Status as StatusArgs
-from postel.imap.session import AUTH, ImapSession, command
+from postel.imap.status_items import STATUS_ITEMS, Source, StatusData, sources, status_values
+from postel.store.errors import AlreadyExists, NotFound, StoreError
 from postel.store.model import Mailbox
-from postel.store.sql.store import AlreadyExists, NotFound, StoreError
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 DELIMITER = "/"
 SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
-STATUS_ITEMS = ("MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE",
-                "HIGHESTMODSEQ", "DELETED", "APPENDLIMIT", "DELETED-STORAGE")
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -45,58 +48,28 @@ def _parents(name: str) -> list[str]:
 
 
 async def _status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...]) -> bytes | None:
-    unknown = [i for i in items if i not in STATUS_ITEMS]
-    if unknown:
+    if any(i not in STATUS_ITEMS for i in items):
         return None
-    values: list[str] = []
-    counts = None
-    if {"MESSAGES", "UNSEEN", "SIZE"} & set(items):
-        counts = await s.run(s.store.mailbox_counts, box.id)
-    metas = None
-    if {"RECENT", "DELETED", "DELETED-STORAGE"} & set(items):
-        metas = await s.run(s.store.list_messages, box.id)
-    for item in items:
-        if item == "MESSAGES":
-            assert counts is not None
-            values.append(f"MESSAGES {counts[0]}")
-        elif item == "UNSEEN":
-            assert counts is not None
-            values.append(f"UNSEEN {counts[1]}")
-        elif item == "SIZE":
-            assert counts is not None
-            values.append(f"SIZE {counts[2]}")
-        elif item == "UIDNEXT":
-            values.append(f"UIDNEXT {box.uidnext}")
-        elif item == "UIDVALIDITY":
-            values.append(f"UIDVALIDITY {box.uidvalidity}")
-        elif item == "HIGHESTMODSEQ":
-            values.append(f"HIGHESTMODSEQ {box.highestmodseq}")
-        elif item == "APPENDLIMIT":
-            values.append(f"APPENDLIMIT {s.config.max_literal_size}")
-        elif item == "RECENT":
-            assert metas is not None
-            values.append(f"RECENT {sum(1 for m in metas if m.uid >= box.first_recent_uid)}")
-        elif item == "DELETED":
-            assert metas is not None
-            values.append(f"DELETED {sum(1 for m in metas if m.flags.deleted)}")
-        elif item == "DELETED-STORAGE":
-            # RFC 9208 4.2.1: what EXPUNGE would free, in units of 1024 octets.
-            assert metas is not None
-            freed = sum(m.size for m in metas if m.flags.deleted)
-            values.append(f"DELETED-STORAGE {freed // 1024}")
-    return b"STATUS " + s.mailbox_name(box.name) + b" (" + " ".join(values).encode() + b")"
+    needed = sources(items)
+    data = StatusData(
+        box, s.config.max_literal_size,
+        counts=await s.run(s.store.mail.mailbox_counts, box.id)
+        if Source.COUNTS in needed else None,
+        messages=await s.run(s.store.mail.list_messages, box.id)
+        if Source.MESSAGES in needed else None,
+    )
+    return r.status(s.mailbox_name(box.name), status_values(data, items))
 
 
-@command("STATUS", AUTH)
 async def status(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, StatusArgs)
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
     if "HIGHESTMODSEQ" in args.items:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     line = await _status_items(s, box, args.items)
     if line is None:
         s.bad(cmd.tag, "Unknown STATUS item")
@@ -105,8 +78,6 @@ async def status(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "STATUS completed")
 
 
-@command("LIST", AUTH)
-@command("LSUB", AUTH)
 async def list_(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, ListCmd)
@@ -125,29 +96,41 @@ async def list_(s: ImapSession, cmd: Command) -> None:
         s.untagged(b'LIST (\\Noselect) "/" ""')
         s.ok(cmd.tag, "LIST completed")
         return
-    boxes = await s.run(s.store.list_mailboxes, s.account_id())
+    boxes = await s.run(s.store.mail.list_mailboxes, s.account_id())
+    subscribed = await s.run(s.store.mail.subscriptions, s.account_id())
     by_name = {b.name: b for b in boxes}
     implied: set[str] = set()
     for name in by_name:
         implied.update(p for p in _parents(name) if p not in by_name)
-    everything = sorted(set(by_name) | implied, key=lambda n: (n != "INBOX", n))
-    has_children = {p for n in everything for p in _parents(n)}
-    subscribed = {b.name for b in boxes if b.subscribed}
-    subscribed_parents = {p for n in subscribed for p in _parents(n)}
+    has_children = {p for n in set(by_name) | implied for p in _parents(n)}
     regexes = [(pattern_regex(args.reference + p), args.reference + p) for p in args.patterns]
     want_subscribed = "SUBSCRIBED" in selection or args.lsub
     show_subscribed = want_subscribed or "SUBSCRIBED" in returns
+    listed = set(by_name) | implied
+    if want_subscribed:
+        # RFC 5258 3.1: a subscribed name is listed even when its mailbox is gone.
+        listed |= subscribed
+    everything = sorted(listed, key=lambda n: (n != "INBOX", n))
+
+    def matching(name: str) -> bool:
+        return any(matches(rx, pat, name) for rx, pat in regexes)
+
+    subscribed_parents = {p for n in subscribed for p in _parents(n)}
+    # RFC 5258 3.5: CHILDINFO marks a parent with a subscribed descendant that this
+    # LIST does not return itself (with "*" the descendant is returned, so no CHILDINFO).
+    childinfo = {p for n in subscribed if not matching(n) for p in _parents(n)}
+    recursive = "RECURSIVEMATCH" in selection and want_subscribed
     verb = "LSUB" if args.lsub else "LIST"
     for name in everything:
-        if not any(matches(rx, pat, name) for rx, pat in regexes):
+        if not matching(name):
             continue
         box = by_name.get(name)
         attrs: list[str] = []
         extra = b""
-        if want_subscribed and name not in subscribed:
-            if "RECURSIVEMATCH" in selection and name in subscribed_parents:
-                extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-            elif args.lsub and name in subscribed_parents and any(
+        if recursive and name in childinfo:
+            extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
+        if want_subscribed and name not in subscribed and not extra:
+            if args.lsub and name in subscribed_parents and any(
                 "%" in p for _, p in regexes
             ):
                 attrs.append("\\Noselect")  # RFC 3501 6.3.9: LSUB of a parent
@@ -155,10 +138,8 @@ async def list_(s: ImapSession, cmd: Command) -> None:
                 continue
         if "SPECIAL-USE" in selection and (box is None or not box.special_use):
             continue
-        if box is None:
-            attrs += ["\\NonExistent", "\\Noselect"] if not args.lsub else []
-            if args.lsub and "\\Noselect" not in attrs:
-                attrs.append("\\Noselect")
+        if box is None and not args.lsub:
+            attrs += ["\\NonExistent", "\\Noselect"]
         if not args.lsub:
             attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
         if show_subscribed and name in subscribed and not args.lsub:
@@ -194,7 +175,6 @@ def _valid_name(name: str) -> tuple[str, str] | None:
     return None
 
 
-@command("CREATE", AUTH)
 async def create(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Create)
@@ -216,16 +196,15 @@ async def create(s: ImapSession, cmd: Command) -> None:
     try:
         # RFC 9051 6.3.4: create the superior names a client did not create itself.
         for parent in _parents(name):
-            if await s.run(s.store.get_mailbox, account, parent) is None:
-                await s.run(s.store.create_mailbox, account, parent)
-        await s.run(s.store.create_mailbox, account, name, special)
+            if await s.run(s.store.mail.get_mailbox, account, parent) is None:
+                await s.run(s.store.mail.create_mailbox, account, parent)
+        await s.run(s.store.mail.create_mailbox, account, name, special)
     except AlreadyExists:
         s.no(cmd.tag, "Mailbox already exists", "ALREADYEXISTS")
         return
     s.ok(cmd.tag, "CREATE completed")
 
 
-@command("DELETE", AUTH)
 async def delete(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
@@ -236,7 +215,7 @@ async def delete(s: ImapSession, cmd: Command) -> None:
         s.no(cmd.tag, "Mailbox is selected; UNSELECT it first", "INUSE")
         return
     try:
-        await s.run(s.store.imap_delete_mailbox, s.account_id(), args.mailbox)
+        await s.run(s.store.mail.delete_mailbox, s.account_id(), args.mailbox)
     except NotFound:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -246,7 +225,6 @@ async def delete(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "DELETE completed")
 
 
-@command("RENAME", AUTH)
 async def rename(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Rename)
@@ -261,10 +239,10 @@ async def rename(s: ImapSession, cmd: Command) -> None:
         return
     account = s.account_id()
     try:
-        await s.run(s.store.imap_rename_mailbox, account, args.old, new)
+        await s.run(s.store.mail.rename_mailbox, account, args.old, new)
         for parent in _parents(new):
-            if await s.run(s.store.get_mailbox, account, parent) is None:
-                await s.run(s.store.create_mailbox, account, parent)
+            if await s.run(s.store.mail.get_mailbox, account, parent) is None:
+                await s.run(s.store.mail.create_mailbox, account, parent)
     except NotFound:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -278,13 +256,11 @@ async def rename(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "RENAME completed")
 
 
-@command("SUBSCRIBE", AUTH)
-@command("UNSUBSCRIBE", AUTH)
 async def subscribe(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
     on = cmd.name == "SUBSCRIBE"
-    found = await s.run(s.store.imap_set_subscribed, s.account_id(), args.mailbox, on)
+    found = await s.run(s.store.mail.set_subscribed, s.account_id(), args.mailbox, on)
     if not found:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -292,19 +268,18 @@ async def subscribe(s: ImapSession, cmd: Command) -> None:
 
 
 async def _quota(s: ImapSession) -> bytes | None:
-    account = await s.run(s.store.get_account_by_id, s.account_id())
+    account = await s.run(s.store.directory.get_account_by_id, s.account_id())
     if account is None or not account.quota_bytes:
         return None
-    used = await s.run(s.store.account_usage, account.id)
+    used = await s.run(s.store.directory.account_usage, account.id)
     # RFC 9208 5.1: STORAGE is in units of 1024 octets.
     return f'QUOTA "" (STORAGE {used // 1024} {account.quota_bytes // 1024})'.encode()
 
 
-@command("GETQUOTAROOT", AUTH)
 async def getquotaroot(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, MailboxArg)
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
@@ -315,7 +290,6 @@ async def getquotaroot(s: ImapSession, cmd: Command) -> None:
     s.ok(cmd.tag, "GETQUOTAROOT completed")
 
 
-@command("GETQUOTA", AUTH)
 async def getquota(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, QuotaRoot)

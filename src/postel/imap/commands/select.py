@@ -4,11 +4,16 @@ RFC 7162 CONDSTORE/QRESYNC on SELECT)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Expunge, Select
 from postel.imap.proto.sequence import SequenceSet
 from postel.imap.selected import SelectedMailbox
-from postel.imap.session import AUTH, SELECTED, Continuation, ImapSession, State, command
+from postel.imap.state import Continuation, State
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
@@ -18,8 +23,6 @@ def deselect(s: ImapSession) -> None:
     s.state = State.AUTHENTICATED
 
 
-@command("SELECT", AUTH)
-@command("EXAMINE", AUTH)
 async def select(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Select)
@@ -29,24 +32,27 @@ async def select(s: ImapSession, cmd: Command) -> None:
     if s.selected is not None:
         deselect(s)
         s.untagged("OK [CLOSED] Previous mailbox closed")  # RFC 7162 3.2.11, RFC 9051 6.3.2
-    box = await s.run(s.store.get_mailbox, s.account_id(), args.mailbox)
+    box = await s.run(s.store.mail.get_mailbox, s.account_id(), args.mailbox)
     if box is None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
     if args.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8: a CONDSTORE-enabling command
     readonly = cmd.name == "EXAMINE"
+    # The view is the mailbox as of `box`: messages below its uidnext (all committed
+    # before it was read, so all listed now), changes up to its HIGHESTMODSEQ. A message
+    # committed since has a higher MODSEQ and arrives with the next poll.
+    messages = [m for m in await s.run(s.store.mail.list_messages, box.id) if m.uid < box.uidnext]
     if readonly:
-        recent_from = box.first_recent_uid  # RFC 3501 6.3.2: EXAMINE keeps \Recent
+        # RFC 3501 6.3.2: EXAMINE shows \Recent without claiming it.
+        recent = range(box.first_recent_uid, box.uidnext)
     else:
-        recent_from = await s.run(s.store.imap_claim_recent, box.id)
-    # Read the messages after claiming, so a delivery in between is counted exactly once.
-    box = await s.run(s.store.get_mailbox_by_id, box.id) or box
-    messages = await s.run(s.store.list_messages, box.id)
-    modseq = max([box.highestmodseq, *(m.modseq for m in messages)])
+        # RFC 3501 2.3.2: claim after listing, and only what was listed, so each message
+        # is \Recent in exactly one session and never claimed unseen.
+        recent = await s.run(s.store.mail.claim_recent, box.id, box.uidnext)
     sel = SelectedMailbox(
         box.id, box.name, readonly=readonly, uidvalidity=box.uidvalidity,
-        uidnext=box.uidnext, modseq=modseq, messages=messages, recent_from=recent_from,
+        uidnext=box.uidnext, modseq=box.highestmodseq, messages=messages, recent=recent,
     )
     sel.show_recent = not s.rev2
     s.selected = sel
@@ -62,7 +68,7 @@ async def select(s: ImapSession, cmd: Command) -> None:
     s.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags you can change")
     s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
     s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
-    s.untagged(f"OK [HIGHESTMODSEQ {modseq}] Highest")
+    s.untagged(f"OK [HIGHESTMODSEQ {sel.modseq}] Highest")
     if s.rev2:
         s.untagged(b'LIST () "/" ' + s.mailbox_name(box.name))
     if args.qresync is not None and args.qresync.uidvalidity == box.uidvalidity:
@@ -74,7 +80,7 @@ async def _qresync(s: ImapSession, sel: SelectedMailbox, args: Select) -> None:
     """RFC 7162 3.2.5.2: what changed since the client's MODSEQ, before the tagged OK."""
     q = args.qresync
     assert q is not None
-    changes = await s.run(s.store.changes_since, sel.mailbox_id, q.modseq)
+    changes = await s.run(s.store.mail.changes_since, sel.mailbox_id, q.modseq)
     known: list[int] | None = None
     if q.known_uids is not None:
         bound = max([sel.uids[-1] if sel.uids else 0,
@@ -96,51 +102,42 @@ async def _qresync(s: ImapSession, sel: SelectedMailbox, args: Select) -> None:
         )
 
 
-@command("CLOSE", SELECTED)
 async def close(s: ImapSession, cmd: Command) -> None:
     sel = s.selected
     assert sel is not None
     if not sel.readonly:
         # RFC 9051 6.4.1: expunge silently, no EXPUNGE responses.
-        await s.run(s.store.expunge, sel.mailbox_id)
+        await s.run(s.store.mail.expunge, sel.mailbox_id)
     deselect(s)
     s.ok(cmd.tag, "CLOSE completed")
 
 
-@command("UNSELECT", SELECTED)
 async def unselect(s: ImapSession, cmd: Command) -> None:
     deselect(s)
     s.ok(cmd.tag, "UNSELECT completed")
 
 
-@command("CHECK", SELECTED)
 async def check(s: ImapSession, cmd: Command) -> None:
     await s.poll()
     s.ok(cmd.tag, "CHECK completed")
 
 
-@command("EXPUNGE", SELECTED)
-@command("UID EXPUNGE", SELECTED)
 async def expunge(s: ImapSession, cmd: Command) -> None:
     sel = s.selected
     assert sel is not None
-    if sel.readonly:
-        s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
-        return
     if isinstance(cmd.args, Expunge) and cmd.args.uids is not None:
         # RFC 4315 2.1: only \Deleted messages that are also in the UID set.
         named = set(sel.resolve(cmd.args.uids, uid=True))
         uids = [u for u in sel.uids if u in named and sel.flags[u].deleted]
         if uids:
-            await s.run(s.store.expunge, sel.mailbox_id, uids)
+            await s.run(s.store.mail.expunge, sel.mailbox_id, uids)
     else:
-        await s.run(s.store.expunge, sel.mailbox_id)
+        await s.run(s.store.mail.expunge, sel.mailbox_id)
     await s.poll()
     code = f"HIGHESTMODSEQ {sel.modseq}" if s.condstore else None
     s.ok(cmd.tag, f"{cmd.name} completed", code)
 
 
-@command("IDLE", AUTH)
 async def idle(s: ImapSession, cmd: Command) -> None:
     # RFC 2177: report changes as they happen until the client says DONE.
     await s.poll()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Store
 from postel.imap.proto.sequence import SequenceSet
-from postel.imap.session import SELECTED, ImapSession, command
 from postel.store.model import Flags, MessageMeta
+
+if TYPE_CHECKING:
+    from postel.imap.session import ImapSession
 
 _SYSTEM = {"\\seen", "\\answered", "\\flagged", "\\deleted", "\\draft"}
 
@@ -24,32 +28,24 @@ def flags_from(names: tuple[str, ...] | list[str]) -> Flags | None:
     return Flags.from_names(kept)
 
 
-@command("STORE", SELECTED)
-@command("UID STORE", SELECTED)
 async def store(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Store)
     sel = s.selected
     assert sel is not None
     by_uid = cmd.name == "UID STORE"
-    if not by_uid and not sel.valid_sequence(args.sequence):
-        s.bad(cmd.tag, "Invalid message sequence number")
-        return
-    if sel.readonly:
-        s.no(cmd.tag, "Mailbox is read-only", "READ-ONLY")
-        return
     flags = flags_from(args.flags)
     if flags is None:
         s.bad(cmd.tag, "Unknown system flag")
         return
     if args.unchanged_since is not None:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     uids = sel.resolve(args.sequence, uid=by_uid)
     changed: list[MessageMeta] = []
     failed: list[int] = []
     if uids:
         changed, failed = await s.run(
-            s.store.set_flags, sel.mailbox_id, uids, flags, mode=args.mode,
+            s.store.mail.set_flags, sel.mailbox_id, uids, flags, mode=args.mode,
             unchanged_since=args.unchanged_since,
         )
     for meta in changed:

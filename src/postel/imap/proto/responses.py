@@ -11,6 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from postel.imap.proto import mutf7
+from postel.imap.proto.bodystructure import BodyStructure, Extension, MultiPart
+from postel.imap.proto.envelope import Envelope
+from postel.mail.mime import HeaderAddress
 
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _QUOTED_SAFE = frozenset(range(0x20, 0x7F))
@@ -101,54 +104,74 @@ def date_time(dt: datetime) -> bytes:
     ).encode()
 
 
-def _addresses(addrs: Any, utf8: bool) -> bytes:
+def _addresses(addresses: Sequence[HeaderAddress], utf8: bool) -> bytes:
     # RFC 9051 9: "(" 1*address ")" -- addresses are not separated by spaces.
-    if not addrs:
+    if not addresses:
         return b"NIL"
-    return b"(" + b"".join(value(list(a), utf8) for a in addrs) + b")"
+    return b"(" + b"".join(
+        b"(" + b" ".join(nstring(x, utf8) for x in (a.name, a.adl, a.mailbox, a.host)) + b")"
+        for a in addresses
+    ) + b")"
 
 
-def envelope(env: Sequence[Any], utf8: bool = False) -> bytes:
-    """ENVELOPE from the stored 10-element list (date subject from sender reply-to to cc
-    bcc in-reply-to message-id)."""
+def envelope(env: Envelope, utf8: bool = False) -> bytes:
+    """RFC 9051 7.5.2 ENVELOPE: date subject from sender reply-to to cc bcc in-reply-to
+    message-id."""
+    addresses = (env.from_, env.sender, env.reply_to, env.to, env.cc, env.bcc)
     pieces = [
-        nstring(env[0], utf8), nstring(env[1], utf8),
-        *(_addresses(env[i], utf8) for i in range(2, 8)),
-        nstring(env[8], utf8), nstring(env[9], utf8),
+        nstring(env.date, utf8), nstring(env.subject, utf8),
+        *(_addresses(a, utf8) for a in addresses),
+        nstring(env.in_reply_to, utf8), nstring(env.message_id, utf8),
     ]
     return b"(" + b" ".join(pieces) + b")"
 
 
-def body_structure(body: Sequence[Any], utf8: bool = False) -> bytes:
-    """BODY / BODYSTRUCTURE from mime.bodystructure() lists (RFC 9051 7.5.2)."""
-    if body and isinstance(body[0], list):
-        n = 0
-        while n < len(body) and isinstance(body[n], list):
-            n += 1
-        kids = list(body[:n])
+def _strings(items: Sequence[str] | None, utf8: bool) -> bytes:
+    if items is None:
+        return b"NIL"
+    return b"(" + b" ".join(string(x, utf8) for x in items) + b")"
+
+
+def _extension(ext: Extension, utf8: bool) -> list[bytes]:
+    """body-fld-dsp SP body-fld-lang SP body-fld-loc."""
+    disposition = b"NIL"
+    if ext.disposition is not None:
+        disposition = (b"(" + string(ext.disposition.kind, utf8) + b" "
+                       + _strings(ext.disposition.params, utf8) + b")")
+    language = (nstring(ext.language, utf8) if not isinstance(ext.language, tuple)
+                else _strings(ext.language, utf8))
+    return [disposition, language, nstring(ext.location, utf8)]
+
+
+def body_structure(body: BodyStructure, utf8: bool = False) -> bytes:
+    """BODY / BODYSTRUCTURE (RFC 9051 7.5.2); without an extension it is BODY."""
+    if isinstance(body, MultiPart):
         # body-type-mpart = 1*body SP media-subtype [SP body-ext-mpart]: no space between
-        # the bodies.
-        out = b"".join(body_structure(k, utf8) for k in kids)
-        rest = [value(body[n], utf8)] + [_ext(x, utf8) for x in body[n + 1 :]]
-        return b"(" + out + b" " + b" ".join(rest) + b")"
-    pieces: list[bytes] = []
-    is_message = (
-        len(body) > 7 and isinstance(body[0], str) and body[0].lower() == "message"
-        and isinstance(body[1], str) and body[1].lower() in ("rfc822", "global")
-        and isinstance(body[7], list)
-    )
-    for i, item in enumerate(body):
-        if is_message and i == 7:
-            pieces.append(envelope(item, utf8))
-        elif is_message and i == 8:
-            pieces.append(body_structure(item, utf8))
-        else:
-            pieces.append(_ext(item, utf8))
+        # the bodies; body-ext-mpart starts with the parameters.
+        rest = [string(body.subtype, utf8)]
+        if body.extension is not None:
+            rest += [_strings(body.params, utf8), *_extension(body.extension, utf8)]
+        return (b"(" + b"".join(body_structure(p, utf8) for p in body.parts) + b" "
+                + b" ".join(rest) + b")")
+    pieces = [
+        string(body.type, utf8), string(body.subtype, utf8), _strings(body.params, utf8),
+        nstring(body.content_id, utf8), nstring(body.description, utf8),
+        string(body.encoding, utf8), b"%d" % body.size,
+    ]
+    if body.message is not None:  # body-type-msg
+        pieces += [envelope(body.message.envelope, utf8),
+                   body_structure(body.message.body, utf8), b"%d" % body.message.lines]
+    elif body.lines is not None:  # body-type-text
+        pieces.append(b"%d" % body.lines)
+    if body.extension is not None:  # body-ext-1part
+        pieces += [nstring(body.md5, utf8), *_extension(body.extension, utf8)]
     return b"(" + b" ".join(pieces) + b")"
 
 
-def _ext(item: Any, utf8: bool) -> bytes:
-    return value(item, utf8)
+def status(mailbox_name: bytes, values: Iterable[tuple[str, int]]) -> bytes:
+    """RFC 9051 7.3.4: STATUS mailbox (item value ...), without the "* "."""
+    items = " ".join(f"{name} {number}" for name, number in values)
+    return b"STATUS " + mailbox_name + b" (" + items.encode() + b")"
 
 
 def response_code(code: str | None) -> bytes:

@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from postel.store.errors import AlreadyExists, NotFound, StoreError
 from postel.store.model import (
     DEFAULT_MAILBOXES,
     Account,
@@ -24,49 +25,47 @@ from postel.store.model import (
     Role,
 )
 from postel.store.sql import schema as t
-from postel.store.sql.base import (
-    AlreadyExists,
-    NotFound,
-    StoreError,
-    _domain_of,
-    _new_id,
-    now,
-)
-from postel.store.sql.mail import MailStore
+from postel.store.sql.collector import collect_blobs
+from postel.store.sql.database import Database
+from postel.store.sql.rows import domain_of, insert_mailbox, new_id, now, to_account
 
 
-class DirectoryStore(MailStore):
-    """Domains, accounts and aliases: who receives mail here, and who may log in."""
+class SqlDirectory:
+    """`api.Directory` on SQL: domains, accounts and aliases: who receives mail here, and
+    who may log in."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # -- domains ----------------------------------------------------------------------
 
     def add_domain(self, name: str) -> Domain:
         name = name.lower().rstrip(".")
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             if conn.execute(select(t.domains.c.id).where(t.domains.c.name == name)).first():
                 raise AlreadyExists(f"domain {name} already exists")
             created = now()
-            result = self._insert_new(
+            result = self._db.insert_new(
                 conn, insert(t.domains).values(name=name, created_at=created),
                 f"domain {name} already exists",
             )
-            return Domain(_new_id(result), name, created)
+            return Domain(new_id(result), name, created)
 
     def get_domain(self, name: str) -> Domain | None:
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(t.domains).where(t.domains.c.name == name.lower().rstrip("."))
             ).first()
         return Domain(row.id, row.name, row.created_at) if row else None
 
     def list_domains(self) -> list[Domain]:
-        with self._read() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(select(t.domains).order_by(t.domains.c.name)).all()
         return [Domain(r.id, r.name, r.created_at) for r in rows]
 
     def remove_domain(self, name: str) -> None:
         name = name.lower().rstrip(".")
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             domain_id = conn.execute(
                 select(t.domains.c.id).where(t.domains.c.name == name)
             ).scalar()
@@ -85,22 +84,6 @@ class DirectoryStore(MailStore):
 
     # -- accounts ---------------------------------------------------------------------
 
-    @staticmethod
-    def _account(row: Any) -> Account:
-        return Account(
-            id=row.id,
-            domain_id=row.domain_id,
-            email=row.email,
-            password_hash=row.password_hash,
-            role=Role(row.role),
-            backup_email=row.backup_email,
-            display_name=row.display_name,
-            quota_bytes=row.quota_bytes,
-            disabled=bool(row.disabled),
-            created_at=row.created_at,
-            password_changed_at=row.password_changed_at,
-        )
-
     def add_account(
         self,
         email: str,
@@ -112,8 +95,8 @@ class DirectoryStore(MailStore):
         quota_bytes: int = 0,
     ) -> Account:
         """Create an account and its default mailboxes. `email` must be a lookup key."""
-        domain = _domain_of(email)
-        with self._write() as (conn, _):
+        domain = domain_of(email)
+        with self._db.write() as (conn, _):
             domain_id = conn.execute(
                 select(t.domains.c.id).where(t.domains.c.name == domain)
             ).scalar()
@@ -124,7 +107,7 @@ class DirectoryStore(MailStore):
             if conn.execute(select(t.aliases.c.id).where(t.aliases.c.source == email)).first():
                 raise AlreadyExists(f"{email} is already an alias")
             created = now()
-            result = self._insert_new(
+            result = self._db.insert_new(
                 conn,
                 insert(t.accounts).values(
                     domain_id=domain_id,
@@ -140,28 +123,31 @@ class DirectoryStore(MailStore):
                 ),
                 f"user {email} already exists",
             )
-            account_id = _new_id(result)
+            account_id = new_id(result)
             for name, special_use in DEFAULT_MAILBOXES:
-                self._insert_mailbox(conn, account_id, name, special_use)
+                insert_mailbox(conn, account_id, name, special_use)
+            # A new account's own mailboxes start subscribed; later ones only by SUBSCRIBE.
+            conn.execute(insert(t.subscriptions), [
+                {"account_id": account_id, "name": name} for name, _ in DEFAULT_MAILBOXES])
             row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).one()
-            return self._account(row)
+            return to_account(row)
 
     def get_account(self, email: str) -> Account | None:
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(t.accounts).where(t.accounts.c.email == email)).first()
-        return self._account(row) if row else None
+        return to_account(row) if row else None
 
     def get_account_by_id(self, account_id: int) -> Account | None:
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).first()
-        return self._account(row) if row else None
+        return to_account(row) if row else None
 
     def list_accounts(self, domain: str | None = None) -> list[Account]:
         query = select(t.accounts).order_by(t.accounts.c.email)
         if domain is not None:
             query = query.join(t.domains).where(t.domains.c.name == domain.lower().rstrip("."))
-        with self._read() as conn:
-            return [self._account(r) for r in conn.execute(query).all()]
+        with self._db.read() as conn:
+            return [to_account(r) for r in conn.execute(query).all()]
 
     def update_account(self, email: str, **values: Any) -> Account:
         """Change password_hash, backup_email, role, display_name, quota_bytes or disabled."""
@@ -174,7 +160,7 @@ class DirectoryStore(MailStore):
             values["role"] = Role(values["role"]).value
         if "password_hash" in values:
             values["password_changed_at"] = now()
-        with self._write() as (conn, changes):
+        with self._db.write() as (conn, changes):
             result = conn.execute(
                 update(t.accounts).where(t.accounts.c.email == email).values(**values)
             )
@@ -183,20 +169,30 @@ class DirectoryStore(MailStore):
             row = conn.execute(select(t.accounts).where(t.accounts.c.email == email)).one()
             if "password_hash" in values or values.get("disabled"):
                 changes.append(CredentialsChanged(row.id))
-            return self._account(row)
+            return to_account(row)
 
     def remove_account(self, email: str) -> None:
-        """Delete an account with its mailboxes and messages (blobs are collected later)."""
-        with self._write() as (conn, changes):
+        """Delete an account with its mailboxes and messages; then the bodies that no
+        other message and no queued row names any more are deleted from disk."""
+        with self._db.write() as (conn, changes):
             account_id = conn.execute(
                 select(t.accounts.c.id).where(t.accounts.c.email == email)
             ).scalar()
             if account_id is None:
                 raise NotFound(f"user {email} does not exist")
             box_ids = select(t.mailboxes.c.id).where(t.mailboxes.c.account_id == account_id)
+            blobs = set(
+                conn.execute(
+                    select(t.messages.c.blob_sha256)
+                    .where(t.messages.c.mailbox_id.in_(box_ids))
+                    .distinct()
+                ).scalars()
+            )
             conn.execute(delete(t.messages).where(t.messages.c.mailbox_id.in_(box_ids)))
             conn.execute(delete(t.expunged).where(t.expunged.c.mailbox_id.in_(box_ids)))
             conn.execute(delete(t.mailboxes).where(t.mailboxes.c.account_id == account_id))
+            conn.execute(
+                delete(t.subscriptions).where(t.subscriptions.c.account_id == account_id))
             conn.execute(
                 update(t.outbound_queue)
                 .where(t.outbound_queue.c.account_id == account_id)
@@ -212,10 +208,12 @@ class DirectoryStore(MailStore):
             )
             conn.execute(delete(t.accounts).where(t.accounts.c.id == account_id))
             changes.append(CredentialsChanged(account_id))
+        # After the commit: until then the rows still name the blobs.
+        collect_blobs(self._db, blobs)
 
     def account_usage(self, account_id: int) -> int:
         """Bytes stored in all of an account's mailboxes (for quotas)."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             total = conn.execute(
                 select(func.coalesce(func.sum(t.messages.c.size), 0))
                 .join(t.mailboxes)
@@ -226,7 +224,7 @@ class DirectoryStore(MailStore):
     def addresses_of(self, account: Account) -> set[str]:
         """The lookup keys an account may send as: its own, and aliases that point at it
         directly (a catch-all does not let a user send as every address of the domain)."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             sources = conn.execute(
                 select(t.aliases.c.source).where(t.aliases.c.destination == account.email)
             ).scalars().all()
@@ -236,8 +234,8 @@ class DirectoryStore(MailStore):
 
     def add_alias(self, source: str, destination: str) -> Alias:
         """`source` is a lookup key or "@domain" (catch-all); the domain must be local."""
-        domain = _domain_of(source)
-        with self._write() as (conn, _):
+        domain = domain_of(source)
+        with self._db.write() as (conn, _):
             domain_id = conn.execute(
                 select(t.domains.c.id).where(t.domains.c.name == domain)
             ).scalar()
@@ -262,11 +260,11 @@ class DirectoryStore(MailStore):
         )
         if domain is not None:
             query = query.join(t.domains).where(t.domains.c.name == domain.lower().rstrip("."))
-        with self._read() as conn:
+        with self._db.read() as conn:
             return [Alias(r.source, r.destination) for r in conn.execute(query).all()]
 
     def remove_alias(self, source: str, destination: str) -> None:
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             result = conn.execute(
                 delete(t.aliases).where(
                     and_(t.aliases.c.source == source, t.aliases.c.destination == destination)
@@ -286,7 +284,7 @@ class DirectoryStore(MailStore):
         accounts: dict[int, Account] = {}
         remote: list[str] = []
         found = False
-        with self._read() as conn:
+        with self._db.read() as conn:
             pending = [(key, 0)]
             seen: set[str] = set()
             while pending:
@@ -300,7 +298,7 @@ class DirectoryStore(MailStore):
                 if row is not None:
                     found = True
                     if not row.disabled:
-                        accounts[row.id] = self._account(row)
+                        accounts[row.id] = to_account(row)
                     continue
                 destinations = conn.execute(
                     select(t.aliases.c.destination).where(t.aliases.c.source == address)
@@ -308,7 +306,7 @@ class DirectoryStore(MailStore):
                 if not destinations and depth == 0:
                     destinations = conn.execute(
                         select(t.aliases.c.destination).where(
-                            t.aliases.c.source == "@" + _domain_of(address)
+                            t.aliases.c.source == "@" + domain_of(address)
                         )
                     ).scalars().all()
                 if destinations:
@@ -316,7 +314,7 @@ class DirectoryStore(MailStore):
                 elif depth > 0:
                     # An alias target with nothing behind it: targets in other domains are
                     # forwarded; local ones that are not users are dropped.
-                    if not self._domain_exists(conn, _domain_of(address)):
+                    if not self._domain_exists(conn, domain_of(address)):
                         remote.append(address)
                     continue
                 if depth >= max_depth:
@@ -335,7 +333,7 @@ class DirectoryStore(MailStore):
 
     def counts(self) -> dict[str, int]:
         """Sizes an operator watches: domains, accounts, messages and their bytes."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             domains = conn.execute(select(func.count()).select_from(t.domains)).scalar_one()
             accounts = conn.execute(select(func.count()).select_from(t.accounts)).scalar_one()
             messages, size = conn.execute(

@@ -1,9 +1,9 @@
-"""Mailboxes and messages: UIDs, MODSEQs, delivery, flags, expunge, changes."""
+"""Mailboxes and messages: UIDs, MODSEQs, delivery, flags, expunge, changes; and what
+IMAP adds (\\Recent, subscriptions, rename and delete, COPY/MOVE, MULTIAPPEND)."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +22,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from postel.mail.mime import ParsedMessage
+from postel.store.errors import AlreadyExists, NotFound, StoreError
 from postel.store.model import (
+    NO_FLAGS,
     BlobRef,
     Change,
     DeliveredMessage,
@@ -36,105 +38,58 @@ from postel.store.model import (
     MessagesExpunged,
 )
 from postel.store.sql import schema as t
-from postel.store.sql.base import (
-    NO_FLAGS,
-    AlreadyExists,
-    NotFound,
-    StoreBase,
-    _new_id,
+from postel.store.sql.database import Database
+from postel.store.sql.rows import (
+    META_COLUMNS,
+    allocate,
+    bump_modseq,
+    flag_values,
+    insert_mailbox,
+    lock_mailbox,
+    message_values,
     now,
+    to_mailbox,
+    to_meta,
 )
 
 
-class MailStore(StoreBase):
-    """Mailboxes and messages: UIDs, MODSEQs, delivery, flags, expunge, changes."""
+class SqlMailboxes:
+    """`api.Mailboxes` on SQL: every rule about UIDs, MODSEQs, delivery and expunge."""
 
-    # -- mailboxes --------------------------------------------------------------------
-
-    @staticmethod
-    def _mailbox(row: Any) -> Mailbox:
-        return Mailbox(
-            id=row.id,
-            account_id=row.account_id,
-            name=row.name,
-            special_use=row.special_use,
-            uidvalidity=row.uidvalidity,
-            uidnext=row.uidnext,
-            highestmodseq=row.highestmodseq,
-            first_recent_uid=row.first_recent_uid,
-            subscribed=bool(row.subscribed),
-        )
-
-    def _new_uidvalidity(self, conn: Connection) -> int:
-        # RFC 3501 2.3.1.1: a mailbox re-created under the same name must get a new
-        # UIDVALIDITY. Seconds since the epoch, but always above the last value handed out,
-        # which is stored (counters table) so that no other process or host, and no
-        # restart, can hand out a value again. The UPDATE takes the row lock on PostgreSQL.
-        # Fits in 32 bits until 2106.
-        clock = int(time.time())
-        counter = t.counters.c.value
-        value = conn.execute(
-            update(t.counters)
-            .where(t.counters.c.name == "uidvalidity")
-            .values(value=case((counter + 1 > clock, counter + 1), else_=clock))
-            .returning(counter)
-        ).scalar()
-        if value is None:
-            # The row is gone (emptied by hand): start again above every value in use.
-            highest = conn.execute(select(func.max(t.mailboxes.c.uidvalidity))).scalar() or 0
-            value = max(clock, int(highest) + 1)
-            conn.execute(insert(t.counters).values(name="uidvalidity", value=value))
-        return int(value)
-
-    def _insert_mailbox(
-        self, conn: Connection, account_id: int, name: str, special_use: str | None
-    ) -> int:
-        result = conn.execute(
-            insert(t.mailboxes).values(
-                account_id=account_id,
-                name=name,
-                special_use=special_use,
-                uidvalidity=self._new_uidvalidity(conn),
-                uidnext=1,
-                highestmodseq=1,
-                first_recent_uid=1,
-                subscribed=True,
-                created_at=now(),
-            )
-        )
-        return _new_id(result)
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def list_mailboxes(self, account_id: int) -> list[Mailbox]:
-        with self._read() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
                 select(t.mailboxes)
                 .where(t.mailboxes.c.account_id == account_id)
                 .order_by(t.mailboxes.c.id)
             ).all()
-        return [self._mailbox(r) for r in rows]
+        return [to_mailbox(r) for r in rows]
 
     def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
         if name.upper() == "INBOX":
             name = "INBOX"
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(t.mailboxes).where(
                     and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
                 )
             ).first()
-        return self._mailbox(row) if row else None
+        return to_mailbox(row) if row else None
 
     def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)).first()
-        return self._mailbox(row) if row else None
+        return to_mailbox(row) if row else None
 
     def create_mailbox(
         self, account_id: int, name: str, special_use: str | None = None
     ) -> Mailbox:
         if name.upper() == "INBOX":
             raise AlreadyExists("INBOX always exists")
-        with self._write() as (conn, changes):
+        with self._db.write() as (conn, changes):
             exists = conn.execute(
                 select(t.mailboxes.c.id).where(
                     and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
@@ -143,88 +98,14 @@ class MailStore(StoreBase):
             if exists:
                 raise AlreadyExists(f"mailbox {name} already exists")
             try:
-                mailbox_id = self._insert_mailbox(conn, account_id, name, special_use)
+                mailbox_id = insert_mailbox(conn, account_id, name, special_use)
             except IntegrityError:  # another session's CREATE since the check (PostgreSQL)
                 raise AlreadyExists(f"mailbox {name} already exists") from None
             changes.append(MailboxChanged(account_id, mailbox_id))
             row = conn.execute(select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)).one()
-            return self._mailbox(row)
+            return to_mailbox(row)
 
     # -- messages ---------------------------------------------------------------------
-
-    @staticmethod
-    def _message_values(parsed: ParsedMessage) -> dict[str, Any]:
-        return {
-            "envelope": json.dumps(parsed.envelope, ensure_ascii=False),
-            "mime": json.dumps(parsed.body.to_json(), ensure_ascii=False),
-            "headers": json.dumps(parsed.headers, ensure_ascii=False),
-            "subject": parsed.subject,
-            "base_subject": parsed.base_subject,
-            "sent_date": parsed.sent_date,
-            "message_id": parsed.message_id,
-            "in_reply_to": parsed.in_reply_to,
-            "references": " ".join(parsed.references),
-            "from_sort": parsed.from_sort,
-            "to_sort": parsed.to_sort,
-            "cc_sort": parsed.cc_sort,
-            "display_from": parsed.display_from,
-            "display_to": parsed.display_to,
-            "has_attachments": parsed.has_attachments,
-        }
-
-    @staticmethod
-    def _flag_values(flags: Flags) -> dict[str, Any]:
-        return {
-            "seen": flags.seen,
-            "answered": flags.answered,
-            "flagged": flags.flagged,
-            "deleted": flags.deleted,
-            "draft": flags.draft,
-            "keywords": " ".join(sorted(set(flags.keywords))),
-        }
-
-    def _allocate(self, conn: Connection, mailbox_id: int, count: int = 1) -> tuple[int, int]:
-        """Take `count` UIDs and one MODSEQ from a mailbox; returns (first uid, modseq).
-
-        The UPDATE ... RETURNING takes the row lock on PostgreSQL, so concurrent writers to
-        one mailbox serialise here and UIDs stay strictly ascending and never reused.
-        """
-        row = conn.execute(
-            update(t.mailboxes)
-            .where(t.mailboxes.c.id == mailbox_id)
-            .values(
-                uidnext=t.mailboxes.c.uidnext + count,
-                highestmodseq=t.mailboxes.c.highestmodseq + 1,
-            )
-            .returning(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq)
-        ).one()
-        return int(row.uidnext) - count, int(row.highestmodseq)
-
-    @staticmethod
-    def _lock_mailbox(conn: Connection, mailbox_id: int) -> int:
-        """Take the mailbox row lock before reading messages to change; returns the owner.
-
-        A write that reads flags or \\Deleted messages first and locks later (at the MODSEQ
-        bump) works on a stale read on PostgreSQL: two STOREs lose one another's flags, and
-        two EXPUNGEs record the same UIDs twice. SQLite's write lock already serialises.
-        """
-        return int(
-            conn.execute(
-                select(t.mailboxes.c.account_id)
-                .where(t.mailboxes.c.id == mailbox_id)
-                .with_for_update()
-            ).scalar_one()
-        )
-
-    def _bump_modseq(self, conn: Connection, mailbox_id: int) -> int:
-        return int(
-            conn.execute(
-                update(t.mailboxes)
-                .where(t.mailboxes.c.id == mailbox_id)
-                .values(highestmodseq=t.mailboxes.c.highestmodseq + 1)
-                .returning(t.mailboxes.c.highestmodseq)
-            ).scalar_one()
-        )
 
     def deliver(
         self,
@@ -241,7 +122,7 @@ class MailStore(StoreBase):
         to INBOX, so a user who deleted a folder that a rule names still gets the mail.
         """
         received = internal_date or now()
-        values = self._message_values(parsed)
+        values = message_values(parsed)
 
         def work(conn: Connection, changes: list[Change]) -> list[DeliveredMessage]:
             delivered: list[DeliveredMessage] = []
@@ -260,7 +141,7 @@ class MailStore(StoreBase):
                 boxes.append((account_id, row.id))
             # One lock order for every writer: mailbox id ascending (no deadlocks).
             for account_id, mailbox_id in sorted(set(boxes), key=lambda b: b[1]):
-                uid, modseq = self._allocate(conn, mailbox_id)
+                uid, modseq = allocate(conn, mailbox_id)
                 conn.execute(
                     insert(t.messages).values(
                         mailbox_id=mailbox_id,
@@ -270,7 +151,7 @@ class MailStore(StoreBase):
                         saved_date=now(),
                         size=blob.size,
                         blob_sha256=blob.sha256,
-                        **self._flag_values(flags),
+                        **flag_values(flags),
                         **values,
                     )
                 )
@@ -278,7 +159,10 @@ class MailStore(StoreBase):
                 changes.append(MessageAdded(account_id, mailbox_id, uid, modseq))
             return delivered
 
-        return self._group_write(work)
+        try:
+            return self._db.group_write(work)
+        finally:
+            self._db.blobs.release(blob.sha256)  # the rows name it now (or never will)
 
     def append(
         self,
@@ -298,43 +182,19 @@ class MailStore(StoreBase):
             blob, parsed, [(account_id, box.name)], flags=flags, internal_date=internal_date
         )[0]
 
-    @staticmethod
-    def _meta(row: Any) -> MessageMeta:
-        keywords = tuple(row.keywords.split()) if row.keywords else ()
-        return MessageMeta(
-            id=row.id,
-            mailbox_id=row.mailbox_id,
-            uid=row.uid,
-            modseq=row.modseq,
-            flags=Flags(
-                bool(row.seen), bool(row.answered), bool(row.flagged), bool(row.deleted),
-                bool(row.draft), keywords,
-            ),
-            internal_date=row.internal_date,
-            size=row.size,
-            blob_sha256=row.blob_sha256,
-        )
-
-    _META_COLUMNS = (
-        t.messages.c.id, t.messages.c.mailbox_id, t.messages.c.uid, t.messages.c.modseq,
-        t.messages.c.seen, t.messages.c.answered, t.messages.c.flagged, t.messages.c.deleted,
-        t.messages.c.draft, t.messages.c.keywords, t.messages.c.internal_date,
-        t.messages.c.size, t.messages.c.blob_sha256,
-    )
-
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """Every message of a mailbox in UID order (sequence number = index + 1)."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(
-                select(*self._META_COLUMNS)
+                select(*META_COLUMNS)
                 .where(t.messages.c.mailbox_id == mailbox_id)
                 .order_by(t.messages.c.uid)
             ).all()
-        return [self._meta(r) for r in rows]
+        return [to_meta(r) for r in rows]
 
     def get_message_fields(self, mailbox_id: int, uid: int) -> dict[str, Any] | None:
         """All stored columns of one message, JSON columns decoded (for FETCH)."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(t.messages).where(
                     and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.uid == uid)
@@ -364,16 +224,16 @@ class MailStore(StoreBase):
             raise ValueError(f"bad mode {mode}")
         changed: list[MessageMeta] = []
         failed: list[int] = []
-        with self._write() as (conn, changes):
-            account_id = self._lock_mailbox(conn, mailbox_id)
+        with self._db.write() as (conn, changes):
+            account_id = lock_mailbox(conn, mailbox_id)
             rows = conn.execute(
-                select(*self._META_COLUMNS).where(
+                select(*META_COLUMNS).where(
                     and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.uid.in_(uids))
                 ).order_by(t.messages.c.uid)
             ).all()
             updates: list[tuple[MessageMeta, Flags]] = []
             for row in rows:
-                meta = self._meta(row)
+                meta = to_meta(row)
                 if unchanged_since is not None and meta.modseq > unchanged_since:
                     failed.append(meta.uid)
                     continue
@@ -381,12 +241,12 @@ class MailStore(StoreBase):
                 if new != meta.flags:
                     updates.append((meta, new))
             if updates:
-                modseq = self._bump_modseq(conn, mailbox_id)
+                modseq = bump_modseq(conn, mailbox_id)
                 for meta, new in updates:
                     conn.execute(
                         update(t.messages)
                         .where(t.messages.c.id == meta.id)
-                        .values(modseq=modseq, **self._flag_values(new))
+                        .values(modseq=modseq, **flag_values(new))
                     )
                     changed.append(
                         MessageMeta(meta.id, meta.mailbox_id, meta.uid, modseq, new,
@@ -397,8 +257,8 @@ class MailStore(StoreBase):
 
     def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """Remove messages: the given UIDs, or every \\Deleted one. Returns removed UIDs."""
-        with self._write() as (conn, changes):
-            account_id = self._lock_mailbox(conn, mailbox_id)
+        with self._db.write() as (conn, changes):
+            account_id = lock_mailbox(conn, mailbox_id)
             condition = t.messages.c.mailbox_id == mailbox_id
             if uids is None:
                 condition = and_(condition, t.messages.c.deleted == True)  # noqa: E712
@@ -409,7 +269,7 @@ class MailStore(StoreBase):
             )
             if not removed:
                 return []
-            modseq = self._bump_modseq(conn, mailbox_id)
+            modseq = bump_modseq(conn, mailbox_id)
             conn.execute(delete(t.messages).where(condition))
             conn.execute(
                 insert(t.expunged),
@@ -420,10 +280,14 @@ class MailStore(StoreBase):
 
     def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         """Messages added or changed, and UIDs expunged, after `modseq` (IDLE, QRESYNC)."""
-        with self._read() as conn:
-            box = conn.execute(select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)).one()
+        with self._db.read() as conn:
+            box = conn.execute(
+                select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)
+            ).first()
+            if box is None:  # deleted by another session
+                raise NotFound(f"mailbox {mailbox_id} does not exist")
             rows = conn.execute(
-                select(*self._META_COLUMNS)
+                select(*META_COLUMNS)
                 .where(and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.modseq > modseq))
                 .order_by(t.messages.c.uid)
             ).all()
@@ -432,11 +296,11 @@ class MailStore(StoreBase):
                 .where(and_(t.expunged.c.mailbox_id == mailbox_id, t.expunged.c.modseq > modseq))
                 .order_by(t.expunged.c.uid)
             ).scalars().all()
-        return MailboxChanges(self._mailbox(box), [self._meta(r) for r in rows], list(gone))
+        return MailboxChanges(to_mailbox(box), [to_meta(r) for r in rows], list(gone))
 
     def mailbox_counts(self, mailbox_id: int) -> tuple[int, int, int]:
         """(messages, unseen, bytes) for STATUS."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(
                     func.count(),
@@ -445,6 +309,253 @@ class MailStore(StoreBase):
                 ).where(t.messages.c.mailbox_id == mailbox_id)
             ).one()
         return int(row[0]), int(row[1]), int(row[2])
+
+    # -- imap -------------------------------------------------------------------------
+    # Mailbox tree operations, \Recent, COPY/MOVE, MULTIAPPEND and batch reads for IMAP.
+
+    def claim_recent(self, mailbox_id: int, until: int) -> range:
+        """RFC 3501 2.3.2 \\Recent: the caller takes the messages below `until` that no
+        session has taken yet, and gets their UIDs back as a range. `until` is the
+        uidnext the caller read its messages under, so it claims only what it lists: a
+        claim reaching past its listing would leave messages recent for nobody."""
+        with self._db.write() as (conn, _):
+            row = conn.execute(
+                select(t.mailboxes.c.first_recent_uid, t.mailboxes.c.uidnext)
+                .where(t.mailboxes.c.id == mailbox_id)
+                .with_for_update()
+            ).first()
+            if row is None:  # deleted by another session
+                raise NotFound(f"mailbox {mailbox_id} does not exist")
+            first = int(row.first_recent_uid)
+            end = min(int(row.uidnext), until)
+            if end <= first:
+                return range(first, first)
+            conn.execute(
+                update(t.mailboxes)
+                .where(t.mailboxes.c.id == mailbox_id)
+                .values(first_recent_uid=end)
+            )
+            return range(first, end)
+
+    def subscriptions(self, account_id: int) -> set[str]:
+        """The subscription list: names, some perhaps of mailboxes deleted since."""
+        with self._db.read() as conn:
+            return set(conn.execute(
+                select(t.subscriptions.c.name)
+                .where(t.subscriptions.c.account_id == account_id)
+            ).scalars())
+
+    def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> bool:
+        """SUBSCRIBE / UNSUBSCRIBE. False when there is nothing to act on: SUBSCRIBE of a
+        mailbox that does not exist, UNSUBSCRIBE of a name neither subscribed nor
+        existing. A deleted mailbox's subscription can be removed (RFC 3501 6.3.7)."""
+        where = and_(t.subscriptions.c.account_id == account_id,
+                     t.subscriptions.c.name == name)
+        with self._db.write() as (conn, _):
+            exists = conn.execute(
+                select(t.mailboxes.c.id).where(
+                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name))
+            ).first() is not None
+            listed = conn.execute(select(t.subscriptions.c.name).where(where)).first()
+            if subscribed:
+                if exists and listed is None:
+                    conn.execute(insert(t.subscriptions).values(account_id=account_id,
+                                                                name=name))
+                return exists
+            conn.execute(delete(t.subscriptions).where(where))
+            return exists or listed is not None
+
+    @staticmethod
+    def _move_subscription(conn: Connection, account_id: int, old: str, new: str) -> None:
+        """A renamed mailbox keeps its subscription, under the new name."""
+        where = and_(t.subscriptions.c.account_id == account_id,
+                     t.subscriptions.c.name == old)
+        if conn.execute(select(t.subscriptions.c.name).where(where)).first() is None:
+            return
+        conn.execute(delete(t.subscriptions).where(where))
+        conn.execute(delete(t.subscriptions).where(and_(
+            t.subscriptions.c.account_id == account_id, t.subscriptions.c.name == new)))
+        conn.execute(insert(t.subscriptions).values(account_id=account_id, name=new))
+
+    def delete_mailbox(self, account_id: int, name: str) -> None:
+        """DELETE: the mailbox and its messages go; inferior mailboxes stay (RFC 9051 6.3.4)."""
+        if name == "INBOX":
+            raise StoreError("INBOX cannot be deleted")
+        with self._db.write() as (conn, changes):
+            mailbox_id = conn.execute(
+                select(t.mailboxes.c.id).where(
+                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
+                )
+            ).scalar()
+            if mailbox_id is None:
+                raise NotFound(f"mailbox {name} does not exist")
+            conn.execute(delete(t.messages).where(t.messages.c.mailbox_id == mailbox_id))
+            conn.execute(delete(t.expunged).where(t.expunged.c.mailbox_id == mailbox_id))
+            conn.execute(delete(t.mailboxes).where(t.mailboxes.c.id == mailbox_id))
+            changes.append(MailboxChanged(account_id, mailbox_id))
+
+    def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """RENAME with its inferiors (RFC 9051 6.3.6). Renaming INBOX moves its messages to
+        a new mailbox and leaves INBOX, empty, in place."""
+        with self._db.write() as (conn, changes):
+            rows = conn.execute(
+                select(t.mailboxes.c.id, t.mailboxes.c.name).where(
+                    t.mailboxes.c.account_id == account_id
+                )
+            ).all()
+            names = {r.name: r.id for r in rows}
+            if old not in names:
+                raise NotFound(f"mailbox {old} does not exist")
+            if new in names or new == "INBOX":
+                raise AlreadyExists(f"mailbox {new} already exists")
+            if old == "INBOX":
+                inbox = names["INBOX"]
+                target = insert_mailbox(conn, account_id, new, None)
+                uids = conn.execute(
+                    select(t.messages.c.uid)
+                    .where(t.messages.c.mailbox_id == inbox)
+                    .order_by(t.messages.c.uid)
+                ).scalars().all()
+                if uids:
+                    first, modseq = allocate(conn, target, len(uids))
+                    for offset, uid in enumerate(uids):
+                        conn.execute(
+                            update(t.messages)
+                            .where(and_(t.messages.c.mailbox_id == inbox,
+                                        t.messages.c.uid == uid))
+                            .values(mailbox_id=target, uid=first + offset, modseq=modseq)
+                        )
+                    gone = bump_modseq(conn, inbox)
+                    conn.execute(
+                        insert(t.expunged),
+                        [{"mailbox_id": inbox, "uid": u, "modseq": gone} for u in uids],
+                    )
+                    changes.append(MessagesExpunged(account_id, inbox, tuple(uids), gone))
+                changes.append(MailboxChanged(account_id, target))
+                return
+            prefix = old + "/"
+            for name, mailbox_id in names.items():
+                if name == old or name.startswith(prefix):
+                    renamed = new + name[len(old):]
+                    if renamed in names:
+                        raise AlreadyExists(f"mailbox {renamed} already exists")
+                    conn.execute(
+                        update(t.mailboxes)
+                        .where(t.mailboxes.c.id == mailbox_id)
+                        .values(name=renamed)
+                    )
+                    self._move_subscription(conn, account_id, name, renamed)
+                    changes.append(MailboxChanged(account_id, mailbox_id))
+
+    def copy(
+        self, source_id: int, uids: Sequence[int], target_id: int, *, move: bool = False
+    ) -> list[tuple[int, int]]:
+        """COPY / MOVE in one transaction; returns (source uid, new uid) pairs in UID order
+        (RFC 4315 COPYUID, RFC 6851 MOVE)."""
+        pairs: list[tuple[int, int]] = []
+        with self._db.write() as (conn, changes):
+            # Lock both mailbox rows in id order first, so two opposite MOVEs cannot
+            # deadlock on PostgreSQL (the one lock order of deliver()).
+            accounts = {
+                int(row.id): int(row.account_id)
+                for row in conn.execute(
+                    select(t.mailboxes.c.id, t.mailboxes.c.account_id)
+                    .where(t.mailboxes.c.id.in_([source_id, target_id]))
+                    .order_by(t.mailboxes.c.id)
+                    .with_for_update()
+                )
+            }
+            rows = conn.execute(
+                select(t.messages)
+                .where(and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid.in_(uids)))
+                .order_by(t.messages.c.uid)
+            ).all()
+            if not rows:
+                return []
+            first, modseq = allocate(conn, target_id, len(rows))
+            copies = []
+            for offset, row in enumerate(rows):
+                values = dict(row._mapping)
+                del values["id"]
+                values.update(mailbox_id=target_id, uid=first + offset, modseq=modseq,
+                              saved_date=now())
+                copies.append(values)
+                pairs.append((row.uid, first + offset))
+                changes.append(MessageAdded(accounts[target_id], target_id, first + offset,
+                                            modseq))
+            conn.execute(insert(t.messages), copies)
+            if move:
+                moved = [row.uid for row in rows]
+                gone = bump_modseq(conn, source_id)
+                conn.execute(
+                    delete(t.messages).where(
+                        and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid.in_(moved))
+                    )
+                )
+                conn.execute(
+                    insert(t.expunged),
+                    [{"mailbox_id": source_id, "uid": u, "modseq": gone} for u in moved],
+                )
+                changes.append(
+                    MessagesExpunged(accounts[source_id], source_id, tuple(moved), gone)
+                )
+        return pairs
+
+    def append_many(
+        self,
+        account_id: int,
+        mailbox_id: int,
+        items: Sequence[tuple[BlobRef, ParsedMessage, Flags, datetime | None]],
+    ) -> list[DeliveredMessage]:
+        """MULTIAPPEND (RFC 3502): every message or none, in one transaction."""
+        delivered: list[DeliveredMessage] = []
+        try:
+            with self._db.write() as (conn, changes):
+                owner = conn.execute(
+                    select(t.mailboxes.c.account_id).where(t.mailboxes.c.id == mailbox_id)
+                ).scalar()
+                if owner != account_id:
+                    raise NotFound("no such mailbox")
+                first, modseq = allocate(conn, mailbox_id, len(items))
+                for offset, (blob, parsed, flags, internal_date) in enumerate(items):
+                    uid = first + offset
+                    conn.execute(
+                        insert(t.messages).values(
+                            mailbox_id=mailbox_id, uid=uid, modseq=modseq,
+                            internal_date=internal_date or now(), saved_date=now(),
+                            size=blob.size, blob_sha256=blob.sha256,
+                            **flag_values(flags), **message_values(parsed),
+                        )
+                    )
+                    delivered.append(DeliveredMessage(account_id, mailbox_id, uid, modseq))
+                    changes.append(MessageAdded(account_id, mailbox_id, uid, modseq))
+        finally:
+            for blob, *_ in items:
+                self._db.blobs.release(blob.sha256)  # the rows name them now (or never will)
+        return delivered
+
+    def message_fields(
+        self, mailbox_id: int, uids: Sequence[int] | None, columns: Sequence[str]
+    ) -> dict[int, dict[str, Any]]:
+        """Chosen columns of many messages by UID (None: all), JSON columns decoded."""
+        cols = [t.messages.c.uid, *(t.messages.c[name] for name in columns if name != "uid")]
+        out: dict[int, dict[str, Any]] = {}
+        batches: list[Sequence[int] | None] = [None]
+        if uids is not None:
+            batches = [uids[i : i + 500] for i in range(0, len(uids), 500)]
+        with self._db.read() as conn:
+            for batch in batches:
+                query = select(*cols).where(t.messages.c.mailbox_id == mailbox_id)
+                if batch is not None:
+                    query = query.where(t.messages.c.uid.in_(batch))
+                for row in conn.execute(query):
+                    fields = dict(row._mapping)
+                    for key in ("envelope", "mime", "headers"):
+                        if key in fields:
+                            fields[key] = json.loads(fields[key])
+                    out[int(row.uid)] = fields
+        return out
+
 
 
 def _combine(old: Flags, given: Flags, mode: str) -> Flags:

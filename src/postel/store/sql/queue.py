@@ -1,4 +1,4 @@
-"""The outbound queue and DKIM keys."""
+"""The outbound queue: rows per destination domain, claimed, finished or rescheduled."""
 
 from __future__ import annotations
 
@@ -16,24 +16,22 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from postel.store.model import (
     BlobRef,
     OutboundItem,
+    QueueChanged,
 )
 from postel.store.sql import schema as t
-from postel.store.sql.base import (
-    AlreadyExists,
-    _domain_of,
-    _new_id,
-    now,
-)
-from postel.store.sql.directory import DirectoryStore
+from postel.store.sql.database import Database
+from postel.store.sql.rows import domain_of, new_id, now
 
 
-class QueueStore(DirectoryStore):
-    """The outbound queue and DKIM keys."""
+class SqlQueue:
+    """`api.Outbound` on SQL: the outbound queue's rows and their life cycle."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # -- outbound queue ---------------------------------------------------------------
 
@@ -52,34 +50,39 @@ class QueueStore(DirectoryStore):
         """Queue a message for remote recipients: one row per destination domain."""
         by_domain: dict[str, list[str]] = {}
         for rcpt in recipients:
-            by_domain.setdefault(_domain_of(rcpt).lower(), []).append(rcpt)
+            by_domain.setdefault(domain_of(rcpt).lower(), []).append(rcpt)
         ids: list[int] = []
         created = now()
-        with self._write() as (conn, _):
-            for domain, rcpts in sorted(by_domain.items()):
-                result = conn.execute(
-                    insert(t.outbound_queue).values(
-                        queue_id=queue_id,
-                        account_id=account_id,
-                        blob_sha256=blob.sha256,
-                        body_offset=body_offset,
-                        mail_from=mail_from,
-                        domain=domain,
-                        recipients=json.dumps(rcpts, ensure_ascii=False),
-                        smtputf8=smtputf8,
-                        body_8bit=body_8bit,
-                        size=blob.size - body_offset,
-                        state="queued",
-                        attempts=0,
-                        next_attempt_at=created,
-                        created_at=created,
+        try:
+            with self._db.write() as (conn, changes):
+                for domain, rcpts in sorted(by_domain.items()):
+                    result = conn.execute(
+                        insert(t.outbound_queue).values(
+                            queue_id=queue_id,
+                            account_id=account_id,
+                            blob_sha256=blob.sha256,
+                            body_offset=body_offset,
+                            mail_from=mail_from,
+                            domain=domain,
+                            recipients=json.dumps(rcpts, ensure_ascii=False),
+                            smtputf8=smtputf8,
+                            body_8bit=body_8bit,
+                            size=blob.size - body_offset,
+                            state="queued",
+                            attempts=0,
+                            next_attempt_at=created,
+                            created_at=created,
+                        )
                     )
-                )
-                ids.append(_new_id(result))
+                    ids.append(new_id(result))
+                if ids:
+                    changes.append(QueueChanged())  # due now: wake the workers
+        finally:
+            self._db.blobs.release(blob.sha256)  # the rows name it now (or never will)
         return ids
 
-    def list_queue(self) -> list[OutboundItem]:
-        with self._read() as conn:
+    def list_all(self) -> list[OutboundItem]:
+        with self._db.read() as conn:
             rows = conn.execute(select(t.outbound_queue).order_by(t.outbound_queue.c.id)).all()
         return [
             OutboundItem(
@@ -91,15 +94,6 @@ class QueueStore(DirectoryStore):
             )
             for r in rows
         ]
-
-    def referenced_blobs(self) -> set[str]:
-        """Every blob a message or queue row refers to (for garbage collection)."""
-        with self._read() as conn:
-            found = set(conn.execute(select(t.messages.c.blob_sha256).distinct()).scalars())
-            found |= set(
-                conn.execute(select(t.outbound_queue.c.blob_sha256).distinct()).scalars()
-            )
-        return found
 
     # -- queue ------------------------------------------------------------------------
     # The outbound queue's life cycle: rows are claimed (state "sending") by the workers,
@@ -116,16 +110,16 @@ class QueueStore(DirectoryStore):
             body_8bit=r.body_8bit, account_id=r.account_id, delay_warned=r.delay_warned,
         )
 
-    def queue_get(self, item_id: int) -> OutboundItem | None:
-        with self._read() as conn:
+    def get(self, item_id: int) -> OutboundItem | None:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(t.outbound_queue).where(t.outbound_queue.c.id == item_id)
             ).first()
         return None if row is None else self._outbound(row)
 
-    def queue_release_claims(self) -> int:
+    def release_claims(self) -> int:
         """At start-up: rows left "sending" by a stopped process are due again."""
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             result = conn.execute(
                 update(t.outbound_queue)
                 .where(t.outbound_queue.c.state == "sending")
@@ -133,7 +127,7 @@ class QueueStore(DirectoryStore):
             )
         return int(result.rowcount)
 
-    def queue_claim(
+    def claim(
         self, due_before: datetime, limit: int, skip_domains: Sequence[str] = ()
     ) -> list[OutboundItem]:
         """Mark up to `limit` due rows "sending" and return them, oldest due first."""
@@ -141,7 +135,7 @@ class QueueStore(DirectoryStore):
         condition = and_(q.c.state == "queued", q.c.next_attempt_at <= due_before)
         if skip_domains:
             condition = and_(condition, q.c.domain.not_in(list(skip_domains)))
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             rows = conn.execute(
                 select(q).where(condition).order_by(q.c.next_attempt_at, q.c.id).limit(limit)
             ).all()
@@ -156,19 +150,19 @@ class QueueStore(DirectoryStore):
                     claimed.append(row)
         return [replace(self._outbound(r), state="sending") for r in claimed]
 
-    def queue_finish(self, item_id: int) -> None:
+    def finish(self, item_id: int) -> None:
         """Delivered to every recipient, or bounced for good: the row goes."""
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(delete(t.outbound_queue).where(t.outbound_queue.c.id == item_id))
 
-    def queue_finish_many(self, item_ids: Sequence[int]) -> None:
-        """queue_finish for several rows in one transaction (one fsync for a batch)."""
-        with self._write() as (conn, _):
+    def finish_many(self, item_ids: Sequence[int]) -> None:
+        """finish() for several rows in one transaction (one fsync for a batch)."""
+        with self._db.write() as (conn, _):
             conn.execute(
                 delete(t.outbound_queue).where(t.outbound_queue.c.id.in_(list(item_ids)))
             )
 
-    def queue_reschedule(
+    def reschedule(
         self,
         item_id: int,
         *,
@@ -189,72 +183,34 @@ class QueueStore(DirectoryStore):
             values["recipients"] = json.dumps(list(recipients), ensure_ascii=False)
         if delay_warned is not None:
             values["delay_warned"] = delay_warned
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(
                 update(t.outbound_queue).where(t.outbound_queue.c.id == item_id).values(**values)
             )
 
-    def queue_retry_now(self, item_id: int | None = None) -> int:
+    def retry_now(self, item_id: int | None = None) -> int:
         """Make one row (or every waiting row) due now; returns how many."""
         q = t.outbound_queue
         condition = q.c.state == "queued"
         if item_id is not None:
             condition = and_(condition, q.c.id == item_id)
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, changes):
             result = conn.execute(update(q).where(condition).values(next_attempt_at=now()))
+            if result.rowcount:
+                changes.append(QueueChanged())  # due now: wake the workers
         return int(result.rowcount)
 
-    def queue_delete(self, item_id: int) -> bool:
+    def delete(self, item_id: int) -> bool:
         """Drop a row without delivering or bouncing it (operator's decision)."""
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             result = conn.execute(
                 delete(t.outbound_queue).where(t.outbound_queue.c.id == item_id)
             )
         return bool(result.rowcount)
 
-    def queue_stats(self) -> tuple[int, datetime | None]:
+    def stats(self) -> tuple[int, datetime | None]:
         """How many rows are queued, and when the oldest was created (for /metrics)."""
         q = t.outbound_queue
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(select(func.count(), func.min(q.c.created_at))).one()
         return int(row[0]), row[1]
-
-    # -- DKIM keys --------------------------------------------------------------------
-
-    def dkim_key_add(self, domain: str, selector: str, algorithm: str, private_key: str) -> None:
-        try:
-            with self._write() as (conn, _):
-                conn.execute(
-                    insert(t.dkim_keys).values(
-                        domain=domain, selector=selector, algorithm=algorithm,
-                        private_key=private_key, active=True, created_at=now(),
-                    )
-                )
-        except IntegrityError:
-            raise AlreadyExists(f"a DKIM key {selector} for {domain} exists already") from None
-
-    def dkim_signing_keys(self, domain: str) -> list[tuple[str, str, str]]:
-        """(selector, algorithm, private key PEM) of the newest active key of `domain` per
-        algorithm: mail is signed with RSA and Ed25519 both when both exist (RFC 8463 5
-        advises the pair, as not every verifier knows Ed25519)."""
-        k = t.dkim_keys
-        with self._read() as conn:
-            rows = conn.execute(
-                select(k.c.selector, k.c.algorithm, k.c.private_key)
-                .where(and_(k.c.domain == domain.lower(), k.c.active))
-                .order_by(k.c.created_at.desc(), k.c.id.desc())
-            ).all()
-        newest: dict[str, tuple[str, str, str]] = {}
-        for row in rows:
-            newest.setdefault(row.algorithm, (row.selector, row.algorithm, row.private_key))
-        return list(newest.values())
-
-    def dkim_keys(self) -> list[tuple[str, str, str, bool]]:
-        """(domain, selector, algorithm, active) of every key."""
-        k = t.dkim_keys
-        with self._read() as conn:
-            rows = conn.execute(
-                select(k.c.domain, k.c.selector, k.c.algorithm, k.c.active)
-                .order_by(k.c.domain, k.c.id)
-            ).all()
-        return [(r.domain, r.selector, r.algorithm, bool(r.active)) for r in rows]

@@ -119,6 +119,8 @@ mailboxes = Table(
     # RFC 3501 \Recent: messages with uid >= first_recent_uid have not yet been seen by
     # any session; the first session to SELECT claims them by moving this forward.
     Column("first_recent_uid", BigInteger, nullable=False, server_default="1"),
+    # No longer read (since migration 0005): the subscriptions table holds the list, which
+    # must outlive a DELETE. Kept because dropping it means rebuilding the table on SQLite.
     Column("subscribed", Boolean, nullable=False, server_default="1"),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("account_id", "name", name="uq_mailboxes_account_id_name"),
@@ -266,6 +268,17 @@ captcha_challenges = Table(
     Column("answer", String(32), nullable=False),  # the image/audio renders it
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+# The IMAP subscription list (RFC 9051 6.3.9): names, not mailboxes, because a
+# subscription outlives the mailbox (RFC 3501 6.3.6: the server MUST NOT remove a name
+# because its mailbox no longer exists). Only SUBSCRIBE adds to it, and the new account's
+# default mailboxes.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("name", String(1000), primary_key=True),
 )
 
 # Named counters that must never go backwards, across processes and hosts. "uidvalidity":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    true,
     update,
 )
 
@@ -21,26 +21,26 @@ from postel.store.model import (
     Domain,
 )
 from postel.store.sql import schema as t
-from postel.store.sql.base import (
-    now,
-)
-from postel.store.sql.queue import QueueStore
-
-log = logging.getLogger("postel.store")
+from postel.store.sql.database import Database
+from postel.store.sql.rows import now, to_account
 
 
-class WebStore(QueueStore):
-    """Web sessions, password reset tokens, CAPTCHA challenges and the audit log."""
+class SqlWebState:
+    """`api.WebState` on SQL: web sessions, password reset tokens, CAPTCHA challenges, the
+    audit log, and the admin pages' account search and domain statistics."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # -- web --------------------------------------------------------------------------
     # Sessions, reset tokens, CAPTCHA challenges and the audit log of the web pages.
     # Tokens arrive here already hashed (SHA-256 hex); the store never sees a raw one.
 
-    def web_session_create(
+    def session_create(
         self, token_hash: str, account_id: int, ip: str, user_agent: str
     ) -> None:
         at = now()
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(
                 insert(t.web_sessions).values(
                     token_hash=token_hash, account_id=account_id, created_at=at,
@@ -48,29 +48,29 @@ class WebStore(QueueStore):
                 )
             )
 
-    def web_session_get(self, token_hash: str) -> tuple[int, datetime, datetime] | None:
+    def session_get(self, token_hash: str) -> tuple[int, datetime, datetime] | None:
         """(account id, created at, last seen at) of a session, or None."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(t.web_sessions).where(t.web_sessions.c.token_hash == token_hash)
             ).first()
         return (row.account_id, row.created_at, row.last_seen_at) if row else None
 
-    def web_session_touch(self, token_hash: str) -> None:
-        with self._write() as (conn, _):
+    def session_touch(self, token_hash: str) -> None:
+        with self._db.write() as (conn, _):
             conn.execute(
                 update(t.web_sessions)
                 .where(t.web_sessions.c.token_hash == token_hash)
                 .values(last_seen_at=now())
             )
 
-    def web_session_delete(self, token_hash: str) -> None:
-        with self._write() as (conn, _):
+    def session_delete(self, token_hash: str) -> None:
+        with self._db.write() as (conn, _):
             conn.execute(delete(t.web_sessions).where(t.web_sessions.c.token_hash == token_hash))
 
-    def web_sessions_delete_for_account(self, account_id: int, *, keep: str = "") -> int:
+    def sessions_delete_for_account(self, account_id: int, *, keep: str = "") -> int:
         """Sign an account out everywhere (but the session `keep`); returns how many."""
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             result = conn.execute(
                 delete(t.web_sessions).where(
                     and_(
@@ -81,17 +81,17 @@ class WebStore(QueueStore):
             )
             return int(result.rowcount)
 
-    def web_sessions_count(self, account_id: int) -> int:
-        with self._read() as conn:
+    def sessions_count(self, account_id: int) -> int:
+        with self._db.read() as conn:
             return int(conn.execute(
                 select(func.count()).select_from(t.web_sessions)
                 .where(t.web_sessions.c.account_id == account_id)
             ).scalar_one())
 
-    def web_expire(self, idle_before: datetime, created_before: datetime) -> None:
+    def expire(self, idle_before: datetime, created_before: datetime) -> None:
         """Drop idle or too old sessions, expired reset tokens and CAPTCHA challenges."""
         at = now()
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(
                 delete(t.web_sessions).where(
                     (t.web_sessions.c.last_seen_at < idle_before)
@@ -105,9 +105,9 @@ class WebStore(QueueStore):
                 delete(t.captcha_challenges).where(t.captcha_challenges.c.expires_at < at)
             )
 
-    def web_forget_account(self, account_id: int) -> None:
+    def forget_account(self, account_id: int) -> None:
         """Remove an account's sessions and reset tokens (before remove_account)."""
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(delete(t.web_sessions).where(t.web_sessions.c.account_id == account_id))
             conn.execute(
                 delete(t.password_reset_tokens).where(
@@ -116,7 +116,7 @@ class WebStore(QueueStore):
             )
 
     def reset_token_create(self, token_hash: str, account_id: int, expires_at: datetime) -> None:
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(
                 insert(t.password_reset_tokens).values(
                     token_hash=token_hash, account_id=account_id, created_at=now(),
@@ -126,7 +126,7 @@ class WebStore(QueueStore):
 
     def reset_token_account(self, token_hash: str) -> int | None:
         """The account of a reset token that is unused and unexpired, else None."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             return conn.execute(
                 select(t.password_reset_tokens.c.account_id).where(
                     and_(
@@ -146,7 +146,7 @@ class WebStore(QueueStore):
         """
         at = now()
         tokens = t.password_reset_tokens
-        with self._write() as (conn, changes):
+        with self._db.write() as (conn, changes):
             account_id = conn.execute(
                 select(tokens.c.account_id).where(tokens.c.token_hash == token_hash)
             ).scalar()
@@ -178,10 +178,10 @@ class WebStore(QueueStore):
             conn.execute(delete(t.web_sessions).where(t.web_sessions.c.account_id == account_id))
             row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).one()
             changes.append(CredentialsChanged(account_id))
-            return self._account(row)
+            return to_account(row)
 
     def captcha_create(self, challenge_id: str, answer: str, expires_at: datetime) -> None:
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(
                 insert(t.captcha_challenges).values(
                     id=challenge_id, answer=answer, created_at=now(), expires_at=expires_at
@@ -190,7 +190,7 @@ class WebStore(QueueStore):
 
     def captcha_get(self, challenge_id: str) -> str | None:
         """The answer of an unexpired challenge (to render it), without spending it."""
-        with self._read() as conn:
+        with self._db.read() as conn:
             return conn.execute(
                 select(t.captcha_challenges.c.answer).where(
                     and_(
@@ -202,7 +202,7 @@ class WebStore(QueueStore):
 
     def captcha_take(self, challenge_id: str) -> str | None:
         """Spend a challenge: it is deleted whatever the answer; None when expired/unknown."""
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             row = conn.execute(
                 select(t.captcha_challenges).where(t.captcha_challenges.c.id == challenge_id)
             ).first()
@@ -217,7 +217,7 @@ class WebStore(QueueStore):
         self, *, actor: str, ip: str, domain: str, action: str, target: str = "",
         detail: str = "",
     ) -> None:
-        with self._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(
                 insert(t.audit_log).values(
                     at=now(), actor=actor, ip=ip[:64], domain=domain, action=action,
@@ -229,10 +229,8 @@ class WebStore(QueueStore):
         self, domain: str | None, offset: int = 0, limit: int = 50
     ) -> tuple[int, list[dict[str, Any]]]:
         """(total, newest-first rows) of one domain's audit log, or every domain's."""
-        from sqlalchemy import true  # local: the shared import block belongs to others
-
         where = t.audit_log.c.domain == domain if domain is not None else true()
-        with self._read() as conn:
+        with self._db.read() as conn:
             total = conn.execute(
                 select(func.count()).select_from(t.audit_log).where(where)
             ).scalar_one()
@@ -242,7 +240,7 @@ class WebStore(QueueStore):
             ).all()
         return int(total), [dict(r._mapping) for r in rows]
 
-    def web_search_accounts(
+    def search_accounts(
         self, domain: str, query: str = "", offset: int = 0, limit: int = 25
     ) -> tuple[int, list[Account]]:
         """(total, page) of a domain's accounts whose address or name contains `query`."""
@@ -256,16 +254,16 @@ class WebStore(QueueStore):
                 | func.lower(t.accounts.c.display_name).like(pattern, escape="\\"),
             )
         base = select(t.accounts).join(t.domains).where(where)
-        with self._read() as conn:
+        with self._db.read() as conn:
             total = conn.execute(
                 select(func.count()).select_from(base.subquery())
             ).scalar_one()
             rows = conn.execute(
                 base.order_by(t.accounts.c.email).offset(offset).limit(limit)
             ).all()
-        return int(total), [self._account(r) for r in rows]
+        return int(total), [to_account(r) for r in rows]
 
-    def web_domain_stats(self) -> list[tuple[Domain, int, int]]:
+    def domain_stats(self) -> list[tuple[Domain, int, int]]:
         """Every domain with its number of users and the bytes their messages take."""
         users = (
             select(t.accounts.c.domain_id, func.count().label("n"))
@@ -286,7 +284,7 @@ class WebStore(QueueStore):
             .outerjoin(usage, usage.c.domain_id == t.domains.c.id)
             .order_by(t.domains.c.name)
         )
-        with self._read() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(query).all()
         return [
             (Domain(r.id, r.name, r.created_at), int(r.users), int(r.bytes)) for r in rows

@@ -37,8 +37,10 @@ from sqlalchemy.exc import IntegrityError
 from postel.mail.mime import decode_words
 from postel.store.model import Flags
 from postel.store.sql import schema as t
-from postel.store.sql.store import SqlStore
+from postel.store.sql.database import Database
+from postel.store.sql.mail import SqlMailboxes
 from postel.store.webmail_api import (
+    BadCursor,
     FolderSummary,
     ListedMessage,
     ListPage,
@@ -67,10 +69,6 @@ _LIST_COLUMNS = (
     func.substr(w.c.body, 1, PREVIEW_CHARS).label("preview"),
 )
 _WORD = re.compile(r"\w+")
-
-
-class BadCursor(ValueError):
-    """A paging cursor this server did not hand out."""
 
 
 def _encode_cursor(sort: SortKey, key: Any, message_id: int) -> str:
@@ -120,18 +118,20 @@ def _tsquery_terms(words: Sequence[str]) -> str:
     return " & ".join(f"{lex}:*" for lex in lexemes)
 
 
-class WebmailSql:
-    """The webmail's queries, over the store's database (implements WebmailStore)."""
+class SqlWebmail:
+    """`webmail_api.WebmailStore` on SQL: the webmail's queries, a sibling part over the
+    store's database; mail writes stay with `SqlMailboxes`."""
 
-    def __init__(self, store: SqlStore) -> None:
-        self.store = store
-        self.postgres = store.engine.dialect.name == "postgresql"
+    def __init__(self, db: Database, mail: SqlMailboxes) -> None:
+        self._db = db
+        self._mail = mail
+        self.postgres = db.engine.dialect.name == "postgresql"
 
     # -- folders ----------------------------------------------------------------------
 
     def folders(self, account_id: int) -> list[FolderSummary]:
-        boxes = self.store.list_mailboxes(account_id)
-        with self.store._read() as conn:
+        boxes = self._mail.list_mailboxes(account_id)
+        with self._db.read() as conn:
             counts = {
                 row.mailbox_id: (int(row.total), int(row.unseen))
                 for row in conn.execute(
@@ -158,7 +158,7 @@ class WebmailSql:
             query = query.where(position < bound if descending else position > bound)
         order = (key.desc(), m.c.id.desc()) if descending else (key.asc(), m.c.id.asc())
         query = query.add_columns(key.label("sort_key")).order_by(*order).limit(limit + 1)
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             rows = conn.execute(query).all()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -238,7 +238,7 @@ class WebmailSql:
 
     def message_row(self, account_id: int, message_id: int) -> dict[str, Any] | None:
         """Every stored column of a message of this account (JSON decoded), or None."""
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(m, t.mailboxes.c.name.label("mailbox_name"),
                        t.mailboxes.c.special_use.label("mailbox_special_use"))
@@ -255,7 +255,7 @@ class WebmailSql:
     def locate(self, account_id: int, message_ids: Sequence[int]) -> dict[int, list[int]]:
         """mailbox id -> UIDs of those of the given messages this account owns."""
         found: dict[int, list[int]] = {}
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             for start in range(0, len(message_ids), 500):
                 batch = list(message_ids[start:start + 500])
                 for row in conn.execute(
@@ -270,7 +270,7 @@ class WebmailSql:
                            message_id: str) -> int | None:
         """The newest message of a mailbox with this Message-ID (a just-saved draft)."""
         indexed_prefix = t.MESSAGE_ID_PREFIX  # lets the lookup use its index
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             found = conn.execute(
                 select(m.c.id)
                 .where(and_(m.c.mailbox_id == mailbox_id,
@@ -302,7 +302,7 @@ class WebmailSql:
             .where(and_(m.c.mailbox_id.in_(boxes.scalar_subquery()), or_(*related)))
             .order_by(m.c.internal_date, m.c.id).limit(limit)
         )
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             return [_listed(r) for r in conn.execute(query)]
 
     def correspondents(self, account_id: int, prefix: str, limit: int) -> list[str]:
@@ -319,7 +319,7 @@ class WebmailSql:
             .order_by(m.c.id.desc()).limit(3000)
         )
         seen: dict[str, str] = {}
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             for row in conn.execute(query):
                 envelope = json.loads(row.envelope)
                 # ENVELOPE: from is 2, to 5, cc 6 (RFC 9051 7.5.2); sent mail: recipients.
@@ -339,7 +339,7 @@ class WebmailSql:
 
     def newest_message_id(self, account_id: int) -> int:
         boxes = select(t.mailboxes.c.id).where(t.mailboxes.c.account_id == account_id)
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             found = conn.execute(
                 select(func.max(m.c.id)).where(m.c.mailbox_id.in_(boxes.scalar_subquery()))
             ).scalar()
@@ -357,7 +357,7 @@ class WebmailSql:
                         m.c.id > above_id))
             .order_by(m.c.id.desc()).limit(limit)
         )
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             return [
                 UnindexedMessage(row.id, row.blob_sha256, json.loads(row.mime),
                                  json.loads(row.envelope), row.subject)
@@ -377,7 +377,7 @@ class WebmailSql:
         insert = (pg_insert if self.postgres else sqlite_insert)(w)
         for _attempt in range(3):
             try:
-                with self.store._write() as (conn, _):
+                with self._db.write() as (conn, _):
                     present = set(conn.execute(
                         select(m.c.id).where(m.c.id.in_([r["message_id"] for r in rows]))
                     ).scalars())
@@ -393,7 +393,7 @@ class WebmailSql:
     # -- preferences ------------------------------------------------------------------
 
     def prefs(self, account_id: int) -> WebmailPrefs:
-        with self.store._read() as conn:
+        with self._db.read() as conn:
             row = conn.execute(
                 select(t.webmail_prefs).where(t.webmail_prefs.c.account_id == account_id)
             ).first()
@@ -406,7 +406,7 @@ class WebmailSql:
         return WebmailPrefs(row.signature, bool(row.mark_read_on_open), trusted)
 
     def save_prefs(self, account_id: int, *, signature: str, mark_read_on_open: bool) -> None:
-        with self.store._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(delete(t.webmail_prefs)
                          .where(t.webmail_prefs.c.account_id == account_id))
             conn.execute(t.webmail_prefs.insert().values(
@@ -415,7 +415,7 @@ class WebmailSql:
 
     def trust_sender(self, account_id: int, sender: str) -> None:
         insert = (pg_insert if self.postgres else sqlite_insert)(t.webmail_trusted_senders)
-        with self.store._write() as (conn, _):
+        with self._db.write() as (conn, _):
             conn.execute(insert.on_conflict_do_nothing().values(
                 account_id=account_id, sender=sender.lower()))
 

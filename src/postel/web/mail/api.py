@@ -17,13 +17,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from postel.admin.errors import Kind, OperationError
 from postel.mail.mime import parse_message_bytes
+from postel.store.errors import StoreError
 from postel.store.model import Account, Flags, Mailbox
-from postel.store.sql.base import StoreError
-from postel.store.sql.webmail import BadCursor
-from postel.store.webmail_api import ListedMessage, ListPage, SortKey, WebmailPrefs
+from postel.store.webmail_api import BadCursor, ListedMessage, ListPage, SortKey, WebmailPrefs
 from postel.submission import SubmissionRefused, submit_message
-from postel.web.api import ApiError, endpoint
+from postel.web.api import endpoint
 from postel.web.mail import live, raw
 from postel.web.mail.compose import (
     Attachment,
@@ -61,10 +61,11 @@ def _state(request: Request) -> MailState:
 
 def _int(value: Any, name: str, *, maximum: int = 2**53) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ApiError(400, f"{name} must be a whole number.", name)
+        raise OperationError(Kind.INVALID, f"{name} must be a whole number.", name)
     text = str(value)
     if not text.isdigit() or int(text) > maximum:
-        raise ApiError(400, f"{name} must be a whole number from 0 to {maximum}.", name)
+        raise OperationError(Kind.INVALID,
+            f"{name} must be a whole number from 0 to {maximum}.", name)
     return int(text)
 
 
@@ -73,7 +74,8 @@ def _string(body: dict[str, Any], name: str, limit: int = 2000) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > limit:
-        raise ApiError(400, f"{name} must be a string of at most {limit} characters.", name)
+        raise OperationError(Kind.INVALID,
+            f"{name} must be a string of at most {limit} characters.", name)
     return value
 
 
@@ -83,7 +85,7 @@ def _strings(body: dict[str, Any], name: str) -> list[str]:
         return split_addresses(value)
     if not isinstance(value, list) or len(value) > 500 or not all(
             isinstance(v, str) and len(v) <= 2000 for v in value):
-        raise ApiError(400, f"{name} must be a list of strings.", name)
+        raise OperationError(Kind.INVALID, f"{name} must be a list of strings.", name)
     return [v.strip() for v in value if v.strip()]
 
 
@@ -92,17 +94,17 @@ def _role(box: Mailbox) -> str | None:
 
 
 async def _mailbox(request: Request, account: Account, mailbox_id: Any) -> Mailbox:
-    box = await _thread(web_of(request).store.get_mailbox_by_id,
+    box = await _thread(web_of(request).store.mail.get_mailbox_by_id,
                         _int(mailbox_id, "folder"))
     if not isinstance(box, Mailbox) or box.account_id != account.id:
-        raise ApiError(404, "There is no such folder.", "folder")
+        raise OperationError(Kind.NOT_FOUND, "There is no such folder.", "folder")
     return box
 
 
 async def _special(request: Request, account: Account, role: str) -> Mailbox:
     box = await _thread(_special_sync, web_of(request).store, account, role)
     if box is None:
-        raise ApiError(409, f"This account has no {role.capitalize()} folder.")
+        raise OperationError(Kind.CONFLICT, f"This account has no {role.capitalize()} folder.")
     assert isinstance(box, Mailbox)
     return box
 
@@ -135,7 +137,7 @@ def _check_name(name: str) -> str:
     name = name.strip().strip("/")
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name) or "//" in name \
             or name.upper() == "INBOX":
-        raise ApiError(400, "Choose another folder name.", "name")
+        raise OperationError(Kind.INVALID, "Choose another folder name.", "name")
     return name
 
 
@@ -149,9 +151,9 @@ async def folders(request: Request, account: Account, body: dict[str, Any]) -> A
         if parent not in (None, ""):
             name = f"{(await _mailbox(request, account, parent)).name}/{name}"
         try:
-            box = await _thread(store.create_mailbox, account.id, name)
+            box = await _thread(store.mail.create_mailbox, account.id, name)
         except StoreError as exc:
-            raise ApiError(409, str(exc), "name") from None
+            raise OperationError(Kind.CONFLICT, str(exc), "name") from None
         return JSONResponse({"id": box.id, "name": box.name}, 201)
     summaries = await _thread(state.sql.folders, account.id)
     summaries.sort(key=lambda f: _folder_order(f.mailbox))
@@ -167,15 +169,15 @@ async def folder(request: Request, account: Account, body: dict[str, Any]) -> An
     box = await _mailbox(request, account, request.path_params["folder"])
     store = web_of(request).store
     if _role(box) is not None:
-        raise ApiError(403, "The standard folders cannot be renamed or deleted.")
+        raise OperationError(Kind.FORBIDDEN, "The standard folders cannot be renamed or deleted.")
     try:
         if request.method == "DELETE":
-            await _thread(store.imap_delete_mailbox, account.id, box.name)
+            await _thread(store.mail.delete_mailbox, account.id, box.name)
             return None
         new = _check_name(_string(body, "name", 1000))
-        await _thread(store.imap_rename_mailbox, account.id, box.name, new)
+        await _thread(store.mail.rename_mailbox, account.id, box.name, new)
     except StoreError as exc:
-        raise ApiError(409, str(exc), "name") from None
+        raise OperationError(Kind.CONFLICT, str(exc), "name") from None
     return {"id": box.id, "name": new}
 
 
@@ -186,10 +188,11 @@ async def folder_messages(request: Request, account: Account, body: dict[str, An
     try:
         sort = SortKey(params.get("sort", "date"))
     except ValueError:
-        raise ApiError(400, "sort must be date, from, subject or size.", "sort") from None
+        raise OperationError(Kind.INVALID,
+            "sort must be date, from, subject or size.", "sort") from None
     order = params.get("order", "desc" if sort in (SortKey.DATE, SortKey.SIZE) else "asc")
     if order not in ("asc", "desc"):
-        raise ApiError(400, "order must be asc or desc.", "order")
+        raise OperationError(Kind.INVALID, "order must be asc or desc.", "order")
     limit = _int(params.get("limit", "50"), "limit", maximum=MAX_PAGE) or 50
     state = _state(request)
     state.indexer.kick(account.id)  # previews for new mail, off the request
@@ -197,7 +200,7 @@ async def folder_messages(request: Request, account: Account, body: dict[str, An
         page = await _thread(state.sql.list_page, box.id, sort, order == "desc",
                              params.get("after") or None, limit)
     except BadCursor as exc:
-        raise ApiError(400, str(exc), "after") from None
+        raise OperationError(Kind.INVALID, str(exc), "after") from None
     return _page_json(page)
 
 
@@ -216,7 +219,7 @@ async def search(request: Request, account: Account, body: dict[str, Any]) -> An
         page = await _thread(state.sql.search, account.id, box, terms,
                              params.get("after") or None, limit)
     except BadCursor as exc:
-        raise ApiError(400, str(exc), "after") from None
+        raise OperationError(Kind.INVALID, str(exc), "after") from None
     return _page_json(page)
 
 
@@ -256,7 +259,7 @@ async def thread(request: Request, account: Account, body: dict[str, Any]) -> An
 async def trust_sender(request: Request, account: Account, body: dict[str, Any]) -> Any:
     sender = _string(body, "sender", 320).strip().lower()
     if "@" not in sender:
-        raise ApiError(400, "sender must be an email address.", "sender")
+        raise OperationError(Kind.INVALID, "sender must be an email address.", "sender")
     await _thread(_state(request).sql.trust_sender, account.id, sender)
     return None
 
@@ -271,10 +274,10 @@ ACTIONS = ("read", "unread", "flag", "unflag", "move", "delete", "archive", "jun
 async def actions(request: Request, account: Account, body: dict[str, Any]) -> Any:
     action = body.get("action")
     if action not in ACTIONS:
-        raise ApiError(400, f"action must be one of {', '.join(ACTIONS)}.", "action")
+        raise OperationError(Kind.INVALID, f"action must be one of {', '.join(ACTIONS)}.", "action")
     ids = body.get("ids")
     if not isinstance(ids, list) or not ids or len(ids) > 5000:
-        raise ApiError(400, "ids must be a list of 1 to 5000 message ids.", "ids")
+        raise OperationError(Kind.INVALID, "ids must be a list of 1 to 5000 message ids.", "ids")
     message_ids = [_int(i, "ids") for i in ids]
     store = web_of(request).store
     located: dict[int, list[int]] = await _thread(_state(request).sql.locate, account.id,
@@ -283,7 +286,7 @@ async def actions(request: Request, account: Account, body: dict[str, Any]) -> A
         flags = Flags(seen=True) if action in ("read", "unread") else Flags(flagged=True)
         mode = "add" if action in ("read", "flag") else "remove"
         for box_id, uids in located.items():
-            await _thread(store.set_flags, box_id, uids, flags, mode=mode)
+            await _thread(store.mail.set_flags, box_id, uids, flags, mode=mode)
         return {"changed": sum(len(u) for u in located.values())}
     if action == "move":
         target = await _mailbox(request, account, body.get("folder"))
@@ -295,9 +298,9 @@ async def actions(request: Request, account: Account, body: dict[str, Any]) -> A
     for box_id, uids in located.items():
         if box_id == target.id:
             if action == "delete":  # deleting in Trash deletes for good
-                done += len(await _thread(store.expunge, box_id, uids))
+                done += len(await _thread(store.mail.expunge, box_id, uids))
             continue
-        done += len(await _thread(store.imap_copy, box_id, uids, target.id, move=True))
+        done += len(await _thread(store.mail.copy, box_id, uids, target.id, move=True))
     return {"changed": done, "folder": target.id}
 
 
@@ -331,7 +334,7 @@ async def compose(request: Request, account: Account, body: dict[str, Any]) -> A
     mode = request.query_params.get("mode", "new")
     modes = ("new", "reply", "all", "forward", "forward_attachment", "draft")
     if mode not in modes:
-        raise ApiError(400, f"mode must be one of {', '.join(modes)}.", "mode")
+        raise OperationError(Kind.INVALID, f"mode must be one of {', '.join(modes)}.", "mode")
 
     def build() -> dict[str, Any]:
         prefs = state.sql.prefs(account.id)
@@ -350,7 +353,7 @@ async def compose(request: Request, account: Account, body: dict[str, Any]) -> A
             text = text.replace("\r\n", "\n").removesuffix("\n")
             resumed = from_saved_draft(opened, text, html, refs)
             return {"draft": resumed.to_json(), "draft_id": opened.row["id"]}
-        own = web.store.addresses_of(account)
+        own = web.store.directory.addresses_of(account)
         draft = prefill(opened, mode, account, own, _body_text(opened), refs,
                         prefs.signature)
         return {"draft": draft.to_json(), "draft_id": None,
@@ -363,7 +366,7 @@ def _draft_from(body: dict[str, Any], account: Account) -> Draft:
     attachments = body.get("attachments") or []
     if not isinstance(attachments, list) or len(attachments) > 100 or not all(
             isinstance(a, dict) for a in attachments):
-        raise ApiError(400, "attachments must be a list of objects.", "attachments")
+        raise OperationError(Kind.INVALID, "attachments must be a list of objects.", "attachments")
     return Draft(
         sender=_string(body, "from", 320) or account.email,
         to=_strings(body, "to"), cc=_strings(body, "cc"), bcc=_strings(body, "bcc"),
@@ -385,7 +388,8 @@ def _collect(request: Request, account: Account, refs: Sequence[dict[str, Any]])
             meta = upload_meta(state.uploads, account.id, token)
             path = upload_path(state.uploads, account.id, token)
             if meta is None or path is None:
-                raise ApiError(400, "An attachment upload has expired; add it again.",
+                raise OperationError(Kind.INVALID,
+                    "An attachment upload has expired; add it again.",
                                "attachments")
             out.append(Attachment(meta["name"], meta["type"], path.read_bytes()))
             continue
@@ -393,7 +397,8 @@ def _collect(request: Request, account: Account, refs: Sequence[dict[str, Any]])
         if ref.get("part"):
             found = attachment_from_part(opened, str(ref["part"]))
             if found is None:
-                raise ApiError(400, "An attached part no longer exists.", "attachments")
+                raise OperationError(Kind.INVALID,
+                    "An attached part no longer exists.", "attachments")
             out.append(found)
         else:
             out.append(whole_message(opened.row, opened.blob))
@@ -415,7 +420,7 @@ def _remove_draft(request: Request, account: Account, draft_id: Any) -> None:
     web = web_of(request)
     row = _state(request).sql.message_row(account.id, _int(draft_id, "draft_id"))
     if row is not None and row["mailbox_special_use"] == "\\Drafts":
-        web.store.expunge(row["mailbox_id"], [row["uid"]])
+        web.store.mail.expunge(row["mailbox_id"], [row["uid"]])
 
 
 @endpoint()
@@ -433,16 +438,16 @@ async def send(request: Request, account: Account, body: dict[str, Any]) -> Any:
                 built.message, client=f"webmail ([{client_ip(request)}])",
                 max_size=config.smtp.max_message_size)
         except (ComposeError, SubmissionRefused) as exc:
-            raise ApiError(400, exc.message, exc.field) from None
+            raise OperationError(Kind.INVALID, exc.message, exc.field) from None
         sent = _special_sync(web.store, account, "sent")
         if sent is not None:
-            web.store.append(account.id, sent.id, web.store.blobs.put(built.message),
+            web.store.mail.append(account.id, sent.id, web.store.blobs.put(built.message),
                              parse_message_bytes(built.message), flags=Flags(seen=True))
         replied = body.get("reply_to_id")
         if replied:
             located = _state(request).sql.locate(account.id, [_int(replied, "reply_to_id")])
             for box_id, uids in located.items():
-                web.store.set_flags(box_id, uids, Flags(answered=True), mode="add")
+                web.store.mail.set_flags(box_id, uids, Flags(answered=True), mode="add")
         _remove_draft(request, account, body.get("draft_id"))
         _drop_uploads(request, account, draft.attachments)
         return {"queue_id": submitted.queue_id, "message_id": built.message_id,
@@ -452,7 +457,7 @@ async def send(request: Request, account: Account, body: dict[str, Any]) -> Any:
 
 
 def _special_sync(store: Any, account: Account, role: str) -> Mailbox | None:
-    for box in store.list_mailboxes(account.id):
+    for box in store.mail.list_mailboxes(account.id):
         if _role(box) == role:
             assert isinstance(box, Mailbox)
             return box
@@ -477,11 +482,11 @@ async def save_draft(request: Request, account: Account, body: dict[str, Any]) -
         try:
             built = build_message(draft, account.display_name, attachments, keep_bcc=True)
         except ComposeError as exc:
-            raise ApiError(400, exc.message, exc.field) from None
+            raise OperationError(Kind.INVALID, exc.message, exc.field) from None
         drafts = _special_sync(web.store, account, "drafts")
         if drafts is None:
-            raise ApiError(409, "This account has no Drafts folder.")
-        web.store.append(account.id, drafts.id, web.store.blobs.put(built.message),
+            raise OperationError(Kind.CONFLICT, "This account has no Drafts folder.")
+        web.store.mail.append(account.id, drafts.id, web.store.blobs.put(built.message),
                          parse_message_bytes(built.message),
                          flags=Flags(seen=True, draft=True))
         new_id = state.sql.find_by_message_id(account.id, drafts.id, built.message_id)
@@ -507,7 +512,7 @@ def _valid(address: str) -> bool:
 @endpoint()
 async def identities(request: Request, account: Account, body: dict[str, Any]) -> Any:
     web = web_of(request)
-    addresses = sorted(await _thread(web.store.addresses_of, account))
+    addresses = sorted(await _thread(web.store.directory.addresses_of, account))
     prefs = await _thread(_state(request).sql.prefs, account.id)
     return {"addresses": addresses, "default": account.email,
             "display_name": account.display_name, "signature": prefs.signature,
@@ -528,7 +533,7 @@ async def prefs(request: Request, account: Account, body: dict[str, Any]) -> Any
     if request.method == "PUT":
         mark = body.get("mark_read_on_open", True)
         if not isinstance(mark, bool):
-            raise ApiError(400, "mark_read_on_open must be true or false.",
+            raise OperationError(Kind.INVALID, "mark_read_on_open must be true or false.",
                            "mark_read_on_open")
         await _thread(sql.save_prefs, account.id, signature=_string(body, "signature", 5000),
                       mark_read_on_open=mark)

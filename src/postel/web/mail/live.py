@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from postel.admin.errors import Kind, OperationError
 from postel.store.model import Account, Change, CredentialsChanged, MessagesExpunged
-from postel.web.api import ApiError
 from postel.web.mail.raw import authed
 from postel.web.mail.state import mail_state
 from postel.web.state import web_of
@@ -39,7 +39,8 @@ def change_event(batch: list[Change]) -> str:
 async def events(request: Request, account: Account) -> Response:
     if "text/event-stream" not in request.headers.get("accept", ""):
         # Only EventSource asks for a stream; anything else would hold a connection open.
-        raise ApiError(406, "Open this address with EventSource (Accept: text/event-stream).")
+        raise OperationError(Kind.NOT_ACCEPTABLE,
+            "Open this address with EventSource (Accept: text/event-stream).")
     web = web_of(request)
     indexer = mail_state(web).indexer
 

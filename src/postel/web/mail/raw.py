@@ -13,8 +13,9 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from postel.admin.errors import Kind, OperationError
 from postel.store.model import Account
-from postel.web.api import SAFE, ApiError
+from postel.web.api import SAFE
 from postel.web.mail.compose import new_upload, upload_meta, upload_path
 from postel.web.mail.mimeview import find_section, read_part
 from postel.web.mail.reading import (
@@ -51,7 +52,7 @@ def authed(handler: RawHandler) -> Callable[[Request], Awaitable[Response]]:
                 {"error": "Missing or wrong X-CSRF-Token header."}, 403))
         try:
             return finish(request, await handler(request, account))
-        except ApiError as exc:
+        except OperationError as exc:
             body: dict[str, Any] = {"error": exc.message}
             if exc.field:
                 body["field"] = exc.field
@@ -66,17 +67,18 @@ def open_owned(request: Request, account: Account, message_id: int,
     web = web_of(request)
     row = mail_state(web).sql.message_row(account.id, message_id)
     if row is None:
-        raise ApiError(404, "There is no such message.")
+        raise OperationError(Kind.NOT_FOUND, "There is no such message.")
     opened = open_message(row, web.store.blobs.path(row["blob_sha256"]), part)
     if opened is None:
-        raise ApiError(404, "There is no attached message with that number.", "part")
+        raise OperationError(Kind.NOT_FOUND,
+            "There is no attached message with that number.", "part")
     return opened
 
 
 def _opened(request: Request, account: Account, part: str | None) -> Opened:
     raw_id = request.path_params["message"]
     if not raw_id.isdigit() or len(raw_id) > 18:
-        raise ApiError(404, "There is no such message.")
+        raise OperationError(Kind.NOT_FOUND, "There is no such message.")
     return open_owned(request, account, int(raw_id), part)
 
 
@@ -111,7 +113,8 @@ async def part(request: Request, account: Account) -> Response:
         opened = _opened(request, account, None)
         section = find_section(opened.root, number)
         if section is None:
-            raise ApiError(404, "The message has no part with that number.", "part")
+            raise OperationError(Kind.NOT_FOUND,
+                "The message has no part with that number.", "part")
         name = section.filename or f"part-{number}"
         if section.part.message is not None and not name.endswith(".eml"):
             name += ".eml"
@@ -153,7 +156,7 @@ async def new_upload_view(request: Request, account: Account) -> Response:
     kind = request.query_params.get("type", "") or "application/octet-stream"
     data = await request.body()
     if len(data) > UPLOAD_CHUNK or len(data) > max_upload(request):
-        raise ApiError(413, f"Send at most {UPLOAD_CHUNK} bytes per request.")
+        raise OperationError(Kind.TOO_LARGE, f"Send at most {UPLOAD_CHUNK} bytes per request.")
 
     def store() -> dict[str, Any]:
         token = new_upload(state.uploads, account.id, name, kind)
@@ -174,12 +177,13 @@ async def append_upload(request: Request, account: Account) -> Response:
     token = request.path_params["upload"]
     path = upload_path(state.uploads, account.id, token)
     if path is None:
-        raise ApiError(404, "There is no such upload.")
+        raise OperationError(Kind.NOT_FOUND, "There is no such upload.")
     data = await request.body()
     if len(data) > UPLOAD_CHUNK:
-        raise ApiError(413, f"Send at most {UPLOAD_CHUNK} bytes per request.")
+        raise OperationError(Kind.TOO_LARGE, f"Send at most {UPLOAD_CHUNK} bytes per request.")
     if path.stat().st_size + len(data) > max_upload(request):
-        raise ApiError(413, f"Attachments may be at most {max_upload(request)} bytes.")
+        raise OperationError(Kind.TOO_LARGE,
+            f"Attachments may be at most {max_upload(request)} bytes.")
 
     def append() -> dict[str, Any]:
         with path.open("ab") as handle:

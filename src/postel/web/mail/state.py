@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from postel.mail.mime import MimePart, decode_words
-from postel.store.sql.webmail import WebmailSql
-from postel.store.webmail_api import MessageText, UnindexedMessage
+from postel.store.blobs import BlobStore
+from postel.store.webmail_api import MessageText, UnindexedMessage, WebmailStore
 from postel.web.mail.mimeview import address_list, index_text
 from postel.web.state import Web
 
@@ -47,8 +47,9 @@ class Indexer:
     SLACK = 10_000
     FULL_SCAN_SECONDS = 600.0
 
-    def __init__(self, sql: WebmailSql) -> None:
+    def __init__(self, sql: WebmailStore, blobs: BlobStore) -> None:
         self.sql = sql
+        self.blobs = blobs
         self._locks: dict[int, asyncio.Lock] = {}
         self._running: dict[int, asyncio.Task[None]] = {}
         self._indexed_to: dict[int, int] = {}  # account -> every id <= it has a text row
@@ -57,7 +58,7 @@ class Indexer:
     def _index_batch(self, account_id: int, above_id: int) -> int:
         """Blocking: index up to BATCH messages; returns how many it found to do."""
         items = self.sql.unindexed(account_id, BATCH, above_id)
-        blobs = self.sql.store.blobs
+        blobs = self.blobs
         texts = [extract_text(blobs.path(item.blob_sha256), item) for item in items]
         self.sql.save_texts(texts)
         return len(items)
@@ -95,8 +96,8 @@ class Indexer:
 
 class MailState:
     def __init__(self, web: Web) -> None:
-        self.sql = WebmailSql(web.store)
-        self.indexer = Indexer(self.sql)
+        self.sql = web.store.webmail
+        self.indexer = Indexer(self.sql, web.store.blobs)
         self.uploads = web.context.config.data_dir / "tmp" / "webmail-uploads"
 
 

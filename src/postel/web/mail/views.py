@@ -37,7 +37,7 @@ async def mail_settings(request: Request, me: Account) -> Response:
                                     mark_read_on_open=values.get("mark_read") == "on")
             return redirect(request, "/settings/mail?saved=1")
     prefs = await asyncio.to_thread(sql.prefs, me.id)
-    addresses = sorted(await asyncio.to_thread(web.store.addresses_of, me))
+    addresses = sorted(await asyncio.to_thread(web.store.directory.addresses_of, me))
     return render(request, "mail/settings.html", 400 if error else 200, prefs=prefs,
                   addresses=addresses, error=error,
                   saved="Your mail settings were saved." if request.query_params.get(

@@ -1,6 +1,6 @@
 """webmail: message text for full-text search, preferences, trusted senders, list indexes
 
-Revision ID: 0005
+Revision ID: 0006
 Revises: 0004
 Create Date: 2026-12-03
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,4 +1,5 @@
-"""System mail from the web pages (reset links, notices), sent as `web.system_from`.
+"""System mail from Postel itself (reset links, notices), sent as the configured
+system sender (`web.system_from`, default postmaster@<hostname>).
 
 Local backup addresses get the message in their INBOX at once; remote ones go into the
 outbound queue (postel.delivery), which the queue workers deliver.
@@ -14,10 +15,10 @@ from email.message import EmailMessage
 from postel.delivery import Envelope, deliver
 from postel.mail.address import AddressError, parse_email
 from postel.mail.mime import parse_message_bytes
+from postel.store.api import Store
 from postel.store.model import Account
-from postel.store.sql.store import SqlStore
 
-log = logging.getLogger("postel.web")
+log = logging.getLogger("postel.admin")
 
 
 def build_message(sender: str, to: str, subject: str, body: str) -> bytes:
@@ -33,7 +34,7 @@ def build_message(sender: str, to: str, subject: str, body: str) -> bytes:
     return bytes(message).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def send_system_mail(store: SqlStore, sender: str, to: str, subject: str, body: str) -> bool:
+def send_system_mail(store: Store, sender: str, to: str, subject: str, body: str) -> bool:
     """Blocking. Deliver locally or queue; False when the address leads nowhere."""
     try:
         key = parse_email(to).key
@@ -43,8 +44,8 @@ def send_system_mail(store: SqlStore, sender: str, to: str, subject: str, body: 
     domain = key.rpartition("@")[2]
     local: list[Account] = []
     remote: list[str] = []
-    if store.is_local_domain(domain):
-        found = store.resolve(key)
+    if store.directory.is_local_domain(domain):
+        found = store.directory.resolve(key)
         if found is None:
             log.warning("system mail to an unknown local address dropped",
                         extra={"fields": {"to": key}})

@@ -1,0 +1,139 @@
+"""The one database object every SQL part shares: engine, write lock, group commit, and
+the publication of committed changes.
+
+SQLite and PostgreSQL differ only here, in how the database is set up (`open_database`):
+SQLite gets WAL, a process-wide write lock and group commit; PostgreSQL gets concurrent
+writers serialised per mailbox by row locks. The parts (mail, directory, queue, web, ...)
+hold a Database and never know which backend it is.
+
+Methods block (SQL and fsync); asyncio callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError
+
+from postel.store.blobs import BlobStore
+from postel.store.errors import AlreadyExists, StoreError
+from postel.store.model import Change
+from postel.store.sql.groupcommit import GroupCommitter
+
+log = logging.getLogger("postel.store")
+
+T = TypeVar("T")
+Listener = Callable[[Sequence[Change]], None]
+
+
+class Database:
+    """Transactions and commit listeners over one engine."""
+
+    def __init__(
+        self, engine: Engine, blobs: BlobStore, write_lock: threading.Lock | None = None
+    ) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self._listeners: list[Listener] = []
+        self._lock = write_lock
+        # Concurrent deliveries share one transaction and one WAL fsync (SQLite only:
+        # PostgreSQL writers run in parallel anyway).
+        self._group = (
+            None if write_lock is None
+            else GroupCommitter(engine, write_lock, (StoreError,), self.publish)
+        )
+
+    def on_commit(self, listener: Listener) -> None:
+        """Register a callback that receives the changes of every committed write."""
+        self._listeners.append(listener)
+
+    def _write_lock(self) -> AbstractContextManager[Any]:
+        return self._lock if self._lock is not None else nullcontext()
+
+    @contextmanager
+    def write(self) -> Iterator[tuple[Connection, list[Change]]]:
+        """A write transaction; the changes appended to the list are published after commit."""
+        changes: list[Change] = []
+        with self._write_lock(), self.engine.begin() as conn:
+            yield conn, changes
+        if changes:
+            self.publish(changes)
+
+    def group_write(self, work: Callable[[Connection, list[Change]], T]) -> T:
+        """A write that may share its transaction with concurrent ones (SQLite).
+        `work` may raise StoreError only before it writes anything."""
+        if self._group is not None:
+            return self._group.run(work)
+        with self.write() as (conn, changes):
+            return work(conn, changes)
+
+    def publish(self, changes: list[Change]) -> None:
+        for listener in self._listeners:
+            # Committed already: a listener's failure must not turn the write into an
+            # error (SMTP would answer 4xx for stored mail and get it sent again), and a
+            # lost hint loses nothing because subscribers re-read the store.
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("commit listener %r failed", listener)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @staticmethod
+    def insert_new(conn: Connection, statement: Any, exists: str) -> CursorResult[Any]:
+        """Insert a row whose unique key was just checked to be free. Without a store-wide
+        write lock (PostgreSQL) a concurrent writer may have taken it since: that is the
+        same AlreadyExists, not a raw SQL error."""
+        try:
+            return conn.execute(statement)
+        except IntegrityError:
+            raise AlreadyExists(exists) from None
+
+
+def open_database(url: str, blobs: BlobStore) -> Database:
+    """The database for a storage URL: sqlite:///... or postgresql://..."""
+    if url.startswith("sqlite"):
+        return _sqlite(url, blobs)
+    return _postgres(url, blobs)
+
+
+def _sqlite(url: str, blobs: BlobStore) -> Database:
+    """The embedded default: one SQLite file in WAL mode, one writer at a time.
+
+    SQLite allows one writer; taking a process-wide lock before BEGIN avoids the
+    "database is locked" errors that deferred transactions upgrading to write locks cause,
+    while readers proceed in parallel under WAL.
+    """
+    engine = create_engine(url, pool_size=8, max_overflow=32, pool_timeout=60)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: the WAL is fsynced at every commit, so a 250 after DATA survives a
+        # power cut, not only a process crash.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return Database(engine, blobs, threading.Lock())
+
+
+def _postgres(url: str, blobs: BlobStore) -> Database:
+    """PostgreSQL: concurrent writers, serialised per mailbox by row locks."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    engine = create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    return Database(engine, blobs)
