@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from postel.web.openapi import _AUTH, _CSRF, _STR, _body, _obj, _ok, _ref
+from postel.web.openapi_parts import _AUTH, _CSRF, _STR, _body, _obj, _ok, _ref
 
 _FOLDER = {"name": "folder", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 0}}
