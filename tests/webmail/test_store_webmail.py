@@ -87,7 +87,7 @@ def test_search_and_index_follow_expunge(store: SqlStore) -> None:
     assert first.preview == "body of invoice march"
     store.mail.expunge(inbox, [first.uid])
     assert subjects(SearchTerms(words=("invoice",))) == []
-    with store._read() as conn:
+    with store.db.read() as conn:
         assert conn.execute(select(func.count()).select_from(t.webmail_text)).scalar() == 2
 
 
