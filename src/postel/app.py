@@ -17,6 +17,7 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
 from postel.config import SERVICES, Config
+from postel.connlimits import ConnectionGate
 from postel.context import BindError, Context, Service
 from postel.store.blobs import BlobStore, clean_tmp
 from postel.store.bus import InProcessBus
@@ -127,7 +128,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         config.auth.max_failures_per_account,
         config.auth.failure_window,
     )
-    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter))
+    gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
+    log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})
+    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter), gate)
 
     services: list[Service] = []
     started: list[tuple[str, str]] = []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import Config
+from postel.connlimits import ConnectionGate
 from postel.store.bus import InProcessBus
 from postel.store.sql.store import SqlStore
 from postel.tls import TlsContexts
@@ -21,6 +22,8 @@ class Context:
     tls: TlsContexts
     limiter: FailureLimiter
     authenticator: Authenticator
+    # Client connections of every listener together (issue 15 item 3: below the fd limit).
+    gate: ConnectionGate = field(default_factory=ConnectionGate)
 
 
 class Service(Protocol):
