@@ -135,6 +135,14 @@ class ImapConfig:
     max_line_length: int = 65536
     # Largest literal (APPEND message or string) in bytes; NO [TOOBIG] beyond it.
     max_literal_size: int = 50 * 1024 * 1024
+    # All literals of one command together (MULTIAPPEND, or many strings), in bytes;
+    # NO [TOOBIG] beyond it.
+    max_command_size: int = 100 * 1024 * 1024
+    # Largest literal before login (RFC 7888 LITERAL-: 4096). A bigger synchronizing one
+    # gets NO [TOOBIG] instead of "+"; a bigger non-synchronizing one BAD and BYE.
+    max_literal_size_before_login: int = 4096
+    # All literals of one command together before login, in bytes.
+    max_command_size_before_login: int = 16 * 1024
     # Deepest nesting of parenthesised lists in a command (search keys, fetch attributes).
     max_nesting: int = 32
     # Seconds of client silence before logout (RFC 9051 5.4: at least 30 minutes).
@@ -459,6 +467,8 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(f"storage.url: {url!r} is neither sqlite:///PATH nor postgresql://...")
     _check_outbound(config)
+    if config.imap.max_command_size < config.imap.max_literal_size:
+        raise ConfigError("imap.max_command_size: must be at least imap.max_literal_size")
     if config.autoconfig.mta_sts_mode not in ("", "testing", "enforce", "none"):
         raise ConfigError("autoconfig.mta_sts_mode: expected testing, enforce, none or \"\", "
                           f"got {config.autoconfig.mta_sts_mode!r}")

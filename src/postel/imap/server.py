@@ -18,8 +18,8 @@ from typing import Any, BinaryIO
 from postel.connlimits import AcceptLoop, ConnectionGate
 from postel.context import Context
 from postel.imap.proto import responses as r
-from postel.imap.proto.receiver import Receiver
-from postel.imap.session import ImapSession, Services
+from postel.imap.proto.receiver import LiteralLimits, Receiver
+from postel.imap.session import ImapSession, Services, State
 from postel.netserver import TcpServer, bind_listeners
 from postel.starttls import upgrade_to_tls
 
@@ -132,15 +132,22 @@ class ImapServer(TcpServer):
     ) -> None:
         config = self.services.config
         io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        sessions: list[ImapSession] = []  # the receiver asks the session made below
         receiver = Receiver(
             max_line_length=config.max_line_length,
             max_literal_size=config.max_literal_size,
+            max_command_size=config.max_command_size,
             spool=self._spool,
+            pre_login=LiteralLimits(
+                config.max_literal_size_before_login, config.max_command_size_before_login
+            ),
+            logged_in=lambda: sessions[0].state is not State.NOT_AUTHENTICATED,
         )
         session = ImapSession(
             self.services, io, receiver, ip, tls=tls,
             tls_available=self.tls_context() is not None,
         )
+        sessions.append(session)
         task = asyncio.current_task()
         assert task is not None
         try:

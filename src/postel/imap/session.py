@@ -30,6 +30,7 @@ from postel.imap.proto.receiver import (
     Event,
     LiteralTooBig,
     NeedContinuation,
+    NonSyncLiteralRefused,
     RawLine,
     Receiver,
     TooLong,
@@ -272,6 +273,12 @@ class ImapSession:
                 self.receiver.raw_mode = False
             self.bad(tag, "Line too long", "TOOBIG")
             return
+        if isinstance(event, NonSyncLiteralRefused):
+            # RFC 7888 4: LITERAL- before login; the literal's bytes are on their way, so
+            # end the connection instead of reading them.
+            self.bad(event.tag, f"Literal of {event.size} octets is too big before login",
+                     "TOOBIG")
+            raise Bye("Literal too big before login")
         if isinstance(event, LiteralTooBig):
             self.no(event.tag, f"Literal of {event.size} octets is too big", "TOOBIG")
             return

@@ -46,7 +46,8 @@ def capabilities(s: ImapSession) -> list[str]:
             caps.append("AUTH=PLAIN")
         else:
             caps.append("LOGINDISABLED")  # RFC 9051 6.2.3
-        caps += ["LITERAL+", "SASL-IR", "ID", "ENABLE"]
+        # RFC 7888 5: before login only small non-synchronizing literals (LITERAL-).
+        caps += ["LITERAL-", "SASL-IR", "ID", "ENABLE"]
         return caps
     caps += EXTENSIONS
     caps.append(f"APPENDLIMIT={s.config.max_literal_size}")  # RFC 7889

@@ -6,7 +6,9 @@ waits for a "+" before sending a synchronizing literal (RFC 9051 4.3), or ``None
 needs more data. Events are pulled one at a time so that a session can switch the receiver
 into raw-line mode (AUTHENTICATE responses, IDLE's DONE) before the next line is framed.
 
-Limits (line length, literal size) are enforced here and reported as events, never raised.
+Limits (line length, literal size, the total of a command's literals) are enforced here and
+reported as events, never raised. Before login the literal limits are small (issue 15 item
+2: one endless LOGIN of many literals grew the server without bound).
 """
 
 from __future__ import annotations
@@ -97,7 +99,25 @@ class LiteralTooBig:
     synchronizing: bool
 
 
-Event = CommandBytes | NeedContinuation | RawLine | TooLong | LiteralTooBig
+@dataclass(frozen=True)
+class NonSyncLiteralRefused:
+    """Before login, a non-synchronizing literal over the small pre-login limits: RFC 7888
+    4 (LITERAL-) says BAD [TOOBIG]; its bytes are coming anyway, so the connection is
+    then closed rather than read through."""
+
+    tag: str
+    size: int
+
+
+Event = CommandBytes | NeedContinuation | RawLine | TooLong | LiteralTooBig | NonSyncLiteralRefused
+
+
+@dataclass(frozen=True)
+class LiteralLimits:
+    """How much literal data one command may carry."""
+
+    max_literal_size: int  # one literal
+    max_command_size: int  # all literals of one command together
 
 
 def tag_of(line: bytes) -> str:
@@ -115,17 +135,27 @@ class Receiver:
         *,
         max_line_length: int = 65536,
         max_literal_size: int = 50 * 1024 * 1024,
+        max_command_size: int | None = None,
         spool: Callable[[int], BinaryIO] = memory_spool,
         spool_threshold: int = SPOOL_THRESHOLD,
+        pre_login: LiteralLimits | None = None,
+        logged_in: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`pre_login` applies while `logged_in()` is False; the full limits after."""
         self.max_line_length = max_line_length
         self.max_literal_size = max_literal_size
+        self.max_command_size = (
+            2 * max_literal_size if max_command_size is None else max_command_size
+        )
+        self.pre_login = pre_login
+        self.logged_in = logged_in
         self.spool = spool
         self.spool_threshold = spool_threshold
         self.raw_mode = False  # next line is a RawLine, not a command
         self._buf = bytearray()
         self._parts: list[Part] = []
         self._text_size = 0  # bytes of line text in the command so far
+        self._literal_total = 0  # bytes of literals in the command so far
         self._literal: Literal | None = None  # being filled
         self._literal_left = 0
         self._literal_chunks: list[bytes] = []
@@ -220,7 +250,16 @@ class Receiver:
         self._parts.append(line[: m.start()])
         size = int(m.group(2))
         synchronizing = not m.group(3)
-        if self._failure is not None or size > self.max_literal_size:
+        limits = self._limits()
+        over = (
+            size > limits.max_literal_size
+            or self._literal_total + size > limits.max_command_size
+        )
+        if over and not synchronizing and limits is self.pre_login:
+            self._ready.append(NonSyncLiteralRefused(self._tag(), size))
+            self._drop_command()
+            return True
+        if self._failure is not None or over:
             if self._failure is None:
                 self._failure = LiteralTooBig(self._tag(), size, synchronizing)
             if synchronizing:
@@ -230,6 +269,7 @@ class Receiver:
             else:
                 self._skip_left = size  # literal+ bytes are coming anyway: discard them
             return True
+        self._literal_total += size
         spooled = size > self.spool_threshold
         self._literal = Literal(
             size, binary=bool(m.group(1)), file=self.spool(size) if spooled else None
@@ -238,6 +278,19 @@ class Receiver:
         if synchronizing:
             self._ready.append(NeedContinuation())
         return True
+
+    def _limits(self) -> LiteralLimits:
+        if self.pre_login is not None and not self.logged_in():
+            return self.pre_login
+        return LiteralLimits(self.max_literal_size, self.max_command_size)
+
+    def _drop_command(self) -> None:
+        """Forget the command in progress and everything buffered behind it."""
+        for part in self._parts:
+            if isinstance(part, Literal):
+                part.close()
+        self._parts, self._failure, self._text_size, self._literal_total = [], None, 0, 0
+        self._buf.clear()
 
     def _tag(self) -> str:
         first = self._parts[0] if self._parts else bytes(self._buf)
@@ -249,7 +302,7 @@ class Receiver:
 
     def _finish_command(self) -> None:
         parts, failure = self._parts, self._failure
-        self._parts, self._failure, self._text_size = [], None, 0
+        self._parts, self._failure, self._text_size, self._literal_total = [], None, 0, 0
         if failure is not None:
             for part in parts:
                 if isinstance(part, Literal):
