@@ -16,7 +16,8 @@ from tests.harness import PASSWORD, PostelServer
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
     server = PostelServer(tmp_path_factory.mktemp("limits"), extra_config=(
         "[imap]\nmax_connections_per_ip = 5\n"
-        "[web]\nmax_connections_per_ip = 5\nheader_timeout = 2\n"
+        "[web]\nmax_connections_per_ip = 5\nheader_timeout = 60\n"
+        "[connections]\nhandshake_timeout = 60\n"
     ))
     server.add_user("alice@example.test")
     server.start()
@@ -59,3 +60,71 @@ def test_imap_literals_after_login_are_the_configured_size(server: PostelServer)
         assert client.append("INBOX", None, None, message)[0] == "OK"
     finally:
         client.logout()
+
+
+# -- item 3: connections counted at accept, handshakes and headers timed out -----------
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
+    server = PostelServer(tmp_path_factory.mktemp("impatient"), extra_config=(
+        "[web]\nheader_timeout = 1\n[connections]\nhandshake_timeout = 1\n"
+    ))
+    server.start()
+    yield server
+    server.close()
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """True once the server closes (EOF or reset); False if it answers instead."""
+    try:
+        return sock.recv(4096) == b""
+    except ConnectionError:
+        return True
+
+
+def _tls_greeting(server: PostelServer, port: int, source: str) -> bytes:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    with server.client_tls().wrap_socket(raw) as tls:
+        return tls.recv(4096)
+
+
+@pytest.mark.parametrize("service", ["imaps", "https"])
+def test_unfinished_handshakes_count_per_address(server: PostelServer, service: str) -> None:
+    port = server.port(service)
+    held = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(5)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sixth:
+            assert _closed_by_server(sixth)  # refused at accept, no handshake spent
+        # Another address is served meanwhile.
+        if service == "imaps":
+            assert _tls_greeting(server, port, "127.0.0.2").startswith(b"* OK")
+        else:
+            raw = socket.create_connection(
+                ("127.0.0.1", port), timeout=30, source_address=("127.0.0.2", 0))
+            with server.client_tls().wrap_socket(raw) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: mail.example.test\r\n"
+                            b"Connection: close\r\n\r\n")
+                assert tls.recv(4096).startswith(b"HTTP/1.1 ")
+    finally:
+        for sock in held:
+            sock.close()
+    # The slots come back when the connections end.
+    if service == "imaps":
+        assert _tls_greeting(server, port, "127.0.0.1").startswith(b"* OK")
+
+
+@pytest.mark.parametrize("service", ["imaps", "pop3s", "submissions", "https"])
+def test_an_unfinished_handshake_is_cut(impatient: PostelServer, service: str) -> None:
+    with socket.create_connection(("127.0.0.1", impatient.port(service)), timeout=30) as sock:
+        sock.sendall(b"\x16\x03\x01")  # the start of a ClientHello, never finished
+        assert _closed_by_server(sock)
+
+
+@pytest.mark.parametrize("service", ["http", "https"])
+def test_trickled_http_headers_are_cut(impatient: PostelServer, service: str) -> None:
+    raw = socket.create_connection(("127.0.0.1", impatient.port(service)), timeout=30)
+    sock = impatient.client_tls().wrap_socket(raw) if service == "https" else raw
+    with sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: mail.example.test\r\nX-Slow: ")
+        assert _closed_by_server(sock)
