@@ -67,10 +67,19 @@ class StreamIO:
             await self.flush()
 
     async def read(self) -> bytes:
-        data = await self.reader.read(READ_SIZE)
-        if self._inflate is not None and data:
-            data = self._inflate.decompress(data)
-        return data
+        """Up to READ_SIZE bytes, inflated when COMPRESS is active. Inflation is bounded
+        per read (issue 15 item 5: 1 MB that inflated to 1 GiB at once), so a bomb is
+        inflated only as fast as the receiver consumes it, and its limits apply."""
+        while True:
+            if self._inflate is not None and self._inflate.unconsumed_tail:
+                data = self._inflate.unconsumed_tail
+            else:
+                data = await self.reader.read(READ_SIZE)
+                if self._inflate is None or not data:
+                    return data
+            inflated = bytes(self._inflate.decompress(data, READ_SIZE))
+            if inflated:
+                return inflated
 
     async def start_tls(self) -> None:
         context = self._tls_context()
@@ -80,7 +89,8 @@ class StreamIO:
     async def start_compression(self, pending: bytes) -> bytes:
         self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
         self._inflate = zlib.decompressobj(-15)
-        return bytes(self._inflate.decompress(pending))
+        # The rest, if any, stays in unconsumed_tail for the next read().
+        return bytes(self._inflate.decompress(pending, READ_SIZE))
 
 
 class _Running:

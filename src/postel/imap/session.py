@@ -28,6 +28,7 @@ from postel.imap.proto.commands import Command, CommandError, parse_command
 from postel.imap.proto.receiver import (
     CommandBytes,
     Event,
+    Flood,
     LiteralTooBig,
     NeedContinuation,
     NonSyncLiteralRefused,
@@ -273,6 +274,8 @@ class ImapSession:
                 self.receiver.raw_mode = False
             self.bad(tag, "Line too long", "TOOBIG")
             return
+        if isinstance(event, Flood):
+            raise Bye("Line or literal too long; closing the connection")
         if isinstance(event, NonSyncLiteralRefused):
             # RFC 7888 4: LITERAL- before login; the literal's bytes are on their way, so
             # end the connection instead of reading them.

@@ -23,6 +23,10 @@ from typing import BinaryIO
 _LITERAL_MARKER = re.compile(rb"(~?)\{(\d{1,20})(\+?)\}\r?\n\Z")
 _TAG = re.compile(rb"[^\x00-\x20\x7f(){%*\"\\+]+")
 
+# An overlong line is discarded up to its end, but only up to this many times
+# max_line_length: then the connection is closed (Flood).
+FLOOD_LINES = 16
+
 # Literals above this size go to a spool file instead of memory.
 SPOOL_THRESHOLD = 256 * 1024
 
@@ -109,7 +113,19 @@ class NonSyncLiteralRefused:
     size: int
 
 
-Event = CommandBytes | NeedContinuation | RawLine | TooLong | LiteralTooBig | NonSyncLiteralRefused
+@dataclass(frozen=True)
+class Flood:
+    """The client keeps sending a line far past max_line_length (a never-ending line, or a
+    COMPRESS=DEFLATE bomb), or a literal+ bigger than a whole command may be: answered
+    with BYE and the connection closed, rather than read through forever."""
+
+    tag: str
+
+
+Event = (
+    CommandBytes | NeedContinuation | RawLine | TooLong | LiteralTooBig | NonSyncLiteralRefused
+    | Flood
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,7 @@ class Receiver:
         self._literal_chunks: list[bytes] = []
         self._skip_left = 0  # bytes of a refused literal+ still to discard
         self._skip_line = False  # discard up to the next LF (overlong line)
+        self._skipped = 0  # bytes of the overlong line discarded so far
         self._failure: TooLong | LiteralTooBig | None = None  # the command failed; drain it
         self._ready: list[Event] = []
 
@@ -189,8 +206,15 @@ class Receiver:
         if self._skip_line:
             nl = self._buf.find(b"\n")
             if nl < 0:
+                self._skipped += len(self._buf)
                 self._buf.clear()
+                if self._skipped > FLOOD_LINES * self.max_line_length:
+                    self._ready.append(Flood(self._failure.tag if self._failure else "*"))
+                    self._skip_line = False
+                    self._drop_command()
+                    return True
                 return False
+            self._skipped = 0
             del self._buf[: nl + 1]
             self._skip_line = False
             self._finish_command()
@@ -257,6 +281,11 @@ class Receiver:
         )
         if over and not synchronizing and limits is self.pre_login:
             self._ready.append(NonSyncLiteralRefused(self._tag(), size))
+            self._drop_command()
+            return True
+        if not synchronizing and size > limits.max_command_size:
+            # Bigger than any command may be: reading it through would never end.
+            self._ready.append(Flood(self._tag()))
             self._drop_command()
             return True
         if self._failure is not None or over:
