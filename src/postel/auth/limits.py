@@ -45,15 +45,38 @@ class FailureLimiter:
     def blocked(self, ip: str, account: str | None) -> bool:
         """True when this IP has failed too often lately, or this account has and the IP
         is not one the account's owner recently logged in from."""
+        with self._lock:
+            return self._blocked(ip, account, time.monotonic())
+
+    def begin_attempt(self, ip: str, account: str | None) -> float | None:
+        """Reserve a login attempt: None when blocked; otherwise it is counted as a failure
+        at once (returned: its stamp, for `attempt_succeeded`). Checking and counting in
+        one step keeps concurrent logins from all passing the check before any of them is
+        recorded (issue 15 item 10: a limit of 5 ran 10 password checks)."""
         now = time.monotonic()
         with self._lock:
-            if self.per_ip and self._recent(self._by_ip[ip], now) >= self.per_ip:
-                return True
-            if not account or not self.per_account:
-                return False
-            if self._recent(self._by_account[account], now) < self.per_account:
-                return False
-            return not self._is_trusted(ip, account, now)
+            if self._blocked(ip, account, now):
+                return None
+            self._by_ip[ip].append(now)
+            if account:
+                self._by_account[account].append(now)
+            return now
+
+    def attempt_succeeded(self, ip: str, account: str | None, stamp: float) -> None:
+        """The reserved attempt was the right password: it is not a failure after all."""
+        with self._lock:
+            for entries in (self._by_ip.get(ip), self._by_account.get(account or "")):
+                if entries is not None and stamp in entries:
+                    entries.remove(stamp)
+
+    def _blocked(self, ip: str, account: str | None, now: float) -> bool:
+        if self.per_ip and self._recent(self._by_ip[ip], now) >= self.per_ip:
+            return True
+        if not account or not self.per_account:
+            return False
+        if self._recent(self._by_account[account], now) < self.per_account:
+            return False
+        return not self._is_trusted(ip, account, now)
 
     def record_failure(self, ip: str, account: str | None) -> None:
         now = time.monotonic()

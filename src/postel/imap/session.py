@@ -12,6 +12,7 @@ import asyncio
 import enum
 import importlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -238,6 +239,12 @@ class ImapSession:
             await self._handle(event)
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))
+            self.state = State.LOGOUT
+        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+            # The client went away mid-command (a reset during FETCH, a failed STARTTLS
+            # handshake): anyone can cause it before login, so one line, no traceback.
+            log.info("connection lost during a command", extra={"fields": {
+                "ip": self.ip, "error": str(exc) or type(exc).__name__}})
             self.state = State.LOGOUT
         except Exception:
             # A bug in one handler costs that command, not the connection or the server.
