@@ -130,3 +130,19 @@ def test_the_quota_is_checked_at_the_end_of_data_without_size(server: PostelServ
             assert code == expected, text
         assert b"5.2.2" in text
     assert len(server.inbox("full@example.test")) == 1
+
+
+def test_codec_abuse_in_encoded_words_is_stored(server: PostelServer) -> None:
+    # Issue 15 item 4: this was 451 on 25 and NO [SERVERBUG] on APPEND.
+    message = (b"Subject: =?unicode_escape?q?=5Cud800?= =?punycode?q?9ca" + b"a" * 100_000
+               + b"?=\r\nFrom: =?unicode_escape?q?=5Cud800?= <x@remote.test>\r\n\r\nhi\r\n")
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as smtp:
+        assert smtp.sendmail("x@remote.test", ["alice@example.test"], message) == {}
+    imap = imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30)
+    try:
+        imap.login("alice@example.test", PASSWORD)
+        assert imap.append("INBOX", None, None, message)[0] == "OK"
+        imap.select("INBOX")
+        assert imap.fetch("1:*", "(ENVELOPE)")[0] == "OK"
+    finally:
+        imap.logout()
