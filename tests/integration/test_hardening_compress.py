@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import PASSWORD, PostelServer
+from tests.integration.hardening_helpers import send_until
 
 GIB = 1024 * 1024 * 1024
 BLOCK = b"\0" * (1024 * 1024)
@@ -39,14 +40,8 @@ def _compressed_login(server: PostelServer) -> ssl.SSLSocket:
     raw = socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=30)
     sock = server.client_tls().wrap_socket(raw)
     sock.recv(4096)
-    sock.sendall(f'a LOGIN alice@example.test "{PASSWORD}"\r\n'.encode())
-    reply = b""
-    while b"a OK" not in reply:
-        reply += sock.recv(4096)
-    sock.sendall(b"b COMPRESS DEFLATE\r\n")
-    reply = b""
-    while b"b OK" not in reply:
-        reply += sock.recv(4096)
+    send_until(sock, f'a LOGIN alice@example.test "{PASSWORD}"\r\n'.encode(), b"a OK")
+    send_until(sock, b"b COMPRESS DEFLATE\r\n", b"b OK")
     return sock
 
 

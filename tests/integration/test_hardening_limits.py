@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import imaplib
 import socket
-import ssl
 from collections.abc import Iterator
 
 import pytest
 
 from tests.harness import PASSWORD, PostelServer
+from tests.integration.hardening_helpers import read_until_closed
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +25,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
     server.close()
 
 
-def _read_until_closed(sock: socket.socket) -> bytes:
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionError, ssl.SSLError):
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
-
 # -- item 2: the pre-login literal budget ----------------------------------------------
 
 
@@ -48,7 +36,7 @@ def test_imap_refuses_big_literals_before_login(server: PostelServer) -> None:
         assert sock.recv(4096).startswith(b"s NO [TOOBIG]")  # no "+" continuation
         # One endless LOGIN made of many literals: refused with BAD, then closed.
         sock.sendall(b"a LOGIN {262144+}\r\n" + b"x" * 65536)
-        answer = _read_until_closed(sock)
+        answer = read_until_closed(sock)
     assert answer.startswith(b"a BAD [TOOBIG]") and b"* BYE" in answer
 
 

@@ -18,6 +18,7 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator, LoginResult
 from postel.mail.mime import parse_message_bytes
 from tests.harness import PASSWORD, PostelServer
+from tests.integration.hardening_helpers import send_until
 from tests.web.helpers import client, start
 
 
@@ -85,10 +86,8 @@ def test_a_reset_during_fetch_logs_no_traceback(server: PostelServer) -> None:
         sock = socket.create_connection(("127.0.0.1", server.port("imap")), timeout=30)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.recv(4096)
-        sock.sendall(f'a LOGIN alice@example.test "{PASSWORD}"\r\nb SELECT INBOX\r\n'.encode())
-        data = b""
-        while b"b OK" not in data:
-            data += sock.recv(4096)
+        send_until(sock, f'a LOGIN alice@example.test "{PASSWORD}"\r\nb SELECT INBOX\r\n'
+                   .encode(), b"b OK")
         sock.sendall(b"c FETCH 1:* BODY[]\r\n")
         sock.recv(4096)
         # Close with RST while the server is still writing the message.

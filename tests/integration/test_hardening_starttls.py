@@ -19,6 +19,7 @@ import pytest
 
 from postel.starttls import upgrade_to_tls
 from tests.harness import PostelServer
+from tests.integration.hardening_helpers import read_until_closed
 
 TRIES = 30
 # Gaps (seconds) between the STARTTLS segment and the attacker's, cycled over the tries
@@ -54,18 +55,6 @@ def _line(sock: socket.socket) -> bytes:
     return data
 
 
-def _until_closed(sock: ssl.SSLSocket) -> bytes:
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionError, ssl.SSLError):
-            return data
-        if not chunk:
-            return data
-        data += chunk
-
-
 def _probe(
     server: PostelServer, port: int, before: list[bytes], starttls: bytes, injected: bytes,
     after: bytes, gap: float,
@@ -91,7 +80,7 @@ def _probe(
         except (ConnectionError, ssl.SSLError):
             return None
         tls.sendall(after)
-        return _until_closed(tls)
+        return read_until_closed(tls)
     finally:
         sock.close()
 
