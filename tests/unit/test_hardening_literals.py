@@ -4,11 +4,16 @@ Each input is also fed one byte at a time."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postel.imap.proto.receiver import (
     CommandBytes,
     Event,
+    Flood,
     LiteralLimits,
     LiteralTooBig,
     NeedContinuation,
@@ -64,3 +69,20 @@ def test_after_login_the_command_budget_covers_all_literals(split: bool) -> None
     evs = run(b"a APPEND INBOX {600+}\r\n" + b"m" * 600 + b"\r\n", logged_in=True,
               split=split, max_literal_size=1000, max_command_size=1000)
     assert isinstance(evs[0], CommandBytes)
+
+
+_FLOOD = b"a NOOP\r\nb NOOP " + b"z" * 2000 + b"\r\nc NOOP\r\n"
+
+
+@settings(max_examples=50)
+@given(st.lists(st.integers(1, len(_FLOOD) - 1), max_size=10))
+def test_a_never_ending_line_floods_the_same_in_any_chunking(cuts: list[int]) -> None:
+    points = sorted({0, len(_FLOOD), *cuts})
+    receiver = Receiver(max_line_length=100)
+    got: list[Event] = []
+    for a, b in itertools.pairwise(points):
+        receiver.feed(_FLOOD[a:b])
+        while (event := receiver.next_event()) is not None:
+            got.append(event)
+    assert isinstance(got[0], CommandBytes)
+    assert got[1:] == [Flood("b")]  # 2000 > 16 * 100; nothing after it is read

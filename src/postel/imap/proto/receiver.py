@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -161,7 +162,7 @@ class Receiver:
         self.max_line_length = max_line_length
         self.max_literal_size = max_literal_size
         self.max_command_size = (
-            2 * max_literal_size if max_command_size is None else max_command_size
+            sys.maxsize if max_command_size is None else max_command_size
         )
         self.pre_login = pre_login
         self.logged_in = logged_in
@@ -178,11 +179,13 @@ class Receiver:
         self._skip_left = 0  # bytes of a refused literal+ still to discard
         self._skip_line = False  # discard up to the next LF (overlong line)
         self._skipped = 0  # bytes of the overlong line discarded so far
+        self._ended = False  # a Flood or a refused literal ends the connection: no more input
         self._failure: TooLong | LiteralTooBig | None = None  # the command failed; drain it
         self._ready: list[Event] = []
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if not self._ended:
+            self._buf += data
 
     def next_event(self) -> Event | None:
         while True:
@@ -208,13 +211,14 @@ class Receiver:
             if nl < 0:
                 self._skipped += len(self._buf)
                 self._buf.clear()
-                if self._skipped > FLOOD_LINES * self.max_line_length:
-                    self._ready.append(Flood(self._failure.tag if self._failure else "*"))
-                    self._skip_line = False
-                    self._drop_command()
+                if self._flooding(self._skipped):
+                    self._end(Flood(self._failure.tag if self._failure else "*"))
                     return True
                 return False
-            self._skipped = 0
+            line_length, self._skipped = self._skipped + nl + 1, 0
+            if self._flooding(line_length):
+                self._end(Flood(self._failure.tag if self._failure else "*"))
+                return True
             del self._buf[: nl + 1]
             self._skip_line = False
             self._finish_command()
@@ -251,11 +255,17 @@ class Receiver:
         if nl < 0:
             if len(self._buf) > max(limit, 0) + 2:
                 self._overflow()
+                self._skipped = len(self._buf)
                 self._buf.clear()
                 self._skip_line = True
+                if self._flooding(self._skipped):
+                    self._end(Flood(self._failure.tag if self._failure else "*"))
                 return True
             return False
         if nl + 1 > max(limit, 0) + 2:
+            if self._flooding(nl + 1):
+                self._end(Flood(self._tag()))
+                return True
             self._overflow()
             del self._buf[: nl + 1]
             self._finish_command()
@@ -280,13 +290,11 @@ class Receiver:
             or self._literal_total + size > limits.max_command_size
         )
         if over and not synchronizing and limits is self.pre_login:
-            self._ready.append(NonSyncLiteralRefused(self._tag(), size))
-            self._drop_command()
+            self._end(NonSyncLiteralRefused(self._tag(), size))
             return True
         if not synchronizing and size > limits.max_command_size:
             # Bigger than any command may be: reading it through would never end.
-            self._ready.append(Flood(self._tag()))
-            self._drop_command()
+            self._end(Flood(self._tag()))
             return True
         if self._failure is not None or over:
             if self._failure is None:
@@ -313,13 +321,22 @@ class Receiver:
             return self.pre_login
         return LiteralLimits(self.max_literal_size, self.max_command_size)
 
-    def _drop_command(self) -> None:
-        """Forget the command in progress and everything buffered behind it."""
+    def _flooding(self, line_length: int) -> bool:
+        return line_length > FLOOD_LINES * self.max_line_length
+
+    def _end(self, event: Flood | NonSyncLiteralRefused) -> None:
+        """The last event: the session closes the connection, so drop the command in
+        progress and ignore whatever else arrives (the same whatever the chunking)."""
         for part in self._parts:
             if isinstance(part, Literal):
                 part.close()
-        self._parts, self._failure, self._text_size, self._literal_total = [], None, 0, 0
+        if self._literal is not None:
+            self._literal.close()
+        self._parts, self._failure, self._literal = [], None, None
+        self._skip_line, self._skip_left = False, 0
         self._buf.clear()
+        self._ended = True
+        self._ready.append(event)
 
     def _tag(self) -> str:
         first = self._parts[0] if self._parts else bytes(self._buf)
