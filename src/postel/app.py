@@ -17,6 +17,7 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
 from postel.config import SERVICES, Config
+from postel.connlimits import ConnectionGate
 from postel.context import BindError, Context, Service, StartupError
 from postel.mailauth.dns import DnsResolver
 from postel.store.api import Store
@@ -131,8 +132,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         config.auth.max_failures_per_account,
         config.auth.failure_window,
     )
+    gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
+    log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})
     context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
-                      DnsResolver(config.dns))
+                      DnsResolver(config.dns), gate)
 
     services: list[Service] = []
     started: list[tuple[str, str]] = []

@@ -85,6 +85,17 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class ConnectionsConfig:
+    # Client connections of all listeners together; beyond it a new one is closed at
+    # accept. 0: the open-file limit (raised to its hard limit at start) minus 128 kept
+    # for the database, blobs, spool files and outbound deliveries.
+    max_total: int = 0
+    # Seconds a client has for its TLS handshake (implicit TLS ports, and after STARTTLS
+    # or STLS) before the connection is cut.
+    handshake_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class SmtpConfig:
     # Largest message accepted, in bytes (advertised as SIZE; 552 beyond it).
     max_message_size: int = 50 * 1024 * 1024
@@ -124,6 +135,14 @@ class ImapConfig:
     max_line_length: int = 65536
     # Largest literal (APPEND message or string) in bytes; NO [TOOBIG] beyond it.
     max_literal_size: int = 50 * 1024 * 1024
+    # All literals of one command together (MULTIAPPEND, or many strings), in bytes;
+    # NO [TOOBIG] beyond it.
+    max_command_size: int = 100 * 1024 * 1024
+    # Largest literal before login (RFC 7888 LITERAL-: 4096). A bigger synchronizing one
+    # gets NO [TOOBIG] instead of "+"; a bigger non-synchronizing one BAD and BYE.
+    max_literal_size_before_login: int = 4096
+    # All literals of one command together before login, in bytes.
+    max_command_size_before_login: int = 16 * 1024
     # Deepest nesting of parenthesised lists in a command (search keys, fetch attributes).
     max_nesting: int = 32
     # Seconds of client silence before logout (RFC 9051 5.4: at least 30 minutes).
@@ -182,6 +201,12 @@ class WebConfig:
     page_size: int = 25
     # Largest request body in bytes the web server accepts (413 beyond it).
     max_request_body: int = 1024 * 1024
+    # Concurrent HTTP and HTTPS connections from one IP address; beyond it a new one is
+    # closed at accept, before its TLS handshake.
+    max_connections_per_ip: int = 50
+    # Seconds a connection has from accept (TLS handshake included), and a kept-alive one
+    # after each response, to send complete request headers; then it is closed.
+    header_timeout: float = 10.0
     # Test-only hooks (the CAPTCHA answer at /__test__/captcha/ID). Refused at start-up
     # unless every listen address is loopback, so a production server cannot enable them.
     test_hooks: bool = False
@@ -272,6 +297,7 @@ class Config:
     listen: dict[str, ListenAddress | None] = field(default_factory=dict)
     tls: TlsConfig = TlsConfig()
     storage: StorageConfig = StorageConfig()
+    connections: ConnectionsConfig = ConnectionsConfig()
     smtp: SmtpConfig = SmtpConfig()
     pop3: Pop3Config = Pop3Config()
     imap: ImapConfig = ImapConfig()
@@ -388,6 +414,7 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     sections: dict[str, type[Any]] = {
         "tls": TlsConfig,
         "storage": StorageConfig,
+        "connections": ConnectionsConfig,
         "smtp": SmtpConfig,
         "pop3": Pop3Config,
         "imap": ImapConfig,
@@ -442,6 +469,8 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(f"storage.url: {url!r} is neither sqlite:///PATH nor postgresql://...")
     _check_outbound(config)
+    if config.imap.max_command_size < config.imap.max_literal_size:
+        raise ConfigError("imap.max_command_size: must be at least imap.max_literal_size")
     if config.autoconfig.mta_sts_mode not in ("", "testing", "enforce", "none"):
         raise ConfigError("autoconfig.mta_sts_mode: expected testing, enforce, none or \"\", "
                           f"got {config.autoconfig.mta_sts_mode!r}")

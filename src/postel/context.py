@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import Config
+from postel.connlimits import ConnectionGate
 from postel.mailauth.dns import Resolver
 from postel.store.api import Store
 from postel.store.bus import InProcessBus
@@ -23,6 +24,8 @@ class Context:
     limiter: FailureLimiter
     authenticator: Authenticator
     resolver: Resolver  # the one DNS resolver (and its cache): mailauth, queue, DNS checks
+    # Client connections of every listener together (issue 15 item 3: below the fd limit).
+    gate: ConnectionGate = field(default_factory=ConnectionGate)
 
 
 class Service(Protocol):

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from postel.connlimits import AcceptLoop, ConnectionGate, Slot, open_listener
 from postel.context import BindError, Context
+from postel.starttls import upgrade_to_tls
 
 log = logging.getLogger("postel.net")
 
@@ -51,16 +53,24 @@ class StreamIO:
     """Bytes out over an asyncio stream, STARTTLS, and a close that cannot hang."""
 
     def __init__(
-        self, writer: asyncio.StreamWriter, tls_context: Callable[[], ssl.SSLContext]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        tls_context: Callable[[], ssl.SSLContext],
+        handshake_timeout: float,
     ) -> None:
+        self.reader = reader
         self.writer = writer
         self._tls_context = tls_context
+        self._handshake_timeout = handshake_timeout
 
     async def send(self, data: bytes) -> None:
         await write_all(self.writer, data)
 
     async def start_tls(self) -> None:
-        await self.writer.start_tls(self._tls_context())
+        await upgrade_to_tls(
+            self.reader, self.writer, self._tls_context(), self._handshake_timeout
+        )
 
     def close(self) -> None:
         # close() flushes the last reply and starts the TLS goodbye; a read in progress
@@ -96,7 +106,7 @@ class LineSession(Stoppable, Protocol):
 class Goodbyes:
     """What a protocol says when the server, not the session, ends a connection."""
 
-    too_many_connections: bytes
+    too_many_connections: bytes  # sent on plaintext ports; TLS ports close at accept
     internal_error: bytes
     idle_timeout: bytes = b""  # b"": close silently (POP3, RFC 1939 3)
 
@@ -109,48 +119,71 @@ def peer_ip(writer: asyncio.StreamWriter) -> str:
 class TcpServer:
     """Listeners of one protocol, the connections they carry, and a graceful stop."""
 
-    def __init__(self, tls_context: Callable[[], ssl.SSLContext]) -> None:
+    # Connections per address are counted per protocol, all its listeners together.
+    protocol = "tcp"
+
+    def __init__(
+        self, tls_context: Callable[[], ssl.SSLContext], gate: ConnectionGate
+    ) -> None:
         self.tls_context = tls_context
+        self.gate = gate
         self.sessions: dict[Stoppable, asyncio.StreamWriter] = {}
         self.stopping = False
-        self._per_ip: Counter[str] = Counter()
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[AcceptLoop] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def listen(
-        self, host: str, port: int, *, implicit_tls: bool, handler: Handler
-    ) -> asyncio.Server:
-        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._tasks.add(task)
-            try:
-                await handler(reader, writer, peer_ip(writer))
-            finally:
-                self._tasks.discard(task)
-                await close_writer(writer)
+        self,
+        host: str,
+        port: int,
+        *,
+        implicit_tls: bool,
+        handler: Handler,
+        max_per_ip: int,
+        refusal: bytes,
+    ) -> AcceptLoop:
+        """Serve `handler` on host:port. Each connection is counted at accept, before its
+        TLS handshake (an unfinished handshake holds a descriptor too), and refused past
+        `max_per_ip` from its address or the gate's total: with `refusal` on a plaintext
+        port, by closing on an implicit-TLS one (no handshake is spent on it)."""
+        loop = asyncio.get_running_loop()
+        handshake_timeout = self.gate.handshake_timeout
 
-        server = await asyncio.start_server(
-            on_connect,
-            host,
-            port,
-            ssl=self.tls_context() if implicit_tls else None,
-            limit=READ_SIZE,
-            reuse_address=True,
+        async def connect(conn: socket.socket, slot: Slot) -> None:
+            async def on_connect(
+                reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+            ) -> None:
+                task = asyncio.current_task()
+                assert task is not None
+                self._tasks.add(task)
+                try:
+                    await handler(reader, writer, peer_ip(writer))
+                finally:
+                    slot.release()
+                    self._tasks.discard(task)
+                    await close_writer(writer)
+
+            protocol = asyncio.StreamReaderProtocol(asyncio.StreamReader(READ_SIZE), on_connect)
+            try:
+                # RFC 8314 3.3: on implicit-TLS ports the handshake comes first, and
+                # `on_connect` runs only once it succeeded.
+                await loop.connect_accepted_socket(
+                    lambda: protocol, conn,
+                    ssl=self.tls_context() if implicit_tls else None,
+                    ssl_handshake_timeout=handshake_timeout if implicit_tls else None,
+                )
+            except (OSError, ssl.SSLError, TimeoutError) as exc:
+                # Anyone can fail a handshake before saying a word: one line, no traceback.
+                log.info("TLS handshake failed", extra={"fields": {"error": str(exc)}})
+                slot.release()
+                conn.close()
+
+        server = AcceptLoop(
+            open_listener(host, port), self.gate, self.protocol, max_per_ip, connect,
+            refusal=b"" if implicit_tls else refusal,
         )
         self._servers.append(server)
         return server
-
-    @contextlib.contextmanager
-    def connection_slot(self, ip: str, limit: int) -> Iterator[bool]:
-        """Count a connection from `ip` while it lasts; yields False past `limit`."""
-        self._per_ip[ip] += 1
-        try:
-            yield self._per_ip[ip] <= limit
-        finally:
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
 
     async def run_session(
         self,
@@ -159,39 +192,34 @@ class TcpServer:
         reader: asyncio.StreamReader,
         ip: str,
         *,
-        max_per_ip: int,
         idle_timeout: float,
         goodbyes: Goodbyes,
     ) -> None:
         """Greet, then feed what the client sends until the session closes, the client
         goes away or stays silent for `idle_timeout` seconds. A bug in the session costs
         this connection only; the client gets the protocol's own error, never a traceback."""
-        with self.connection_slot(ip, max_per_ip) as allowed:
-            if not allowed:
-                await io.send(goodbyes.too_many_connections)
-                return
-            try:
-                with self.tracking(session, io.writer):
-                    await session.greet()
-                    while not session.closing:
-                        try:
-                            data = await asyncio.wait_for(reader.read(READ_SIZE), idle_timeout)
-                        except TimeoutError:
-                            log.info("idle timeout", extra={"fields": {"ip": ip}})
-                            if goodbyes.idle_timeout:
-                                await io.send(goodbyes.idle_timeout)
-                            break
-                        if not data:
-                            break
-                        await session.feed(data)
-            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-                log.info("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
-            except Exception:
-                log.exception("session failed", extra={"fields": {"ip": ip}})
-                with contextlib.suppress(Exception):
-                    await io.send(goodbyes.internal_error)
-            finally:
-                session.end()
+        try:
+            with self.tracking(session, io.writer):
+                await session.greet()
+                while not session.closing:
+                    try:
+                        data = await asyncio.wait_for(reader.read(READ_SIZE), idle_timeout)
+                    except TimeoutError:
+                        log.info("idle timeout", extra={"fields": {"ip": ip}})
+                        if goodbyes.idle_timeout:
+                            await io.send(goodbyes.idle_timeout)
+                        break
+                    if not data:
+                        break
+                    await session.feed(data)
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+            log.info("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
+        except Exception:
+            log.exception("session failed", extra={"fields": {"ip": ip}})
+            with contextlib.suppress(Exception):
+                await io.send(goodbyes.internal_error)
+        finally:
+            session.end()
 
     @contextlib.contextmanager
     def tracking(self, session: Stoppable, writer: asyncio.StreamWriter) -> Iterator[None]:
@@ -231,7 +259,7 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
 async def bind_listeners(
     context: Context,
     listeners: Iterable[tuple[str, bool]],
-    listen: Callable[[str, bool, str, int], Awaitable[asyncio.Server]],
+    listen: Callable[[str, bool, str, int], Awaitable[AcceptLoop]],
 ) -> list[tuple[str, str]]:
     """Bind each configured (listen key, implicit TLS) pair; report (service, address).
 

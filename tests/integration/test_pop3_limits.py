@@ -122,9 +122,12 @@ def test_connections_per_ip(limited: PostelServer) -> None:
     open_ = [Raw(limited) for _ in range(3)]
     for raw in open_:
         assert raw.line().startswith(b"+OK")
-    extra = Raw(limited)
-    assert extra.until_closed() == b"-ERR [SYS/TEMP] too many connections from your address\r\n"
-    extra.close()
+    # Counted at accept, before the TLS handshake (issue 15 item 3): on 995 the extra
+    # connection is closed at once, no handshake is spent on it.
+    with pytest.raises((ConnectionError, ssl.SSLError)):
+        Raw(limited)
+    with socket.create_connection(("127.0.0.1", limited.port("pop3")), timeout=30) as plain:
+        assert plain.recv(200) == b"-ERR [SYS/TEMP] too many connections from your address\r\n"
     for raw in open_:
         raw.send(b"QUIT\r\n")
         assert raw.line().startswith(b"+OK")

@@ -55,6 +55,23 @@ class WindowCounter:
             events.append(now)
             return len(events)
 
+    def stamp(self, key: str) -> float:
+        """Record one event and return its time, which `discard` can take back."""
+        now = time.monotonic()
+        with self._lock:
+            self._expire(key, now)
+            self._events[key].append(now)
+        return now
+
+    def discard(self, key: str, stamp: float) -> None:
+        """Take back one event recorded by `stamp`."""
+        with self._lock:
+            events = self._events.get(key)
+            if events is not None and stamp in events:
+                events.remove(stamp)
+                if not events:
+                    del self._events[key]
+
     def clear(self, key: str) -> None:
         with self._lock:
             self._events.pop(key, None)
@@ -69,6 +86,9 @@ class FailureLimiter:
         self.window = window
         self.trusted_for = trusted_for
         self._lock = threading.Lock()
+        # Held across "blocked?" and "count it" so concurrent logins cannot all pass the
+        # check before any of them is counted.
+        self._attempts = threading.Lock()
         self._by_ip = WindowCounter(window)
         self._by_account = WindowCounter(window)
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -88,6 +108,25 @@ class FailureLimiter:
         if self._by_account.count(account) < self.per_account:
             return False
         return not self._is_trusted(ip, account)
+
+    def begin_attempt(self, ip: str, account: str | None) -> tuple[float, float] | None:
+        """Reserve a login attempt before the (slow) password check: None when blocked;
+        otherwise it is counted as a failure at once, and the stamps returned let
+        `attempt_succeeded` take it back. Checking and counting in one step keeps
+        concurrent logins from all passing (issue 15: a limit of 5 ran 10 real checks)."""
+        with self._attempts:
+            if self.blocked(ip, account):
+                return None
+            ip_stamp = self._by_ip.stamp(ip)
+            account_stamp = self._by_account.stamp(account) if account else 0.0
+        return ip_stamp, account_stamp
+
+    def attempt_succeeded(self, ip: str, account: str | None, stamps: tuple[float, float]
+                          ) -> None:
+        """The reserved attempt had the right password: it is not a failure after all."""
+        self._by_ip.discard(ip, stamps[0])
+        if account:
+            self._by_account.discard(account, stamps[1])
 
     def record_failure(self, ip: str, account: str | None) -> None:
         self._by_ip.add(ip)

@@ -28,12 +28,14 @@ class Authenticator:
             key = parse_email(username.strip()).key
         except AddressError:
             key = None
-        if self.limiter.blocked(ip, key):
+        # Reserve before the (slow) hash check, so concurrent attempts cannot all pass it.
+        stamp = self.limiter.begin_attempt(ip, key)
+        if stamp is None:
             return LoginResult(None, throttled=True)
         account = self.store.directory.get_account(key) if key else None
         ok = verify_password(account.password_hash if account else None, password)
         if not ok or account is None or account.disabled:
-            self.limiter.record_failure(ip, key)
-            return LoginResult(None)
+            return LoginResult(None)  # the reserved attempt stands as a failure
+        self.limiter.attempt_succeeded(ip, key, stamp)
         self.limiter.record_success(ip, account.email)
         return LoginResult(account)

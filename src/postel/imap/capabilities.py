@@ -12,7 +12,9 @@ from postel.imap.state import State
 
 REVISIONS = ("IMAP4rev1", "IMAP4rev2")
 # What a client may use before it logs in.
-PRE_AUTH = ("LITERAL+", "SASL-IR", "ID", "ENABLE")
+# RFC 7888 5: before login only small non-synchronizing literals (LITERAL-); the
+# receiver refuses bigger ones until the client has logged in.
+PRE_AUTH = ("LITERAL-", "SASL-IR", "ID", "ENABLE")
 # What works once logged in; CAPABILITY lists exactly these (plus the revisions).
 EXTENSIONS = (
     "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",

@@ -15,11 +15,13 @@ import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from postel.connlimits import AcceptLoop, ConnectionGate
 from postel.context import Context
 from postel.imap.proto import responses as r
-from postel.imap.proto.receiver import Receiver
-from postel.imap.session import ImapSession, Services
+from postel.imap.proto.receiver import LiteralLimits, Receiver
+from postel.imap.session import ImapSession, Services, State
 from postel.netserver import TcpServer, bind_listeners, write_all
+from postel.starttls import upgrade_to_tls
 
 log = logging.getLogger("postel.imap")
 
@@ -35,10 +37,12 @@ class StreamIO:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         tls_context: Callable[[], ssl.SSLContext],
+        handshake_timeout: float,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self._tls_context = tls_context
+        self._handshake_timeout = handshake_timeout
         self._out: list[bytes] = []
         self._size = 0
         self._deflate: Any = None
@@ -62,20 +66,30 @@ class StreamIO:
             await self.flush()
 
     async def read(self) -> bytes:
-        data = await self.reader.read(READ_SIZE)
-        if self._inflate is not None and data:
-            data = self._inflate.decompress(data)
-        return data
+        """Up to READ_SIZE bytes, inflated when COMPRESS is active. Inflation is bounded
+        per read (issue 15 item 5: 1 MB that inflated to 1 GiB at once), so a bomb is
+        inflated only as fast as the receiver consumes it, and its limits apply."""
+        while True:
+            if self._inflate is not None and self._inflate.unconsumed_tail:
+                data = self._inflate.unconsumed_tail
+            else:
+                data = await self.reader.read(READ_SIZE)
+                if self._inflate is None or not data:
+                    return data
+            inflated = bytes(self._inflate.decompress(data, READ_SIZE))
+            if inflated:
+                return inflated
 
     async def start_tls(self) -> None:
         context = self._tls_context()
         assert context is not None
-        await self.writer.start_tls(context)
+        await upgrade_to_tls(self.reader, self.writer, context, self._handshake_timeout)
 
     async def start_compression(self, pending: bytes) -> bytes:
         self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
         self._inflate = zlib.decompressobj(-15)
-        return bytes(self._inflate.decompress(pending))
+        # The rest, if any, stays in unconsumed_tail for the next read().
+        return bytes(self._inflate.decompress(pending, READ_SIZE))
 
 
 class _Running:
@@ -99,17 +113,25 @@ class _Running:
 class ImapServer(TcpServer):
     """One engine behind the two listeners (143 with STARTTLS, 993 with implicit TLS)."""
 
-    def __init__(self, services: Services, tls_context: Callable[[], ssl.SSLContext]) -> None:
-        super().__init__(tls_context)
+    protocol = "imap"
+
+    def __init__(
+        self, services: Services, tls_context: Callable[[], ssl.SSLContext], gate: ConnectionGate
+    ) -> None:
+        super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, implicit_tls: bool, host: str, port: int) -> asyncio.Server:
+    async def listen_on(self, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
         async def handler(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
         ) -> None:
             await self._serve(reader, writer, ip, tls=implicit_tls)
 
-        return await self.listen(host, port, implicit_tls=implicit_tls, handler=handler)
+        return await self.listen(
+            host, port, implicit_tls=implicit_tls, handler=handler,
+            max_per_ip=self.services.config.max_connections_per_ip,
+            refusal=r.untagged("BYE Too many connections from your address"),
+        )
 
     def _spool(self, size: int) -> BinaryIO:
         return tempfile.TemporaryFile(dir=self.services.tmp_dir, prefix="imap-literal-")
@@ -118,43 +140,45 @@ class ImapServer(TcpServer):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, *, tls: bool
     ) -> None:
         config = self.services.config
-        io = StreamIO(reader, writer, self.tls_context)
+        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        sessions: list[ImapSession] = []  # the receiver asks the session made below
         receiver = Receiver(
             max_line_length=config.max_line_length,
             max_literal_size=config.max_literal_size,
+            max_command_size=config.max_command_size,
             spool=self._spool,
+            pre_login=LiteralLimits(
+                config.max_literal_size_before_login, config.max_command_size_before_login
+            ),
+            logged_in=lambda: sessions[0].state is not State.NOT_AUTHENTICATED,
         )
         session = ImapSession(
             self.services, io, receiver, ip, tls=tls,
             tls_available=self.tls_context() is not None,
         )
+        sessions.append(session)
         task = asyncio.current_task()
         assert task is not None
-        with self.connection_slot(ip, config.max_connections_per_ip) as allowed:
-            if not allowed:
-                io.write(r.untagged("BYE Too many connections from your address"))
+        try:
+            with self.tracking(_Running(session, task), writer):
+                await session.greet()
+                await self._loop(session, io, receiver)
+        except asyncio.CancelledError:
+            # Server shutdown while the client was idle or waiting: say goodbye.
+            with contextlib.suppress(Exception):
+                io.write(r.untagged("BYE Server shutting down"))
+                await asyncio.wait_for(io.flush(), 1.0)
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, zlib.error) as exc:
+            # The peer went away (also mid-write): an info line, not an error.
+            log.info("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
+        except Exception:
+            # A bug must cost one connection, never the server.
+            log.exception("session failed", extra={"fields": {"ip": ip}})
+            with contextlib.suppress(Exception):
+                io.write(r.untagged("BYE Internal error, closing connection"))
                 await io.flush()
-                return
-            try:
-                with self.tracking(_Running(session, task), writer):
-                    await session.greet()
-                    await self._loop(session, io, receiver)
-            except asyncio.CancelledError:
-                # Server shutdown while the client was idle or waiting: say goodbye.
-                with contextlib.suppress(Exception):
-                    io.write(r.untagged("BYE Server shutting down"))
-                    await asyncio.wait_for(io.flush(), 1.0)
-            except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, zlib.error) as exc:
-                # The peer went away (also mid-write): an info line, not an error.
-                log.info("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
-            except Exception:
-                # A bug must cost one connection, never the server.
-                log.exception("session failed", extra={"fields": {"ip": ip}})
-                with contextlib.suppress(Exception):
-                    io.write(r.untagged("BYE Internal error, closing connection"))
-                    await io.flush()
-            finally:
-                session.close()
+        finally:
+            session.close()
 
     async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
         timeout = self.services.config.idle_timeout
@@ -223,10 +247,10 @@ class ImapService:
             config=config.imap,
             tmp_dir=config.tmp_dir,
         )
-        self.server = ImapServer(services, lambda: context.tls.context)
+        self.server = ImapServer(services, lambda: context.tls.context, context.gate)
 
     async def start(self) -> list[tuple[str, str]]:
-        async def listen(_name: str, implicit_tls: bool, host: str, port: int) -> asyncio.Server:
+        async def listen(_name: str, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
             return await self.server.listen_on(implicit_tls, host, port)
 
         return await bind_listeners(self.context, [("imap", False), ("imaps", True)], listen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from postel.imap.proto.commands import Store as StoreArgs
 from postel.imap.proto.receiver import (
     CommandBytes,
     Event,
+    Flood,
     LiteralTooBig,
     NeedContinuation,
+    NonSyncLiteralRefused,
     RawLine,
     Receiver,
     TooLong,
@@ -200,8 +203,12 @@ class ImapSession:
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))
             self.state = State.LOGOUT
-        except ConnectionError:
-            raise  # the client is gone (netserver.PeerGone): nobody to answer
+        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+            # The client went away mid-command (a reset during FETCH, a failed STARTTLS
+            # handshake): anyone can cause it before login, so one line, no traceback.
+            log.info("connection lost during a command", extra={"fields": {
+                "ip": self.ip, "error": str(exc) or type(exc).__name__}})
+            self.state = State.LOGOUT
         except Exception:
             # A bug in one handler costs that command, not the connection or the server.
             log.exception("command failed", extra={"fields": {"ip": self.ip}})
@@ -237,6 +244,14 @@ class ImapSession:
                 self.receiver.raw_mode = False
             self.bad(tag, "Line too long", "TOOBIG")
             return
+        if isinstance(event, Flood):
+            raise Bye("Line or literal too long; closing the connection")
+        if isinstance(event, NonSyncLiteralRefused):
+            # RFC 7888 4: LITERAL- before login; the literal's bytes are on their way, so
+            # end the connection instead of reading them.
+            self.bad(event.tag, f"Literal of {event.size} octets is too big before login",
+                     "TOOBIG")
+            raise Bye("Literal too big before login")
         if isinstance(event, LiteralTooBig):
             self.no(event.tag, f"Literal of {event.size} octets is too big", "TOOBIG")
             return

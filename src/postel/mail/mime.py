@@ -10,7 +10,6 @@ Malformed input never raises: like Dovecot and mox we give the most faithful ans
 from __future__ import annotations
 
 import binascii
-import codecs
 import io
 import os
 import re
@@ -21,6 +20,7 @@ from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
 from postel.mail.address import parse_address_list
+from postel.mail.charsets import decode_text
 
 __all__ = [
     "MAX_DEPTH",
@@ -260,21 +260,20 @@ def _unfold(raw: bytes) -> str:
 
 
 def _decode_charset(data: bytes, charset: str) -> str:
-    cs = charset.strip().lower() or "us-ascii"
-    try:
-        return data.decode(codecs.lookup(cs).name)
-    except (LookupError, UnicodeError, ValueError, TypeError):
-        pass  # unknown charset, or the bytes lie about it: fall back like _text
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
+    # Only real text charsets (charsets.py: unicode_escape and punycode were attacks).
+    return decode_text(data, charset)
 
 
-_EW = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+# RFC 2047 2: an encoded-word is at most 75 characters; a longer one is not decoded (a
+# megabyte "word" was a way to spend CPU per message).
+MAX_ENCODED_WORD = 75
+_EW_PART = MAX_ENCODED_WORD - 7  # less "=?", "?Q?" and "?="
+_EW = re.compile(rf"=\?([^?\s]{{1,{_EW_PART}}})\?([bBqQ])\?([^?\s]{{0,{_EW_PART}}})\?=")
 
 
 def _ew_bytes(m: re.Match[str]) -> bytes | None:
+    if len(m.group(0)) > MAX_ENCODED_WORD:
+        return None
     enc, payload = m.group(2).upper(), m.group(3)
     try:
         if enc == "B":

@@ -9,6 +9,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import replace
 
+from postel.connlimits import AcceptLoop, ConnectionGate
 from postel.context import Context
 from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
 from postel.pop3.maildrop import MaildropLocks, TransferSizes
@@ -34,11 +35,15 @@ class Listener(enum.Enum):
 class Pop3Server(TcpServer):
     """One engine behind both listeners (110, 995)."""
 
-    def __init__(self, services: Services, tls_context: Callable[[], ssl.SSLContext]) -> None:
-        super().__init__(tls_context)
+    protocol = "pop3"
+
+    def __init__(
+        self, services: Services, tls_context: Callable[[], ssl.SSLContext], gate: ConnectionGate
+    ) -> None:
+        super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, listener: Listener, host: str, port: int) -> asyncio.Server:
+    async def listen_on(self, listener: Listener, host: str, port: int) -> AcceptLoop:
         implicit_tls = listener is Listener.POP3S
 
         async def handler(
@@ -46,7 +51,11 @@ class Pop3Server(TcpServer):
         ) -> None:
             await self._serve(reader, writer, ip, implicit_tls=implicit_tls)
 
-        return await self.listen(host, port, implicit_tls=implicit_tls, handler=handler)
+        return await self.listen(
+            host, port, implicit_tls=implicit_tls, handler=handler,
+            max_per_ip=self.services.config.max_connections_per_ip,
+            refusal=GOODBYES.too_many_connections,
+        )
 
     async def _serve(
         self,
@@ -56,14 +65,13 @@ class Pop3Server(TcpServer):
         *,
         implicit_tls: bool,
     ) -> None:
-        io = StreamIO(writer, self.tls_context)
+        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
         # On 995 the connection is TLS already: STLS is not offered (RFC 2595 4).
         services = replace(self.services, tls_available=not implicit_tls)
         session = Pop3Session(services, io, ip, tls=implicit_tls)
         config = self.services.config
         await self.run_session(
             session, io, reader, ip,
-            max_per_ip=config.max_connections_per_ip,
             idle_timeout=config.idle_timeout,
             goodbyes=GOODBYES,
         )
@@ -85,10 +93,10 @@ class Pop3Service:
             tls_available=True,
             bus=context.bus,
         )
-        self.server = Pop3Server(services, lambda: context.tls.context)
+        self.server = Pop3Server(services, lambda: context.tls.context, context.gate)
 
     async def start(self) -> list[tuple[str, str]]:
-        async def listen(name: str, _tls: bool, host: str, port: int) -> asyncio.Server:
+        async def listen(name: str, _tls: bool, host: str, port: int) -> AcceptLoop:
             return await self.server.listen_on(Listener(name), host, port)
 
         listeners = [(listener.value, listener is Listener.POP3S) for listener in Listener]

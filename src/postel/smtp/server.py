@@ -7,6 +7,7 @@ import logging
 import ssl
 from collections.abc import Callable
 
+from postel.connlimits import AcceptLoop, ConnectionGate
 from postel.context import Context
 from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
 from postel.smtp import replies as r
@@ -26,11 +27,15 @@ GOODBYES = Goodbyes(
 class SmtpServer(TcpServer):
     """One engine behind the three listeners (25, 587, 465)."""
 
-    def __init__(self, services: Services, tls_context: Callable[[], ssl.SSLContext]) -> None:
-        super().__init__(tls_context)
+    protocol = "smtp"
+
+    def __init__(
+        self, services: Services, tls_context: Callable[[], ssl.SSLContext], gate: ConnectionGate
+    ) -> None:
+        super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, listener: Listener, host: str, port: int) -> asyncio.Server:
+    async def listen_on(self, listener: Listener, host: str, port: int) -> AcceptLoop:
         implicit_tls = listener is Listener.SUBMISSIONS
 
         async def handler(
@@ -38,7 +43,11 @@ class SmtpServer(TcpServer):
         ) -> None:
             await self._serve(listener, reader, writer, ip, tls=implicit_tls)
 
-        return await self.listen(host, port, implicit_tls=implicit_tls, handler=handler)
+        return await self.listen(
+            host, port, implicit_tls=implicit_tls, handler=handler,
+            max_per_ip=self.services.config.max_connections_per_ip,
+            refusal=GOODBYES.too_many_connections,
+        )
 
     async def _serve(
         self,
@@ -49,12 +58,11 @@ class SmtpServer(TcpServer):
         *,
         tls: bool,
     ) -> None:
-        io = StreamIO(writer, self.tls_context)
+        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
         session = SmtpSession(self.services, io, listener, ip, tls=tls)
         config = self.services.config
         await self.run_session(
             session, io, reader, ip,
-            max_per_ip=config.max_connections_per_ip,
             idle_timeout=config.idle_timeout,
             goodbyes=GOODBYES,
         )
@@ -77,10 +85,10 @@ class SmtpService:
             resolver=context.resolver,
             bus=context.bus,
         )
-        self.server = SmtpServer(services, lambda: context.tls.context)
+        self.server = SmtpServer(services, lambda: context.tls.context, context.gate)
 
     async def start(self) -> list[tuple[str, str]]:
-        async def listen(name: str, _tls: bool, host: str, port: int) -> asyncio.Server:
+        async def listen(name: str, _tls: bool, host: str, port: int) -> AcceptLoop:
             return await self.server.listen_on(Listener(name), host, port)
 
         listeners = [(listener.value, listener is Listener.SUBMISSIONS) for listener in Listener]

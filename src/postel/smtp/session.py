@@ -496,6 +496,11 @@ class SmtpSession:
                     writer.abort()
                     self._log("refused-mailauth", refusal, reason=verdict.reason)
                     return refusal
+            refusal = await self._check_quota()
+            if refusal is not None:
+                writer.abort()
+                self._log("refused-quota", refusal)
+                return refusal
             blob = await asyncio.to_thread(writer.commit)
             path = self.services.store.blobs.path(blob.sha256)
             parsed = await asyncio.to_thread(parse_message_file, path)
@@ -531,6 +536,19 @@ class SmtpSession:
             extra.update(dmarc=verdict.dmarc.result.value, action=verdict.action.value)
         self._log("delivered", reply, **extra)
         return reply
+
+    async def _check_quota(self) -> Reply | None:
+        """The quota again with the real size: RCPT could check only SIZE=, which a
+        client may leave out (issue 15 item 10). One full mailbox refuses the message,
+        since one reply to the data covers every recipient (RFC 5321 4.2.5)."""
+        store = self.services.store
+        for account in self.transaction.local.values():
+            if account.quota_bytes:
+                used = await asyncio.to_thread(store.directory.account_usage, account.id)
+                if used + self.transaction.size > account.quota_bytes:
+                    # RFC 3463 3.3: X.2.2 mailbox full; 552 as RFC 5321 4.2.2 lists it.
+                    return Reply(552, "5.2.2", f"mailbox of {account.email} is full")
+        return None
 
     async def _check_and_stamp(self, spool: BlobWriter) -> tuple[InboundVerdict, BlobWriter]:
         services = self.services

@@ -76,6 +76,8 @@ def endpoint(*, auth: bool = True) -> Callable[[Handler], Callable[[Request], Aw
                     parsed = json.loads(await request.body() or b"{}")
                 except ValueError:
                     return finish(request, _error(400, "The body is not valid JSON."))
+                except RecursionError:  # issue 15 item 10: "[[[[..." was a 500
+                    return finish(request, _error(400, "The JSON body is nested too deeply."))
                 if not isinstance(parsed, dict):
                     return finish(request, _error(400, "The body must be a JSON object."))
                 body = parsed

@@ -11,15 +11,16 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
+from postel.connlimits import open_listener
 from postel.context import BindError, Context, StartupError
 from postel.net import is_loopback
 from postel.web.absolute_form import AbsoluteForm
 from postel.web.app import HttpRedirect, build_app
+from postel.web.listeners import GatedServer
 from postel.web.state import Web
 
 log = logging.getLogger("postel.web")
@@ -28,29 +29,15 @@ log = logging.getLogger("postel.web")
 SWEEP_INTERVAL = 300.0
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # Postel's loop owns SIGTERM/SIGINT/SIGHUP; uvicorn must not replace them.
-        yield
-
-
 def _loopback(host: str) -> bool:
     return host == "localhost" or is_loopback(host)
 
 
 def _bind(service: str, host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(512)
-        sock.setblocking(False)
+        return open_listener(host, port)
     except OSError as exc:
-        sock.close()
         raise BindError(service, f"{host}:{port}", exc) from None
-    return sock
 
 
 class WebService:
@@ -66,10 +53,10 @@ class WebService:
             )
         self.web = Web.build(context)
         self.app = build_app(self.web)
-        self.servers: list[tuple[_Server, asyncio.Task[None]]] = []
+        self.servers: list[tuple[GatedServer, asyncio.Task[None]]] = []
         self._sweeper: asyncio.Task[None] | None = None
 
-    def _uvicorn(self, app: object, *, tls: bool) -> _Server:
+    def _uvicorn(self, app: object, *, tls: bool) -> GatedServer:
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
             lifespan="off",
@@ -80,10 +67,14 @@ class WebService:
             h11_max_incomplete_event_size=64 * 1024,
         )
         config.load()
-        if tls:
+        web = self.context.config.web
+        return GatedServer(
+            config, self.context.gate,
+            max_per_ip=web.max_connections_per_ip,
+            header_timeout=web.header_timeout,
             # The shared, SIGHUP-reloadable context of the mail protocols.
-            config.ssl = self.context.tls.context
-        return _Server(config)
+            tls=(lambda: self.context.tls.context) if tls else None,
+        )
 
     async def start(self) -> list[tuple[str, str]]:
         listen = self.context.config.listen

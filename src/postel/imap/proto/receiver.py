@@ -6,13 +6,16 @@ waits for a "+" before sending a synchronizing literal (RFC 9051 4.3), or ``None
 needs more data. Events are pulled one at a time so that a session can switch the receiver
 into raw-line mode (AUTHENTICATE responses, IDLE's DONE) before the next line is framed.
 
-Limits (line length, literal size) are enforced here and reported as events, never raised.
+Limits (line length, literal size, the total of a command's literals) are enforced here and
+reported as events, never raised. Before login the literal limits are small (issue 15 item
+2: one endless LOGIN of many literals grew the server without bound).
 """
 
 from __future__ import annotations
 
 import io
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -20,6 +23,10 @@ from typing import BinaryIO
 # RFC 9051 4.3 literal, RFC 7888 literal+ ({n+}), RFC 3516 literal8 (~{n}) at line end.
 _LITERAL_MARKER = re.compile(rb"(~?)\{(\d{1,20})(\+?)\}\r?\n\Z")
 _TAG = re.compile(rb"[^\x00-\x20\x7f(){%*\"\\+]+")
+
+# An overlong line is discarded up to its end, but only up to this many times
+# max_line_length: then the connection is closed (Flood).
+FLOOD_LINES = 16
 
 # Literals above this size go to a spool file instead of memory.
 SPOOL_THRESHOLD = 256 * 1024
@@ -97,7 +104,37 @@ class LiteralTooBig:
     synchronizing: bool
 
 
-Event = CommandBytes | NeedContinuation | RawLine | TooLong | LiteralTooBig
+@dataclass(frozen=True)
+class NonSyncLiteralRefused:
+    """Before login, a non-synchronizing literal over the small pre-login limits: RFC 7888
+    4 (LITERAL-) says BAD [TOOBIG]; its bytes are coming anyway, so the connection is
+    then closed rather than read through."""
+
+    tag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Flood:
+    """The client keeps sending a line far past max_line_length (a never-ending line, or a
+    COMPRESS=DEFLATE bomb), or a literal+ bigger than a whole command may be: answered
+    with BYE and the connection closed, rather than read through forever."""
+
+    tag: str
+
+
+Event = (
+    CommandBytes | NeedContinuation | RawLine | TooLong | LiteralTooBig | NonSyncLiteralRefused
+    | Flood
+)
+
+
+@dataclass(frozen=True)
+class LiteralLimits:
+    """How much literal data one command may carry."""
+
+    max_literal_size: int  # one literal
+    max_command_size: int  # all literals of one command together
 
 
 def tag_of(line: bytes) -> str:
@@ -115,27 +152,40 @@ class Receiver:
         *,
         max_line_length: int = 65536,
         max_literal_size: int = 50 * 1024 * 1024,
+        max_command_size: int | None = None,
         spool: Callable[[int], BinaryIO] = memory_spool,
         spool_threshold: int = SPOOL_THRESHOLD,
+        pre_login: LiteralLimits | None = None,
+        logged_in: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`pre_login` applies while `logged_in()` is False; the full limits after."""
         self.max_line_length = max_line_length
         self.max_literal_size = max_literal_size
+        self.max_command_size = (
+            sys.maxsize if max_command_size is None else max_command_size
+        )
+        self.pre_login = pre_login
+        self.logged_in = logged_in
         self.spool = spool
         self.spool_threshold = spool_threshold
         self.raw_mode = False  # next line is a RawLine, not a command
         self._buf = bytearray()
         self._parts: list[Part] = []
         self._text_size = 0  # bytes of line text in the command so far
+        self._literal_total = 0  # bytes of literals in the command so far
         self._literal: Literal | None = None  # being filled
         self._literal_left = 0
         self._literal_chunks: list[bytes] = []
         self._skip_left = 0  # bytes of a refused literal+ still to discard
         self._skip_line = False  # discard up to the next LF (overlong line)
+        self._skipped = 0  # bytes of the overlong line discarded so far
+        self._ended = False  # a Flood or a refused literal ends the connection: no more input
         self._failure: TooLong | LiteralTooBig | None = None  # the command failed; drain it
         self._ready: list[Event] = []
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
+        if not self._ended:
+            self._buf += data
 
     def next_event(self) -> Event | None:
         while True:
@@ -159,8 +209,16 @@ class Receiver:
         if self._skip_line:
             nl = self._buf.find(b"\n")
             if nl < 0:
+                self._skipped += len(self._buf)
                 self._buf.clear()
+                if self._flooding(self._skipped):
+                    self._end(Flood(self._failure.tag if self._failure else "*"))
+                    return True
                 return False
+            line_length, self._skipped = self._skipped + nl + 1, 0
+            if self._flooding(line_length):
+                self._end(Flood(self._failure.tag if self._failure else "*"))
+                return True
             del self._buf[: nl + 1]
             self._skip_line = False
             self._finish_command()
@@ -197,11 +255,17 @@ class Receiver:
         if nl < 0:
             if len(self._buf) > max(limit, 0) + 2:
                 self._overflow()
+                self._skipped = len(self._buf)
                 self._buf.clear()
                 self._skip_line = True
+                if self._flooding(self._skipped):
+                    self._end(Flood(self._failure.tag if self._failure else "*"))
                 return True
             return False
         if nl + 1 > max(limit, 0) + 2:
+            if self._flooding(nl + 1):
+                self._end(Flood(self._tag()))
+                return True
             self._overflow()
             del self._buf[: nl + 1]
             self._finish_command()
@@ -220,7 +284,19 @@ class Receiver:
         self._parts.append(line[: m.start()])
         size = int(m.group(2))
         synchronizing = not m.group(3)
-        if self._failure is not None or size > self.max_literal_size:
+        limits = self._limits()
+        over = (
+            size > limits.max_literal_size
+            or self._literal_total + size > limits.max_command_size
+        )
+        if over and not synchronizing and limits is self.pre_login:
+            self._end(NonSyncLiteralRefused(self._tag(), size))
+            return True
+        if not synchronizing and size > limits.max_command_size:
+            # Bigger than any command may be: reading it through would never end.
+            self._end(Flood(self._tag()))
+            return True
+        if self._failure is not None or over:
             if self._failure is None:
                 self._failure = LiteralTooBig(self._tag(), size, synchronizing)
             if synchronizing:
@@ -230,6 +306,7 @@ class Receiver:
             else:
                 self._skip_left = size  # literal+ bytes are coming anyway: discard them
             return True
+        self._literal_total += size
         spooled = size > self.spool_threshold
         self._literal = Literal(
             size, binary=bool(m.group(1)), file=self.spool(size) if spooled else None
@@ -238,6 +315,28 @@ class Receiver:
         if synchronizing:
             self._ready.append(NeedContinuation())
         return True
+
+    def _limits(self) -> LiteralLimits:
+        if self.pre_login is not None and not self.logged_in():
+            return self.pre_login
+        return LiteralLimits(self.max_literal_size, self.max_command_size)
+
+    def _flooding(self, line_length: int) -> bool:
+        return line_length > FLOOD_LINES * self.max_line_length
+
+    def _end(self, event: Flood | NonSyncLiteralRefused) -> None:
+        """The last event: the session closes the connection, so drop the command in
+        progress and ignore whatever else arrives (the same whatever the chunking)."""
+        for part in self._parts:
+            if isinstance(part, Literal):
+                part.close()
+        if self._literal is not None:
+            self._literal.close()
+        self._parts, self._failure, self._literal = [], None, None
+        self._skip_line, self._skip_left = False, 0
+        self._buf.clear()
+        self._ended = True
+        self._ready.append(event)
 
     def _tag(self) -> str:
         first = self._parts[0] if self._parts else bytes(self._buf)
@@ -249,7 +348,7 @@ class Receiver:
 
     def _finish_command(self) -> None:
         parts, failure = self._parts, self._failure
-        self._parts, self._failure, self._text_size = [], None, 0
+        self._parts, self._failure, self._text_size, self._literal_total = [], None, 0, 0
         if failure is not None:
             for part in parts:
                 if isinstance(part, Literal):

@@ -7,8 +7,9 @@ far in one transaction and commits once, and the others find their job done when
 the lock. No thread is added, and a caller still returns only after its job is committed.
 
 A job may raise StoreError (an expected refusal, such as a missing mailbox) only before it
-writes anything: the transaction goes on for the others. Any other error fails the whole
-batch, which is rolled back; every caller in it gets the error and nothing is half-stored.
+writes anything: the transaction goes on for the others. Any other error rolls the batch
+back; then each of its jobs runs again alone, so only the job that fails gets its error
+and nothing is half-stored (issue 15 item 4: one poison message failed its neighbours).
 """
 
 from __future__ import annotations
@@ -71,6 +72,15 @@ class GroupCommitter:
         return result
 
     def _commit(self, batch: list[_Job[Any]]) -> None:
+        if not self._transaction(batch) and len(batch) > 1:
+            for job in batch:
+                job.error, job.result = None, None
+                self._transaction([job])
+        for job in batch:
+            job.done = True
+
+    def _transaction(self, batch: list[_Job[Any]]) -> bool:
+        """Run `batch` in one transaction; False (every job failed) if it rolled back."""
         try:
             with self._engine.begin() as conn:
                 for job in batch:
@@ -83,5 +93,5 @@ class GroupCommitter:
                 if job.error is None:
                     job.error = exc
                 job.changes.clear()
-        for job in batch:
-            job.done = True
+            return False
+        return True
