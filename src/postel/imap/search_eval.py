@@ -47,6 +47,8 @@ def needed_columns(key: SearchKey) -> set[str]:
         cols.add("internal_date")
     elif op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
         cols |= {"envelope", "internal_date"}
+    elif op in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
+        cols.add("saved_date")
     elif op in ("LARGER", "SMALLER"):
         cols.add("size")
     elif op in ("FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER"):
@@ -111,7 +113,7 @@ class Evaluator:
 
     def match(self, key: SearchKey, m: Candidate) -> bool:
         op, args = key.op, key.args
-        if op == "ALL":
+        if op in ("ALL", "SAVEDATESUPPORTED"):  # every mailbox keeps save dates
             return True
         if op == "AND":
             return all(self.match(k, m) for k in args if isinstance(k, SearchKey))
@@ -156,6 +158,11 @@ class Evaluator:
             target = args[0]
             assert isinstance(target, date)
             return _compare(_day(m.row.get("internal_date")), op, target)
+        if op in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
+            # RFC 8514 4.3: like BEFORE/ON/SINCE, on the date the message was saved.
+            target = args[0]
+            assert isinstance(target, date)
+            return _compare(_day(m.row.get("saved_date")), op, target)
         if op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             target = args[0]
             assert isinstance(target, date)

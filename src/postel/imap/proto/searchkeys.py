@@ -1,4 +1,5 @@
-"""SEARCH keys (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5182 "$")."""
+"""SEARCH keys (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5182 "$",
+RFC 8514 SAVEDATE)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ FLAG_KEYS = {
     "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False),
     "UNSEEN": ("\\Seen", False),
 }
-NO_ARG = {"ALL", "NEW", "OLD", "RECENT"}
+# RFC 8514 4.3: SAVEDATESUPPORTED matches every message when the mailbox keeps save dates.
+NO_ARG = {"ALL", "NEW", "OLD", "RECENT", "SAVEDATESUPPORTED"}
 STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
-DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
+DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE",
+             "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}  # RFC 8514 4.3
 
 
 def parse_date(text: str) -> date:
@@ -105,7 +108,7 @@ def search_key(c: Cursor, depth: int) -> SearchKey:
             c.atom()
             c.sp()
         return SearchKey("MODSEQ", (c.number(),))
-    if word in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "OLDER", "YOUNGER"):
+    if word in ("OLDER", "YOUNGER"):
         raise ParseError(f"search key {word} is not supported")
     raise ParseError(f"unknown search key {word}")
 
