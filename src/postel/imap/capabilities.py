@@ -21,8 +21,9 @@ EXTENSIONS = (
     "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
     "STATUS=SIZE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
 )
-# Issue 11, message extensions, each added here once it works: RFC 8514 SAVEDATE.
-EXTENSIONS += ("SAVEDATE",)
+# Issue 11, message extensions, each added here once it works: RFC 8514 SAVEDATE,
+# RFC 8474 OBJECTID.
+MESSAGE_EXTENSIONS = ("SAVEDATE", "OBJECTID")
 # What ENABLE accepts (RFC 5161 3.1; QRESYNC implies CONDSTORE, RFC 7162 3.2.3).
 ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")
 
@@ -42,6 +43,7 @@ def capabilities(
         caps += PRE_AUTH
         return caps
     caps += EXTENSIONS
+    caps += MESSAGE_EXTENSIONS
     caps.append(f"APPENDLIMIT={config.max_literal_size}")  # RFC 7889
     if compressed:
         caps.remove("COMPRESS=DEFLATE")  # RFC 4978 4: only once per connection

@@ -14,6 +14,7 @@ from typing import Any
 
 from postel.imap.bodystructure import body_structure
 from postel.imap.envelope import Envelope
+from postel.imap.objectid import EMAILID_COLUMNS, THREADID_COLUMNS, email_id, thread_id
 from postel.imap.proto import responses as r
 from postel.imap.proto.fetchatt import FetchAtt
 from postel.mail.mime import MimePart
@@ -73,6 +74,14 @@ def _bodystructure(m: FetchedMessage) -> bytes:
                                                 m.utf8)
 
 
+def _emailid(m: FetchedMessage) -> bytes:
+    return b"EMAILID (" + email_id(m.row).encode() + b")"  # RFC 8474 5.1
+
+
+def _threadid(m: FetchedMessage) -> bytes:
+    return b"THREADID (" + thread_id(m.row).encode() + b")"  # RFC 8474 5.2
+
+
 @dataclass(frozen=True)
 class MetadataItem:
     columns: frozenset[str]
@@ -93,6 +102,8 @@ METADATA: Mapping[str, MetadataItem] = MappingProxyType({
     "ENVELOPE": MetadataItem(frozenset({"envelope"}), _envelope),
     "BODY": MetadataItem(_MIME, _body),
     "BODYSTRUCTURE": MetadataItem(_MIME, _bodystructure),
+    "EMAILID": MetadataItem(EMAILID_COLUMNS, _emailid),
+    "THREADID": MetadataItem(THREADID_COLUMNS, _threadid),
 })
 
 # Items streamed from the blob, and the columns that locate their bytes.

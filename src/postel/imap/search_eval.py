@@ -17,6 +17,7 @@ from typing import Any
 
 from postel.imap.bodies import decode_transfer
 from postel.imap.envelope import Envelope
+from postel.imap.objectid import EMAILID_COLUMNS, THREADID_COLUMNS, email_id, thread_id
 from postel.imap.proto.searchkeys import SearchKey
 from postel.imap.proto.sequence import SequenceSet
 from postel.mail.mime import MimePart
@@ -49,6 +50,10 @@ def needed_columns(key: SearchKey) -> set[str]:
         cols |= {"envelope", "internal_date"}
     elif op in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
         cols.add("saved_date")
+    elif op == "EMAILID":
+        cols |= EMAILID_COLUMNS
+    elif op == "THREADID":
+        cols |= THREADID_COLUMNS
     elif op in ("LARGER", "SMALLER"):
         cols.add("size")
     elif op in ("FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER"):
@@ -175,6 +180,10 @@ class Evaluator:
             values = _header_values(m.row, str(name))
             needle = _fold(str(value))
             return any(needle in _fold(v) for v in values) if values else False
+        if op == "EMAILID":  # RFC 8474 6: exact match on the id
+            return email_id(m.row) == args[0]
+        if op == "THREADID":
+            return thread_id(m.row) == args[0]
         if op == "BODY":
             return _fold(str(args[0])) in self._text(m)
         if op == "TEXT":

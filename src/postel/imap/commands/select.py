@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from postel.imap.objectid import mailbox_id
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Expunge, Select
 from postel.imap.proto.sequence import SequenceSet
@@ -66,6 +67,7 @@ async def select(s: ImapSession, cmd: Command) -> None:
     s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
     s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
     s.untagged(f"OK [HIGHESTMODSEQ {modseq}] Highest")
+    s.untagged(f"OK [MAILBOXID ({mailbox_id(box)})] Ok")  # RFC 8474 4.3
     if s.rev2:
         s.untagged(b'LIST () "/" ' + s.mailbox_name(box.name))
     if args.qresync is not None and args.qresync.uidvalidity == box.uidvalidity:

@@ -26,7 +26,7 @@ class Section:
 @dataclass(frozen=True)
 class FetchAtt:
     name: str  # ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.SIZE RFC822.TEXT
-    #            BODY BODYSTRUCTURE UID MODSEQ BINARY BINARY.SIZE SAVEDATE
+    #            BODY BODYSTRUCTURE UID MODSEQ BINARY BINARY.SIZE SAVEDATE EMAILID THREADID
     section: Section | None = None  # BODY[...] / BINARY[...] / BINARY.SIZE[...]
     partial: tuple[int, int] | None = None  # <origin.count>
     peek: bool = False
@@ -48,6 +48,7 @@ MACROS = {
 SIMPLE = {
     "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
     "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ", "SAVEDATE",
+    "EMAILID", "THREADID",  # RFC 8474 5
 }
 
 

@@ -11,6 +11,7 @@ from postel.imap.proto.cursor import Cursor, ParseError
 
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DATE = re.compile(r'"?(\d{1,2})-([A-Za-z]{3})-(\d{4})"?\Z')
+_OBJECTID = re.compile(r"[A-Za-z0-9_-]{1,255}\Z")  # RFC 8474 6: objectid
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,13 @@ def search_key(c: Cursor, depth: int) -> SearchKey:
             c.atom()
             c.sp()
         return SearchKey("MODSEQ", (c.number(),))
+    if word in ("EMAILID", "THREADID"):
+        # RFC 8474 6: search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid
+        c.sp()
+        objectid = c.atom()
+        if not _OBJECTID.match(objectid):
+            raise ParseError(f"bad {word} {objectid!r}")
+        return SearchKey(word, (objectid,))
     if word in ("OLDER", "YOUNGER"):
         raise ParseError(f"search key {word} is not supported")
     raise ParseError(f"unknown search key {word}")
