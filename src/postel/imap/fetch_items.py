@@ -82,6 +82,11 @@ def _threadid(m: FetchedMessage) -> bytes:
     return b"THREADID (" + thread_id(m.row).encode() + b")"  # RFC 8474 5.2
 
 
+def _preview(m: FetchedMessage) -> bytes:
+    # RFC 8970 3.1: UTF-8 whatever was enabled; a literal carries it when needed.
+    return b"PREVIEW " + r.string(m.row["preview"], m.utf8)
+
+
 @dataclass(frozen=True)
 class MetadataItem:
     columns: frozenset[str]
@@ -104,6 +109,8 @@ METADATA: Mapping[str, MetadataItem] = MappingProxyType({
     "BODYSTRUCTURE": MetadataItem(_MIME, _bodystructure),
     "EMAILID": MetadataItem(EMAILID_COLUMNS, _emailid),
     "THREADID": MetadataItem(THREADID_COLUMNS, _threadid),
+    # The "preview" value is computed by commands/fetch.py from the body (imap/preview.py).
+    "PREVIEW": MetadataItem(_MIME, _preview),
 })
 
 # Items streamed from the blob, and the columns that locate their bytes.

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from postel.imap import preview
 from postel.imap.bodies import (
     ByteRange,
     SectionError,
@@ -120,6 +121,12 @@ async def _fetch_one(
         except OSError:
             log.error("message body missing", extra={"fields": {"uid": uid}})
             return False
+    if any(a.name == "PREVIEW" for a in atts):
+        text = await _preview(s, row, mime)
+        if text is None:
+            log.error("message body missing", extra={"fields": {"uid": uid}})
+            return False
+        row = {**row, "preview": text}
     message = FetchedMessage(uid, sel.flag_names(uid), sel.modseqs.get(uid, row["modseq"]),
                              row, mime, s.utf8)
     s.send(b"* %d FETCH (" % seq)
@@ -139,6 +146,34 @@ async def _fetch_one(
     finally:
         if blob is not None:
             blob.close()
+
+
+async def _preview(s: ImapSession, row: dict[str, Any], mime: MimePart | None) -> str | None:
+    """RFC 8970 PREVIEW from the cache, else from the body; None when it cannot be read.
+    PREVIEW (LAZY) is answered the same way: computing one is a read of a few KiB, so
+    NIL ("not available yet", RFC 8970 3.2) is never needed."""
+    assert mime is not None
+    sha256 = str(row["blob_sha256"])
+    cached = preview.CACHE.get(sha256)
+    if cached is not None:
+        return cached
+    blobs = s.store.blobs
+
+    def compute() -> str:
+        with blobs.open(sha256) as f:
+
+            def read(start: int, end: int) -> bytes:
+                f.seek(start)
+                return f.read(end - start)
+
+            return preview.compute_preview(mime, read)
+
+    try:
+        text = await s.run(compute)
+    except OSError:
+        return None
+    preview.CACHE.put(sha256, text)
+    return text
 
 
 async def _section(
