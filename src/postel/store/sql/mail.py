@@ -498,6 +498,56 @@ class SqlMailboxes:
                 self._db.blobs.release(blob.sha256)  # the rows name them now (or never will)
         return delivered
 
+    def replace_message(
+        self,
+        account_id: int,
+        source_id: int,
+        uid: int,
+        target_id: int,
+        item: tuple[BlobRef, ParsedMessage, Flags, datetime | None],
+    ) -> DeliveredMessage:
+        """REPLACE (RFC 8508 3): append `item` to the target and expunge the source
+        message in one transaction, so either both happen or neither does. NotFound when
+        the source message or either mailbox is gone."""
+        blob, parsed, flags, internal_date = item
+        try:
+            with self._db.write() as (conn, changes):
+                # Both mailbox rows in id order first: the one lock order of deliver().
+                owners = {
+                    int(row.id): int(row.account_id)
+                    for row in conn.execute(
+                        select(t.mailboxes.c.id, t.mailboxes.c.account_id)
+                        .where(t.mailboxes.c.id.in_([source_id, target_id]))
+                        .order_by(t.mailboxes.c.id)
+                        .with_for_update()
+                    )
+                }
+                if set(owners.values()) != {account_id} or len(owners) != len(
+                    {source_id, target_id}
+                ):
+                    raise NotFound("no such mailbox")
+                old = and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid == uid)
+                if conn.execute(select(t.messages.c.id).where(old)).first() is None:
+                    raise NotFound(f"no message with UID {uid}")
+                new_uid, modseq = allocate(conn, target_id)
+                conn.execute(
+                    insert(t.messages).values(
+                        mailbox_id=target_id, uid=new_uid, modseq=modseq,
+                        internal_date=internal_date or now(), saved_date=now(),
+                        size=blob.size, blob_sha256=blob.sha256,
+                        **flag_values(flags), **message_values(parsed),
+                    )
+                )
+                changes.append(MessageAdded(account_id, target_id, new_uid, modseq))
+                gone = bump_modseq(conn, source_id)
+                conn.execute(delete(t.messages).where(old))
+                conn.execute(insert(t.expunged).values(mailbox_id=source_id, uid=uid,
+                                                       modseq=gone))
+                changes.append(MessagesExpunged(account_id, source_id, (uid,), gone))
+        finally:
+            self._db.blobs.release(blob.sha256)  # the row names it now (or never will)
+        return DeliveredMessage(account_id, target_id, new_uid, modseq)
+
     def message_fields(
         self, mailbox_id: int, uids: Sequence[int] | None, columns: Sequence[str]
     ) -> dict[int, dict[str, Any]]:
