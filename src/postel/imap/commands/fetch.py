@@ -48,8 +48,10 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         s.bad(cmd.tag, "VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")  # RFC 7162 3.2.6
         return
     atts = list(args.atts)
-    if by_uid and not any(a.name == "UID" for a in atts):
-        atts.insert(0, FetchAtt("UID"))  # RFC 9051 6.4.9: UID FETCH always returns UID
+    if by_uid and not s.uidonly and not any(a.name == "UID" for a in atts):
+        # RFC 9051 6.4.9: UID FETCH always returns UID (a UIDFETCH response is numbered
+        # by it, RFC 9586 3.3).
+        atts.insert(0, FetchAtt("UID"))
     if args.changed_since is not None:
         s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
     if s.condstore and args.changed_since is not None and not any(
@@ -89,10 +91,10 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, batch, columns)
         for uid in batch:
             row = rows.get(uid)
-            seq = sel.seq_of(uid)
-            if row is None or seq is None:
+            head = sel.fetch_head(uid)
+            if row is None or head is None:
                 continue  # expunged meanwhile by another session
-            if not await _fetch_one(s, seq, uid, row, atts):
+            if not await _fetch_one(s, head, uid, row, atts):
                 unreadable.append(uid)
     await s.poll(allow_expunge=by_uid, force=False)
     if unreadable:
@@ -103,7 +105,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
 
 
 async def _fetch_one(
-    s: ImapSession, seq: int, uid: int, row: dict[str, Any], atts: list[FetchAtt]
+    s: ImapSession, head: bytes, uid: int, row: dict[str, Any], atts: list[FetchAtt]
 ) -> bool:
     """Write one FETCH response; False when the message body cannot be read."""
     sel = s.selected
@@ -129,7 +131,7 @@ async def _fetch_one(
         row = {**row, "preview": text}
     message = FetchedMessage(uid, sel.flag_names(uid), sel.modseqs.get(uid, row["modseq"]),
                              row, mime, s.utf8)
-    s.send(b"* %d FETCH (" % seq)
+    s.send(b"* " + head + b" (")
     try:
         for i, att in enumerate(atts):
             if i:
