@@ -23,8 +23,11 @@ EXTENSIONS = (
     "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE",
     "STATUS=SIZE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
 )
+# Issue 11, message extensions, each added here once it works: RFC 8514 SAVEDATE,
+# RFC 8474 OBJECTID, RFC 8970 PREVIEW, RFC 8508 REPLACE, RFC 9586 UIDONLY.
+MESSAGE_EXTENSIONS = ("SAVEDATE", "OBJECTID", "PREVIEW", "REPLACE", "UIDONLY")
 # What ENABLE accepts (RFC 5161 3.1; QRESYNC implies CONDSTORE, RFC 7162 3.2.3).
-ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2")
+ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2", "UIDONLY")  # + RFC 9586
 
 
 def capabilities(
@@ -42,6 +45,7 @@ def capabilities(
         caps += PRE_AUTH
         return caps
     caps += EXTENSIONS
+    caps += MESSAGE_EXTENSIONS
     caps.append(f"APPENDLIMIT={config.max_literal_size}")  # RFC 7889
     if compressed:
         caps.remove("COMPRESS=DEFLATE")  # RFC 4978 4: only once per connection

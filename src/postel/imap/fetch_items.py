@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from postel.imap.objectid import EMAILID_COLUMNS, THREADID_COLUMNS, email_id, thread_id
 from postel.imap.proto import responses as r
 from postel.imap.proto.bodystructure import body_structure
 from postel.imap.proto.envelope import Envelope
@@ -73,6 +74,19 @@ def _bodystructure(m: FetchedMessage) -> bytes:
                                                 m.utf8)
 
 
+def _emailid(m: FetchedMessage) -> bytes:
+    return b"EMAILID (" + email_id(m.row).encode() + b")"  # RFC 8474 5.1
+
+
+def _threadid(m: FetchedMessage) -> bytes:
+    return b"THREADID (" + thread_id(m.row).encode() + b")"  # RFC 8474 5.2
+
+
+def _preview(m: FetchedMessage) -> bytes:
+    # RFC 8970 3.1: UTF-8 whatever was enabled; a literal carries it when needed.
+    return b"PREVIEW " + r.string(m.row["preview"], m.utf8)
+
+
 @dataclass(frozen=True)
 class MetadataItem:
     columns: frozenset[str]
@@ -93,6 +107,10 @@ METADATA: Mapping[str, MetadataItem] = MappingProxyType({
     "ENVELOPE": MetadataItem(frozenset({"envelope"}), _envelope),
     "BODY": MetadataItem(_MIME, _body),
     "BODYSTRUCTURE": MetadataItem(_MIME, _bodystructure),
+    "EMAILID": MetadataItem(EMAILID_COLUMNS, _emailid),
+    "THREADID": MetadataItem(THREADID_COLUMNS, _threadid),
+    # The "preview" value is computed by commands/fetch.py from the body (imap/preview.py).
+    "PREVIEW": MetadataItem(_MIME, _preview),
 })
 
 # Items streamed from the blob, and the columns that locate their bytes.

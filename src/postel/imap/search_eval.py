@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from postel.imap.bodies import decode_transfer
+from postel.imap.objectid import EMAILID_COLUMNS, THREADID_COLUMNS, email_id, thread_id
 from postel.imap.proto.envelope import Envelope
 from postel.imap.proto.searchkeys import SearchKey
 from postel.imap.proto.sequence import SequenceSet
@@ -47,6 +48,12 @@ def needed_columns(key: SearchKey) -> set[str]:
         cols.add("internal_date")
     elif op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
         cols |= {"envelope", "internal_date"}
+    elif op in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
+        cols.add("saved_date")
+    elif op == "EMAILID":
+        cols |= EMAILID_COLUMNS
+    elif op == "THREADID":
+        cols |= THREADID_COLUMNS
     elif op in ("LARGER", "SMALLER"):
         cols.add("size")
     elif op in ("FROM", "TO", "CC", "BCC"):
@@ -131,7 +138,7 @@ class Evaluator:
 
     def match(self, key: SearchKey, m: Candidate) -> bool:
         op, args = key.op, key.args
-        if op == "ALL":
+        if op in ("ALL", "SAVEDATESUPPORTED"):  # every mailbox keeps save dates
             return True
         if op == "AND":
             return all(self.match(k, m) for k in args if isinstance(k, SearchKey))
@@ -176,6 +183,11 @@ class Evaluator:
             target = args[0]
             assert isinstance(target, date)
             return _compare(_day(m.row.get("internal_date")), op, target)
+        if op in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
+            # RFC 8514 4.3: like BEFORE/ON/SINCE, on the date the message was saved.
+            target = args[0]
+            assert isinstance(target, date)
+            return _compare(_day(m.row.get("saved_date")), op, target)
         if op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             target = args[0]
             assert isinstance(target, date)
@@ -191,6 +203,10 @@ class Evaluator:
             values = _header_values(m.row, str(name))
             needle = _fold(str(value))
             return any(needle in _fold(v) for v in values) if values else False
+        if op == "EMAILID":  # RFC 8474 6: exact match on the id
+            return email_id(m.row) == args[0]
+        if op == "THREADID":
+            return thread_id(m.row) == args[0]
         if op == "BODY":
             return _fold(str(args[0])) in self._text(m)
         if op == "TEXT":

@@ -45,6 +45,7 @@ class SelectedMailbox:
         self.keywords: set[str] = {k for m in messages for k in m.flags.keywords}
         self.show_recent = True  # no \Recent for IMAP4rev2 clients (RFC 9051 2.3.2)
         self.saved: list[int] = []  # SEARCHRES (RFC 5182): UIDs of the last SEARCH SAVE
+        self.uidonly = False  # RFC 9586: UIDFETCH and VANISHED, no sequence numbers
 
     # -- numbering ---------------------------------------------------------------------
 
@@ -80,6 +81,14 @@ class SelectedMailbox:
         return all(
             STAR in pair or max(pair) <= len(self.uids) for pair in sequence.ranges
         )
+
+    def fetch_head(self, uid: int) -> bytes | None:
+        """The start of a FETCH response, "<seq> FETCH", or with UIDONLY "<uid> UIDFETCH"
+        (RFC 9586 3.3); None when the message is not in this view."""
+        if self.uidonly:
+            return b"%d UIDFETCH" % uid if uid in self.flags else None
+        seq = self.seq_of(uid)
+        return None if seq is None else b"%d FETCH" % seq
 
     def flag_names(self, uid: int) -> list[str]:
         names = self.flags.get(uid, Flags()).names()
@@ -160,8 +169,9 @@ class SelectedMailbox:
         gone = sorted(self.expunged)
         self.expunged.clear()
         out: list[bytes] = []
-        if qresync:
-            # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled.
+        if qresync or self.uidonly:
+            # RFC 7162 3.2.10: VANISHED replaces EXPUNGE once QRESYNC is enabled; so it
+            # does with UIDONLY (RFC 9586 3.4).
             out.append(r.untagged(f"VANISHED {SequenceSet.of(gone)}"))
         else:
             # Highest first, so each number is still valid when the client reads it.
@@ -181,10 +191,10 @@ class SelectedMailbox:
             self.recent.discard(uid)
 
     def fetch_flags(self, uid: int, *, condstore: bool, with_uid: bool) -> bytes:
-        seq = self.seq_of(uid)
         items = [b"FLAGS " + r.flags(self.flag_names(uid))]
-        if with_uid:
+        if with_uid and not self.uidonly:  # a UIDFETCH is numbered by its UID already
             items.append(b"UID %d" % uid)
         if condstore:
             items.append(b"MODSEQ (%d)" % self.modseqs.get(uid, 0))
-        return r.untagged(b"%d FETCH (" % (seq or 0) + b" ".join(items) + b")")
+        head = self.fetch_head(uid) or b"0 FETCH"
+        return r.untagged(head + b" (" + b" ".join(items) + b")")

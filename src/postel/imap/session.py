@@ -39,6 +39,7 @@ from postel.imap.proto.receiver import (
 )
 from postel.imap.selected import SelectedMailbox
 from postel.imap.state import Bye, Continuation, State
+from postel.imap.uidonly import uses_sequence_numbers
 from postel.net import is_loopback
 from postel.store.api import Store
 from postel.store.bus import InProcessBus, Subscription
@@ -137,6 +138,10 @@ class ImapSession:
     @property
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
+
+    @property
+    def uidonly(self) -> bool:
+        return "UIDONLY" in self.enabled  # RFC 9586
 
     @property
     def idling(self) -> bool:
@@ -266,6 +271,10 @@ class ImapSession:
             return
         if self.state not in spec.states:
             self.bad(cmd.tag, f"{cmd.name} is not allowed in this state")
+            return
+        if self.uidonly and uses_sequence_numbers(cmd):
+            # RFC 9586 3: no message sequence numbers once UIDONLY is enabled.
+            self.bad(cmd.tag, f"{cmd.name} needs UIDs here: UIDONLY is enabled", "UIDREQUIRED")
             return
         if not self._may_run(spec, cmd):
             return

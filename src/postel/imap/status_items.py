@@ -12,13 +12,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from postel.imap.objectid import mailbox_id
 from postel.store.model import Mailbox, MessageMeta
+
+# What an item's value is written as: a number, or a parenthesized atom (MAILBOXID).
+StatusValue = int | str
 
 
 class Source(enum.Enum):
     MAILBOX = 1  # the mailbox row alone
-    COUNTS = 2  # store.mailbox_counts: (messages, unseen, octets)
-    MESSAGES = 3  # store.list_messages: every message's UID, flags and size
+    COUNTS = 2  # store.mail.mailbox_counts: (messages, unseen, octets)
+    MESSAGES = 3  # store.mail.list_messages: every message's UID, flags and size
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,11 @@ def _appendlimit(d: StatusData) -> int:
     return d.append_limit
 
 
+def _mailboxid(d: StatusData) -> str:
+    # RFC 8474 4.4: status-att-val =/ "MAILBOXID" SP "(" objectid ")"
+    return f"({mailbox_id(d.box)})"
+
+
 def _recent(d: StatusData) -> int:
     return sum(1 for m in d.all_messages() if m.uid >= d.box.first_recent_uid)
 
@@ -84,7 +93,7 @@ def _deleted_storage(d: StatusData) -> int:
 @dataclass(frozen=True)
 class StatusItem:
     source: Source
-    value: Callable[[StatusData], int]
+    value: Callable[[StatusData], StatusValue]
 
 
 STATUS_ITEMS: Mapping[str, StatusItem] = MappingProxyType({
@@ -98,6 +107,7 @@ STATUS_ITEMS: Mapping[str, StatusItem] = MappingProxyType({
     "DELETED": StatusItem(Source.MESSAGES, _deleted),
     "APPENDLIMIT": StatusItem(Source.MAILBOX, _appendlimit),
     "DELETED-STORAGE": StatusItem(Source.MESSAGES, _deleted_storage),
+    "MAILBOXID": StatusItem(Source.MAILBOX, _mailboxid),
 })
 
 
@@ -105,6 +115,6 @@ def sources(items: Sequence[str]) -> set[Source]:
     return {STATUS_ITEMS[item].source for item in items}
 
 
-def status_values(data: StatusData, items: Sequence[str]) -> list[tuple[str, int]]:
+def status_values(data: StatusData, items: Sequence[str]) -> list[tuple[str, StatusValue]]:
     """(item, value) in the order asked, as RFC 9051 7.3.4 STATUS writes them."""
     return [(item, STATUS_ITEMS[item].value(data)) for item in items]

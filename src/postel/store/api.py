@@ -154,6 +154,19 @@ class Mailboxes(Protocol):
         """MULTIAPPEND (RFC 3502): every message or none, in one transaction."""
         ...
 
+    def replace_message(
+        self,
+        account_id: int,
+        source_id: int,
+        uid: int,
+        target_id: int,
+        item: tuple[BlobRef, ParsedMessage, Flags, datetime | None],
+    ) -> DeliveredMessage:
+        """REPLACE (RFC 8508 3): append `item` to the target and expunge the source
+        message in one transaction, so either both happen or neither does. NotFound when
+        the source message or either mailbox is gone."""
+        ...
+
     def message_fields(
         self, mailbox_id: int, uids: Sequence[int] | None, columns: Sequence[str]
     ) -> dict[int, dict[str, Any]]:

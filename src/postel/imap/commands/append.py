@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 CHUNK = 256 * 1024
 
 
-def _store_literal(blobs: BlobStore, literal: Literal) -> tuple[BlobRef, ParsedMessage]:
+def store_literal(blobs: BlobStore, literal: Literal) -> tuple[BlobRef, ParsedMessage]:
     """Blocking: write the literal as a durable blob and parse it from the file."""
     with blobs.writer() as writer:
         if literal.file is None:
@@ -59,7 +59,7 @@ async def append(s: ImapSession, cmd: Command) -> None:
         return
     items = []
     for msg in args.messages:
-        ref, parsed = await s.run(_store_literal, s.store.blobs, msg.literal)
+        ref, parsed = await s.run(store_literal, s.store.blobs, msg.literal)
         flags = flags_from(msg.flags)
         assert flags is not None
         items.append((ref, parsed, flags, msg.date))

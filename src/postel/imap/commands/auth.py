@@ -142,6 +142,8 @@ async def enable(s: ImapSession, cmd: Command) -> None:
                 newly.append(name)
     if s.selected is not None and s.rev2:
         s.selected.show_recent = False
+    if s.selected is not None and s.uidonly:
+        s.selected.uidonly = True
     shown = [("IMAP4rev2" if n == "IMAP4REV2" else n) for n in newly
              if n in [c.upper() for c in args.capabilities]]
     s.untagged("ENABLED" + "".join(" " + n for n in shown))

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from postel.imap import preview
 from postel.imap.bodies import (
     ByteRange,
     SectionError,
@@ -56,8 +57,10 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         s.bad(cmd.tag, "VANISHED needs UID FETCH, QRESYNC and CHANGEDSINCE")  # RFC 7162 3.2.6
         return
     atts = list(args.atts)
-    if by_uid and not any(a.name == "UID" for a in atts):
-        atts.insert(0, FetchAtt("UID"))  # RFC 9051 6.4.9: UID FETCH always returns UID
+    if by_uid and not s.uidonly and not any(a.name == "UID" for a in atts):
+        # RFC 9051 6.4.9: UID FETCH always returns UID (a UIDFETCH response is numbered
+        # by it, RFC 9586 3.3).
+        atts.insert(0, FetchAtt("UID"))
     if args.changed_since is not None:
         s.enable_condstore()  # RFC 7162 3.1.8
     if s.condstore and args.changed_since is not None and not any(
@@ -97,10 +100,10 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
         rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, batch, columns)
         for uid in batch:
             row = rows.get(uid)
-            seq = sel.seq_of(uid)
-            if row is None or seq is None:
+            head = sel.fetch_head(uid)
+            if row is None or head is None:
                 continue  # expunged meanwhile by another session
-            if not await _fetch_one(s, seq, uid, row, atts):
+            if not await _fetch_one(s, head, uid, row, atts):
                 unreadable.append(uid)
     await s.poll(allow_expunge=by_uid, force=False)
     if unreadable:
@@ -111,7 +114,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
 
 
 async def _fetch_one(
-    s: ImapSession, seq: int, uid: int, row: dict[str, Any], atts: list[FetchAtt]
+    s: ImapSession, head: bytes, uid: int, row: dict[str, Any], atts: list[FetchAtt]
 ) -> bool:
     """Write one FETCH response; False when the message body cannot be read."""
     sel = s.selected
@@ -129,9 +132,15 @@ async def _fetch_one(
         except OSError:
             log.error("message body missing", extra={"fields": {"uid": uid}})
             return False
+    if any(a.name == "PREVIEW" for a in atts):
+        text = await _preview(s, row, mime)
+        if text is None:
+            log.error("message body missing", extra={"fields": {"uid": uid}})
+            return False
+        row = {**row, "preview": text}
     message = FetchedMessage(uid, sel.flag_names(uid), sel.modseqs.get(uid, row["modseq"]),
                              row, mime, s.utf8)
-    s.send(b"* %d FETCH (" % seq)
+    s.send(b"* " + head + b" (")
     try:
         for i, att in enumerate(atts):
             if i:
@@ -148,6 +157,34 @@ async def _fetch_one(
     finally:
         if blob is not None:
             blob.close()
+
+
+async def _preview(s: ImapSession, row: dict[str, Any], mime: MimePart | None) -> str | None:
+    """RFC 8970 PREVIEW from the cache, else from the body; None when it cannot be read.
+    PREVIEW (LAZY) is answered the same way: computing one is a read of a few KiB, so
+    NIL ("not available yet", RFC 8970 3.2) is never needed."""
+    assert mime is not None
+    sha256 = str(row["blob_sha256"])
+    cached = preview.CACHE.get(sha256)
+    if cached is not None:
+        return cached
+    blobs = s.store.blobs
+
+    def compute() -> str:
+        with blobs.open(sha256) as f:
+
+            def read(start: int, end: int) -> bytes:
+                f.seek(start)
+                return f.read(end - start)
+
+            return preview.compute_preview(mime, read)
+
+    try:
+        text = await s.run(compute)
+    except OSError:
+        return None
+    preview.CACHE.put(sha256, text)
+    return text
 
 
 async def _section(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from postel.imap.objectid import mailbox_id
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Create, ListCmd, MailboxArg, QuotaRoot, Rename
 from postel.imap.proto.commands import Status as StatusArgs
@@ -198,11 +199,11 @@ async def create(s: ImapSession, cmd: Command) -> None:
         for parent in _parents(name):
             if await s.run(s.store.mail.get_mailbox, account, parent) is None:
                 await s.run(s.store.mail.create_mailbox, account, parent)
-        await s.run(s.store.mail.create_mailbox, account, name, special)
+        box = await s.run(s.store.mail.create_mailbox, account, name, special)
     except AlreadyExists:
         s.no(cmd.tag, "Mailbox already exists", "ALREADYEXISTS")
         return
-    s.ok(cmd.tag, "CREATE completed")
+    s.ok(cmd.tag, "CREATE completed", f"MAILBOXID ({mailbox_id(box)})")  # RFC 8474 4.1
 
 
 async def delete(s: ImapSession, cmd: Command) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from postel.imap.objectid import mailbox_id
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Expunge, Select
 from postel.imap.proto.sequence import SequenceSet
@@ -55,6 +56,7 @@ async def select(s: ImapSession, cmd: Command) -> None:
         uidnext=box.uidnext, modseq=box.highestmodseq, messages=messages, recent=recent,
     )
     sel.show_recent = not s.rev2
+    sel.uidonly = s.uidonly
     s.selected = sel
     s.state = State.SELECTED
     s.send(sel.flags_response())
@@ -62,13 +64,14 @@ async def select(s: ImapSession, cmd: Command) -> None:
     if not s.rev2:
         s.untagged(f"{len(sel.recent)} RECENT")
         unseen = next((i + 1 for i, m in enumerate(messages) if not m.flags.seen), None)
-        if unseen is not None:
+        if unseen is not None and not s.uidonly:  # a sequence number (RFC 9586 3)
             s.untagged(f"OK [UNSEEN {unseen}] First unseen message")
     permanent = "" if readonly else f"{FLAGS} \\*"
     s.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags you can change")
     s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
     s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
     s.untagged(f"OK [HIGHESTMODSEQ {sel.modseq}] Highest")
+    s.untagged(f"OK [MAILBOXID ({mailbox_id(box)})] Ok")  # RFC 8474 4.3
     if s.rev2:
         s.untagged(b'LIST () "/" ' + s.mailbox_name(box.name))
     if args.qresync is not None and args.qresync.uidvalidity == box.uidvalidity:
@@ -94,12 +97,10 @@ async def _qresync(s: ImapSession, sel: SelectedMailbox, args: Select) -> None:
     for meta in changes.changed:
         if meta.uid not in current:
             continue
-        seq = sel.seq_of(meta.uid)
-        s.untagged(
-            b"%d FETCH (UID %d FLAGS " % (seq or 0, meta.uid)
-            + r.flags(sel.flag_names(meta.uid))
-            + b" MODSEQ (%d))" % meta.modseq
-        )
+        head = sel.fetch_head(meta.uid) or b"0 FETCH"
+        uid = b"" if sel.uidonly else b"UID %d " % meta.uid  # RFC 9586 3.3
+        s.untagged(head + b" (" + uid + b"FLAGS " + r.flags(sel.flag_names(meta.uid))
+                   + b" MODSEQ (%d))" % meta.modseq)
 
 
 async def close(s: ImapSession, cmd: Command) -> None:

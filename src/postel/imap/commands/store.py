@@ -58,15 +58,15 @@ async def store(s: ImapSession, cmd: Command) -> None:
     for uid in uids:
         if uid in failed_set or (args.silent and not (s.condstore and uid in changed_uids)):
             continue
-        seq = sel.seq_of(uid)
-        if seq is None:
+        head = sel.fetch_head(uid)
+        if head is None:
             continue
         items = [] if args.silent else [b"FLAGS " + r.flags(sel.flag_names(uid))]
-        if by_uid:
+        if by_uid and not sel.uidonly:  # RFC 9586 3.3: a UIDFETCH carries the UID
             items.append(b"UID %d" % uid)
         if s.condstore:
             items.append(b"MODSEQ (%d)" % sel.modseqs.get(uid, 0))
-        s.untagged(b"%d FETCH (" % seq + b" ".join(items) + b")")
+        s.untagged(head + b" (" + b" ".join(items) + b")")
     await s.poll(allow_expunge=by_uid)
     if failed:
         # RFC 7162 3.1.3: the messages that failed the UNCHANGEDSINCE test.

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from postel.imap.commands import append, auth, copy, fetch, mailboxes, search, select, store
+from postel.imap.commands import (
+    append,
+    auth,
+    copy,
+    fetch,
+    mailboxes,
+    replace,
+    search,
+    select,
+    store,
+)
 from postel.imap.proto.commands import Command
 from postel.imap.state import ANY, AUTH, NOT_AUTH, SELECTED, State
 
@@ -94,4 +104,9 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
                         by_sequence_number=True, needs_read_write=True),
     "UID MOVE": CommandSpec(copy.copy, SELECTED, reports_changes=True,
                             needs_read_write=True),
+    # RFC 8508: the handler checks its sequence number itself.
+    "REPLACE": CommandSpec(replace.replace, SELECTED, reports_changes=True,
+                           needs_read_write=True),
+    "UID REPLACE": CommandSpec(replace.replace, SELECTED, reports_changes=True,
+                               needs_read_write=True),
 })

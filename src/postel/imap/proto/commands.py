@@ -112,6 +112,16 @@ class Append:
     messages: list[AppendMessage] = field(default_factory=list)
 
 
+@dataclass
+class Replace:
+    """RFC 8508 6: REPLACE seq-number mailbox [flags] [date-time] literal (UID REPLACE:
+    a UID)."""
+
+    number: SequenceSet  # exactly one number, or "*"
+    mailbox: str
+    message: AppendMessage
+
+
 @dataclass(frozen=True)
 class Fetch:
     sequence: SequenceSet
@@ -174,7 +184,7 @@ class Compress:
 Args = (
     NoArgs | Login | Authenticate | Id | Enable | Select | MailboxArg | Create | Rename
     | ListCmd | Status | Append | Fetch | Store | Search | Sort | Thread | CopyMove | Expunge
-    | QuotaRoot | Compress
+    | QuotaRoot | Compress | Replace
 )
 
 
@@ -368,24 +378,41 @@ def _append(c: Cursor) -> Args:
     c.sp()
     result = Append(c.mailbox())
     while c.maybe_sp():  # RFC 3502 MULTIAPPEND: one or more messages
-        flags: list[str] = []
-        date = None
-        if c.peek() == ord("("):
-            flags = c.flag_list()
-            c.sp()
-        if c.peek() == ord('"'):
-            date = parse_date_time(c.quoted_bytes().decode("ascii", "replace"))
-            c.sp()
-        if c.accept(b"UTF8"):  # RFC 6855 4: UTF8 (literal8)
-            c.sp()
-            c.expect(b"(")
-            result.messages.append(AppendMessage(flags, date, c.literal()))
-            c.expect(b")")
-            continue
-        result.messages.append(AppendMessage(flags, date, c.literal()))
+        result.messages.append(_append_message(c))
     if not result.messages:
         raise ParseError("APPEND needs a message literal")
     return result
+
+
+def _append_message(c: Cursor) -> AppendMessage:
+    """[flag-list SP] [date-time SP] literal, or UTF8 (literal8) (RFC 6855 4)."""
+    flags: list[str] = []
+    date = None
+    if c.peek() == ord("("):
+        flags = c.flag_list()
+        c.sp()
+    if c.peek() == ord('"'):
+        date = parse_date_time(c.quoted_bytes().decode("ascii", "replace"))
+        c.sp()
+    if c.accept(b"UTF8"):  # RFC 6855 4: UTF8 (literal8)
+        c.sp()
+        c.expect(b"(")
+        message = AppendMessage(flags, date, c.literal())
+        c.expect(b")")
+        return message
+    return AppendMessage(flags, date, c.literal())
+
+
+def _replace(c: Cursor) -> Args:
+    # RFC 8508 6: replace = "REPLACE" SP seq-number SP mailbox SP append-message
+    c.sp()
+    number = c.sequence_set()
+    if number.saved or len(number.ranges) != 1 or number.ranges[0][0] != number.ranges[0][1]:
+        raise ParseError("REPLACE takes one message number")
+    c.sp()
+    mailbox = c.mailbox()
+    c.sp()
+    return Replace(number, mailbox, _append_message(c))
 
 
 def _fetch(c: Cursor) -> Args:
@@ -527,10 +554,12 @@ PARSERS: dict[str, Parser] = {
     "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread, "COPY": _copy,
     "MOVE": _copy, "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox,
     "COMPRESS": _compress,
+    "REPLACE": _replace,  # RFC 8508
 }
 UID_PARSERS: dict[str, Parser] = {
     "FETCH": _fetch, "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread,
     "COPY": _copy, "MOVE": _copy, "EXPUNGE": _uid_expunge,
+    "REPLACE": _replace,  # RFC 8508
 }
 
 

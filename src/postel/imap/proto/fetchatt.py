@@ -26,10 +26,12 @@ class Section:
 @dataclass(frozen=True)
 class FetchAtt:
     name: str  # ENVELOPE FLAGS INTERNALDATE RFC822 RFC822.HEADER RFC822.SIZE RFC822.TEXT
-    #            BODY BODYSTRUCTURE UID MODSEQ BINARY BINARY.SIZE SAVEDATE
+    #            BODY BODYSTRUCTURE UID MODSEQ BINARY BINARY.SIZE SAVEDATE EMAILID THREADID
+    #            PREVIEW
     section: Section | None = None  # BODY[...] / BINARY[...] / BINARY.SIZE[...]
     partial: tuple[int, int] | None = None  # <origin.count>
     peek: bool = False
+    lazy: bool = False  # PREVIEW (LAZY), RFC 8970 3.2
 
     @property
     def sets_seen(self) -> bool:
@@ -48,6 +50,7 @@ MACROS = {
 SIMPLE = {
     "ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
     "RFC822.TEXT", "BODYSTRUCTURE", "UID", "MODSEQ", "SAVEDATE",
+    "EMAILID", "THREADID",  # RFC 8474 5
 }
 
 
@@ -72,6 +75,8 @@ def _att(c: Cursor) -> FetchAtt:
     word = c.atom_bytes_until(b"[<").upper()
     if word in SIMPLE:
         return FetchAtt(word)
+    if word == "PREVIEW":
+        return FetchAtt(word, lazy=_preview_modifiers(c))
     if word in ("BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"):
         base = word.removesuffix(".PEEK")
         if word == "BODY" and c.peek() != ord("["):
@@ -88,6 +93,22 @@ def _att(c: Cursor) -> FetchAtt:
             partial = (origin, count)
         return FetchAtt(base, section, partial, peek=word.endswith(".PEEK"))
     raise ParseError(f"unknown fetch attribute {word}")
+
+
+def _preview_modifiers(c: Cursor) -> bool:
+    """RFC 8970 4: "PREVIEW" [SP "(" preview-mod *(SP preview-mod) ")"], preview-mod =
+    "LAZY". Only a list starting with LAZY is taken, so "FETCH 1 PREVIEW (CHANGEDSINCE 5)"
+    still reads its FETCH modifiers."""
+    start = c.pos
+    if not c.accept(b" (LAZY"):
+        return False
+    if c.peek() not in (0x20, ord(")")):
+        c.pos = start
+        return False
+    while c.maybe_sp():
+        c.expect(b"LAZY")
+    c.expect(b")")
+    return True
 
 
 def _section(c: Cursor, *, binary: bool) -> Section:

@@ -168,7 +168,7 @@ def body_structure(body: BodyStructure, utf8: bool = False) -> bytes:
     return b"(" + b" ".join(pieces) + b")"
 
 
-def status(mailbox_name: bytes, values: Iterable[tuple[str, int]]) -> bytes:
+def status(mailbox_name: bytes, values: Iterable[tuple[str, int | str]]) -> bytes:
     """RFC 9051 7.3.4: STATUS mailbox (item value ...), without the "* "."""
     items = " ".join(f"{name} {number}" for name, number in values)
     return b"STATUS " + mailbox_name + b" (" + items.encode() + b")"

@@ -1,4 +1,5 @@
-"""SEARCH keys (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5182 "$")."""
+"""SEARCH keys (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5182 "$",
+RFC 8514 SAVEDATE)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from postel.imap.proto.cursor import Cursor, ParseError
 
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _DATE = re.compile(r'"?(\d{1,2})-([A-Za-z]{3})-(\d{4})"?\Z')
+_OBJECTID = re.compile(r"[A-Za-z0-9_-]{1,255}\Z")  # RFC 8474 6: objectid
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,11 @@ FLAG_KEYS = {
     "UNDRAFT": ("\\Draft", False), "UNFLAGGED": ("\\Flagged", False),
     "UNSEEN": ("\\Seen", False),
 }
-NO_ARG = {"ALL", "NEW", "OLD", "RECENT"}
+# RFC 8514 4.3: SAVEDATESUPPORTED matches every message when the mailbox keeps save dates.
+NO_ARG = {"ALL", "NEW", "OLD", "RECENT", "SAVEDATESUPPORTED"}
 STRING_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"}
-DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"}
+DATE_KEYS = {"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE",
+             "SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"}  # RFC 8514 4.3
 
 
 def parse_date(text: str) -> date:
@@ -105,7 +109,14 @@ def search_key(c: Cursor, depth: int) -> SearchKey:
             c.atom()
             c.sp()
         return SearchKey("MODSEQ", (c.number(),))
-    if word in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "OLDER", "YOUNGER"):
+    if word in ("EMAILID", "THREADID"):
+        # RFC 8474 6: search-key =/ "EMAILID" SP objectid / "THREADID" SP objectid
+        c.sp()
+        objectid = c.atom()
+        if not _OBJECTID.match(objectid):
+            raise ParseError(f"bad {word} {objectid!r}")
+        return SearchKey(word, (objectid,))
+    if word in ("OLDER", "YOUNGER"):
         raise ParseError(f"search key {word} is not supported")
     raise ParseError(f"unknown search key {word}")
 

@@ -454,17 +454,8 @@ class SqlMailboxes:
         (RFC 4315 COPYUID, RFC 6851 MOVE)."""
         pairs: list[tuple[int, int]] = []
         with self._db.write() as (conn, changes):
-            # Lock both mailbox rows in id order first, so two opposite MOVEs cannot
-            # deadlock on PostgreSQL (the one lock order of deliver()).
-            accounts = {
-                int(row.id): int(row.account_id)
-                for row in conn.execute(
-                    select(t.mailboxes.c.id, t.mailboxes.c.account_id)
-                    .where(t.mailboxes.c.id.in_([source_id, target_id]))
-                    .order_by(t.mailboxes.c.id)
-                    .with_for_update()
-                )
-            }
+            # Two opposite MOVEs cannot deadlock: both lock in id order.
+            accounts = _lock_mailboxes(conn, source_id, target_id)
             rows = conn.execute(
                 select(t.messages)
                 .where(and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid.in_(uids)))
@@ -517,22 +508,49 @@ class SqlMailboxes:
                 if owner != account_id:
                     raise NotFound("no such mailbox")
                 first, modseq = allocate(conn, mailbox_id, len(items))
-                for offset, (blob, parsed, flags, internal_date) in enumerate(items):
+                for offset, item in enumerate(items):
                     uid = first + offset
-                    conn.execute(
-                        insert(t.messages).values(
-                            mailbox_id=mailbox_id, uid=uid, modseq=modseq,
-                            internal_date=internal_date or now(), saved_date=now(),
-                            size=blob.size, blob_sha256=blob.sha256,
-                            **flag_values(flags), **message_values(parsed),
-                        )
-                    )
+                    _insert_message(conn, mailbox_id, uid, modseq, item)
                     delivered.append(DeliveredMessage(account_id, mailbox_id, uid, modseq))
                     changes.append(MessageAdded(account_id, mailbox_id, uid, modseq))
         finally:
             for blob, *_ in items:
                 self._db.blobs.release(blob.sha256)  # the rows name them now (or never will)
         return delivered
+
+    def replace_message(
+        self,
+        account_id: int,
+        source_id: int,
+        uid: int,
+        target_id: int,
+        item: tuple[BlobRef, ParsedMessage, Flags, datetime | None],
+    ) -> DeliveredMessage:
+        """REPLACE (RFC 8508 3): append `item` to the target and expunge the source
+        message in one transaction, so either both happen or neither does. NotFound when
+        the source message or either mailbox is gone."""
+        blob = item[0]
+        try:
+            with self._db.write() as (conn, changes):
+                owners = _lock_mailboxes(conn, source_id, target_id)
+                if set(owners.values()) != {account_id} or len(owners) != len(
+                    {source_id, target_id}
+                ):
+                    raise NotFound("no such mailbox")
+                old = and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid == uid)
+                if conn.execute(select(t.messages.c.id).where(old)).first() is None:
+                    raise NotFound(f"no message with UID {uid}")
+                new_uid, modseq = allocate(conn, target_id)
+                _insert_message(conn, target_id, new_uid, modseq, item)
+                changes.append(MessageAdded(account_id, target_id, new_uid, modseq))
+                gone = bump_modseq(conn, source_id)
+                conn.execute(delete(t.messages).where(old))
+                conn.execute(insert(t.expunged).values(mailbox_id=source_id, uid=uid,
+                                                       modseq=gone))
+                changes.append(MessagesExpunged(account_id, source_id, (uid,), gone))
+        finally:
+            self._db.blobs.release(blob.sha256)  # the row names it now (or never will)
+        return DeliveredMessage(account_id, target_id, new_uid, modseq)
 
     def message_fields(
         self, mailbox_id: int, uids: Sequence[int] | None, columns: Sequence[str]
@@ -556,6 +574,36 @@ class SqlMailboxes:
                     out[int(row.uid)] = fields
         return out
 
+
+
+def _lock_mailboxes(conn: Connection, *mailbox_ids: int) -> dict[int, int]:
+    """Lock mailbox rows in id order, the one lock order of deliver(), so writers that
+    take two cannot deadlock on PostgreSQL; returns their owners by mailbox id."""
+    return {
+        int(row.id): int(row.account_id)
+        for row in conn.execute(
+            select(t.mailboxes.c.id, t.mailboxes.c.account_id)
+            .where(t.mailboxes.c.id.in_(mailbox_ids))
+            .order_by(t.mailboxes.c.id)
+            .with_for_update()
+        )
+    }
+
+
+def _insert_message(
+    conn: Connection, mailbox_id: int, uid: int, modseq: int,
+    item: tuple[BlobRef, ParsedMessage, Flags, datetime | None],
+) -> None:
+    """One appended message row (APPEND, MULTIAPPEND, REPLACE), saved now (RFC 8514)."""
+    blob, parsed, flags, internal_date = item
+    conn.execute(
+        insert(t.messages).values(
+            mailbox_id=mailbox_id, uid=uid, modseq=modseq,
+            internal_date=internal_date or now(), saved_date=now(),
+            size=blob.size, blob_sha256=blob.sha256,
+            **flag_values(flags), **message_values(parsed),
+        )
+    )
 
 
 def _combine(old: Flags, given: Flags, mode: str) -> Flags:
