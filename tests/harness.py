@@ -27,6 +27,46 @@ HOSTNAME = "mail.example.test"
 
 _HASH_CACHE: dict[str, str] = {}
 
+# POSTEL_TEST_BACKEND=postgres runs every server of the suite on a fresh PostgreSQL
+# database (127.0.0.1:5432, trust auth) instead of the embedded SQLite default, so the
+# whole suite can be run on both backends: `POSTEL_TEST_BACKEND=postgres make test`.
+BACKEND = os.environ.get("POSTEL_TEST_BACKEND", "sqlite")
+PG_USERS = ("root", "postgres")
+
+
+def _pg_admin() -> tuple[Any, str]:
+    import psycopg
+
+    errors = []
+    for user in PG_USERS:
+        try:
+            conn = psycopg.connect(host="127.0.0.1", port=5432, user=user, dbname="postgres",
+                                   autocommit=True, connect_timeout=5)
+        except psycopg.Error as exc:
+            errors.append(f"{user}: {str(exc).strip()}")
+            continue
+        return conn, user
+    raise RuntimeError(
+        "POSTEL_TEST_BACKEND=postgres, but PostgreSQL is not reachable at 127.0.0.1:5432 "
+        f"(start it with `pg_ctlcluster 15 main start`): {'; '.join(errors)}")
+
+
+def fresh_pg_database() -> str:
+    """A new empty database for one test server; `drop_pg_database` removes it."""
+    from secrets import token_hex
+
+    conn, user = _pg_admin()
+    name = f"postel_it_{token_hex(6)}"
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://{user}@127.0.0.1:5432/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    conn, _ = _pg_admin()
+    with conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+
 
 def free_ports(count: int) -> list[int]:
     sockets = []
@@ -59,6 +99,9 @@ class PostelServer:
             f'{name} = "127.0.0.1:{port}"' if name in services else f'{name} = ""'
             for name, port in self.ports.items()
         )
+        self._own_database: str | None = None
+        if storage_url is None and BACKEND == "postgres":
+            storage_url = self._own_database = fresh_pg_database()
         storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
         self.config_path.write_text(
             f'hostname = "{HOSTNAME}"\ndata_dir = "{self.data_dir}"\n'
@@ -112,6 +155,9 @@ class PostelServer:
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._own_database is not None:
+            drop_pg_database(self._own_database)
+            self._own_database = None
 
     # -- access -------------------------------------------------------------------------
 
