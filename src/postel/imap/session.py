@@ -21,6 +21,7 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import ImapConfig
 from postel.imap.capabilities import capabilities
+from postel.imap.commands import contexts
 from postel.imap.commands.table import COMMANDS, CommandSpec
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, CommandError, CopyMove, Fetch, parse_command
@@ -299,9 +300,15 @@ class ImapSession:
         claim = None
         if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
             claim = await self.run(self.store.mail.claim_recent, self.selected.mailbox_id)
-        for line in self.selected.apply(changes, allow_expunge=allow_expunge,
-                                        recent_from=claim, condstore=self.condstore,
-                                        qresync=self.qresync):
+        before = contexts.Snapshot(self, changes) if self.selected.contexts else None
+        lines = self.selected.apply(changes, allow_expunge=allow_expunge,
+                                    recent_from=claim, condstore=self.condstore,
+                                    qresync=self.qresync)
+        if before is not None:
+            # RFC 5267 4.3: the live SEARCH/SORT results change with the mailbox.
+            first, last = await contexts.refresh(self, before)
+            lines = [r.untagged(t) for t in first] + lines + [r.untagged(t) for t in last]
+        for line in lines:
             self.send(line)
 
     def subscribe(self) -> None:

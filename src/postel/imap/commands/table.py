@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from postel.imap.commands import append, auth, copy, fetch, mailboxes, search, select, store
+from postel.imap.commands import (
+    append,
+    auth,
+    contexts,
+    copy,
+    fetch,
+    mailboxes,
+    search,
+    select,
+    store,
+)
 from postel.imap.proto.commands import Command
 from postel.imap.state import ANY, AUTH, NOT_AUTH, SELECTED, State
 
@@ -81,6 +91,7 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "UID SORT": CommandSpec(search.sort, SELECTED, reports_changes=True),
     "THREAD": CommandSpec(search.thread, SELECTED, reports_changes=True),
     "UID THREAD": CommandSpec(search.thread, SELECTED, reports_changes=True),
+    "CANCELUPDATE": CommandSpec(contexts.cancelupdate, SELECTED),  # RFC 5267 4.3.5
     "FETCH": CommandSpec(fetch.fetch, SELECTED, reports_changes=True,
                          by_sequence_number=True),
     "UID FETCH": CommandSpec(fetch.fetch, SELECTED, reports_changes=True),
