@@ -167,7 +167,8 @@ def test_positional_search_is_reevaluated(postel: PostelServer) -> None:
         deliver(postel, user, message(f"m{i}"))
     raw = _watcher(postel, user)
     # "*" is the last message: it moves when mail arrives.
-    assert raw.cmd(b"P1", b"UID SEARCH RETURN (UPDATE) UID *")[0] == b'* ESEARCH (TAG "P1") UID ALL 3'
+    lines = raw.cmd(b"P1", b"UID SEARCH RETURN (UPDATE) UID *")
+    assert lines[0] == b'* ESEARCH (TAG "P1") UID ALL 3'
     deliver(postel, user, message("new"))
     lines = raw.cmd(b"n", b"NOOP")
     assert _updates(lines) == [b'* ESEARCH (TAG "P1") UID REMOVEFROM (0 3)',
