@@ -174,3 +174,21 @@ def test_positional_search_is_reevaluated(postel: PostelServer) -> None:
     assert _updates(lines) == [b'* ESEARCH (TAG "P1") UID REMOVEFROM (0 3)',
                                b'* ESEARCH (TAG "P1") UID ADDTO (0 4)']
     raw.close()
+
+
+def test_own_store_and_expunge_update_the_context(postel: PostelServer) -> None:
+    user = new_user(postel)
+    for _ in range(3):
+        deliver(postel, user, message("mine"))
+    raw = _watcher(postel, user)
+    assert raw.cmd(b"O1", b"SEARCH RETURN (UPDATE) UNSEEN")[0] == b'* ESEARCH (TAG "O1") ALL 1:3'
+    lines = raw.cmd(b"st", b"STORE 2 +FLAGS (\\Seen \\Deleted)")
+    assert lines[:2] == [b"* 2 FETCH (FLAGS (\\Seen \\Deleted \\Recent))",
+                         b'* ESEARCH (TAG "O1") REMOVEFROM (0 2)']
+    raw.cmd(b"st2", b"STORE 3 +FLAGS.SILENT (\\Deleted)")
+    lines = raw.cmd(b"ex", b"EXPUNGE")
+    # 3 leaves the result while it is still number 3; 2 was out of it already.
+    assert lines[:3] == [b'* ESEARCH (TAG "O1") REMOVEFROM (0 3)', b"* 3 EXPUNGE",
+                         b"* 2 EXPUNGE"]
+    assert raw.cmd(b"c", b"SEARCH UNSEEN")[0] == b"* SEARCH 1"
+    raw.close()
