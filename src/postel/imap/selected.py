@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from postel.imap.proto import responses as r
 from postel.imap.proto.sequence import STAR, SequenceSet
+from postel.imap.search_results import SearchContext
 from postel.store.model import Flags, MailboxChanges, MessageMeta
 
 
@@ -46,6 +47,8 @@ class SelectedMailbox:
         self.show_recent = True  # no \Recent for IMAP4rev2 clients (RFC 9051 2.3.2)
         self.saved: list[int] = []  # SEARCHRES (RFC 5182): UIDs of the last SEARCH SAVE
         self.uidonly = False  # RFC 9586: UIDFETCH and VANISHED, no sequence numbers
+        # RFC 5267 4.3: searches with RETURN (UPDATE), by tag; they end with the selection.
+        self.contexts: dict[str, SearchContext] = {}
 
     # -- numbering ---------------------------------------------------------------------
 

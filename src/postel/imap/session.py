@@ -22,6 +22,7 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import ImapConfig
 from postel.imap.capabilities import capabilities
+from postel.imap.commands import contexts
 from postel.imap.commands.table import COMMANDS, CommandSpec
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, CommandError, CopyMove, Fetch, parse_command
@@ -337,9 +338,15 @@ class ImapSession:
             # RFC 3501 2.3.2: claim, after reading, exactly the new messages read.
             claim = await self.run(self.store.mail.claim_recent, self.selected.mailbox_id,
                                    changes.mailbox.uidnext)
-        for line in self.selected.apply(changes, allow_expunge=allow_expunge,
-                                        recent=claim, condstore=self.condstore,
-                                        qresync=self.qresync):
+        before = contexts.Snapshot(self, changes) if self.selected.contexts else None
+        lines = self.selected.apply(changes, allow_expunge=allow_expunge,
+                                    recent=claim, condstore=self.condstore,
+                                    qresync=self.qresync)
+        if before is not None:
+            # RFC 5267 4.3: the live SEARCH/SORT results change with the mailbox.
+            first, last = await contexts.refresh(self, before)
+            lines = [r.untagged(t) for t in first] + lines + [r.untagged(t) for t in last]
+        for line in lines:
             self.send(line)
 
     def subscribe(self) -> None:

@@ -1,10 +1,13 @@
 """SEARCH, SORT and THREAD with their UID forms (RFC 9051 6.4.4, RFC 4731 ESEARCH,
-RFC 5182 SEARCHRES, RFC 5256 SORT/THREAD, RFC 5957 SORT=DISPLAY, RFC 7162 MODSEQ)."""
+RFC 5182 SEARCHRES, RFC 5256 SORT/THREAD, RFC 5957 SORT=DISPLAY, RFC 7162 MODSEQ,
+RFC 5267 ESORT and CONTEXT=SEARCH/SORT, RFC 9394 PARTIAL)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +17,7 @@ from postel.imap.proto.commands import Command, Search, Sort, Thread
 from postel.imap.proto.searchkeys import SearchKey
 from postel.imap.proto.sequence import SequenceSet
 from postel.imap.search_eval import Candidate, Evaluator, decode_text, needed_columns, text_parts
+from postel.imap.search_results import DATA_OPTIONS, SearchContext, result_items
 from postel.mail.mime import MimePart
 
 if TYPE_CHECKING:
@@ -21,6 +25,10 @@ if TYPE_CHECKING:
 
 CHARSETS = ("UTF-8", "US-ASCII")
 RETURN_OPTIONS = {"MIN", "MAX", "ALL", "COUNT", "SAVE"}
+# RFC 5267 4.1: CONTEXT (a hint we may ignore, 4.2), UPDATE (4.3) and PARTIAL (4.4).
+CONTEXT_OPTIONS = {"CONTEXT", "UPDATE", "PARTIAL"}
+# RFC 5267 3.1: SORT takes the ESEARCH options except SAVE (RFC 5182 is for SEARCH).
+SORT_RETURN_OPTIONS = {"MIN", "MAX", "ALL", "COUNT"} | CONTEXT_OPTIONS
 
 
 def _uses_modseq(key: SearchKey) -> bool:
@@ -36,14 +44,20 @@ def _uses_saved(key: SearchKey) -> bool:
     return any(isinstance(a, SearchKey) and _uses_saved(a) for a in key.args)
 
 
-async def run_search(s: ImapSession, key: SearchKey, extra: set[str]) -> list[Candidate]:
-    """The messages matching `key`, in sequence order, with `extra` columns loaded."""
+async def run_search(
+    s: ImapSession, key: SearchKey, extra: set[str], only: Collection[int] | None = None,
+) -> list[Candidate]:
+    """The messages matching `key`, in sequence order, with `extra` columns loaded; with
+    `only`, just those UIDs are looked at (a context's changed messages)."""
     sel = s.selected
     assert sel is not None
+    if only is not None and not only:
+        return []
     cols = needed_columns(key) | extra
     rows: dict[int, dict[str, Any]] = {}
     if cols:
-        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, None, sorted(cols))
+        uids = None if only is None else sorted(only)
+        rows = await s.run(s.store.mail.message_fields, sel.mailbox_id, uids, sorted(cols))
     blobs = s.store.blobs
 
     def body_text(m: Candidate) -> str:
@@ -67,12 +81,41 @@ async def run_search(s: ImapSession, key: SearchKey, extra: set[str]) -> list[Ca
         Candidate(uid, seq, sel.flags[uid], uid in sel.recent, sel.modseqs.get(uid, 0),
                   rows.get(uid, {}))
         for seq, uid in enumerate(sel.uids, start=1)
+        if only is None or uid in only
     ]
 
     def evaluate() -> list[Candidate]:
         return [m for m in candidates if evaluator.match(key, m)]
 
     return await s.run(evaluate)
+
+
+# RFC 5267 4.3.1: at least one updating context per client; past this many, NOUPDATE.
+MAX_CONTEXTS = 16
+
+
+def _may_update(s: ImapSession, tag: str) -> bool:
+    sel = s.selected
+    assert sel is not None
+    if tag in sel.contexts:
+        # RFC 5267 4.3: UPDATE with the tag of a live context SHALL be answered BAD.
+        s.bad(tag, "Tag reuse: a search with this tag is still being updated")
+        return False
+    return True
+
+
+def _open_context(
+    s: ImapSession, tag: str, by_uid: bool, key: SearchKey,
+    criteria: tuple[tuple[str, bool], ...] | None, uids: list[int],
+    sort_keys: dict[int, Any] | None = None,
+) -> None:
+    sel = s.selected
+    assert sel is not None
+    if len(sel.contexts) >= MAX_CONTEXTS:
+        # RFC 5267 4.3.1: refuse the updates only; the results were still given.
+        s.untagged(f'NO [NOUPDATE "{tag}"] Too many searches are being updated')
+        return
+    sel.contexts[tag] = SearchContext(tag, by_uid, key, criteria, uids, sort_keys or {})
 
 
 def _check_charset(s: ImapSession, tag: str, charset: str | None) -> bool:
@@ -91,8 +134,11 @@ async def search(s: ImapSession, cmd: Command) -> None:
     if not _check_charset(s, cmd.tag, args.charset):
         return
     returns = args.returns
-    if returns is not None and set(returns) - RETURN_OPTIONS:
+    if returns is not None and set(returns) - RETURN_OPTIONS - CONTEXT_OPTIONS:
         s.bad(cmd.tag, "Unknown RETURN option")
+        return
+    update = returns is not None and "UPDATE" in returns
+    if update and not _may_update(s, cmd.tag):
         return
     modseq = _uses_modseq(args.key)
     if modseq:
@@ -107,7 +153,9 @@ async def search(s: ImapSession, cmd: Command) -> None:
             line += f" (MODSEQ {highest})"  # RFC 7162 3.1.5
         s.untagged(line)
     else:
-        options = set(returns or ()) or {"ALL"}
+        options = set(returns or ())
+        if not options & (DATA_OPTIONS | {"SAVE"}):
+            options.add("ALL")  # RFC 4731 3.1: no result option means ALL
         if "SAVE" in options:
             # RFC 5182 2.4: with MIN/MAX (and neither ALL nor COUNT) only those are saved.
             saved = found
@@ -116,22 +164,16 @@ async def search(s: ImapSession, cmd: Command) -> None:
                     [found[-1]] if "MAX" in options else [])
                 saved = sorted({m.uid: m for m in ends}.values(), key=lambda m: m.uid)
             sel.saved = [m.uid for m in saved]
-        if options != {"SAVE"}:
+        if options & DATA_OPTIONS or not options & {"SAVE"}:
             parts = [f'(TAG "{cmd.tag}")']
             if by_uid:
                 parts.append("UID")
-            if numbers:
-                if "MIN" in options:
-                    parts.append(f"MIN {min(numbers)}")
-                if "MAX" in options:
-                    parts.append(f"MAX {max(numbers)}")
-                if "ALL" in options:
-                    parts.append(f"ALL {SequenceSet.of(numbers)}")
-            if "COUNT" in options:
-                parts.append(f"COUNT {len(numbers)}")
+            parts += result_items(numbers, options, args.partial, sorted_order=False)
             if modseq and numbers:
                 parts.append(f"MODSEQ {_highest_returned(found, options)}")
             s.untagged("ESEARCH " + " ".join(parts))
+    if update:
+        _open_context(s, cmd.tag, by_uid, args.key, None, [m.uid for m in found])
     await s.poll(allow_expunge=by_uid, force=False)
     s.ok(cmd.tag, f"{cmd.name} completed")
 
@@ -152,6 +194,27 @@ _SORT_COLUMNS = {
     "DISPLAYFROM": "display_from", "DISPLAYTO": "display_to",
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def sort_columns(criteria: tuple[tuple[str, bool], ...]) -> set[str]:
+    cols = {_SORT_COLUMNS[name] for name, _ in criteria}
+    if "sent_date" in cols:
+        cols.add("internal_date")
+    return cols
+
+
+def sort_key(criteria: tuple[tuple[str, bool], ...], m: Candidate) -> Any:
+    """What orders `m` among the results: each criterion in turn (REVERSE flips one),
+    ties in mailbox order (RFC 5256 3)."""
+    values = [_sort_value(name, m.row) for name, _ in criteria]
+
+    def compare(a: tuple[list[Any], int], b: tuple[list[Any], int]) -> int:
+        for (_, reverse), x, y in zip(criteria, a[0], b[0], strict=True):
+            if x != y:
+                return (1 if x > y else -1) * (-1 if reverse else 1)
+        return (a[1] > b[1]) - (a[1] < b[1])
+
+    return functools.cmp_to_key(compare)((values, m.uid))
 
 
 def _sort_value(name: str, row: dict[str, Any]) -> Any:
@@ -184,20 +247,30 @@ async def sort(s: ImapSession, cmd: Command) -> None:
     by_uid = cmd.name == "UID SORT"
     if not _check_charset(s, cmd.tag, args.charset):
         return
-    cols = {_SORT_COLUMNS[name] for name, _ in args.criteria}
-    if "sent_date" in cols:
-        cols.add("internal_date")
-    found = await run_search(s, args.key, cols)
-    # Stable sorts from the last key to the first; ties keep sequence order (RFC 5256 3).
-    ordered = list(found)
-    for name, reverse in reversed(args.criteria):
-
-        def by(m: Candidate, n: str = name) -> Any:
-            return _sort_value(n, m.row)
-
-        ordered.sort(key=by, reverse=reverse)
+    returns = args.returns
+    if returns is not None and set(returns) - SORT_RETURN_OPTIONS:
+        s.bad(cmd.tag, "Unknown RETURN option")
+        return
+    update = returns is not None and "UPDATE" in returns
+    if update and not _may_update(s, cmd.tag):
+        return
+    found = await run_search(s, args.key, sort_columns(args.criteria))
+    keys = {m.uid: sort_key(args.criteria, m) for m in found}
+    ordered = sorted(found, key=lambda m: keys[m.uid])
     numbers = [m.uid if by_uid else m.seq for m in ordered]
-    s.untagged("SORT" + "".join(f" {n}" for n in numbers))
+    if returns is None:
+        s.untagged("SORT" + "".join(f" {n}" for n in numbers))
+    else:
+        # RFC 5267 3: an extended SORT answers in an ESEARCH response, in sort order.
+        options = set(returns)
+        if not options & DATA_OPTIONS:
+            options.add("ALL")  # RFC 5267 3.3: RETURN () is ALL
+        parts = [f'(TAG "{cmd.tag}")', *(["UID"] if by_uid else [])]
+        parts += result_items(numbers, options, args.partial, sorted_order=True)
+        s.untagged("ESEARCH " + " ".join(parts))
+    if update:
+        _open_context(s, cmd.tag, by_uid, args.key, args.criteria,
+                      [m.uid for m in ordered], keys)
     await s.poll(allow_expunge=by_uid, force=False)
     s.ok(cmd.tag, f"{cmd.name} completed")
 

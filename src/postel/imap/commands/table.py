@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from postel.imap.commands import (
     append,
     auth,
+    contexts,
     copy,
     fetch,
     mailboxes,
@@ -91,6 +92,7 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "UID SORT": CommandSpec(search.sort, SELECTED, reports_changes=True),
     "THREAD": CommandSpec(search.thread, SELECTED, reports_changes=True),
     "UID THREAD": CommandSpec(search.thread, SELECTED, reports_changes=True),
+    "CANCELUPDATE": CommandSpec(contexts.cancelupdate, SELECTED),  # RFC 5267 4.3.5
     "FETCH": CommandSpec(fetch.fetch, SELECTED, reports_changes=True,
                          by_sequence_number=True),
     "UID FETCH": CommandSpec(fetch.fetch, SELECTED, reports_changes=True),

@@ -14,6 +14,7 @@ from postel.imap.proto.cursor import Cursor, ParseError, Value
 from postel.imap.proto.fetchatt import FetchAtt, parse_fetch_atts
 from postel.imap.proto.receiver import CommandBytes, Literal
 from postel.imap.proto.searchkeys import SearchKey, parse_search_keys
+from postel.imap.proto.searchreturn import PartialRange, parse_return_options
 from postel.imap.proto.sequence import SequenceSet
 
 
@@ -144,6 +145,7 @@ class Search:
     key: SearchKey
     returns: tuple[str, ...] | None = None  # None: plain SEARCH; () = ESEARCH default ALL
     charset: str | None = None
+    partial: PartialRange | None = None  # RETURN (PARTIAL m:n), RFC 5267 4.4 / RFC 9394
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,13 @@ class Sort:
     criteria: tuple[tuple[str, bool], ...]  # (key, reverse)
     key: SearchKey
     charset: str
+    returns: tuple[str, ...] | None = None  # RFC 5267 3 ESORT: None is a plain SORT
+    partial: PartialRange | None = None
+
+
+@dataclass(frozen=True)
+class CancelUpdate:
+    tags: tuple[str, ...]  # RFC 5267 4.3.5
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,7 @@ class Compress:
 Args = (
     NoArgs | Login | Authenticate | Id | Enable | Select | MailboxArg | Create | Rename
     | ListCmd | Status | Append | Fetch | Store | Search | Sort | Thread | CopyMove | Expunge
-    | QuotaRoot | Compress | Replace
+    | QuotaRoot | Compress | Replace | CancelUpdate
 )
 
 
@@ -481,11 +490,12 @@ def _charset(c: Cursor) -> str | None:
 def _search(c: Cursor) -> Args:
     c.sp()
     returns: tuple[str, ...] | None = None
+    partial = None
     if c.accept(b"RETURN "):  # RFC 4731 ESEARCH
-        returns = tuple(_atom_list(c))
+        returns, partial = parse_return_options(c)
         c.sp()
     charset = _charset(c)
-    return Search(parse_search_keys(c), returns, charset)
+    return Search(parse_search_keys(c), returns, charset, partial)
 
 
 SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM",
@@ -494,6 +504,11 @@ SORT_KEYS = {"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYF
 
 def _sort(c: Cursor) -> Args:
     c.sp()
+    returns: tuple[str, ...] | None = None
+    partial = None
+    if c.accept(b"RETURN "):  # RFC 5267 3: extended-sort = "SORT" search-return-opts ...
+        returns, partial = parse_return_options(c)
+        c.sp()
     words = _atom_list(c)
     criteria: list[tuple[str, bool]] = []
     reverse = False
@@ -510,7 +525,17 @@ def _sort(c: Cursor) -> Args:
     c.sp()
     charset = c.astring().upper()
     c.sp()
-    return Sort(tuple(criteria), parse_search_keys(c), charset)
+    return Sort(tuple(criteria), parse_search_keys(c), charset, returns, partial)
+
+
+def _cancel_update(c: Cursor) -> Args:
+    # RFC 5267 5: "CANCELUPDATE" 1*(SP quoted)
+    tags = []
+    while c.maybe_sp():
+        tags.append(c.quoted_bytes().decode("ascii", "replace"))
+    if not tags:
+        raise ParseError("CANCELUPDATE needs the tags of the searches to cancel")
+    return CancelUpdate(tuple(tags))
 
 
 def _thread(c: Cursor) -> Args:
@@ -555,6 +580,7 @@ PARSERS: dict[str, Parser] = {
     "MOVE": _copy, "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox,
     "COMPRESS": _compress,
     "REPLACE": _replace,  # RFC 8508
+    "CANCELUPDATE": _cancel_update,
 }
 UID_PARSERS: dict[str, Parser] = {
     "FETCH": _fetch, "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread,
