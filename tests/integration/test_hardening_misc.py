@@ -72,7 +72,7 @@ def test_a_failed_starttls_handshake_logs_no_traceback(server: PostelServer) -> 
             while sock.recv(4096):
                 pass
             raise ConnectionError("closed")
-    _wait_for_log(server, "connection lost during a command")
+    _wait_for_log(server, "connection ended")
     assert _errors(server) == []
 
 
@@ -96,7 +96,7 @@ def test_a_reset_during_fetch_logs_no_traceback(server: PostelServer) -> None:
     imap = imaplib.IMAP4("127.0.0.1", server.port("imap"), timeout=30)
     imap.login("alice@example.test", PASSWORD)
     imap.logout()
-    _wait_for_log(server, "connection lost during a command")
+    _wait_for_log(server, "connection ended")
     assert _errors(server) == []
 
 

@@ -212,7 +212,7 @@ class ImapSession:
         except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
             # The client went away mid-command (a reset during FETCH, a failed STARTTLS
             # handshake): anyone can cause it before login, so one line, no traceback.
-            log.info("connection lost during a command", extra={"fields": {
+            log.info("connection ended", extra={"fields": {
                 "ip": self.ip, "error": str(exc) or type(exc).__name__}})
             self.state = State.LOGOUT
         except Exception:
