@@ -46,6 +46,7 @@ from postel.store.sql.rows import (
     flag_values,
     insert_mailbox,
     lock_mailbox,
+    message_fields,
     message_values,
     now,
     to_mailbox,
@@ -200,12 +201,7 @@ class SqlMailboxes:
                     and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.uid == uid)
                 )
             ).first()
-        if row is None:
-            return None
-        fields = dict(row._mapping)
-        for key in ("envelope", "mime", "headers"):
-            fields[key] = json.loads(fields[key])
-        return fields
+        return None if row is None else message_fields(row)
 
     def set_flags(
         self,

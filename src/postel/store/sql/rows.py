@@ -84,6 +84,14 @@ def to_meta(row: Any) -> MessageMeta:
     )
 
 
+def message_fields(row: Any) -> dict[str, Any]:
+    """A message row as a dict, its JSON columns (ENVELOPE, MIME tree, headers) decoded."""
+    fields = dict(row._mapping)
+    for key in ("envelope", "mime", "headers"):
+        fields[key] = json.loads(fields[key])
+    return fields
+
+
 def message_values(parsed: ParsedMessage) -> dict[str, Any]:
     return {
         "envelope": json.dumps(parsed.envelope, ensure_ascii=False),

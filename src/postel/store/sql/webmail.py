@@ -39,6 +39,7 @@ from postel.store.model import Flags
 from postel.store.sql import schema as t
 from postel.store.sql.database import Database
 from postel.store.sql.mail import SqlMailboxes
+from postel.store.sql.rows import message_fields
 from postel.store.webmail_api import (
     BadCursor,
     FolderSummary,
@@ -245,12 +246,7 @@ class SqlWebmail:
                 .join(t.mailboxes, t.mailboxes.c.id == m.c.mailbox_id)
                 .where(and_(m.c.id == message_id, t.mailboxes.c.account_id == account_id))
             ).first()
-        if row is None:
-            return None
-        fields = dict(row._mapping)
-        for key in ("envelope", "mime", "headers"):
-            fields[key] = json.loads(fields[key])
-        return fields
+        return None if row is None else message_fields(row)
 
     def locate(self, account_id: int, message_ids: Sequence[int]) -> dict[int, list[int]]:
         """mailbox id -> UIDs of those of the given messages this account owns."""
