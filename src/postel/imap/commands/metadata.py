@@ -76,20 +76,21 @@ class Selection:
         return None
 
 
-async def _target(s: ImapSession, name: str) -> tuple[Mailbox | None, bool]:
-    """(mailbox, found); mailbox None with found True is the server."""
+async def _target(s: ImapSession, tag: str, name: str) -> tuple[bool, Mailbox | None]:
+    """(found, mailbox); found with no mailbox is the server. Says NO when not found."""
     if name == SERVER:
-        return None, True
+        return True, None
     box = await s.run(s.store.mail.get_mailbox, s.account_id(), name)
-    return box, box is not None
+    if box is None:
+        s.no(tag, "No such mailbox", "NONEXISTENT")
+    return box is not None, box
 
 
 async def getmetadata(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, GetMetadata)
-    box, found = await _target(s, args.mailbox)
+    found, box = await _target(s, cmd.tag, args.mailbox)
     if not found:
-        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
     selection = Selection(args.entries, args.options, s.config.metadata_private)
     stored = await s.run(s.store.metadata.get_entries, s.account_id(),
@@ -122,9 +123,8 @@ def _refusal(s: ImapSession, box: Mailbox | None,
 async def setmetadata(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, SetMetadata)
-    box, found = await _target(s, args.mailbox)
+    found, box = await _target(s, cmd.tag, args.mailbox)
     if not found:
-        s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
     refusal = _refusal(s, box, args.values)
     if refusal:
