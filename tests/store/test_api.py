@@ -16,6 +16,7 @@ PARTS = [
     ("queue", api.Outbound),
     ("dkim", api.DkimKeys),
     ("web", api.WebState),
+    ("metadata", api.MetadataEntries),
 ]
 
 
@@ -39,6 +40,7 @@ def test_store_has_every_part(store: SqlStore) -> None:
     members = [name for name in vars(api.Store) if not name.startswith("_")]
     assert set(members) == {
         "mail", "directory", "queue", "dkim", "web", "blobs", "on_commit", "close",
+        "metadata",
     }
     for name in members:
         assert hasattr(store, name), name
