@@ -153,6 +153,14 @@ class ImapConfig:
     max_connections_per_ip: int = 50
     # Allow LOGIN/AUTHENTICATE without TLS from loopback addresses; off by default.
     allow_plaintext_auth_on_loopback: bool = False
+    # Largest METADATA entry value in bytes (RFC 5464); SETMETADATA beyond it gets
+    # NO [METADATA MAXSIZE n].
+    metadata_max_value_size: int = 64 * 1024
+    # Most METADATA entries on one mailbox, on one user's server entries, and on the
+    # server's shared entries; more gets NO [METADATA TOOMANY].
+    metadata_max_entries: int = 256
+    # Keep /private METADATA entries; false refuses them with NO [METADATA NOPRIVATE].
+    metadata_private: bool = True
 
 
 @dataclass(frozen=True)

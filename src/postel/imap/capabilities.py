@@ -16,7 +16,7 @@ REVISIONS = ("IMAP4rev1", "IMAP4rev2")
 # receiver refuses bigger ones until the client has logged in.
 PRE_AUTH = ("LITERAL-", "SASL-IR", "ID", "ENABLE")
 # What works once logged in; CAPABILITY lists exactly these (plus the revisions).
-EXTENSIONS = (
+EXTENSIONS: tuple[str, ...] = (
     "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
     "UNSELECT", "CHILDREN", "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED",
     "LIST-STATUS", "ESEARCH", "SEARCHRES", "CONDSTORE", "QRESYNC", "SORT", "SORT=DISPLAY",
@@ -27,6 +27,8 @@ EXTENSIONS = (
 # Issue 11, message extensions, each added here once it works: RFC 8514 SAVEDATE,
 # RFC 8474 OBJECTID, RFC 8970 PREVIEW, RFC 8508 REPLACE, RFC 9586 UIDONLY.
 MESSAGE_EXTENSIONS = ("SAVEDATE", "OBJECTID", "PREVIEW", "REPLACE", "UIDONLY")
+# RFC 5464 METADATA (mailbox and server entries) and METADATA-SERVER; RFC 9590 LIST-METADATA.
+EXTENSIONS += ("METADATA", "METADATA-SERVER", "LIST-METADATA")
 # What ENABLE accepts (RFC 5161 3.1; QRESYNC implies CONDSTORE, RFC 7162 3.2.3).
 ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2", "UIDONLY")  # + RFC 9586
 

@@ -3,8 +3,9 @@
 
 `Mailboxes` serves IMAP, POP3 and delivery; `Directory` the recipients, logins and the
 admin operations; `Outbound` the queue workers; `DkimKeys` signing; `WebState` the web
-pages. `Store` bundles them as attributes (``store.mail``, ``store.directory``,
-``store.queue``, ``store.dkim``, ``store.web``) with the blob files and commit listeners.
+pages; `MetadataEntries` IMAP METADATA. `Store` bundles them as attributes
+(``store.mail``, ``store.directory``, ``store.queue``, ``store.dkim``, ``store.web``,
+``store.metadata``) with the blob files and commit listeners.
 Refusals are the exceptions of `postel.store.errors`, never a backend's own.
 
 Methods block (SQL and fsync); asyncio callers run them in a worker thread. Every write
@@ -13,7 +14,7 @@ publishes the changes it committed to the `on_commit` listeners (`postel.store.m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -410,6 +411,36 @@ class WebState(Protocol):
 
 
 
+class MetadataEntries(Protocol):
+    """IMAP METADATA (RFC 5464): entries on mailboxes and on the server. Names are
+    lowercase with their /private or /shared prefix; values are octets."""
+
+    def get_entries(
+        self, account_id: int, mailbox_id: int | None, names: Sequence[str], *,
+        descendants: bool = False,
+    ) -> dict[str, bytes]:
+        """The stored entries named, and with `descendants` every entry below them.
+        `mailbox_id` None: the server's entries as the account sees them (its own
+        /private ones and the server's /shared ones)."""
+        ...
+
+    def entries_of_mailboxes(
+        self, mailbox_ids: Sequence[int], names: Sequence[str], *, descendants: bool = False
+    ) -> dict[int, dict[str, bytes]]:
+        """get_entries for many mailboxes in one query (LIST RETURN (METADATA ...))."""
+        ...
+
+    def set_entries(
+        self, account_id: int, mailbox_id: int | None, values: Mapping[str, bytes | None], *,
+        max_entries: int,
+    ) -> None:
+        """SETMETADATA: set every entry (None removes it) or none. Raises NotFound when
+        the mailbox is not the account's, LimitReached when a target (a mailbox, the
+        account's server entries, the server's shared ones) would hold more than
+        `max_entries` entries. Entries go with their mailbox and their account."""
+        ...
+
+
 class Store(Protocol):
     """The whole store: its parts, the message bodies, and the commit listeners."""
 
@@ -430,6 +461,9 @@ class Store(Protocol):
 
     @property
     def webmail(self) -> WebmailStore: ...
+
+    @property
+    def metadata(self) -> MetadataEntries: ...
 
     @property
     def blobs(self) -> BlobStore: ...

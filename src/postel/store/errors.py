@@ -13,3 +13,7 @@ class NotFound(StoreError):
 
 class AlreadyExists(StoreError):
     """The name is taken (also when a concurrent writer took it a moment ago)."""
+
+
+class LimitReached(StoreError):
+    """A write would pass a configured limit (e.g. entries per METADATA target)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from postel.imap.commands.metadata import ListMetadata
 from postel.imap.objectid import mailbox_id
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Create, ListCmd, MailboxArg, QuotaRoot, Rename
@@ -85,7 +86,8 @@ async def list_(s: ImapSession, cmd: Command) -> None:
     selection = set(args.selection)
     returns = set(args.returns)
     if selection - {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"} or returns - {
-        "SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE"
+        "SUBSCRIBED", "CHILDREN", "STATUS", "SPECIAL-USE",
+        "METADATA",  # RFC 9590
     }:
         s.bad(cmd.tag, "Unknown LIST option")
         return
@@ -100,6 +102,10 @@ async def list_(s: ImapSession, cmd: Command) -> None:
     boxes = await s.run(s.store.mail.list_mailboxes, s.account_id())
     subscribed = await s.run(s.store.mail.subscriptions, s.account_id())
     by_name = {b.name: b for b in boxes}
+    metadata = None
+    if "METADATA" in returns:  # RFC 9590 3: entries of every listed mailbox, one query
+        metadata = ListMetadata(s, args.metadata_entries, args.metadata_options)
+        await metadata.load(boxes)
     implied: set[str] = set()
     for name in by_name:
         implied.update(p for p in _parents(name) if p not in by_name)
@@ -159,7 +165,11 @@ async def list_(s: ImapSession, cmd: Command) -> None:
                 s.bad(cmd.tag, "Unknown STATUS item")
                 return
             s.untagged(line)
-    s.ok(cmd.tag, f"{verb} completed")
+        if metadata is not None and box is not None:
+            entries = metadata.line(box)  # RFC 9590 3: after the mailbox's LIST response
+            if entries is not None:
+                s.untagged(entries)
+    s.ok(cmd.tag, f"{verb} completed", metadata.ok_code() if metadata else None)
 
 
 MAX_NAME_OCTETS = 1000  # mailboxes.name is String(1000)

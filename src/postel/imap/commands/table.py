@@ -25,6 +25,7 @@ from postel.imap.commands import (
     select,
     store,
 )
+from postel.imap.commands import metadata as metadata_commands
 from postel.imap.proto.commands import Command
 from postel.imap.state import ANY, AUTH, NOT_AUTH, SELECTED, State
 
@@ -76,6 +77,8 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "STATUS": CommandSpec(mailboxes.status, AUTH),
     "GETQUOTA": CommandSpec(mailboxes.getquota, AUTH),  # RFC 9208
     "GETQUOTAROOT": CommandSpec(mailboxes.getquotaroot, AUTH),
+    "GETMETADATA": CommandSpec(metadata_commands.getmetadata, AUTH),  # RFC 5464
+    "SETMETADATA": CommandSpec(metadata_commands.setmetadata, AUTH),
     "APPEND": CommandSpec(append.append, AUTH, reports_changes=True),
     "IDLE": CommandSpec(select.idle, AUTH, reports_changes=True),  # RFC 2177
     # RFC 9051 6.4: selected.

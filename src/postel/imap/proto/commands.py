@@ -12,6 +12,14 @@ from datetime import datetime
 
 from postel.imap.proto.cursor import Cursor, ParseError, Value
 from postel.imap.proto.fetchatt import FetchAtt, parse_fetch_atts
+from postel.imap.proto.metadata import (
+    GetMetadata,
+    MetadataOptions,
+    SetMetadata,
+    parse_getmetadata,
+    parse_list_metadata,
+    parse_setmetadata,
+)
 from postel.imap.proto.receiver import CommandBytes, Literal
 from postel.imap.proto.searchkeys import SearchKey, parse_search_keys
 from postel.imap.proto.searchreturn import PartialRange, parse_return_options
@@ -92,6 +100,9 @@ class ListCmd:
     status_items: tuple[str, ...] = ()
     lsub: bool = False
     extended: bool = False
+    # RFC 9590 RETURN (METADATA (entries)): the entries and their GETMETADATA options.
+    metadata_entries: tuple[str, ...] = ()
+    metadata_options: MetadataOptions = field(default_factory=MetadataOptions)
 
 
 @dataclass(frozen=True)
@@ -194,6 +205,7 @@ Args = (
     NoArgs | Login | Authenticate | Id | Enable | Select | MailboxArg | Create | Rename
     | ListCmd | Status | Append | Fetch | Store | Search | Sort | Thread | CopyMove | Expunge
     | QuotaRoot | Compress | Replace | CancelUpdate
+    | GetMetadata | SetMetadata
 )
 
 
@@ -344,6 +356,7 @@ def _list(c: Cursor, lsub: bool = False) -> Args:
         patterns.append(c.mailbox_text(pattern=True))
     returns: list[str] = []
     status_items: list[str] = []
+    metadata: tuple[tuple[str, ...], MetadataOptions] = ((), MetadataOptions())
     if not lsub and c.maybe_sp():
         extended = True
         c.expect(b"RETURN")
@@ -357,8 +370,11 @@ def _list(c: Cursor, lsub: bool = False) -> Args:
             if word == "STATUS":  # RFC 5819 LIST-STATUS
                 c.sp()
                 status_items = _atom_list(c)
+            elif word == "METADATA":  # RFC 9590 LIST-METADATA
+                c.sp()
+                metadata = parse_list_metadata(c)
     return ListCmd(reference, tuple(patterns), tuple(selection), tuple(returns),
-                   tuple(status_items), lsub, extended)
+                   tuple(status_items), lsub, extended, *metadata)
 
 
 def _lsub(c: Cursor) -> Args:
@@ -581,6 +597,7 @@ PARSERS: dict[str, Parser] = {
     "COMPRESS": _compress,
     "REPLACE": _replace,  # RFC 8508
     "CANCELUPDATE": _cancel_update,
+    "GETMETADATA": parse_getmetadata, "SETMETADATA": parse_setmetadata,  # RFC 5464
 }
 UID_PARSERS: dict[str, Parser] = {
     "FETCH": _fetch, "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread,

@@ -190,6 +190,9 @@ class SqlDirectory:
             )
             conn.execute(delete(t.messages).where(t.messages.c.mailbox_id.in_(box_ids)))
             conn.execute(delete(t.expunged).where(t.expunged.c.mailbox_id.in_(box_ids)))
+            # METADATA (RFC 5464): its mailbox entries and its own server entries.
+            conn.execute(delete(t.metadata_entries)
+                         .where(t.metadata_entries.c.account_id == account_id))
             conn.execute(delete(t.mailboxes).where(t.mailboxes.c.account_id == account_id))
             conn.execute(
                 delete(t.subscriptions).where(t.subscriptions.c.account_id == account_id))

@@ -387,6 +387,9 @@ class SqlMailboxes:
                 raise NotFound(f"mailbox {name} does not exist")
             conn.execute(delete(t.messages).where(t.messages.c.mailbox_id == mailbox_id))
             conn.execute(delete(t.expunged).where(t.expunged.c.mailbox_id == mailbox_id))
+            # RFC 5464 3.1: a deleted mailbox's METADATA entries go with it.
+            conn.execute(delete(t.metadata_entries)
+                         .where(t.metadata_entries.c.mailbox_id == mailbox_id))
             conn.execute(delete(t.mailboxes).where(t.mailboxes.c.id == mailbox_id))
             changes.append(MailboxChanged(account_id, mailbox_id))
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -172,6 +173,24 @@ expunged = Table(
     Column("uid", BigInteger, primary_key=True),
     Column("modseq", BigInteger, nullable=False),
     Index("ix_expunged_mailbox_id_modseq", "mailbox_id", "modseq"),
+)
+
+# IMAP METADATA entries (RFC 5464), one row per entry name and target. Mailbox entries
+# name their mailbox (and its owner); server entries have no mailbox: "/private/..." ones
+# belong to account_id, "/shared/..." ones have no account (the whole server's). Names are
+# stored lowercase (RFC 5464 3.2: entry names are case-insensitive) with their /private or
+# /shared prefix. RENAME keeps mailbox_id, so entries move with the mailbox (RFC 5464 3.1);
+# DELETE and account removal delete them.
+metadata_entries = Table(
+    "metadata_entries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id")),  # NULL: server /shared
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id")),  # NULL: a server entry
+    Column("name", String(1024), nullable=False),
+    Column("value", LargeBinary, nullable=False),  # octets, may hold NUL (literal8)
+    Index("ix_metadata_entries_account_id_mailbox_id_name", "account_id", "mailbox_id", "name"),
+    Index("ix_metadata_entries_mailbox_id", "mailbox_id"),
 )
 
 # Outbound messages: one row per message and remote domain. Delivering them is the queue's

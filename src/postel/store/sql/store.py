@@ -14,6 +14,7 @@ from postel.store.sql.database import Database, Listener, open_database
 from postel.store.sql.directory import SqlDirectory
 from postel.store.sql.dkim import SqlDkimKeys
 from postel.store.sql.mail import SqlMailboxes
+from postel.store.sql.metadata import SqlMetadata
 from postel.store.sql.queue import SqlQueue
 from postel.store.sql.web import SqlWebState
 from postel.store.sql.webmail import SqlWebmail
@@ -31,6 +32,7 @@ class SqlStore:
         self.dkim = SqlDkimKeys(db)
         self.web = SqlWebState(db)
         self.webmail = SqlWebmail(db, self.mail)
+        self.metadata = SqlMetadata(db)
 
     @property
     def engine(self) -> Engine:
