@@ -16,7 +16,7 @@ SHA = "ab" * 32
 
 
 def test_ids_are_objectids_and_follow_the_thread_root() -> None:
-    box = Mailbox(12, 1, "Work", None, 1700000000, 1, 1, 1, True)
+    box = Mailbox(12, 1, "Work", None, 1700000000, 1, 1, 1)
     assert mailbox_id(box) == "F12-1700000000"
     root = {"blob_sha256": SHA, "message_id": "<a@x>", "in_reply_to": None, "references": ""}
     reply = {"blob_sha256": "cd" * 32, "message_id": "<b@x>", "in_reply_to": "<a@x>",

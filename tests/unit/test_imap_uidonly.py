@@ -40,7 +40,7 @@ def _view() -> SelectedMailbox:
     when = datetime(2024, 1, 1, tzinfo=UTC)
     messages = [MessageMeta(uid, 1, uid, 1, Flags(), when, 10, "ab") for uid in (4, 7, 9)]
     view = SelectedMailbox(1, "INBOX", readonly=False, uidvalidity=1, uidnext=10, modseq=1,
-                           messages=messages, recent_from=None)
+                           messages=messages, recent=None)
     view.uidonly = True
     return view
 
@@ -52,6 +52,6 @@ def test_uidonly_view_writes_uidfetch_and_vanished() -> None:
     box = Mailbox(1, 1, "INBOX", None, 1, 10, 3, 1, True)
     changes = MailboxChanges(box, [MessageMeta(9, 1, 9, 3, Flags(seen=True), when, 10, "ab")],
                              [4])
-    out = view.apply(changes, allow_expunge=True, recent_from=None, condstore=False,
+    out = view.apply(changes, allow_expunge=True, recent=None, condstore=False,
                      qresync=False)
     assert out == [b"* VANISHED 4\r\n", b"* 9 UIDFETCH (FLAGS (\\Seen))\r\n"]
