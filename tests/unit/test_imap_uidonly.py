@@ -49,7 +49,7 @@ def test_uidonly_view_writes_uidfetch_and_vanished() -> None:
     view = _view()
     assert view.fetch_head(7) == b"7 UIDFETCH" and view.fetch_head(5) is None
     when = datetime(2024, 1, 1, tzinfo=UTC)
-    box = Mailbox(1, 1, "INBOX", None, 1, 10, 3, 1, True)
+    box = Mailbox(1, 1, "INBOX", None, 1, 10, 3, 1)
     changes = MailboxChanges(box, [MessageMeta(9, 1, 9, 3, Flags(seen=True), when, 10, "ab")],
                              [4])
     out = view.apply(changes, allow_expunge=True, recent=None, condstore=False,
