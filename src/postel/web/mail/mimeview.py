@@ -88,29 +88,84 @@ def find_section(root: MimePart, number: str) -> Section | None:
     return None
 
 
-def read_part(blob: Path, part: MimePart, limit: int | None = None) -> bytes:
-    """A part's body with its Content-Transfer-Encoding undone (RFC 2045 6)."""
-    length = part.end - part.body_start
-    if limit is not None:
-        # base64 inflates by 4/3; read enough encoded bytes to decode `limit`.
-        length = min(length, limit * 4 // 3 + 4096)
+READ_CHUNK = 1024 * 1024  # bytes of a part's encoded body read (and decoded) at a time
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def iter_part(blob: Path, part: MimePart, chunk: int = READ_CHUNK) -> Iterator[bytes]:
+    """A part's body with its Content-Transfer-Encoding undone (RFC 2045 6), a chunk at
+    a time: a 40 MB attachment is streamed to the browser, never held in memory whole."""
+    encoding = part.encoding.lower()
+    decoder = (_Base64Chunks() if encoding == "base64"
+               else _QuotedPrintableChunks() if encoding == "quoted-printable" else None)
     with blob.open("rb") as handle:
         handle.seek(part.body_start)
-        data = handle.read(max(0, length))
-    encoding = part.encoding.lower()
-    if encoding == "base64":
-        # Lenient like every mail client: junk characters skipped, padding repaired.
-        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-        if len(cleaned) % 4 == 1:
-            cleaned = cleaned[:-1]  # a lone sextet carries no whole byte
-        cleaned += b"=" * (-len(cleaned) % 4)
+        left = max(0, part.end - part.body_start)
+        while left:
+            data = handle.read(min(chunk, left))
+            if not data:
+                break  # a blob shorter than its tree says: show what is there
+            left -= len(data)
+            out = data if decoder is None else decoder.feed(data)
+            if out:
+                yield out
+    if decoder is not None:
+        tail = decoder.finish()
+        if tail:
+            yield tail
+
+
+class _Base64Chunks:
+    """Lenient like every mail client: junk characters skipped, padding repaired."""
+
+    def __init__(self) -> None:
+        self.pending = b""  # sextets short of a whole 4-character group
+
+    def feed(self, data: bytes) -> bytes:
+        cleaned = self.pending + _NOT_BASE64.sub(b"", data)
+        whole = len(cleaned) - len(cleaned) % 4
+        self.pending = cleaned[whole:]
+        return binascii.a2b_base64(cleaned[:whole]) if whole else b""
+
+    def finish(self) -> bytes:
+        rest = self.pending
+        if len(rest) == 1:
+            return b""  # a lone sextet carries no whole byte
         try:
-            data = binascii.a2b_base64(cleaned)
+            return binascii.a2b_base64(rest + b"=" * (-len(rest) % 4)) if rest else b""
         except binascii.Error:
-            data = b""
-    elif encoding == "quoted-printable":
-        data = binascii.a2b_qp(data)
-    return data if limit is None else data[:limit]
+            return b""
+
+
+class _QuotedPrintableChunks:
+    """RFC 2045 6.7; a chunk is cut after its last line end, so neither a soft line
+    break nor an =XX escape is ever split between two decodes."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = self.pending + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # one very long line: keep back only a possibly split escape
+            cut = len(data)
+            if b"=" in data[-2:]:
+                cut = data.rindex(b"=", len(data) - 2)
+        self.pending = data[cut:]
+        return binascii.a2b_qp(data[:cut])
+
+    def finish(self) -> bytes:
+        return binascii.a2b_qp(self.pending)
+
+
+def read_part(blob: Path, part: MimePart, limit: int | None = None) -> bytes:
+    """A part's decoded body, or its first `limit` bytes (only those are read)."""
+    out = bytearray()
+    for data in iter_part(blob, part, READ_CHUNK if limit is None else min(READ_CHUNK, limit)):
+        out += data
+        if limit is not None and len(out) >= limit:
+            break
+    return bytes(out) if limit is None else bytes(out[:limit])
 
 
 def decode_text(data: bytes, charset: str | None) -> str:

@@ -1,0 +1,115 @@
+"""The webmail's "bad input" promise over real HTTPS: a 50 MB message, a 10,000-part
+message, malformed MIME, broken charsets and hostile HTML are each delivered over SMTP and
+opened through /api/v1/mail. The page shows what it can, never the sender's code, and
+never an error; big bodies stream instead of filling the server's memory."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import PostelServer
+from tests.integration.test_webmail_api import Api, folder, logon
+from tests.web.helpers import client, start
+from tests.webmail.helpers import smtp_send
+
+BIG_TEXT = 6 * 1024 * 1024  # bytes of the big message's text part (cut at 2 MB on show)
+BIG_ATTACHMENT = 30 * 1024 * 1024  # decoded bytes of its attachment (40 MB as base64)
+MEMORY_SLACK = 24 * 1024 * 1024  # peak RSS the server may gain while serving it
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
+    server = PostelServer(tmp_path_factory.mktemp("webmail-bad"),
+                          extra_config="[web]\nlogin_backoff_base = 0.0\n")
+    server.add_user("alice@example.test", backup_email="alice@backup.test")
+    start(server)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def api(server: PostelServer) -> Iterator[Api]:
+    with client(server) as http:
+        yield logon(http, "alice@example.test")
+
+
+def opened(api: Api, subject: str) -> dict[str, Any]:
+    """The message with this subject as the reading pane gets it."""
+    listed = api.get(f"/folders/{folder(api, 'inbox')['id']}/messages", limit=200)
+    item = next(m for m in listed["messages"] if m["subject"] == subject)
+    view: dict[str, Any] = api.get(f"/messages/{item['id']}")
+    return view
+
+
+def big_attachment() -> bytes:
+    return bytes(range(256)) * (BIG_ATTACHMENT // 256)
+
+
+def big_message() -> bytes:
+    encoded = base64.encodebytes(big_attachment()).replace(b"\n", b"\r\n")
+    return (b"From: <big@elsewhere.test>\r\nSubject: huge\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=B\r\n\r\n"
+            b"--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            + (b"0123456789abcdef" * 4 + b"\r\n") * (BIG_TEXT // 66)
+            + b"--B\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Disposition: attachment; filename=big.bin\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--B--\r\n")
+
+
+def server_pid(server: PostelServer) -> int:
+    assert server.process is not None
+    return server.process.pid
+
+
+def reset_peak_memory(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # proc(5): resets VmHWM to VmRSS
+
+
+def peak_memory(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def streamed_size(http: httpx.Client, url: str) -> tuple[int, bytes]:
+    """(bytes, last 64 bytes) of a download, read in chunks as a browser would."""
+    total, tail = 0, b""
+    with http.stream("GET", url) as answer:
+        assert answer.status_code == 200
+        for chunk in answer.iter_bytes():
+            tail = (tail + chunk)[-64:]
+            total += len(chunk)
+    return total, tail
+
+
+def test_a_50_mb_message_opens_cut_and_streams(server: PostelServer, api: Api) -> None:
+    raw = big_message()
+    assert 45 * 1024 * 1024 < len(raw) < server.config.smtp.max_message_size
+    smtp_send(server, raw)
+    pid = server_pid(server)
+    reset_peak_memory(pid)
+    baseline = rss(pid)
+    view = opened(api, "huge")
+    assert view["text_cut"] and len(view["text"]) == 2 * 1024 * 1024
+    (attachment,) = view["attachments"]
+    assert attachment["filename"] == "big.bin"
+    size, tail = streamed_size(api.http, attachment["url"])
+    assert size == BIG_ATTACHMENT and tail == bytes(range(192, 256))
+    size, tail = streamed_size(api.http, view["raw_url"])  # Received: lines come first
+    assert size > len(raw) and tail == raw[-64:]
+    grown = peak_memory(pid) - baseline
+    assert grown < MEMORY_SLACK, f"the server grew by {grown >> 20} MB"
