@@ -113,3 +113,21 @@ def test_a_50_mb_message_opens_cut_and_streams(server: PostelServer, api: Api) -
     assert size > len(raw) and tail == raw[-64:]
     grown = peak_memory(pid) - baseline
     assert grown < MEMORY_SLACK, f"the server grew by {grown >> 20} MB"
+
+
+def test_a_10000_part_message_lists_a_capped_page(server: PostelServer, api: Api) -> None:
+    parts = b"".join(b"--p\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Disposition: attachment; filename=f%d.bin\r\n\r\n%d\r\n" % (i, i)
+                     for i in range(10_000))
+    smtp_send(server, b"From: <many@elsewhere.test>\r\nSubject: ten thousand\r\n"
+                      b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=p\r\n\r\n"
+                      b"--p\r\nContent-Type: text/plain\r\n\r\nsee the parts\r\n"
+                      + parts + b"--p--\r\n")
+    answer = api.http.get(f"/api/v1/mail/messages/{opened(api, 'ten thousand')['id']}")
+    view = answer.json()
+    assert view["text"].strip() == "see the parts"
+    assert len(view["attachments"]) == 500 and view["attachments"][0]["filename"] == "f0.bin"
+    assert view["attachments_total"] == 10_000  # the page says how many it left out
+    assert len(answer.content) < 256 * 1024, len(answer.content)
+    last = api.http.get(f"/api/v1/mail/messages/{view['id']}/parts/10001")
+    assert last.status_code == 200 and last.content == b"9999"

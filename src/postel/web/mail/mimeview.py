@@ -217,7 +217,8 @@ class Bodies:
 
     text: Section | None
     html: Section | None
-    attachments: list[Section]
+    attachments: list[Section]  # the first MAX_PARTS_LISTED of them
+    attachments_total: int  # all of them, so the page can say how many it left out
     inline_images: dict[str, Section]  # Content-ID -> image part (for cid: URLs)
 
 
@@ -227,6 +228,7 @@ def choose_bodies(root: MimePart) -> Bodies:
     text: Section | None = None
     html_part: Section | None = None
     attachments: list[Section] = []
+    total = 0
     images: dict[str, Section] = {}
     for section in sections(root):
         kind = section.mime_type
@@ -241,9 +243,10 @@ def choose_bodies(root: MimePart) -> Bodies:
             images[section.content_id] = section
             if not section.is_attachment:
                 continue  # an inline image of the HTML body, shown there
+        total += 1
         if len(attachments) < MAX_PARTS_LISTED:
             attachments.append(section)
-    return Bodies(text, html_part, attachments, images)
+    return Bodies(text, html_part, attachments, total, images)
 
 
 def index_text(blob: Path, root: MimePart) -> str:
