@@ -131,3 +131,63 @@ def test_a_10000_part_message_lists_a_capped_page(server: PostelServer, api: Api
     assert len(answer.content) < 256 * 1024, len(answer.content)
     last = api.http.get(f"/api/v1/mail/messages/{view['id']}/parts/10001")
     assert last.status_code == 200 and last.content == b"9999"
+
+
+MALFORMED = {
+    # A multipart whose boundary never appears, and a nested one that never closes.
+    "no boundaries": b"Content-Type: multipart/mixed; boundary=never\r\n\r\n"
+                     b"just text, no parts\r\n",
+    "unclosed": b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"
+                b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+                b"Content-Type: text/plain\r\n\r\ninner text, never closed\r\n",
+    # Header lines without a colon, an empty name, garbage parameters, NUL bytes.
+    "bad headers": b"This line has no colon\r\n: empty name\r\nX-\x00Nul: a\x00b\r\n"
+                   b"Content-Type: text/plain; charset=; ;;=x; format*0*=''%ZZ\r\n"
+                   b"Content-Transfer-Encoding: x-uuencode-ish\r\n\r\nbody \x00 with NUL\r\n",
+    "bad mime": b"MIME-Version: 1.0\r\nContent-Type: /\r\nContent-Disposition: ;;;\r\n"
+                b"Content-Type: multipart/\r\n\r\n\x00\x00\x00\r\n",
+}
+CHARSETS = {
+    "unknown charset": (b"Content-Type: text/plain; charset=x-no-such-charset\r\n\r\n"
+                        b"caf\xc3\xa9\r\n", "café"),
+    "lying charset": (b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+                      b"caf\xe9 \xff\xfe\r\n", "caf"),
+    "bad encoded word": (b"Content-Type: text/plain; charset=\"shift_jis\"\r\n\r\n"
+                         b"\x82\xa0\x82\xff\x81\r\n", ""),
+}
+
+
+def deliver(server: PostelServer, subject: str, rest: bytes) -> None:
+    smtp_send(server, b"From: <odd@elsewhere.test>\r\nSubject: " + subject.encode()
+              + b"\r\n" + rest)
+
+
+def test_malformed_mime_shows_what_it_can(server: PostelServer, api: Api) -> None:
+    for subject, rest in MALFORMED.items():
+        deliver(server, subject, rest)
+    for subject in MALFORMED:
+        view = opened(api, subject)
+        assert isinstance(view["text"], str), subject
+        for attachment in view["attachments"]:
+            assert api.http.get(attachment["url"]).status_code == 200, subject
+        if view["html_url"]:
+            assert api.http.get(view["html_url"]).status_code == 200, subject
+        assert api.http.get(view["raw_url"]).status_code == 200, subject
+    assert "just text" in opened(api, "no boundaries")["text"]
+    assert "inner text" in opened(api, "unclosed")["text"]
+    # NUL is no text: shown (and indexed, which PostgreSQL needs) as U+FFFD.
+    assert opened(api, "bad headers")["text"].startswith("body \ufffd with NUL")
+    assert opened(api, "bad mime")["text"].startswith("\ufffd" * 3)
+
+
+def test_broken_charsets_decode_with_replacements(server: PostelServer, api: Api) -> None:
+    for subject, (rest, _) in CHARSETS.items():
+        deliver(server, subject, rest)
+    deliver(server, "=?x-bogus?q?caf=E9?= =?utf-8?b?!!!?= =?utf-8?q?caf=C3=A9?=",
+            b"\r\nsubject of broken encoded words\r\n")
+    for subject, (_, expected) in CHARSETS.items():
+        view = opened(api, subject)
+        assert expected in view["text"], (subject, view["text"])
+    listed = api.get("/search", q="broken encoded words")["messages"]
+    assert listed and "café" in listed[0]["subject"]
+    assert "café" in api.get(f"/messages/{listed[0]['id']}")["subject"]

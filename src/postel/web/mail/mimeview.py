@@ -170,10 +170,16 @@ def read_part(blob: Path, part: MimePart, limit: int | None = None) -> bytes:
 
 def decode_text(data: bytes, charset: str | None) -> str:
     """Bytes of a text part as str in its declared charset; an unknown or lying charset
-    falls back to UTF-8 then Windows-1252, with replacement characters, never an error."""
+    falls back to UTF-8 then Windows-1252, with replacement characters, never an error.
+    NUL is no text (RFC 5322 2.3 forbids it in a body) and PostgreSQL's text type cannot
+    hold it, so it becomes U+FFFD for the page and the search index alike."""
     name = (charset or "us-ascii").strip().strip('"').lower()
     if name in ("us-ascii", "ascii", ""):
         name = "utf-8"  # a superset: 8-bit text labelled ASCII is usually UTF-8
+    return _decode(data, name).replace("\x00", "\ufffd")
+
+
+def _decode(data: bytes, name: str) -> str:
     try:
         return data.decode(codecs.lookup(name).name)
     except (LookupError, UnicodeError, ValueError):
