@@ -191,3 +191,49 @@ def test_broken_charsets_decode_with_replacements(server: PostelServer, api: Api
     listed = api.get("/search", q="broken encoded words")["messages"]
     assert listed and "café" in listed[0]["subject"]
     assert "café" in api.get(f"/messages/{listed[0]['id']}")["subject"]
+
+
+HOSTILE_HTML = (
+    b"From: <mallory@evil.test>\r\nSubject: hostile page\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=h\r\n\r\n"
+    b"--h\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<html><head><meta http-equiv=\"refresh\" content=\"0;url=http://127.0.0.1:9/r\">"
+    b"<style>@import url(http://127.0.0.1:9/i.css); body{background:url(http://127.0.0.1:9/b)}"
+    b"</style><base href=\"http://127.0.0.1:9/\"></head>"
+    b"<body onload=\"alert(1)\"><p>Visible words</p><script>alert(2)</script>"
+    b"<iframe src=\"http://127.0.0.1:9/f\"></iframe><object data=\"http://127.0.0.1:9/o\">"
+    b"</object><embed src=\"http://127.0.0.1:9/e\"><form action=\"http://127.0.0.1:9/p\">"
+    b"<input name=q></form><a href=\"javascript:alert(3)\">js</a>"
+    b"<a href=\"  JaVaScRiPt:alert(4)\">js2</a><a href=\"data:text/html,<script>alert(5)"
+    b"</script>\">data</a><a href=\"vbscript:x\">vb</a>"
+    b"<img src=x onerror=\"alert(6)\"><div onmouseover=\"alert(7)\" "
+    b"style=\"background-image:url(http://127.0.0.1:9/s);color:red\">styled</div>"
+    b"<svg><script>alert(8)</script><image href=\"http://127.0.0.1:9/v\"/></svg>"
+    b"<math><a xlink:href=\"javascript:alert(9)\">m</a></math>"
+    b"<link rel=stylesheet href=\"http://127.0.0.1:9/l.css\"></body></html>\r\n"
+    b"--h\r\nContent-Type: image/svg+xml\r\nContent-Disposition: attachment; filename=x.svg"
+    b"\r\n\r\n<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(10)\">"
+    b"<script>alert(11)</script></svg>\r\n--h--\r\n"
+)
+
+
+def test_hostile_html_keeps_its_words_and_loses_its_code(server: PostelServer,
+                                                         api: Api) -> None:
+    smtp_send(server, HOSTILE_HTML)
+    view = opened(api, "hostile page")
+    frame = api.http.get(view["html_url"])
+    body = frame.text.lower()
+    assert "visible words" in body and "styled" in body and "color:red" in body
+    for bad in ("alert(", "javascript:", "vbscript:", "data:text", "<script", "<iframe",
+                "<object", "<embed", "<form", "<svg", "<meta http", "<link", "<base href",
+                "onload", "onerror", "onmouseover", "url(", "@import", "127.0.0.1:9"):
+        assert bad not in body, bad
+    csp = frame.headers["content-security-policy"]
+    assert "sandbox" in csp and "default-src 'none'" in csp and "script-src" not in csp
+    # The SVG attachment (script inside) downloads, never renders as a page of ours.
+    (svg,) = view["attachments"]
+    for url in (svg["url"], svg["url"] + "?inline=1"):
+        answer = api.http.get(url)
+        assert answer.headers["content-type"] == "application/octet-stream", url
+        assert answer.headers["content-disposition"].startswith("attachment")
+        assert "default-src 'none'" in answer.headers["content-security-policy"]
