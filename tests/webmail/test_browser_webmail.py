@@ -268,3 +268,73 @@ def test_phone_layout(browser: Browser, server: PostelServer) -> None:
     expect(page.locator("#folders-pane")).to_be_visible()
     shot(page, "phone_folders")
     context.close()
+
+
+def hostile_html(tracker: int) -> bytes:
+    remote = f"http://127.0.0.1:{tracker}"
+    return (
+        "From: Mallory <mallory@evil.test>\r\nTo: alice@example.test\r\n"
+        "Subject: Hostile page\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n\r\n"
+        f"<html><head><meta http-equiv=\"refresh\" content=\"0;url={remote}/refresh\">"
+        f"<style>@import url({remote}/import.css); body{{background:url({remote}/bg)}}</style>"
+        f"<link rel=stylesheet href=\"{remote}/link.css\"></head>"
+        "<body onload=\"alert('onload')\"><h2>Still readable</h2>"
+        "<script>alert('script')</script>"
+        f"<iframe src=\"{remote}/iframe\"></iframe><object data=\"{remote}/object\"></object>"
+        f"<a href=\"javascript:alert('link')\">a javascript: link</a>"
+        "<img src=x onerror=\"alert('onerror')\">"
+        f"<div style=\"background-image:url({remote}/style)\" onmouseover=\"alert('hover')\">"
+        "hover here</div>"
+        f"<svg onload=\"alert('svg')\"><script>alert('svg script')</script>"
+        f"<image href=\"{remote}/svg.png\"/></svg>"
+        f"<img src=\"{remote}/pixel.png\"></body></html>\r\n"
+    ).encode()
+
+
+def test_bad_input_shows_what_it_can_and_runs_nothing(context: BrowserContext,
+                                                      server: PostelServer,
+                                                      tracker: int) -> None:
+    """The issue's "bad input": hostile HTML, malformed MIME, a broken charset and a
+    10,000-part message open in the page with no dialog, no console error and no
+    request to the sender's server."""
+    hits_before = list(Tracker.hits)
+    smtp_send(server, hostile_html(tracker))
+    smtp_send(server, b"From: <odd@elsewhere.test>\r\nSubject: Broken MIME\r\nNo colon here\r\n"
+                      b"Content-Type: multipart/mixed; boundary=never\r\n\r\n"
+                      b"caf\xe9 and \x00 but no parts\r\n")
+    parts = b"".join(b"--p\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Disposition: attachment; filename=f%d.bin\r\n\r\n%d\r\n" % (i, i)
+                     for i in range(10_000))
+    smtp_send(server, b"From: <many@elsewhere.test>\r\nSubject: Ten thousand parts\r\n"
+                      b"Content-Type: multipart/mixed; boundary=p\r\n\r\n--p\r\n"
+                      b"Content-Type: text/plain; charset=x-unknown\r\n\r\nsee below\r\n"
+                      + parts + b"--p--\r\n")
+    page = context.new_page()
+    dialogs: list[str] = []
+    errors: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # The logon page (not the webmail's) has no icon link, so chromium asks for
+    # /favicon.ico and logs its 404: that one is not the message's doing.
+    page.on("console", lambda m: errors.append(f"{m.text} {m.location['url']}")
+            if m.type == "error" and not m.location["url"].endswith("/favicon.ico") else None)
+    log_on(page, "alice@example.test")
+
+    row(page, "Hostile page").locator("a.summary").click()
+    frame = page.frame_locator("iframe.body-frame")
+    expect(frame.locator("h2")).to_have_text("Still readable")
+    frame.locator("text=hover here").hover()
+    frame.get_by_text("a javascript: link").click()  # would run in the frame, if anything
+    assert frame.locator("script, iframe, object, svg, meta[http-equiv], link").count() == 0
+    shot(page, "bad_input_hostile_html")
+
+    row(page, "Broken MIME").locator("a.summary").click()
+    expect(page.locator("#reader")).to_contain_text("café and \ufffd but no parts")
+
+    row(page, "Ten thousand parts").locator("a.summary").click()
+    expect(page.locator("#reader .attachments-more")).to_contain_text("9500 more parts")
+    expect(page.locator("#reader a.attachment")).to_have_count(500)
+    shot(page, "bad_input_ten_thousand_parts")
+    assert dialogs == [] and errors == []
+    assert Tracker.hits == hits_before

@@ -88,37 +88,98 @@ def find_section(root: MimePart, number: str) -> Section | None:
     return None
 
 
-def read_part(blob: Path, part: MimePart, limit: int | None = None) -> bytes:
-    """A part's body with its Content-Transfer-Encoding undone (RFC 2045 6)."""
-    length = part.end - part.body_start
-    if limit is not None:
-        # base64 inflates by 4/3; read enough encoded bytes to decode `limit`.
-        length = min(length, limit * 4 // 3 + 4096)
+READ_CHUNK = 1024 * 1024  # bytes of a part's encoded body read (and decoded) at a time
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+
+
+def iter_part(blob: Path, part: MimePart, chunk: int = READ_CHUNK) -> Iterator[bytes]:
+    """A part's body with its Content-Transfer-Encoding undone (RFC 2045 6), a chunk at
+    a time: a 40 MB attachment is streamed to the browser, never held in memory whole."""
+    encoding = part.encoding.lower()
+    decoder = (_Base64Chunks() if encoding == "base64"
+               else _QuotedPrintableChunks() if encoding == "quoted-printable" else None)
     with blob.open("rb") as handle:
         handle.seek(part.body_start)
-        data = handle.read(max(0, length))
-    encoding = part.encoding.lower()
-    if encoding == "base64":
-        # Lenient like every mail client: junk characters skipped, padding repaired.
-        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
-        if len(cleaned) % 4 == 1:
-            cleaned = cleaned[:-1]  # a lone sextet carries no whole byte
-        cleaned += b"=" * (-len(cleaned) % 4)
+        left = max(0, part.end - part.body_start)
+        while left:
+            data = handle.read(min(chunk, left))
+            if not data:
+                break  # a blob shorter than its tree says: show what is there
+            left -= len(data)
+            out = data if decoder is None else decoder.feed(data)
+            if out:
+                yield out
+    if decoder is not None:
+        tail = decoder.finish()
+        if tail:
+            yield tail
+
+
+class _Base64Chunks:
+    """Lenient like every mail client: junk characters skipped, padding repaired."""
+
+    def __init__(self) -> None:
+        self.pending = b""  # sextets short of a whole 4-character group
+
+    def feed(self, data: bytes) -> bytes:
+        cleaned = self.pending + _NOT_BASE64.sub(b"", data)
+        whole = len(cleaned) - len(cleaned) % 4
+        self.pending = cleaned[whole:]
+        return binascii.a2b_base64(cleaned[:whole]) if whole else b""
+
+    def finish(self) -> bytes:
+        rest = self.pending
+        if len(rest) == 1:
+            return b""  # a lone sextet carries no whole byte
         try:
-            data = binascii.a2b_base64(cleaned)
+            return binascii.a2b_base64(rest + b"=" * (-len(rest) % 4)) if rest else b""
         except binascii.Error:
-            data = b""
-    elif encoding == "quoted-printable":
-        data = binascii.a2b_qp(data)
-    return data if limit is None else data[:limit]
+            return b""
+
+
+class _QuotedPrintableChunks:
+    """RFC 2045 6.7; a chunk is cut after its last line end, so neither a soft line
+    break nor an =XX escape is ever split between two decodes."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = self.pending + data
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:  # one very long line: keep back only a possibly split escape
+            cut = len(data)
+            if b"=" in data[-2:]:
+                cut = data.rindex(b"=", len(data) - 2)
+        self.pending = data[cut:]
+        return binascii.a2b_qp(data[:cut])
+
+    def finish(self) -> bytes:
+        return binascii.a2b_qp(self.pending)
+
+
+def read_part(blob: Path, part: MimePart, limit: int | None = None) -> bytes:
+    """A part's decoded body, or its first `limit` bytes (only those are read)."""
+    out = bytearray()
+    for data in iter_part(blob, part, READ_CHUNK if limit is None else min(READ_CHUNK, limit)):
+        out += data
+        if limit is not None and len(out) >= limit:
+            break
+    return bytes(out) if limit is None else bytes(out[:limit])
 
 
 def decode_text(data: bytes, charset: str | None) -> str:
     """Bytes of a text part as str in its declared charset; an unknown or lying charset
-    falls back to UTF-8 then Windows-1252, with replacement characters, never an error."""
+    falls back to UTF-8 then Windows-1252, with replacement characters, never an error.
+    NUL is no text (RFC 5322 2.3 forbids it in a body) and PostgreSQL's text type cannot
+    hold it, so it becomes U+FFFD for the page and the search index alike."""
     name = (charset or "us-ascii").strip().strip('"').lower()
     if name in ("us-ascii", "ascii", ""):
         name = "utf-8"  # a superset: 8-bit text labelled ASCII is usually UTF-8
+    return _decode(data, name).replace("\x00", "\ufffd")
+
+
+def _decode(data: bytes, name: str) -> str:
     try:
         return data.decode(codecs.lookup(name).name)
     except (LookupError, UnicodeError, ValueError):
@@ -162,7 +223,8 @@ class Bodies:
 
     text: Section | None
     html: Section | None
-    attachments: list[Section]
+    attachments: list[Section]  # the first MAX_PARTS_LISTED of them
+    attachments_total: int  # all of them, so the page can say how many it left out
     inline_images: dict[str, Section]  # Content-ID -> image part (for cid: URLs)
 
 
@@ -172,6 +234,7 @@ def choose_bodies(root: MimePart) -> Bodies:
     text: Section | None = None
     html_part: Section | None = None
     attachments: list[Section] = []
+    total = 0
     images: dict[str, Section] = {}
     for section in sections(root):
         kind = section.mime_type
@@ -186,9 +249,10 @@ def choose_bodies(root: MimePart) -> Bodies:
             images[section.content_id] = section
             if not section.is_attachment:
                 continue  # an inline image of the HTML body, shown there
+        total += 1
         if len(attachments) < MAX_PARTS_LISTED:
             attachments.append(section)
-    return Bodies(text, html_part, attachments, images)
+    return Bodies(text, html_part, attachments, total, images)
 
 
 def index_text(blob: Path, root: MimePart) -> str:

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 
 from postel.admin.errors import Kind, OperationError
 from postel.store.model import Account
 from postel.web.api import SAFE
 from postel.web.mail.compose import new_upload, upload_meta, upload_path
-from postel.web.mail.mimeview import find_section, read_part
+from postel.web.mail.mimeview import find_section, iter_part
 from postel.web.mail.reading import (
     PREVIEWABLE,
     Opened,
@@ -109,7 +115,7 @@ async def html_body(request: Request, account: Account) -> Response:
 async def part(request: Request, account: Account) -> Response:
     number = request.path_params["part"]
 
-    def load() -> tuple[str, str, bytes]:
+    def load() -> tuple[str, str, Iterator[bytes]]:
         opened = _opened(request, account, None)
         section = find_section(opened.root, number)
         if section is None:
@@ -118,11 +124,12 @@ async def part(request: Request, account: Account) -> Response:
         name = section.filename or f"part-{number}"
         if section.part.message is not None and not name.endswith(".eml"):
             name += ".eml"
-        return name, section.mime_type, read_part(opened.blob, section.part)
+        return name, section.mime_type, iter_part(opened.blob, section.part)
 
-    name, kind, data = await asyncio.to_thread(load)
+    name, kind, body = await asyncio.to_thread(load)
     inline = request.query_params.get("inline") == "1" and kind in PREVIEWABLE
-    return Response(data, media_type=kind if inline else "application/octet-stream",
+    # Streamed a chunk at a time (Starlette reads a plain iterator in a thread).
+    return StreamingResponse(body, media_type=kind if inline else "application/octet-stream",
                     headers={
                         "Content-Disposition": content_disposition(
                             "inline" if inline else "attachment", name),

@@ -3,6 +3,8 @@ body as a sanitised iframe document, and its parts as downloads."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,30 @@ class Opened:
     prefix: str  # section number of the attached message ("" for the message itself)
 
 
-def open_message(row: dict[str, Any], blob: Path, part: str | None) -> Opened | None:
+TREES_CACHED = 16  # parsed MIME trees kept: opening one message asks for it 2-3 times
+_trees: OrderedDict[str, MimePart] = OrderedDict()
+_trees_lock = threading.Lock()
+
+
+def _tree(row: dict[str, Any]) -> MimePart:
+    """The message's parsed MIME tree. The blob is content-addressed, so the tree of a
+    blob never changes; a 10,000-part tree takes half a second to rebuild, and the
+    reading pane, its iframe and each download all open the message (in threads)."""
+    key = row["blob_sha256"]
+    with _trees_lock:
+        if key in _trees:
+            _trees.move_to_end(key)
+            return _trees[key]
     root = MimePart.from_json(row["mime"])
+    with _trees_lock:
+        _trees[key] = root
+        while len(_trees) > TREES_CACHED:
+            _trees.popitem(last=False)
+    return root
+
+
+def open_message(row: dict[str, Any], blob: Path, part: str | None) -> Opened | None:
+    root = _tree(row)
     if not part:
         return Opened(row, blob, root, row["envelope"], "")
     found = find_section(root, part)
@@ -117,6 +141,7 @@ def message_json(opened: Opened, prefs: WebmailPrefs, *, allow_remote: bool) -> 
         "remote_allowed": allow_remote,
         "sender_trusted": sender_address(opened) in prefs.trusted_senders,
         "attachments": attachments,
+        "attachments_total": bodies.attachments_total,
         "headers": _header_lines(opened),
         "raw_url": f"{base}/raw",
     }

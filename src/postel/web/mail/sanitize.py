@@ -49,6 +49,7 @@ STYLE_PROPERTIES = {
 }
 URL_SCHEMES = {"http", "https", "mailto", "cid", "data"}
 _URL_ATTRIBUTES = {"src", "background"}
+_LINK_ATTRIBUTES = {"href", "cite"}
 MAX_INLINE_IMAGE = 5 * 1024 * 1024  # bytes of one cid: image inlined as a data: URL
 
 
@@ -69,6 +70,10 @@ def sanitize(markup: str, *, allow_remote: bool,
     blocked: set[str] = set()
 
     def attribute(element: str, name: str, value: str) -> str | None:
+        if name in _LINK_ATTRIBUTES:
+            # data: is allowed for images only; a data: link is a page of the sender's
+            # own (data:text/html with a script) one click away.
+            return None if value.strip().lower().startswith("data:") else value
         if name not in _URL_ATTRIBUTES:
             return value
         if name not in ATTRIBUTES.get(element, ()):

@@ -427,6 +427,11 @@ function renderReader(message) {
           onclick: () => openMessage(message.id, { part: a.part }) }, "View") : null,
         a.type.startsWith("image/") && a.preview && a.size < 5e6
           ? el("img", { src: `${a.url}?inline=1`, alt: a.filename, class: "thumb", loading: "lazy" }) : null))));
+    const more = message.attachments_total - message.attachments.length;
+    if (more > 0) {
+      parts.push(el("p", { class: "small attachments-more" },
+        `…and ${more} more parts, not listed; download the source for all of them.`));
+    }
   }
   reader.replaceChildren(...parts);
   renderReaderFlags();
