@@ -77,7 +77,8 @@ def test_unsafe_calls_need_the_csrf_header(server: PostelServer) -> None:
                             headers={"X-CSRF-Token": "f" * 64})
         assert forged.status_code == 403
         ok = http.patch("/api/v1/me", json={"display_name": "Ann",
-                                            "backup_email": "ann@y.test"},
+                                            "backup_email": "ann@y.test",
+                                            "current_password": PASSWORD},
                         headers={"X-CSRF-Token": token})
         assert ok.status_code == 200
         assert ok.json()["backup_email"] == "ann@y.test"

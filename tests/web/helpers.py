@@ -10,6 +10,7 @@ from email import message_from_bytes
 from email.message import Message
 from email.policy import default
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -86,3 +87,19 @@ def reset_link(message: Message) -> str:
     found = LINK.search(text)
     assert found, text
     return found.group(0)
+
+
+def ask_reset(http: httpx.Client, email: str) -> httpx.Response:
+    """Fill in "Forgot your password?" for `email`, CAPTCHA solved."""
+    page = http.get("/forgot-password")
+    assert page.status_code == 200
+    challenge, answer = solve_captcha(http, page.text)
+    return http.post("/forgot-password", data={
+        "csrf_token": csrf(page.text), "email": email, "challenge": challenge,
+        "captcha": answer,
+    })
+
+
+def local_path(link: str) -> str:
+    parts = urlsplit(link)
+    return f"{parts.path}?{parts.query}"

@@ -175,6 +175,7 @@ async def me(request: Request, account: Account, body: dict[str, Any]) -> Any:
         account = await _thread(
             my.update_me, web_of(request).admin, _actor(request, account),
             display_name_text=_text(body, "display_name"), backup_email=_text(body, "backup_email"),
+            current_password=_text(body, "current_password") or "",
         )
     return user_ops.user_json(account)
 
