@@ -22,12 +22,13 @@ from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslSer
 from postel.auth.service import Authenticator
 from postel.config import MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
-from postel.mail.address import Address, AddressError, parse_email
+from postel.mail.address import Address
 from postel.mail.mime import ParsedMessage, parse_message_file
 from postel.mailauth.dns import Resolver
 from postel.mailauth.inbound import Action, InboundVerdict
 from postel.smtp import checks
 from postel.smtp import replies as r
+from postel.smtp.authorship import author_refusal
 from postel.smtp.policy import Client, Listener, ListenerPolicy, policy_for
 from postel.smtp.proto import (
     Auth,
@@ -550,20 +551,10 @@ class SmtpSession:
         )
 
     def _check_from_header(self, parsed: ParsedMessage) -> Reply | None:
-        """On submission the From header must be one of the user's addresses too."""
+        """On submission the author fields must name the user's own addresses too."""
         if not self.policy.checks_from_header:
             return None
-        for address in parsed.from_:
-            mailbox, host = address.mailbox, address.host
-            if mailbox is None or host is None:
-                continue  # group syntax markers
-            try:
-                key = parse_email(f"{mailbox}@{host}").key
-            except AddressError:
-                key = ""
-            if key not in self.own_addresses:
-                return Reply(550, "5.7.1", f"From: {mailbox}@{host} is not one of your addresses")
-        return None
+        return author_refusal(parsed, self.own_addresses)
 
     def _fields(self) -> dict[str, object]:
         transaction = self.transaction
