@@ -130,6 +130,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         config.auth.max_failures_per_ip,
         config.auth.max_failures_per_account,
         config.auth.failure_window,
+        base_delay=config.auth.failure_delay,
+        max_delay=config.auth.failure_delay_max,
     )
     context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
                       DnsResolver(config.dns))

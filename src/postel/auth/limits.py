@@ -10,9 +10,14 @@ keeps working (it is still subject to the per-IP limit, so it cannot brute-force
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
+from dataclasses import dataclass
+
+log = logging.getLogger("postel.auth")
 
 # How long a successful login from an address exempts it from its account's lock.
 TRUSTED_FOR = 30 * 24 * 3600.0
@@ -60,37 +65,99 @@ class WindowCounter:
             self._events.pop(key, None)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one login attempt before its password is checked."""
+
+    refuse: bool  # answer "too many failures" without checking the password
+    delay: float  # seconds to wait first (asynchronously: no thread is held)
+
+
+def ip_key(ip: str) -> str:
+    """The key an address is counted under: IPv4 as is, IPv6 by its /64, since one host
+    usually has a whole /64 to hop around in."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class FailureLimiter:
+    """Failures per IP (per /64 for IPv6) and per account, within `window` seconds.
+
+    - Below the limits, each failure makes the next attempt wait longer (`base_delay`
+      doubled per failure past the first few, up to `max_delay`).
+    - An IP at `per_ip` failures is refused, except for an account whose owner logged in
+      from it before (a webmail or proxy puts every user behind one IP: one user's typos
+      or an attacker there must not lock the others out; they are only slowed down).
+    - An account at `per_account` failures is never refused outright to an address it
+      was not used from (a new phone network, a hotel): the attempt waits `max_delay`,
+      and at most `per_account` passwords a window are really checked for that account
+      from such addresses (the owner's own addresses have a budget each of their own).
+    """
+
     def __init__(
-        self, per_ip: int, per_account: int, window: float, *, trusted_for: float = TRUSTED_FOR
+        self, per_ip: int, per_account: int, window: float, *, trusted_for: float = TRUSTED_FOR,
+        base_delay: float = 0.5, max_delay: float = 8.0,
     ) -> None:
         self.per_ip = per_ip
         self.per_account = per_account
         self.window = window
         self.trusted_for = trusted_for
+        self.base_delay = base_delay
+        self.max_delay = max_delay
         self._lock = threading.Lock()
         self._by_ip = WindowCounter(window)
         self._by_account = WindowCounter(window)
+        self._locked_checks = WindowCounter(window)
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.stats: Counter[str] = Counter()  # for /metrics: failures, delayed, refused
 
     def _is_trusted(self, ip: str, account: str) -> bool:
         with self._lock:
             since = self._trusted.get((account, ip))
         return since is not None and time.monotonic() - since < self.trusted_for
 
-    def blocked(self, ip: str, account: str | None) -> bool:
-        """True when this IP has failed too often lately, or this account has and the IP
-        is not one the account's owner recently logged in from."""
-        if self.per_ip and self._by_ip.count(ip) >= self.per_ip:
-            return True
-        if not account or not self.per_account:
-            return False
-        if self._by_account.count(account) < self.per_account:
-            return False
-        return not self._is_trusted(ip, account)
+    def _delay(self, failures: int, limit: int) -> float:
+        free = max(1, limit // 3)  # a few typos cost nothing
+        if not limit or failures < free:
+            return 0.0
+        return float(min(self.max_delay, self.base_delay * 2 ** (failures - free)))
+
+    def assess(self, ip: str, account: str | None) -> Verdict:
+        """Decide about one attempt; a checked attempt is then reported to
+        `record_failure` or `record_success`."""
+        ip_failures = self._by_ip.count(ip_key(ip)) if self.per_ip else 0
+        trusted = bool(account) and self._is_trusted(ip, account or "")
+        delay = self._delay(ip_failures, self.per_ip)
+        if self.per_ip and ip_failures >= self.per_ip and not trusted:
+            return self._refused(ip, account, "ip")
+        if account and self.per_account:
+            account_failures = self._by_account.count(account)
+            delay = max(delay, self._delay(account_failures, self.per_account))
+            if account_failures >= self.per_account:
+                budget = f"{account} {ip_key(ip)}" if trusted else account
+                if self._locked_checks.add(budget) > self.per_account:
+                    return self._refused(ip, account, "account")
+                delay = self.max_delay
+        if delay:
+            self.stats["delayed"] += 1
+        return Verdict(False, delay)
+
+    def _refused(self, ip: str, account: str | None, by: str) -> Verdict:
+        self.stats["refused"] += 1
+        log.warning("login refused: too many failures", extra={"fields": {
+            "ip": ip, "user": account, "by": by}})
+        return Verdict(True, 0.0)
 
     def record_failure(self, ip: str, account: str | None) -> None:
-        self._by_ip.add(ip)
+        self.stats["failures"] += 1
+        self._by_ip.add(ip_key(ip))
         if account:
             self._by_account.add(account)
 

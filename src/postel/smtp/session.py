@@ -301,8 +301,8 @@ class SmtpSession:
             else:  # RFC 4954 4: a cancelled exchange or bad base64 is answered 501
                 await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
             return
-        result = await asyncio.to_thread(
-            self.services.authenticator.login, step.username, step.password, self.peer_ip
+        result = await self.services.authenticator.authenticate(
+            step.username, step.password, self.peer_ip
         )
         if result.throttled:
             await self._fatal(Reply(421, "4.7.0", "too many failed logins, try again later"))
