@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from postel.store.model import Role
 from tests.harness import PASSWORD, PostelServer
 from tests.web.helpers import (
+    api_logon,
     ask_reset,
     client,
     csrf,
@@ -38,14 +38,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
     start(server)
     yield server
     server.close()
-
-
-def api_logon(http: httpx.Client, email: str) -> str:
-    token = http.get("/api/v1/session").json()["csrf_token"]
-    answer = http.post("/api/v1/session", json={"email": email, "password": PASSWORD},
-                       headers={"X-CSRF-Token": token})
-    assert answer.status_code == 200, answer.text
-    return str(answer.json()["csrf_token"])
 
 
 def link_sent_to(server: PostelServer, name: str) -> str:
