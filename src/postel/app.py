@@ -131,6 +131,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         config.auth.max_failures_per_ip,
         config.auth.max_failures_per_account,
         config.auth.failure_window,
+        base_delay=config.auth.failure_delay,
+        max_delay=config.auth.failure_delay_max,
     )
     gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
     log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})

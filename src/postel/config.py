@@ -171,6 +171,13 @@ class AuthConfig:
     max_failures_per_account: int = 5
     # Seconds a failed login is remembered for the two limits above.
     failure_window: float = 900.0
+    # Seconds the next login waits once an IP or account has failed a few times (a third
+    # of its limit), doubled per further failure: slowed down before it is refused.
+    failure_delay: float = 0.5
+    # The longest that wait gets, in seconds; a locked account's logins from addresses
+    # its owner never used wait this long (and only max_failures_per_account of them
+    # per window get their password checked).
+    failure_delay_max: float = 8.0
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from email.utils import format_datetime
 
 from postel.delivery import Envelope, deliver
 from postel.mail.address import Address, AddressError, parse_email
-from postel.mail.mime import ParsedMessage, parse_message_bytes
+from postel.mail.mime import HeaderAddress, ParsedMessage, parse_addresses, parse_message_bytes
 from postel.store.api import Store
 from postel.store.model import Account, BlobRef
 
@@ -28,18 +28,45 @@ def sender_allowed(own_addresses: Set[str], sender: Address | None) -> bool:
     return sender is not None and sender.key in own_addresses
 
 
-def foreign_from(parsed: ParsedMessage, own_addresses: set[str]) -> str | None:
-    """The first From address that is not one of the user's, or None when all are."""
-    for address in parsed.from_:
-        mailbox, host = address.mailbox, address.host
-        if mailbox is None or host is None:
-            continue  # group syntax markers
+# RFC 5322 3.6.2 (originator fields) and 3.6.6 (resent fields that name a person).
+AUTHOR_FIELDS = frozenset({"from", "sender", "resent-from", "resent-sender"})
+SINGLE_FIELDS = ("from", "sender")  # RFC 5322 3.6: at most once each
+
+
+@dataclass(frozen=True)
+class AuthorRefusal:
+    """Why a message may not go out as this user: `repeated` for a second From or
+    Sender field (a malformed message), else an author address that is not the user's."""
+
+    repeated: bool
+    text: str
+
+
+def author_refusal(parsed: ParsedMessage, own_addresses: Set[str]) -> AuthorRefusal | None:
+    """RFC 6409 8.1: the reader sees From and Sender, not MAIL FROM, so every address in
+    every author field must be one of the user's, and From and Sender occur at most once
+    (RFC 5322 3.6). None when the message may go out as this user."""
+    names = [name.lower() for name, _ in parsed.headers]
+    for single in SINGLE_FIELDS:
+        if names.count(single) > 1:
+            return AuthorRefusal(True, f"more than one {single.title()} field (RFC 5322 3.6)")
+    # The stored ENVELOPE form is parsed from the raw field, the header list from its
+    # decoded text: checking both leaves an encoded word nothing to hide behind.
+    candidates: list[HeaderAddress] = [*parsed.from_, *parsed.sender]
+    for name, value in parsed.headers:
+        if name.lower() in AUTHOR_FIELDS:
+            candidates.extend(parse_addresses(value))
+    for address in candidates:
+        if address.is_group_marker:
+            continue
         try:
-            key = parse_email(f"{mailbox}@{host}").key
+            key = parse_email(f"{address.mailbox}@{address.host}").key
         except AddressError:
             key = ""
         if key not in own_addresses:
-            return f"{mailbox}@{host}"
+            return AuthorRefusal(
+                False, f"{address.mailbox}@{address.host} in the header is not one of your "
+                       "addresses")
     return None
 
 
@@ -129,9 +156,9 @@ def submit_message(
                 f"\tid {queue_id};\r\n\t{format_datetime(datetime.now(UTC))}\r\n").encode()
     stored = return_path + received + message
     parsed = parse_message_bytes(stored)
-    foreign = foreign_from(parsed, own)
-    if foreign is not None:
-        raise SubmissionRefused(f"From: {foreign} is not one of your addresses.", "from")
+    refused = author_refusal(parsed, own)
+    if refused is not None:
+        raise SubmissionRefused(refused.text[0].upper() + refused.text[1:] + ".", "from")
     blob: BlobRef = store.blobs.put(stored)
     all_text = " ".join([str(mail_from), *remote, *(a.email for a in local.values())])
     deliver(store, blob, parsed, Envelope(

@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import requests
 import schemathesis
@@ -17,7 +16,7 @@ from schemathesis.config import SchemathesisConfig
 from postel.store.model import Role
 from postel.web.openapi import document
 from tests.harness import PASSWORD, PostelServer
-from tests.web.helpers import client, start
+from tests.web.helpers import api_logon, client, start
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +33,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
     start(server)
     yield server
     server.close()
-
-
-def api_logon(http: httpx.Client, email: str) -> str:
-    token = http.get("/api/v1/session").json()["csrf_token"]
-    answer = http.post("/api/v1/session", json={"email": email, "password": PASSWORD},
-                       headers={"X-CSRF-Token": token})
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    assert body["authenticated"] and body["email"] == email
-    return str(body["csrf_token"])
 
 
 def test_unauthenticated_calls_are_refused(server: PostelServer) -> None:
@@ -77,7 +66,8 @@ def test_unsafe_calls_need_the_csrf_header(server: PostelServer) -> None:
                             headers={"X-CSRF-Token": "f" * 64})
         assert forged.status_code == 403
         ok = http.patch("/api/v1/me", json={"display_name": "Ann",
-                                            "backup_email": "ann@y.test"},
+                                            "backup_email": "ann@y.test",
+                                            "current_password": PASSWORD},
                         headers={"X-CSRF-Token": token})
         assert ok.status_code == 200
         assert ok.json()["backup_email"] == "ann@y.test"

@@ -16,8 +16,10 @@ from sqlalchemy import update
 from postel.store.sql import schema
 from tests.harness import PASSWORD, PostelServer
 from tests.web.helpers import (
+    ask_reset,
     client,
     csrf,
+    local_path,
     logon,
     make_web_server,
     reset_link,
@@ -51,21 +53,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
 def http(server: PostelServer) -> Iterator[httpx.Client]:
     with client(server) as c:
         yield c
-
-
-def ask_reset(http: httpx.Client, email: str) -> httpx.Response:
-    page = http.get("/forgot-password")
-    assert page.status_code == 200
-    challenge, answer = solve_captcha(http, page.text)
-    return http.post("/forgot-password", data={
-        "csrf_token": csrf(page.text), "email": email, "challenge": challenge,
-        "captcha": answer,
-    })
-
-
-def local_path(link: str) -> str:
-    parts = urlsplit(link)
-    return f"{parts.path}?{parts.query}"
 
 
 def test_reset_flow_end_to_end(server: PostelServer, http: httpx.Client) -> None:

@@ -41,8 +41,13 @@ def test_first_logon_prompt_sets_backup_address(server: PostelServer,
     same = http.post("/settings/welcome", data={"csrf_token": csrf(page.text),
                                                 "backup_email": "gina@example.test"})
     assert same.status_code == 400
+    # The backup address can take the account over, so it needs the password (issue 15).
+    unconfirmed = http.post("/settings/welcome", data={
+        "csrf_token": csrf(page.text), "backup_email": "gina.new@backup.test"})
+    assert unconfirmed.status_code == 400
     ok = http.post("/settings/welcome", data={"csrf_token": csrf(page.text),
                                               "backup_email": "gina.new@backup.test",
+                                              "current_password": PASSWORD,
                                               "next": "/settings"})
     assert ok.status_code == 303
     account = server.store.directory.get_account("gina@example.test")
@@ -60,7 +65,7 @@ def test_account_settings_change_name_backup_and_password(
     assert 'value="hank@old.test"' in page.text
     saved = http.post("/settings", data={
         "csrf_token": csrf(page.text), "action": "profile", "display_name": "Hank Hill",
-        "backup_email": "hank@new.test"})
+        "backup_email": "hank@new.test", "current_password": PASSWORD})
     assert saved.status_code == 303
     page = http.get(saved.headers["location"])
     assert "Your settings were saved." in page.text

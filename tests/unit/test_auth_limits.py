@@ -1,57 +1,88 @@
-"""The shared login failure limits: per IP, per account, and who stays trusted."""
+"""The shared login failure limits: per IP (per /64), per account, and who stays trusted.
+
+Issue 15 item 12 changed what they do: a full IP no longer refuses an account whose
+owner used that IP, and a full account only slows strangers down (with a budget of real
+password checks) instead of refusing them outright.
+"""
 
 from __future__ import annotations
 
-from postel.auth.limits import FailureLimiter, WindowCounter
+from postel.auth.limits import FailureLimiter, WindowCounter, ip_key
+
+ALICE = "alice@example.test"
 
 
-def test_an_address_is_blocked_after_its_failures() -> None:
-    limiter = FailureLimiter(per_ip=3, per_account=0, window=60)
-    for _ in range(3):
-        assert not limiter.blocked("10.0.0.1", None)
+def refused(limiter: FailureLimiter, ip: str, account: str | None) -> bool:
+    return limiter.assess(ip, account).refuse
+
+
+def test_an_address_is_refused_after_its_failures_with_growing_delays() -> None:
+    limiter = FailureLimiter(per_ip=6, per_account=0, window=60)
+    delays = []
+    for _ in range(6):
+        verdict = limiter.assess("10.0.0.1", None)
+        assert not verdict.refuse
+        delays.append(verdict.delay)
         limiter.record_failure("10.0.0.1", None)
-    assert limiter.blocked("10.0.0.1", None)
-    assert not limiter.blocked("10.0.0.2", None)
+    assert delays == sorted(delays) and delays[0] == 0 and delays[-1] > delays[2] > 0
+    assert refused(limiter, "10.0.0.1", None)
+    assert limiter.assess("10.0.0.2", None) == limiter.assess("10.0.0.3", None)
+    assert not refused(limiter, "10.0.0.2", None)
 
 
-def test_a_locked_account_is_locked_for_strangers() -> None:
-    limiter = FailureLimiter(per_ip=0, per_account=3, window=60)
+def test_ipv6_is_counted_per_64() -> None:
+    limiter = FailureLimiter(per_ip=2, per_account=0, window=60)
+    limiter.record_failure("2001:db8:1:2::1", None)
+    limiter.record_failure("2001:db8:1:2:ffff::9", None)
+    assert refused(limiter, "2001:db8:1:2::77", None)
+    assert not refused(limiter, "2001:db8:1:3::1", None)
+    assert ip_key("::ffff:192.0.2.1") == "192.0.2.1"
+
+
+def test_a_full_ip_spares_accounts_whose_owner_uses_it() -> None:
+    # A webmail or proxy: every user behind one address.
+    limiter = FailureLimiter(per_ip=3, per_account=5, window=60)
+    limiter.record_success("192.0.2.10", "bob@example.test")
+    for _ in range(10):
+        limiter.record_failure("192.0.2.10", ALICE)
+    assert refused(limiter, "192.0.2.10", "carol@example.test")
+    verdict = limiter.assess("192.0.2.10", "bob@example.test")
+    assert not verdict.refuse and verdict.delay > 0  # slowed down, not refused
+
+
+def test_a_locked_account_slows_strangers_and_caps_real_checks() -> None:
+    limiter = FailureLimiter(per_ip=0, per_account=3, window=60, max_delay=8)
     for ip in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
-        limiter.record_failure(ip, "alice@example.test")
-    assert limiter.blocked("198.51.100.7", "alice@example.test")
-    assert not limiter.blocked("198.51.100.7", "bob@example.test")
+        limiter.record_failure(ip, ALICE)
+    verdicts = [limiter.assess(f"198.51.100.{n}", ALICE) for n in range(4)]
+    assert [v.refuse for v in verdicts] == [False, False, False, True]
+    assert all(v.delay == 8 for v in verdicts[:3])
+    assert not refused(limiter, "198.51.100.7", "bob@example.test")
 
 
-def test_the_owner_keeps_access_from_an_address_it_used_before() -> None:
+def test_the_owner_keeps_a_budget_of_its_own_from_an_address_it_used_before() -> None:
     # Without this, anyone could lock a user out of every protocol by failing on purpose.
     limiter = FailureLimiter(per_ip=0, per_account=3, window=60)
-    limiter.record_success("192.0.2.10", "alice@example.test")  # the owner's phone
-    for _ in range(5):
-        limiter.record_failure("203.0.113.66", "alice@example.test")  # the attacker
-    assert limiter.blocked("203.0.113.66", "alice@example.test")
-    assert not limiter.blocked("192.0.2.10", "alice@example.test")
-
-
-def test_a_trusted_address_is_still_limited_per_ip() -> None:
-    limiter = FailureLimiter(per_ip=2, per_account=2, window=60)
-    limiter.record_success("192.0.2.10", "alice@example.test")
-    limiter.record_failure("192.0.2.10", "alice@example.test")
-    limiter.record_failure("192.0.2.10", "alice@example.test")
-    assert limiter.blocked("192.0.2.10", "alice@example.test")
+    limiter.record_success("192.0.2.10", ALICE)  # the owner's phone
+    for _ in range(10):
+        limiter.record_failure("203.0.113.66", ALICE)  # the attacker
+        limiter.assess("203.0.113.66", ALICE)  # spends the strangers' budget
+    assert refused(limiter, "203.0.113.66", ALICE)
+    assert not refused(limiter, "192.0.2.10", ALICE)
 
 
 def test_trust_expires() -> None:
-    limiter = FailureLimiter(per_ip=0, per_account=1, window=60, trusted_for=0.0)
-    limiter.record_success("192.0.2.10", "alice@example.test")
-    limiter.record_failure("203.0.113.66", "alice@example.test")
-    assert limiter.blocked("192.0.2.10", "alice@example.test")
+    limiter = FailureLimiter(per_ip=1, per_account=0, window=60, trusted_for=0.0)
+    limiter.record_success("192.0.2.10", ALICE)
+    limiter.record_failure("192.0.2.10", "mallory@example.test")
+    assert refused(limiter, "192.0.2.10", ALICE)
 
 
 def test_zero_disables_a_limit() -> None:
     limiter = FailureLimiter(per_ip=0, per_account=0, window=60)
     for _ in range(100):
-        limiter.record_failure("10.0.0.1", "alice@example.test")
-    assert not limiter.blocked("10.0.0.1", "alice@example.test")
+        limiter.record_failure("10.0.0.1", ALICE)
+    assert limiter.assess("10.0.0.1", ALICE).refuse is False
 
 
 def test_the_window_counter_forgets_expired_keys() -> None:
@@ -64,4 +95,4 @@ def test_the_window_counter_forgets_expired_keys() -> None:
 def test_expired_failures_unblock() -> None:
     limiter = FailureLimiter(per_ip=1, per_account=0, window=0)
     limiter.record_failure("10.0.0.1", None)
-    assert not limiter.blocked("10.0.0.1", None)
+    assert not limiter.assess("10.0.0.1", None).refuse

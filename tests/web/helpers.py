@@ -10,10 +10,11 @@ from email import message_from_bytes
 from email.message import Message
 from email.policy import default
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from tests.harness import PostelServer
+from tests.harness import PASSWORD, PostelServer
 
 WEB_CONFIG = "[web]\ntest_hooks = true\n"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -86,3 +87,30 @@ def reset_link(message: Message) -> str:
     found = LINK.search(text)
     assert found, text
     return found.group(0)
+
+
+def ask_reset(http: httpx.Client, email: str) -> httpx.Response:
+    """Fill in "Forgot your password?" for `email`, CAPTCHA solved."""
+    page = http.get("/forgot-password")
+    assert page.status_code == 200
+    challenge, answer = solve_captcha(http, page.text)
+    return http.post("/forgot-password", data={
+        "csrf_token": csrf(page.text), "email": email, "challenge": challenge,
+        "captcha": answer,
+    })
+
+
+def local_path(link: str) -> str:
+    parts = urlsplit(link)
+    return f"{parts.path}?{parts.query}"
+
+
+def api_logon(http: httpx.Client, email: str) -> str:
+    """Sign in through the JSON API; returns the session's CSRF token."""
+    token = http.get("/api/v1/session").json()["csrf_token"]
+    answer = http.post("/api/v1/session", json={"email": email, "password": PASSWORD},
+                       headers={"X-CSRF-Token": token})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["authenticated"] and body["email"] == email
+    return str(body["csrf_token"])

@@ -179,6 +179,7 @@ def test_my_settings_backup_address(page: Page, server: PostelServer) -> None:
     field = page.get_by_label("Backup Email Address")
     expect(field).to_have_value("bob@old.test")
     field.fill("bob@new.test")
+    page.get_by_label("Current password (needed to change the backup address)").fill(PASSWORD)
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status")).to_have_text("Your settings were saved.")
     expect(page.get_by_label("Backup Email Address")).to_have_value("bob@new.test")

@@ -157,6 +157,9 @@ def update_user(ctx: AdminContext, actor: Actor, email: str, raw: Mapping[str, A
     updated = ctx.store.directory.update_account(account.email, **changed)
     if "password_hash" in changed or changed.get("disabled"):
         ctx.store.web.sessions_delete_for_account(account.id)
+    if "password_hash" in changed or "backup_email" in changed:
+        # A reset link sent before the change must not undo it (or reach the old address).
+        ctx.store.web.reset_tokens_spend(account.id)
     detail = {("password" if k == "password_hash" else k):
               ("changed" if k == "password_hash" else str(v)) for k, v in changed.items()}
     audit.record(ctx, actor, account.domain, "user.update", account.email, **detail)

@@ -10,9 +10,14 @@ keeps working (it is still subject to the per-IP limit, so it cannot brute-force
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import Counter, OrderedDict, defaultdict, deque
+from dataclasses import dataclass
+
+log = logging.getLogger("postel.auth")
 
 # How long a successful login from an address exempts it from its account's lock.
 TRUSTED_FOR = 30 * 24 * 3600.0
@@ -55,20 +60,12 @@ class WindowCounter:
             events.append(now)
             return len(events)
 
-    def stamp(self, key: str) -> float:
-        """Record one event and return its time, which `discard` can take back."""
-        now = time.monotonic()
-        with self._lock:
-            self._expire(key, now)
-            self._events[key].append(now)
-        return now
-
-    def discard(self, key: str, stamp: float) -> None:
-        """Take back one event recorded by `stamp`."""
+    def discard_newest(self, key: str) -> None:
+        """Take back the most recent event of the key (a failure counted in advance)."""
         with self._lock:
             events = self._events.get(key)
-            if events is not None and stamp in events:
-                events.remove(stamp)
+            if events:
+                events.pop()
                 if not events:
                     del self._events[key]
 
@@ -77,63 +74,121 @@ class WindowCounter:
             self._events.pop(key, None)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one login attempt before its password is checked."""
+
+    refuse: bool  # answer "too many failures" without checking the password
+    delay: float  # seconds to wait first (asynchronously: no thread is held)
+
+
+def ip_key(ip: str) -> str:
+    """The key an address is counted under: IPv4 as is, IPv6 by its /64, since one host
+    usually has a whole /64 to hop around in."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class FailureLimiter:
+    """Failures per IP (per /64 for IPv6) and per account, within `window` seconds.
+
+    - Below the limits, each failure makes the next attempt wait longer (`base_delay`
+      doubled per failure past the first few, up to `max_delay`).
+    - An IP at `per_ip` failures is refused, except for an account whose owner logged in
+      from it before (a webmail or proxy puts every user behind one IP: one user's typos
+      or an attacker there must not lock the others out; they are only slowed down).
+    - An account at `per_account` failures is never refused outright to an address it
+      was not used from (a new phone network, a hotel): the attempt waits `max_delay`,
+      and at most `per_account` passwords a window are really checked for that account
+      from such addresses (the owner's own addresses have a budget each of their own).
+    """
+
     def __init__(
-        self, per_ip: int, per_account: int, window: float, *, trusted_for: float = TRUSTED_FOR
+        self, per_ip: int, per_account: int, window: float, *, trusted_for: float = TRUSTED_FOR,
+        base_delay: float = 0.5, max_delay: float = 8.0,
     ) -> None:
         self.per_ip = per_ip
         self.per_account = per_account
         self.window = window
         self.trusted_for = trusted_for
+        self.base_delay = base_delay
+        self.max_delay = max_delay
         self._lock = threading.Lock()
-        # Held across "blocked?" and "count it" so concurrent logins cannot all pass the
-        # check before any of them is counted.
-        self._attempts = threading.Lock()
+        self._deciding = threading.Lock()  # held across "may it try?" and counting it
         self._by_ip = WindowCounter(window)
         self._by_account = WindowCounter(window)
+        self._locked_checks = WindowCounter(window)
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self.stats: Counter[str] = Counter()  # for /metrics: failures, delayed, refused
 
     def _is_trusted(self, ip: str, account: str) -> bool:
         with self._lock:
             since = self._trusted.get((account, ip))
         return since is not None and time.monotonic() - since < self.trusted_for
 
-    def blocked(self, ip: str, account: str | None) -> bool:
-        """True when this IP has failed too often lately, or this account has and the IP
-        is not one the account's owner recently logged in from."""
-        if self.per_ip and self._by_ip.count(ip) >= self.per_ip:
-            return True
-        if not account or not self.per_account:
-            return False
-        if self._by_account.count(account) < self.per_account:
-            return False
-        return not self._is_trusted(ip, account)
+    def _delay(self, failures: int, limit: int) -> float:
+        free = max(1, limit // 3)  # a few typos cost nothing
+        if not limit or failures < free:
+            return 0.0
+        return float(min(self.max_delay, self.base_delay * 2 ** (failures - free)))
 
-    def begin_attempt(self, ip: str, account: str | None) -> tuple[float, float] | None:
-        """Reserve a login attempt before the (slow) password check: None when blocked;
-        otherwise it is counted as a failure at once, and the stamps returned let
-        `attempt_succeeded` take it back. Checking and counting in one step keeps
-        concurrent logins from all passing (issue 15: a limit of 5 ran 10 real checks)."""
-        with self._attempts:
-            if self.blocked(ip, account):
-                return None
-            ip_stamp = self._by_ip.stamp(ip)
-            account_stamp = self._by_account.stamp(account) if account else 0.0
-        return ip_stamp, account_stamp
+    def admit(self, ip: str, account: str | None) -> Verdict:
+        """`assess` one login attempt and, when it may go ahead, count it as a failure in
+        the same step, so concurrent logins cannot all pass before any of them is
+        recorded (issue 15: a limit of 5 ran 10 real checks). `record_success(...,
+        counted=True)` takes it back when the password was right."""
+        with self._deciding:
+            verdict = self.assess(ip, account)
+            if not verdict.refuse:
+                self.record_failure(ip, account)
+        return verdict
 
-    def attempt_succeeded(self, ip: str, account: str | None, stamps: tuple[float, float]
-                          ) -> None:
-        """The reserved attempt had the right password: it is not a failure after all."""
-        self._by_ip.discard(ip, stamps[0])
-        if account:
-            self._by_account.discard(account, stamps[1])
+    def assess(self, ip: str, account: str | None) -> Verdict:
+        """Decide about one attempt; a checked attempt is then reported to
+        `record_failure` or `record_success` (`admit` does both steps at once)."""
+        ip_failures = self._by_ip.count(ip_key(ip)) if self.per_ip else 0
+        trusted = bool(account) and self._is_trusted(ip, account or "")
+        delay = self._delay(ip_failures, self.per_ip)
+        if self.per_ip and ip_failures >= self.per_ip and not trusted:
+            return self._refused(ip, account, "ip")
+        if account and self.per_account:
+            account_failures = self._by_account.count(account)
+            delay = max(delay, self._delay(account_failures, self.per_account))
+            if account_failures >= self.per_account:
+                budget = f"{account} {ip_key(ip)}" if trusted else account
+                if self._locked_checks.add(budget) > self.per_account:
+                    return self._refused(ip, account, "account")
+                delay = self.max_delay
+        if delay:
+            self.stats["delayed"] += 1
+        return Verdict(False, delay)
+
+    def _refused(self, ip: str, account: str | None, by: str) -> Verdict:
+        self.stats["refused"] += 1
+        log.warning("login refused: too many failures", extra={"fields": {
+            "ip": ip, "user": account, "by": by}})
+        return Verdict(True, 0.0)
 
     def record_failure(self, ip: str, account: str | None) -> None:
-        self._by_ip.add(ip)
+        self.stats["failures"] += 1
+        self._by_ip.add(ip_key(ip))
         if account:
             self._by_account.add(account)
 
-    def record_success(self, ip: str, account: str) -> None:
+    def record_success(self, ip: str, account: str, *, counted: bool = False) -> None:
+        """A right password; `counted` when `assess` counted the attempt as a failure in
+        advance, which is then taken back."""
+        if counted:
+            self.stats["failures"] -= 1
+            self._by_ip.discard_newest(ip_key(ip))
+            self._by_account.discard_newest(account)
         with self._lock:
             self._trusted[(account, ip)] = time.monotonic()
             self._trusted.move_to_end((account, ip))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from postel.auth.limits import FailureLimiter
@@ -17,25 +18,34 @@ class LoginResult:
     throttled: bool = False
 
 
+def login_key(username: str) -> str | None:
+    try:
+        return parse_email(username.strip()).key
+    except AddressError:
+        return None
+
+
 class Authenticator:
     def __init__(self, store: Store, limiter: FailureLimiter) -> None:
         self.store = store
         self.limiter = limiter
 
-    def login(self, username: str, password: str, ip: str) -> LoginResult:
-        """Blocking (Argon2 and SQL): run it in a worker thread from asyncio code."""
-        try:
-            key = parse_email(username.strip()).key
-        except AddressError:
-            key = None
-        # Reserve before the (slow) hash check, so concurrent attempts cannot all pass it.
-        stamp = self.limiter.begin_attempt(ip, key)
-        if stamp is None:
+    async def authenticate(self, username: str, password: str, ip: str) -> LoginResult:
+        """The one login check of SMTP AUTH, IMAP, POP3 and the web: the failure limits
+        decide first (refuse, or wait without holding a thread), then the password is
+        checked in a worker thread (Argon2 and SQL)."""
+        key = login_key(username)
+        verdict = self.limiter.admit(ip, key)
+        if verdict.refuse:
             return LoginResult(None, throttled=True)
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
+        return await asyncio.to_thread(self._check, key, password, ip)
+
+    def _check(self, key: str | None, password: str, ip: str) -> LoginResult:
         account = self.store.directory.get_account(key) if key else None
         ok = verify_password(account.password_hash if account else None, password)
         if not ok or account is None or account.disabled:
-            return LoginResult(None)  # the reserved attempt stands as a failure
-        self.limiter.attempt_succeeded(ip, key, stamp)
-        self.limiter.record_success(ip, account.email)
+            return LoginResult(None)  # admit counted the attempt as a failure already
+        self.limiter.record_success(ip, account.email, counted=True)
         return LoginResult(account)

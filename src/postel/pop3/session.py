@@ -297,9 +297,7 @@ class Pop3Session:
     async def _login(self, username: str, password: str) -> None:
         """The login is the full email address (the Authenticator resolves it)."""
         services = self.services
-        result = await asyncio.to_thread(
-            services.authenticator.login, username, password, self.peer_ip
-        )
+        result = await services.authenticator.authenticate(username, password, self.peer_ip)
         if result.throttled:
             # Brute-force protection tripped for this IP or account. SYS/TEMP (RFC 3206 4)
             # rather than AUTH, so the owner's phone retries later instead of asking for a

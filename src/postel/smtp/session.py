@@ -28,6 +28,7 @@ from postel.mailauth.dns import Resolver
 from postel.mailauth.inbound import Action, InboundVerdict
 from postel.smtp import checks
 from postel.smtp import replies as r
+from postel.smtp.authorship import author_refusal
 from postel.smtp.policy import Client, Listener, ListenerPolicy, policy_for
 from postel.smtp.proto import (
     Auth,
@@ -47,7 +48,7 @@ from postel.store.api import Store
 from postel.store.blobs import BlobWriter
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
-from postel.submission import Refusal, foreign_from, route_local
+from postel.submission import Refusal, route_local
 
 log = logging.getLogger("postel.smtp")
 
@@ -301,8 +302,8 @@ class SmtpSession:
             else:  # RFC 4954 4: a cancelled exchange or bad base64 is answered 501
                 await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
             return
-        result = await asyncio.to_thread(
-            self.services.authenticator.login, step.username, step.password, self.peer_ip
+        result = await self.services.authenticator.authenticate(
+            step.username, step.password, self.peer_ip
         )
         if result.throttled:
             await self._fatal(Reply(421, "4.7.0", "too many failed logins, try again later"))
@@ -567,13 +568,10 @@ class SmtpSession:
         )
 
     def _check_from_header(self, parsed: ParsedMessage) -> Reply | None:
-        """On submission the From header must be one of the user's addresses too."""
+        """On submission the author fields must name the user's own addresses too."""
         if not self.policy.checks_from_header:
             return None
-        foreign = foreign_from(parsed, self.own_addresses)
-        if foreign is not None:
-            return Reply(550, "5.7.1", f"From: {foreign} is not one of your addresses")
-        return None
+        return author_refusal(parsed, self.own_addresses)
 
     def _fields(self) -> dict[str, object]:
         transaction = self.transaction

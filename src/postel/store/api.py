@@ -378,6 +378,11 @@ class WebState(Protocol):
         """
         ...
 
+    def reset_tokens_spend(self, account_id: int) -> int:
+        """Spend every outstanding reset token of an account (its password or backup
+        address changed, so a link sent before must not work after); returns how many."""
+        ...
+
     def captcha_create(self, challenge_id: str, answer: str, expires_at: datetime) -> None: ...
 
     def captcha_get(self, challenge_id: str) -> str | None:

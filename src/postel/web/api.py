@@ -14,7 +14,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -151,7 +150,7 @@ async def _logon(request: Request, _: Account | None, body: dict[str, Any]) -> A
     email = _text(body, "email", required=True)[:320]
     password = _text(body, "password", required=True)[:1024]
     ip = client_ip(request)
-    result = await _thread(web.context.authenticator.login, email, password, ip)
+    result = await web.context.authenticator.authenticate(email, password, ip)
     if result.account is None:
         failures = web.login_failures.add("ip:" + ip)
         await asyncio.sleep(backoff_delay(web, failures))
@@ -177,6 +176,7 @@ async def me(request: Request, account: Account, body: dict[str, Any]) -> Any:
         account = await _thread(
             my.update_me, web_of(request).admin, _actor(request, account),
             display_name_text=_text(body, "display_name"), backup_email=_text(body, "backup_email"),
+            current_password=_text(body, "current_password") or "",
         )
     return user_ops.user_json(account)
 
@@ -222,8 +222,8 @@ async def password_reset(request: Request, _: Account | None, body: dict[str, An
     message = ("If this is an account here with a backup email address, a reset link was "
                "sent to that address. Without a backup address, ask your domain "
                "administrator to reset your password.")
-    return JSONResponse({"message": message}, 202,
-                        background=BackgroundTask(request_reset, web, email, ip))
+    request_reset(web, email, ip)
+    return JSONResponse({"message": message}, 202)
 
 
 @endpoint(auth=False)

@@ -49,7 +49,8 @@ def document() -> dict[str, Any]:
                     "responses": _ok("200", "Account", _ref("User"), *_AUTH)},
             "patch": {"summary": "Change my display name or Backup Email Address",
                       "security": _CSRF,
-                      "requestBody": _body(_obj([], display_name=_STR, backup_email=_STR)),
+                      "requestBody": _body(_obj([], display_name=_STR, backup_email=_STR,
+                                                current_password=_STR)),
                       "responses": _ok("200", "Account", _ref("User"), "400", *_AUTH)},
         },
         "/me/password": {

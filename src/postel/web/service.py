@@ -101,6 +101,7 @@ class WebService:
             started.append((name, f"{host}:{port}"))
         if sockets:
             self._sweeper = asyncio.create_task(self._sweep(), name="web-sweeper")
+            self.web.jobs.start()
         return started
 
     async def _sweep(self) -> None:
@@ -133,3 +134,4 @@ class WebService:
         for _, task in self.servers:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(task, 5)
+        await self.web.jobs.stop(max(0.0, deadline - loop.time()) + 5)

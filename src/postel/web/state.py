@@ -17,6 +17,7 @@ from postel.auth.limits import WindowCounter
 from postel.config import Config, WebConfig
 from postel.context import Context
 from postel.store.api import Store
+from postel.web.jobs import BackgroundJobs
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -59,6 +60,7 @@ class Web:
     reset_by_account: WindowCounter
     captcha_by_ip: WindowCounter
     admin: AdminContext
+    jobs: BackgroundJobs = field(default_factory=BackgroundJobs)  # off the connection
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -51,7 +51,7 @@ async def starttls(s: ImapSession, cmd: Command) -> None:
 
 
 async def _finish_login(s: ImapSession, tag: str, username: str, password: str) -> None:
-    result = await s.run(s.services.authenticator.login, username, password, s.ip)
+    result = await s.services.authenticator.authenticate(username, password, s.ip)
     if result.account is None:
         log.info("imap login failed", extra={"fields": {
             "user": username[:320], "ip": s.ip, "throttled": result.throttled}})

@@ -180,6 +180,16 @@ class SqlWebState:
             changes.append(CredentialsChanged(account_id))
             return to_account(row)
 
+    def reset_tokens_spend(self, account_id: int) -> int:
+        tokens = t.password_reset_tokens
+        with self._db.write() as (conn, _):
+            result = conn.execute(
+                update(tokens)
+                .where(and_(tokens.c.account_id == account_id, tokens.c.used_at.is_(None)))
+                .values(used_at=now())
+            )
+            return int(result.rowcount)
+
     def captcha_create(self, challenge_id: str, answer: str, expires_at: datetime) -> None:
         with self._db.write() as (conn, _):
             conn.execute(

@@ -2,14 +2,14 @@
 address, and the page the link opens to choose a new password.
 
 The answer to a request is the same whether or not the account exists or has a backup
-address, and the mail is sent after the response (so its timing tells nothing either).
+address, and the mail is sent by the web service's own job task (web/jobs.py), never on
+the request's connection (so no timing on that connection tells anything either).
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -25,7 +25,11 @@ TOO_MANY = ("Too many password reset requests from your address. Please try agai
 
 
 def request_reset(web: Web, email: str, ip: str) -> None:
-    """Blocking, after the response: the reset link, within the per-account limit."""
+    """Queue the reset link (within the per-account limit) and return at once."""
+    web.jobs.submit(lambda: _send_reset(web, email, ip))
+
+
+def _send_reset(web: Web, email: str, ip: str) -> None:
     reset.request_reset(
         web.admin, email, ip, link_base=f"{web.base_url}/reset-password",
         lifetime=web.config.reset_token_lifetime,
@@ -65,10 +69,9 @@ async def forgot_password(request: Request) -> Response:
         )
     if not email:
         return await _form_page(request, 400, error="Please enter your email address.")
-    response = render(request, "forgot_sent.html", email=email,
-                      minutes=max(1, round(web.config.reset_token_lifetime / 60)))
-    response.background = BackgroundTask(request_reset, web, email, ip)
-    return response
+    request_reset(web, email, ip)
+    return render(request, "forgot_sent.html", email=email,
+                  minutes=max(1, round(web.config.reset_token_lifetime / 60)))
 
 
 async def captcha_image(request: Request) -> Response:

@@ -61,6 +61,7 @@ async def account_settings(request: Request, me: Account) -> Response:
             await asyncio.to_thread(
                 my.update_me, web.admin, actor, display_name_text=values.get("display_name", ""),
                 backup_email=values.get("backup_email", ""),
+                current_password=values.get("current_password", ""),
             )
     except OperationError as exc:
         return render(request, "settings.html", exc.status, account=me, saved="",
@@ -83,7 +84,8 @@ async def welcome(request: Request, me: Account) -> Response:
     backup = values.get("backup_email", "")
     try:
         await asyncio.to_thread(
-            my.update_me, web.admin, Actor.of(me, client_ip(request)), backup_email=backup
+            my.update_me, web.admin, Actor.of(me, client_ip(request)), backup_email=backup,
+            current_password=values.get("current_password", ""),
         )
     except OperationError as exc:
         return render(request, "welcome.html", exc.status, next=next_url, error=exc.message,
