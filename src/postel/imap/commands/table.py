@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from postel.imap.commands import append, auth, copy, fetch, mailboxes, search, select, store
+from postel.imap.commands import (
+    append,
+    auth,
+    copy,
+    fetch,
+    mailboxes,
+    notify,
+    search,
+    select,
+    store,
+)
 from postel.imap.proto.commands import Command
 from postel.imap.state import ANY, AUTH, NOT_AUTH, SELECTED, State
 
@@ -67,6 +77,7 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "GETQUOTAROOT": CommandSpec(mailboxes.getquotaroot, AUTH),
     "APPEND": CommandSpec(append.append, AUTH, reports_changes=True),
     "IDLE": CommandSpec(select.idle, AUTH, reports_changes=True),  # RFC 2177
+    "NOTIFY": CommandSpec(notify.notify, AUTH, reports_changes=True),  # RFC 5465
     # RFC 9051 6.4: selected.
     "CLOSE": CommandSpec(select.close, SELECTED, reports_changes=True),
     "UNSELECT": CommandSpec(select.unselect, SELECTED, reports_changes=True),  # RFC 3691

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from postel.imap.proto.cursor import Cursor, ParseError, Value
 from postel.imap.proto.fetchatt import FetchAtt, parse_fetch_atts
+from postel.imap.proto.notify import Notify, parse_notify
 from postel.imap.proto.receiver import CommandBytes, Literal
 from postel.imap.proto.searchkeys import SearchKey, parse_search_keys
 from postel.imap.proto.sequence import SequenceSet
@@ -175,6 +176,7 @@ Args = (
     NoArgs | Login | Authenticate | Id | Enable | Select | MailboxArg | Create | Rename
     | ListCmd | Status | Append | Fetch | Store | Search | Sort | Thread | CopyMove | Expunge
     | QuotaRoot | Compress
+    | Notify
 )
 
 
@@ -527,6 +529,7 @@ PARSERS: dict[str, Parser] = {
     "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread, "COPY": _copy,
     "MOVE": _copy, "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox,
     "COMPRESS": _compress,
+    "NOTIFY": parse_notify,  # RFC 5465
 }
 UID_PARSERS: dict[str, Parser] = {
     "FETCH": _fetch, "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread,

@@ -334,13 +334,22 @@ class SqlMailboxes:
 
     def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> bool:
         """SUBSCRIBE / UNSUBSCRIBE; False when the mailbox does not exist."""
-        with self._db.write() as (conn, _):
-            result = conn.execute(
+        with self._db.write() as (conn, changes):
+            mailbox_id = conn.execute(
+                select(t.mailboxes.c.id).where(
+                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
+                )
+            ).scalar()
+            if mailbox_id is None:
+                return False
+            conn.execute(
                 update(t.mailboxes)
-                .where(and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name))
+                .where(t.mailboxes.c.id == mailbox_id)
                 .values(subscribed=subscribed)
             )
-            return bool(result.rowcount)
+            # A hint for NOTIFY's SubscriptionChange (RFC 5465 5.5) in other sessions.
+            changes.append(MailboxChanged(account_id, mailbox_id))
+            return True
 
     def delete_mailbox(self, account_id: int, name: str) -> None:
         """DELETE: the mailbox and its messages go; inferior mailboxes stay (RFC 9051 6.3.4)."""
