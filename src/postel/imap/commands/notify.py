@@ -83,10 +83,14 @@ async def deliver_notifications(s: ImapSession) -> None:
     """One round: what changed since the last one, as RFC 5465 5 says to tell it."""
     state = s.notify
     assert state is not None
-    if s.subscription is not None and s.subscription.queue.full():
-        # Hints were dropped: this client cannot keep up with its notifications.
-        _overflow(s)
-        return
+    subscription = s.subscription
+    if subscription is not None:
+        if subscription.queue.full():
+            # Hints were dropped: this client cannot keep up with its notifications.
+            _overflow(s)
+            return
+        while not subscription.queue.empty():
+            subscription.queue.get_nowait()  # this round re-reads all they could say
     if s.selected is not None and state.reports_selected:
         await _selected_round(s, state)
     state.pending = False  # hints from here on wake another round
