@@ -121,8 +121,6 @@ async def _selected_round(s: ImapSession, state: NotifyState) -> None:
     assert sel is not None
     last = sel.uids[-1] if sel.uids else 0
     await s.poll(allow_expunge=state.expunge_at_once or s.idling)
-    if s.selected is not sel:
-        return
     group = state.spec.selected
     atts = list(group.fetch_atts) if group is not None else []
     fresh = [u for u in sel.uids if u > last]

@@ -92,17 +92,19 @@ def _group(c: Cursor) -> EventGroup:
     events: list[str] = []
     fetch_atts: tuple[FetchAtt, ...] = ()
     if c.accept(b"("):
-        while not c.accept(b")"):
-            if events:
-                c.sp()
-            name = c.atom()
+        while True:
+            name = c.atom()  # an empty list fails here: events has at least one event
             name = _CANONICAL.get(name.upper(), name)
-            if name == "MessageNew" and c.peek() == 0x20 and c._seg[c.pos + 1 : c.pos + 2] == b"(":
-                c.sp()  # RFC 5465 8: MessageNew [SP "(" fetch-att *(SP fetch-att) ")"]
-                fetch_atts = tuple(parse_fetch_atts(c))
             events.append(name)
-        if not events:
-            raise ParseError("empty event list")
+            if c.accept(b")"):
+                break
+            c.sp()
+            if name == "MessageNew" and c.peek() == ord("("):
+                # RFC 5465 8: "MessageNew" [SP "(" fetch-att *(SP fetch-att) ")"]
+                fetch_atts = tuple(parse_fetch_atts(c))
+                if c.accept(b")"):
+                    break
+                c.sp()
     elif c.atom().upper() != "NONE":
         raise ParseError("expected an event list or NONE")
     c.expect(b")")
