@@ -17,7 +17,8 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
 from postel.config import SERVICES, Config
-from postel.context import BindError, Context, Service
+from postel.context import BindError, Context, Service, StartupError
+from postel.mailauth.dns import DnsResolver
 from postel.store.api import Store
 from postel.store.blobs import BlobStore, clean_tmp
 from postel.store.bus import InProcessBus
@@ -27,14 +28,12 @@ from postel.store.sql.store import SqlStore
 from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
 
+__all__ = ["StartupError", "ensure_first_admin", "open_store", "serve", "service_factories"]
+
 log = logging.getLogger("postel")
 
 # Seconds that SIGTERM waits for transactions in flight before closing connections.
 SHUTDOWN_GRACE = 30.0
-
-
-class StartupError(Exception):
-    """Start-up cannot go on; the message tells the operator what to do."""
 
 
 def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
@@ -132,7 +131,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         config.auth.max_failures_per_account,
         config.auth.failure_window,
     )
-    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter))
+    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
+                      DnsResolver(config.dns))
 
     services: list[Service] = []
     started: list[tuple[str, str]] = []

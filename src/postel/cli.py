@@ -10,12 +10,23 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from postel.auth.passwords import WeakPassword, check_strength, hash_password
+from postel.admin import aliases as alias_ops
+from postel.admin import domains as domain_ops
+from postel.admin import outbound as outbound_ops
+from postel.admin import users as user_ops
+from postel.admin.actor import Actor
+from postel.admin.context import AdminContext
+from postel.admin.errors import OperationError
+from postel.admin.validate import backup_address, email_key
+from postel.auth.passwords import WeakPassword, check_strength
 from postel.config import ConfigError, load_config
-from postel.mail.address import AddressError, parse_email
+from postel.mail.address import AddressError, Domain
 from postel.store.api import Store
 from postel.store.errors import StoreError
 from postel.store.model import OutboundItem, Role
+
+# Who the command line acts as: a system administrator, recorded as "cli:<OS user>".
+CLI = Actor.cli()
 
 
 class CliError(Exception):
@@ -28,11 +39,20 @@ def _store(args: argparse.Namespace) -> Store:
     return open_store(load_config(args.config))
 
 
-def _email_key(text: str) -> str:
+def _admin(args: argparse.Namespace) -> AdminContext:
+    """The operations layer over the configured store; the CLI acts as `Actor.cli()`."""
+    from postel.app import open_store
+
+    config = load_config(args.config)
+    return AdminContext.for_hostname(open_store(config), config.hostname,
+                                     config.web.system_from)
+
+
+def _domain(text: str) -> Domain:
     try:
-        return parse_email(text).key
-    except AddressError as exc:
-        raise CliError(f"{text!r} is not a valid email address: {exc}") from None
+        return Domain.parse(text)
+    except AddressError:
+        raise CliError(f"{text!r} is not a valid domain name") from None
 
 
 def _read_password(args: argparse.Namespace, email: str) -> str:
@@ -79,62 +99,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_domain_add(args: argparse.Namespace) -> int:
-    name = args.name.lower().rstrip(".")
-    try:
-        parse_email(f"postmaster@{name}")
-    except AddressError:
-        raise CliError(f"{args.name!r} is not a valid domain name") from None
-    _store(args).directory.add_domain(name)
+    name = domain_ops.add_domain(_admin(args), CLI, args.name)
     print(f"domain {name} added")
     return 0
 
 
 def cmd_domain_list(args: argparse.Namespace) -> int:
-    for domain in _store(args).directory.list_domains():
-        print(domain.name)
+    for name in domain_ops.list_domains(_admin(args), CLI):
+        print(name)
     return 0
 
 
 def cmd_domain_remove(args: argparse.Namespace) -> int:
-    _store(args).directory.remove_domain(args.name)
-    print(f"domain {args.name.lower()} removed")
+    name = domain_ops.remove_domain(_admin(args), CLI, args.name)
+    print(f"domain {name} removed")
     return 0
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
-    email = _email_key(args.email)
-    backup = _email_key(args.backup_email) if args.backup_email else None
-    store = _store(args)
-    if store.directory.get_domain(email.rpartition("@")[2]) is None:
-        raise CliError(f"domain {email.rpartition('@')[2]} is not hosted here; "
-                       "add it with `postel domain add`")
-    if store.directory.get_account(email) is not None:
-        raise CliError(f"user {email} already exists")
+    ctx = _admin(args)
+    # Every check that does not need the password first: do not ask for it in vain.
+    email = user_ops.check_new_user(ctx, CLI, args.email)
+    if args.backup_email:
+        backup_address(args.backup_email, email)
     password = _read_password(args, email)
-    store.directory.add_account(
-        email,
-        hash_password(password),
-        role=Role(args.role),
-        backup_email=backup,
-        display_name=args.name or "",
-        quota_bytes=args.quota_mb * 1024 * 1024,
-    )
+    user_ops.add_user(ctx, CLI, {
+        "email": email,
+        "password": password,
+        "role": args.role,
+        "backup_email": args.backup_email,
+        "display_name": args.name or "",
+        "quota_bytes": args.quota_mb * 1024 * 1024,
+    })
     print(f"user {email} added")
     return 0
 
 
 def cmd_user_passwd(args: argparse.Namespace) -> int:
-    email = _email_key(args.email)
-    store = _store(args)
-    if store.directory.get_account(email) is None:
-        raise CliError(f"user {email} does not exist")
-    store.directory.update_account(email, password_hash=hash_password(_read_password(args, email)))
-    print(f"password of {email} changed")
+    ctx = _admin(args)
+    account = user_ops.get_user(ctx, CLI, args.email)
+    password = _read_password(args, account.email)
+    user_ops.update_user(ctx, CLI, account.email, {"password": password})
+    print(f"password of {account.email} changed")
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    for account in _store(args).directory.list_accounts(args.domain):
+    for account in user_ops.list_accounts(_admin(args), CLI, args.domain):
         flags = [account.role.value]
         if account.disabled:
             flags.append("disabled")
@@ -145,31 +156,32 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_user_remove(args: argparse.Namespace) -> int:
-    email = _email_key(args.email)
-    _store(args).directory.remove_account(email)
-    print(f"user {email} removed")
+    ctx = _admin(args)
+    account = user_ops.get_user(ctx, CLI, args.email)
+    user_ops.delete_user(ctx, CLI, account.email)
+    print(f"user {account.email} removed")
     return 0
 
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
-    source = args.source.lower() if args.source.startswith("@") else _email_key(args.source)
-    destination = _email_key(args.destination)
-    _store(args).directory.add_alias(source, destination)
-    print(f"alias {source} -> {destination} added")
+    domain = alias_ops.domain_of_source(args.source)
+    alias = alias_ops.add_alias(_admin(args), CLI, domain, args.source, args.destination)
+    print(f"alias {alias.source} -> {alias.destination} added")
     return 0
 
 
 def cmd_alias_list(args: argparse.Namespace) -> int:
-    for alias in _store(args).directory.list_aliases(args.domain):
+    for alias in alias_ops.list_aliases(_admin(args), CLI, args.domain):
         print(f"{alias.source}\t{alias.destination}")
     return 0
 
 
 def cmd_alias_remove(args: argparse.Namespace) -> int:
-    source = args.source.lower() if args.source.startswith("@") else _email_key(args.source)
-    destination = _email_key(args.destination)
-    _store(args).directory.remove_alias(source, destination)
-    print(f"alias {source} -> {destination} removed")
+    domain = alias_ops.domain_of_source(args.source)
+    ctx = _admin(args)
+    alias_ops.remove_alias(ctx, CLI, domain, args.source, args.destination)
+    source = args.source.strip().lower()
+    print(f"alias {source} -> {email_key(args.destination, 'destination')} removed")
     return 0
 
 
@@ -188,7 +200,7 @@ def _queue_id(text: str) -> int:
 
 
 def cmd_queue_list(args: argparse.Namespace) -> int:
-    items = _store(args).queue.list_all()
+    items = outbound_ops.list_queue(_admin(args), CLI)
     for item in items:
         print(_queue_row(item))
     print(f"{len(items)} queued", file=sys.stderr)
@@ -196,9 +208,7 @@ def cmd_queue_list(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_show(args: argparse.Namespace) -> int:
-    item = _store(args).queue.get(_queue_id(args.id))
-    if item is None:
-        raise CliError(f"no queue entry {args.id}")
+    item = outbound_ops.get_queued(_admin(args), CLI, _queue_id(args.id))
     for label, value in (
         ("id", item.id), ("queue id", item.queue_id), ("from", item.mail_from or "<>"),
         ("domain", item.domain), ("recipients", ", ".join(item.recipients)),
@@ -214,16 +224,13 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
 def cmd_queue_retry(args: argparse.Namespace) -> int:
     if args.all == (args.id is not None):
         raise CliError("give either an entry number or --all")
-    count = _store(args).queue.retry_now(None if args.all else _queue_id(args.id))
-    if not args.all and count == 0:
-        raise CliError(f"no waiting queue entry {args.id}")
+    count = outbound_ops.retry_now(_admin(args), CLI, None if args.all else _queue_id(args.id))
     print(f"{count} queue entr{'y' if count == 1 else 'ies'} due now")
     return 0
 
 
 def cmd_queue_delete(args: argparse.Namespace) -> int:
-    if not _store(args).queue.delete(_queue_id(args.id)):
-        raise CliError(f"no queue entry {args.id}")
+    outbound_ops.delete_queued(_admin(args), CLI, _queue_id(args.id))
     print(f"queue entry {args.id} deleted (no bounce sent)")
     return 0
 
@@ -231,20 +238,16 @@ def cmd_queue_delete(args: argparse.Namespace) -> int:
 def cmd_dkim_generate(args: argparse.Namespace) -> int:
     from postel.mailauth.dkim import dns_record, generate_key
 
-    domain = args.domain.lower().rstrip(".")
-    try:
-        domain = parse_email(f"postmaster@{domain}").ascii_domain()
-    except AddressError:
-        raise CliError(f"{args.domain!r} is not a valid domain name") from None
+    domain = _domain(args.domain).ascii
     selector = args.selector or f"postel{datetime.now(UTC):%Y%m}"
     if not selector.replace("-", "").replace("_", "").isalnum():
         raise CliError(f"{selector!r} is not a valid selector (letters, digits, - and _)")
     algorithm = "ed25519-sha256" if args.ed25519 else "rsa-sha256"
     pem = generate_key(algorithm, args.rsa)
-    store = _store(args)
-    if store.directory.get_domain(domain) is None:
+    ctx = _admin(args)
+    if ctx.store.directory.get_domain(domain) is None:
         print(f"note: {domain} is not hosted here (yet)", file=sys.stderr)
-    store.dkim.add_key(domain, selector, algorithm, pem)
+    outbound_ops.add_dkim_key(ctx, CLI, domain, selector, algorithm, pem)
     record = dns_record(pem)
     print(f"DKIM key {selector} for {domain} stored ({algorithm}); outbound mail from "
           f"{domain} is signed with it. Publish this TXT record:\n")
@@ -262,13 +265,11 @@ def cmd_dns(args: argparse.Namespace) -> int:
     from postel.mailauth.dns import DnsResolver
 
     config = load_config(args.config)
-    try:
-        domain = parse_email(f"postmaster@{args.domain.lower().rstrip('.')}").ascii_domain()
-    except AddressError:
-        raise CliError(f"{args.domain!r} is not a valid domain name") from None
+    name = _domain(args.domain)
+    domain = name.ascii
     store = _store(args)
-    if store.directory.get_domain(args.domain.lower().rstrip(".")) is None \
-            and store.directory.get_domain(domain) is None:
+    directory = store.directory
+    if directory.get_domain(name.unicode) is None and directory.get_domain(domain) is None:
         print(f"note: {domain} is not hosted here (yet)", file=sys.stderr)
     dkim = [(selector, dns_record(pem)) for selector, _, pem in store.dkim.signing_keys(domain)]
     records = domain_dns(config, mail_settings(config), domain, dkim)
@@ -398,6 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"postel: bad configuration: {exc}", file=sys.stderr)
         return 2
+    except OperationError as exc:
+        print(f"postel: {exc.message}", file=sys.stderr)
+        return 1
     except (CliError, StoreError) as exc:
         print(f"postel: {exc}", file=sys.stderr)
         return 1

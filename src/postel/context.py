@@ -8,6 +8,7 @@ from typing import Protocol
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import Config
+from postel.mailauth.dns import Resolver
 from postel.store.api import Store
 from postel.store.bus import InProcessBus
 from postel.tls import TlsContexts
@@ -21,6 +22,7 @@ class Context:
     tls: TlsContexts
     limiter: FailureLimiter
     authenticator: Authenticator
+    resolver: Resolver  # the one DNS resolver (and its cache): mailauth, queue, DNS checks
 
 
 class Service(Protocol):
@@ -30,6 +32,10 @@ class Service(Protocol):
     async def start(self) -> list[tuple[str, str]]: ...
 
     async def shutdown(self, grace: float) -> None: ...
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message tells the operator what to do."""
 
 
 class BindError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postel.auth.limits import FailureLimiter
+from postel.auth.limits import FailureLimiter, WindowCounter
 
 
 def test_an_address_is_blocked_after_its_failures() -> None:
@@ -52,3 +52,16 @@ def test_zero_disables_a_limit() -> None:
     for _ in range(100):
         limiter.record_failure("10.0.0.1", "alice@example.test")
     assert not limiter.blocked("10.0.0.1", "alice@example.test")
+
+
+def test_the_window_counter_forgets_expired_keys() -> None:
+    counter = WindowCounter(0)
+    counter.add("a")
+    assert counter.count("a") == 0
+    assert not counter._events  # an expired key takes no memory
+
+
+def test_expired_failures_unblock() -> None:
+    limiter = FailureLimiter(per_ip=1, per_account=0, window=0)
+    limiter.record_failure("10.0.0.1", None)
+    assert not limiter.blocked("10.0.0.1", None)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postel.imap.bodystructure import MultiPart, SinglePart, body_structure
-from postel.imap.envelope import Envelope
 from postel.imap.proto import responses as r
+from postel.imap.proto.bodystructure import MultiPart, SinglePart, body_structure
+from postel.imap.proto.envelope import Envelope
 from postel.mail.mime import HeaderAddress, parse_addresses, parse_message_bytes
 from tests.unit import imap_legacy as legacy
 from tests.unit.mime_corpus import CORPUS, FORWARD, GROUPS, crlf

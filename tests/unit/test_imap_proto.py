@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postel.imap.bodystructure import MultiPart, SinglePart
-from postel.imap.envelope import Envelope
 from postel.imap.proto import mutf7
 from postel.imap.proto import responses as r
+from postel.imap.proto.bodystructure import MultiPart, SinglePart
 from postel.imap.proto.commands import (
     Append,
     CommandError,
@@ -27,6 +26,7 @@ from postel.imap.proto.commands import (
     parse_command,
 )
 from postel.imap.proto.cursor import Atom, Cursor, ParseError
+from postel.imap.proto.envelope import Envelope
 from postel.imap.proto.fetchatt import FetchAtt, Section
 from postel.imap.proto.receiver import (
     CommandBytes,

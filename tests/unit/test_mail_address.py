@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from postel.mail.address import (
     Address,
     AddressError,
+    Domain,
     parse_address_list,
     parse_email,
     parse_path,
@@ -216,3 +217,42 @@ def test_address_list_forms() -> None:
 def test_address_list_never_raises(text: str) -> None:
     for addr in parse_address_list(text):
         assert len(addr) == 4
+
+
+# -- Domain: the one domain-name rule --------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "unicode", "ascii_form"), [
+    ("Example.COM", "example.com", "example.com"),
+    ("example.com.", "example.com", "example.com"),  # the root dot names the same domain
+    (" mail.example.org ", "mail.example.org", "mail.example.org"),
+    ("Bücher.DE", "bücher.de", "xn--bcher-kva.de"),  # RFC 5891 4.4: U-label to A-label
+    ("xn--bcher-kva.de", "bücher.de", "xn--bcher-kva.de"),  # A-label in, U-label kept
+    ("例え。テスト", "例え.テスト", "xn--r8jz45g.xn--zckzah"),  # RFC 3490 3.1 dots
+    ("localhost", "localhost", "localhost"),  # syntax only: one label is a name too
+])
+def test_domain_parse_forms(text: str, unicode: str, ascii_form: str) -> None:
+    domain = Domain.parse(text)
+    assert domain.unicode == unicode and str(domain) == unicode
+    assert domain.ascii == ascii_form
+    assert Domain.parse(domain.ascii) == domain
+
+
+@pytest.mark.parametrize("text", [
+    "", "  ", "bad domain", "a..example", "x-.example", "-x.example", "[192.0.2.1]",
+    "user@example.com", "<example.com>", "a" * 64 + ".example", ("a" * 62 + ".") * 5 + "com",
+])
+def test_domain_parse_refuses(text: str) -> None:
+    with pytest.raises(AddressError):
+        Domain.parse(text)
+
+
+def test_domain_qualified() -> None:
+    assert Domain.parse("example.com").is_qualified
+    assert not Domain.parse("localhost").is_qualified
+
+
+@given(st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?){0,3}",
+                     fullmatch=True))
+def test_domain_agrees_with_address_domains(name: str) -> None:
+    assert Domain.parse(name).unicode == parse_email(f"someone@{name}").domain

@@ -12,14 +12,16 @@ import pytest
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from postel.admin.context import AdminContext
+from postel.admin.notices import build_message
+from postel.auth.limits import WindowCounter
 from postel.config import WebConfig, parse_config
 from postel.web.account.logon import backoff_delay
 from postel.web.app import HttpRedirect
-from postel.web.mailer import build_message
 from postel.web.openapi import document
 from postel.web.pages import safe_next
 from postel.web.service import _loopback
-from postel.web.state import WindowCounter, default_base_url, load_secret
+from postel.web.state import default_base_url, load_secret
 
 
 @pytest.mark.parametrize(("target", "expected"), [
@@ -135,9 +137,10 @@ def test_a_crash_becomes_a_clean_500_page(tmp_path: Path) -> None:
         secret=b"k" * 32,
         templates=jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                                      autoescape=True, undefined=jinja2.StrictUndefined),
-        base_url="https://mail.example.com", system_from="postmaster@mail.example.com",
+        base_url="https://mail.example.com",
         login_failures=WindowCounter(1), reset_by_ip=WindowCounter(1),
         reset_by_account=WindowCounter(1), captcha_by_ip=WindowCounter(1),
+        admin=AdminContext(SimpleNamespace(), "postmaster@mail.example.com"),  # type: ignore[arg-type]
     )
     app = Starlette(routes=[Route("/boom", boom), Route("/api/boom", boom)],
                     exception_handlers={HTTPException: http_error, Exception: server_error})

@@ -20,6 +20,46 @@ TRUSTED_FOR = 30 * 24 * 3600.0
 MAX_TRUSTED_PAIRS = 100_000
 
 
+class WindowCounter:
+    """Events per key within a sliding window of seconds (in memory, per process).
+
+    The one counter behind every rate limit: failed logins here, password-reset requests
+    and CAPTCHA challenges in the web. A key whose events have all expired is forgotten.
+    """
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._lock = threading.Lock()
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+
+    def _expire(self, key: str, now: float) -> int:
+        events = self._events.get(key)
+        if events is None:
+            return 0
+        while events and events[0] < now - self.window:
+            events.popleft()
+        if not events:
+            del self._events[key]
+        return len(events)
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return self._expire(key, time.monotonic())
+
+    def add(self, key: str) -> int:
+        """Record one event and return how many the key has in the window now."""
+        now = time.monotonic()
+        with self._lock:
+            self._expire(key, now)
+            events = self._events[key]
+            events.append(now)
+            return len(events)
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._events.pop(key, None)
+
+
 class FailureLimiter:
     def __init__(
         self, per_ip: int, per_account: int, window: float, *, trusted_for: float = TRUSTED_FOR
@@ -29,38 +69,30 @@ class FailureLimiter:
         self.window = window
         self.trusted_for = trusted_for
         self._lock = threading.Lock()
-        self._by_ip: dict[str, deque[float]] = defaultdict(deque)
-        self._by_account: dict[str, deque[float]] = defaultdict(deque)
+        self._by_ip = WindowCounter(window)
+        self._by_account = WindowCounter(window)
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
 
-    def _recent(self, entries: deque[float], now: float) -> int:
-        while entries and entries[0] < now - self.window:
-            entries.popleft()
-        return len(entries)
-
-    def _is_trusted(self, ip: str, account: str, now: float) -> bool:
-        since = self._trusted.get((account, ip))
-        return since is not None and now - since < self.trusted_for
+    def _is_trusted(self, ip: str, account: str) -> bool:
+        with self._lock:
+            since = self._trusted.get((account, ip))
+        return since is not None and time.monotonic() - since < self.trusted_for
 
     def blocked(self, ip: str, account: str | None) -> bool:
         """True when this IP has failed too often lately, or this account has and the IP
         is not one the account's owner recently logged in from."""
-        now = time.monotonic()
-        with self._lock:
-            if self.per_ip and self._recent(self._by_ip[ip], now) >= self.per_ip:
-                return True
-            if not account or not self.per_account:
-                return False
-            if self._recent(self._by_account[account], now) < self.per_account:
-                return False
-            return not self._is_trusted(ip, account, now)
+        if self.per_ip and self._by_ip.count(ip) >= self.per_ip:
+            return True
+        if not account or not self.per_account:
+            return False
+        if self._by_account.count(account) < self.per_account:
+            return False
+        return not self._is_trusted(ip, account)
 
     def record_failure(self, ip: str, account: str | None) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._by_ip[ip].append(now)
-            if account:
-                self._by_account[account].append(now)
+        self._by_ip.add(ip)
+        if account:
+            self._by_account.add(account)
 
     def record_success(self, ip: str, account: str) -> None:
         with self._lock:

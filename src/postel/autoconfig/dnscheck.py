@@ -2,8 +2,8 @@
 
 Each suggested record comes back as found, missing, different (something else is
 published there) or unknown (DNS did not answer). Lookups go to the resolvers of [dns]
-(or the system's), through an object with the `lookup(name, rdtype)` shape of
-postel.mailauth.dns, extended with SRV; tests pass the in-memory FakeResolver.
+(or the system's), through the one postel.mailauth.dns Resolver of the context; tests pass
+the in-memory FakeResolver.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass
-from typing import Protocol
 
 from postel.autoconfig.dnsrecords import DnsRecord, Match
-from postel.mailauth.dns import DnsTemporaryError, normalize
+from postel.mailauth.dns import DnsTemporaryError, Resolver, normalize
 
 
 class Status(enum.StrEnum):
@@ -31,10 +30,6 @@ class Checked:
     status: Status
     seen: tuple[str, ...] = ()  # what DNS answered at the name, for the "different" case
     detail: str = ""
-
-
-class Lookup(Protocol):
-    async def lookup(self, name: str, rdtype: str) -> list[str]: ...
 
 
 # -- comparing -------------------------------------------------------------------------
@@ -104,12 +99,12 @@ def _srv(text: str) -> tuple[str, ...]:
     return (*parts[:3], _host(parts[3]) if len(parts) > 3 else "")
 
 
-async def _addresses(lookup: Lookup, name: str) -> set[str]:
+async def _addresses(lookup: Resolver, name: str) -> set[str]:
     found = await asyncio.gather(lookup.lookup(name, "A"), lookup.lookup(name, "AAAA"))
     return {address for answers in found for address in answers}
 
 
-async def check_record(record: DnsRecord, lookup: Lookup) -> Checked:
+async def check_record(record: DnsRecord, lookup: Resolver) -> Checked:
     try:
         if record.match is Match.NONE:
             return Checked(record, Status.SKIPPED)
@@ -124,7 +119,7 @@ async def check_record(record: DnsRecord, lookup: Lookup) -> Checked:
         return Checked(record, Status.UNKNOWN, detail=str(exc))
 
 
-async def _check_alias(record: DnsRecord, lookup: Lookup) -> Checked:
+async def _check_alias(record: DnsRecord, lookup: Resolver) -> Checked:
     """A CNAME to our host is what we suggest; A/AAAA records with exactly our host's
     addresses work the same for clients, so they count as found too."""
     target = _host(record.value)
@@ -141,6 +136,6 @@ async def _check_alias(record: DnsRecord, lookup: Lookup) -> Checked:
 
 
 async def check_all(records: tuple[DnsRecord, ...] | list[DnsRecord],
-                    lookup: Lookup) -> list[Checked]:
+                    lookup: Resolver) -> list[Checked]:
     """Every record checked at once, results in the records' order."""
     return list(await asyncio.gather(*(check_record(r, lookup) for r in records)))

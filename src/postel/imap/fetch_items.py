@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from postel.imap.bodystructure import body_structure
-from postel.imap.envelope import Envelope
 from postel.imap.proto import responses as r
+from postel.imap.proto.bodystructure import body_structure
+from postel.imap.proto.envelope import Envelope
 from postel.imap.proto.fetchatt import FetchAtt
 from postel.mail.mime import MimePart
 

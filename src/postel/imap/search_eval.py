@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from postel.imap.bodies import decode_transfer
-from postel.imap.envelope import Envelope
+from postel.imap.proto.envelope import Envelope
 from postel.imap.proto.searchkeys import SearchKey
 from postel.imap.proto.sequence import SequenceSet
 from postel.mail.mime import MimePart

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 __all__ = [
     "Address",
     "AddressError",
+    "Domain",
     "parse_address_list",
     "parse_email",
     "parse_path",
@@ -144,6 +145,45 @@ def _check_domain(text: str) -> str:
     if len(_to_ascii(domain)) > MAX_DOMAIN:
         raise AddressError(f"domain longer than {MAX_DOMAIN} octets")
     return domain
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A domain name in one spelling: lower-cased, NFC, without the root dot, kept as
+    U-labels (RFC 5890 2.3.2.1) with the A-label form at hand for DNS and ASCII peers.
+
+    ``Domain.parse`` is the one syntax rule for a domain a person or a peer names (never
+    forge an address around it to check it): LDH or IDNA labels (RFC 5891 5), labels of at
+    most 63 octets and names of at most 255 (RFC 1035 2.3.4). Address literals are not
+    domains and are refused. Whether a name may be *hosted* is a policy question for the
+    caller (postel.admin.domains requires a dot there).
+    """
+
+    unicode: str
+
+    @classmethod
+    def parse(cls, text: str) -> Domain:
+        name = text.strip()
+        if not name:
+            raise AddressError("empty domain")
+        if name.startswith("["):
+            raise AddressError(f"{name} is an address literal, not a domain name")
+        if any(c.isspace() or c in "@<>" for c in name):
+            raise AddressError(f"invalid domain {name!r}: spaces, @ and <> are not allowed")
+        return cls(_check_domain(name))
+
+    @property
+    def ascii(self) -> str:
+        """The A-label form (RFC 5890 2.3.2.1), for DNS queries and peers without SMTPUTF8."""
+        return _to_ascii(self.unicode)
+
+    @property
+    def is_qualified(self) -> bool:
+        """True for a name of two or more labels ("example.com", not "localhost")."""
+        return "." in self.unicode
+
+    def __str__(self) -> str:
+        return self.unicode
 
 
 def _check_local(text: str) -> str:

@@ -47,7 +47,7 @@ _FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:")  # RFC 5322 2.2 field-name (plus obs
 # "envelope" of an embedded message in the mime column): [date, subject, from, sender,
 # reply-to, to, cc, bcc, in-reply-to, message-id], addresses as [name, adl, mailbox, host],
 # an empty address list as None. It is kept as it always was, so no migration is needed;
-# ``ParsedMessage`` reads it through typed properties and ``imap/envelope.py`` builds the
+# ``ParsedMessage`` reads it through typed properties and ``imap/proto/envelope.py`` builds the
 # typed ENVELOPE from it.
 StoredEnvelope = list[Any]
 Params = list[tuple[str, str]]

@@ -23,10 +23,10 @@ from typing import Any
 
 from postel.config import Config
 from postel.context import Context
-from postel.mail.address import AddressError, parse_email
+from postel.mail.address import AddressError, Domain, parse_email
 from postel.mail.mime import parse_message_file
 from postel.mailauth import dkim
-from postel.mailauth.dns import DnsResolver, DnsTemporaryError, Resolver
+from postel.mailauth.dns import DnsTemporaryError, Resolver
 from postel.mailauth.inbound import from_domains
 from postel.queue.client import AttemptFailed, Failure, Message, Outcome, Target, deliver
 from postel.queue.dsn import RecipientStatus, build_dsn
@@ -72,7 +72,7 @@ class ByteBudget:
 
 def _ascii_domain(domain: str) -> str:
     try:
-        return parse_email(f"postmaster@{domain}").ascii_domain()
+        return Domain.parse(domain).ascii
     except AddressError:
         return domain
 
@@ -91,7 +91,7 @@ class QueueService:
     def __init__(self, context: Context, *, resolver: Resolver | None = None) -> None:
         self.config: Config = context.config
         self.store: Store = context.store
-        self.resolver: Resolver = resolver or DnsResolver(context.config.dns)
+        self.resolver: Resolver = resolver or context.resolver
         self.outbound = context.config.outbound
         self._tasks: set[asyncio.Task[None]] = set()
         self._per_domain: Counter[str] = Counter()

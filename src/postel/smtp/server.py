@@ -8,7 +8,6 @@ import ssl
 from collections.abc import Callable
 
 from postel.context import Context
-from postel.mailauth.dns import DnsResolver
 from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
 from postel.smtp import replies as r
 from postel.smtp.replies import Reply
@@ -74,7 +73,7 @@ class SmtpService:
             config=config.smtp,
             tls_available=True,
             mailauth=config.mailauth,
-            resolver=DnsResolver(config.dns),
+            resolver=context.resolver,
             bus=context.bus,
         )
         self.server = SmtpServer(services, lambda: context.tls.context)

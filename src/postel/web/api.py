@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1: the same operations as the pages (postel.web.ops).
+"""The JSON API under /api/v1: the same operations as the pages (postel.admin).
 
 Authentication is the session cookie of the pages (POST /api/v1/session logs on).
 Every unsafe method needs the X-CSRF-Token header: the `csrf_token` that
@@ -19,9 +19,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from postel.admin import aliases as alias_ops
+from postel.admin import audit as audit_ops
+from postel.admin import domains as domain_ops
+from postel.admin import me as my
+from postel.admin import reset
+from postel.admin import users as user_ops
+from postel.admin.actor import Actor
+from postel.admin.errors import Kind, OperationError
 from postel.store.model import Account
-from postel.web import captcha, ops
+from postel.web import captcha
 from postel.web.account.logon import BAD_LOGON, THROTTLED, backoff_delay
+from postel.web.account.reset import request_reset
 from postel.web.openapi import document
 from postel.web.security import (
     CSRF_HEADER,
@@ -38,12 +47,6 @@ SAFE = ("GET", "HEAD", "OPTIONS")
 MAX_PAGE = 200
 
 Handler = Callable[[Request, Any, dict[str, Any]], Awaitable[Any]]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
@@ -78,9 +81,7 @@ def endpoint(*, auth: bool = True) -> Callable[[Handler], Callable[[Request], Aw
                 body = parsed
             try:
                 result = await handler(request, account, body)
-            except ops.OpError as exc:
-                return finish(request, _error(exc.status, exc.message, exc.field))
-            except ApiError as exc:
+            except OperationError as exc:
                 return finish(request, _error(exc.status, exc.message, exc.field))
             if isinstance(result, Response):
                 return finish(request, result)
@@ -98,10 +99,10 @@ def _text(body: dict[str, Any], name: str, *, required: bool = False,
     value = body.get(name)
     if value is None:
         if required:
-            raise ApiError(400, f"{name} is required.", name)
+            raise OperationError(Kind.INVALID, f"{name} is required.", name)
         return None
     if not isinstance(value, str) or len(value) > 2000:
-        raise ApiError(400, f"{name} must be a string.", name)
+        raise OperationError(Kind.INVALID, f"{name} must be a string.", name)
     return value
 
 
@@ -110,12 +111,13 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or int(raw) > maximum:
-        raise ApiError(400, f"{name} must be a whole number from 0 to {maximum}.", name)
+        raise OperationError(Kind.INVALID,
+                             f"{name} must be a whole number from 0 to {maximum}.", name)
     return int(raw)
 
 
-def _actor(request: Request, account: Account) -> ops.Actor:
-    return ops.Actor(account, client_ip(request))
+def _actor(request: Request, account: Account) -> Actor:
+    return Actor.of(account, client_ip(request))
 
 
 def _thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
@@ -152,8 +154,8 @@ async def _logon(request: Request, _: Account | None, body: dict[str, Any]) -> A
         failures = web.login_failures.add("ip:" + ip)
         await asyncio.sleep(backoff_delay(web, failures))
         if result.throttled:
-            raise ApiError(429, THROTTLED)
-        raise ApiError(401, BAD_LOGON)
+            raise OperationError(Kind.TOO_MANY, THROTTLED)
+        raise OperationError(Kind.UNAUTHENTICATED, BAD_LOGON)
     await _thread(start_session, request, result.account)
     return _session_json(request, result.account)
 
@@ -171,16 +173,16 @@ async def _logout(request: Request, _: Account, body: dict[str, Any]) -> Any:
 async def me(request: Request, account: Account, body: dict[str, Any]) -> Any:
     if request.method == "PATCH":
         account = await _thread(
-            ops.update_me, web_of(request), _actor(request, account),
-            display_name=_text(body, "display_name"), backup_email=_text(body, "backup_email"),
+            my.update_me, web_of(request).admin, _actor(request, account),
+            display_name_text=_text(body, "display_name"), backup_email=_text(body, "backup_email"),
         )
-    return ops.user_json(account)
+    return user_ops.user_json(account)
 
 
 @endpoint()
 async def my_password(request: Request, account: Account, body: dict[str, Any]) -> Any:
     changed = await _thread(
-        ops.change_my_password, web_of(request), _actor(request, account),
+        my.change_my_password, web_of(request).admin, _actor(request, account),
         _text(body, "current_password", required=True), _text(body, "new_password",
                                                               required=True),
     )
@@ -196,7 +198,8 @@ async def new_captcha(request: Request, _: Account | None, body: dict[str, Any])
     try:
         challenge = await _thread(captcha.new_challenge, web_of(request), client_ip(request))
     except captcha.TooManyChallenges:
-        raise ApiError(429, "Too many codes asked for from your address; try later.") \
+        raise OperationError(Kind.TOO_MANY,
+                             "Too many codes asked for from your address; try later.") \
             from None
     return JSONResponse({"id": challenge, "image": f"/captcha/{challenge}.png",
                          "audio": f"/captcha/{challenge}.wav"}, 201)
@@ -208,23 +211,24 @@ async def password_reset(request: Request, _: Account | None, body: dict[str, An
     ip = client_ip(request)
     email = _text(body, "email", required=True)
     if web.reset_by_ip.add(ip) > web.config.reset_max_per_ip:
-        raise ApiError(429, "Too many password reset requests from your address.")
+        raise OperationError(Kind.TOO_MANY, "Too many password reset requests from your address.")
     solved = await _thread(captcha.solve, web, _text(body, "captcha_id", required=True),
                            _text(body, "captcha_answer", required=True)[:32])
     if not solved:
-        raise ApiError(400, "The code did not match, or it expired.", "captcha_answer")
+        raise OperationError(Kind.INVALID, "The code did not match, or it expired.",
+                             "captcha_answer")
     message = ("If this is an account here with a backup email address, a reset link was "
                "sent to that address. Without a backup address, ask your domain "
                "administrator to reset your password.")
     return JSONResponse({"message": message}, 202,
-                        background=BackgroundTask(ops.request_reset, web, email, ip))
+                        background=BackgroundTask(request_reset, web, email, ip))
 
 
 @endpoint(auth=False)
 async def password_reset_confirm(request: Request, _: Account | None,
                                  body: dict[str, Any]) -> Any:
     password = _text(body, "new_password", required=True)
-    await _thread(ops.complete_reset, web_of(request), _text(body, "token", required=True),
+    await _thread(reset.complete_reset, web_of(request).admin, _text(body, "token", required=True),
                   password, password, client_ip(request))
     return None
 
@@ -236,14 +240,15 @@ async def password_reset_confirm(request: Request, _: Account | None,
 async def domains(request: Request, account: Account, body: dict[str, Any]) -> Any:
     web, actor = web_of(request), _actor(request, account)
     if request.method == "POST":
-        name = await _thread(ops.add_domain, web, actor, _text(body, "name", required=True))
+        name = await _thread(domain_ops.add_domain, web.admin, actor,
+                             _text(body, "name", required=True))
         return JSONResponse({"name": name}, 201)
-    return {"domains": await _thread(ops.domain_stats, web, actor)}
+    return {"domains": await _thread(domain_ops.domain_stats, web.admin, actor)}
 
 
 @endpoint()
 async def domain(request: Request, account: Account, body: dict[str, Any]) -> Any:
-    await _thread(ops.remove_domain, web_of(request), _actor(request, account),
+    await _thread(domain_ops.remove_domain, web_of(request).admin, _actor(request, account),
                   request.path_params["domain"])
     return None
 
@@ -255,11 +260,11 @@ def _user_body(body: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {name: _text(body, name) for name in _USER_FIELDS}
     quota = body.get("quota_bytes")
     if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int)):
-        raise ApiError(400, "quota_bytes must be a whole number.", "quota_bytes")
+        raise OperationError(Kind.INVALID, "quota_bytes must be a whole number.", "quota_bytes")
     raw["quota_bytes"] = quota
     disabled = body.get("disabled")
     if disabled is not None and not isinstance(disabled, bool):
-        raise ApiError(400, "disabled must be true or false.", "disabled")
+        raise OperationError(Kind.INVALID, "disabled must be true or false.", "disabled")
     raw["disabled"] = disabled
     return raw
 
@@ -269,19 +274,14 @@ async def domain_users(request: Request, account: Account, body: dict[str, Any])
     web, actor = web_of(request), _actor(request, account)
     name = request.path_params["domain"]
     if request.method == "POST":
-        raw = _user_body(body)
-        email = raw.get("email") or ""
-        if email and "@" not in email:
-            raw["email"] = f"{email}@{name}"
-        if raw.get("email") and raw["email"].rpartition("@")[2].lower() != name.lower():
-            raise ApiError(400, f"The user must be in the domain {name}.", "email")
-        created = await _thread(ops.add_user, web, actor, raw)
-        return JSONResponse(ops.user_json(created), 201)
+        created = await _thread(user_ops.add_user, web.admin, actor, _user_body(body),
+                                in_domain=name)
+        return JSONResponse(user_ops.user_json(created), 201)
     offset = _int_param(request, "offset", 0, 10**9)
     limit = _int_param(request, "limit", 50, MAX_PAGE)
-    total, found = await _thread(ops.list_users, web, actor, name,
+    total, found = await _thread(user_ops.list_users, web.admin, actor, name,
                                  request.query_params.get("q", ""), offset, limit)
-    return {"total": total, "offset": offset, "users": [ops.user_json(a) for a in found]}
+    return {"total": total, "offset": offset, "users": [user_ops.user_json(a) for a in found]}
 
 
 @endpoint()
@@ -289,15 +289,15 @@ async def user(request: Request, account: Account, body: dict[str, Any]) -> Any:
     web, actor = web_of(request), _actor(request, account)
     email = request.path_params["email"]
     if request.method == "DELETE":
-        await _thread(ops.delete_user, web, actor, email)
+        await _thread(user_ops.delete_user, web.admin, actor, email)
         return None
     if request.method == "PATCH":
         raw = _user_body(body)
         raw.pop("email")
-        found = await _thread(ops.update_user, web, actor, email, raw)
+        found = await _thread(user_ops.update_user, web.admin, actor, email, raw)
     else:
-        found = await _thread(ops.get_user, web, actor, email)
-    return ops.user_json(found)
+        found = await _thread(user_ops.get_user, web.admin, actor, email)
+    return user_ops.user_json(found)
 
 
 @endpoint()
@@ -305,23 +305,24 @@ async def aliases(request: Request, account: Account, body: dict[str, Any]) -> A
     web, actor = web_of(request), _actor(request, account)
     name = request.path_params["domain"]
     if request.method == "POST":
-        alias = await _thread(ops.add_alias, web, actor, name,
+        alias = await _thread(alias_ops.add_alias, web.admin, actor, name,
                               _text(body, "source", required=True),
                               _text(body, "destination", required=True))
         return JSONResponse({"source": alias.source, "destination": alias.destination}, 201)
     if request.method == "DELETE":
-        await _thread(ops.remove_alias, web, actor, name,
+        await _thread(alias_ops.remove_alias, web.admin, actor, name,
                       request.query_params.get("source", ""),
                       request.query_params.get("destination", ""))
         return None
-    found = await _thread(ops.list_aliases, web, actor, name)
+    found = await _thread(alias_ops.list_aliases, web.admin, actor, name)
     return {"aliases": [{"source": a.source, "destination": a.destination} for a in found]}
 
 
 async def _audit(request: Request, account: Account, domain_name: str | None) -> Any:
     offset = _int_param(request, "offset", 0, 10**9)
     limit = _int_param(request, "limit", 50, MAX_PAGE)
-    total, rows = await _thread(ops.audit_log, web_of(request), _actor(request, account),
+    total, rows = await _thread(audit_ops.audit_log, web_of(request).admin,
+                                _actor(request, account),
                                 domain_name, offset, limit)
     return {"total": total, "offset": offset, "entries": rows}
 

@@ -25,18 +25,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from postel.admin.actor import Actor
+from postel.auth.limits import WindowCounter
 from postel.auth.passwords import verify_password
 from postel.autoconfig import autodiscover, device, dnscheck, mobileconfig, thunderbird
 from postel.autoconfig.dnsrecords import DomainDns, domain_dns, mta_sts_policy
 from postel.autoconfig.settings import MailSettings, mail_settings
-from postel.mail.address import AddressError, parse_email
-from postel.mailauth.dns import DnsResolver
+from postel.mail.address import AddressError, Domain, parse_email
 from postel.store.model import Account, Role
 from postel.tls import certificate_paths
-from postel.web import ops
 from postel.web.pages import call, form, login_required, render
 from postel.web.security import finish
-from postel.web.state import Web, WindowCounter, client_ip, web_of
+from postel.web.state import Web, client_ip, web_of
 
 XML = "application/xml; charset=utf-8"
 ADMINS = (Role.DOMAIN_ADMIN, Role.ADMIN)
@@ -81,15 +81,13 @@ def _request_host(request: Request) -> str:
 async def _hosted(web: Web, domain: str) -> str | None:
     """The ASCII form of `domain` when it is hosted here, else None."""
     try:
-        address = parse_email(f"postmaster@{domain}")
+        name = Domain.parse(domain)
     except AddressError:
         return None
-    if address.domain.startswith("["):
-        return None
-    found = await asyncio.to_thread(web.store.directory.get_domain, address.domain)
-    if found is None and address.ascii_domain() != address.domain:
-        found = await asyncio.to_thread(web.store.directory.get_domain, address.ascii_domain())
-    return address.ascii_domain() if found is not None else None
+    found = await asyncio.to_thread(web.store.directory.get_domain, name.unicode)
+    if found is None and name.ascii != name.unicode:
+        found = await asyncio.to_thread(web.store.directory.get_domain, name.ascii)
+    return name.ascii if found is not None else None
 
 
 # -- Thunderbird -----------------------------------------------------------------------
@@ -293,14 +291,13 @@ def _domain_dns(web: Web, domain: str) -> DomainDns:
 async def dns_records(request: Request, me: Account) -> Response:
     web = web_of(request)
     chosen = request.query_params.get("domain", "").strip().lower() or me.domain
-    await call(ops.require_domain, ops.Actor(me, client_ip(request)), chosen)
+    await call(Actor.of(me, client_ip(request)).require_domain, chosen)
     domain = await _hosted(web, chosen)
     if domain is None:
         raise HTTPException(404, f"The domain {chosen} is not hosted here.")
     records = await asyncio.to_thread(_domain_dns, web, domain)
     checked: list[dnscheck.Checked] | None = None
     if request.query_params.get("check") == "1":
-        lookup = DnsResolver(web.context.config.dns)
-        checked = await dnscheck.check_all(records.records, lookup)
+        checked = await dnscheck.check_all(records.records, web.context.resolver)
     return render(request, "dns_records.html", domain=chosen, ascii_domain=domain,
                   dns=records, checked=checked, Status=dnscheck.Status)

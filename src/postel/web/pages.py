@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from postel.admin.errors import OperationError
 from postel.store.model import Account, Role
 from postel.web.security import CSRF_FIELD, csrf_token, csrf_valid, current_account, finish
 from postel.web.state import web_of
@@ -96,12 +98,8 @@ def int_arg(value: str | None, default: int = 1) -> int:
 
 
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking operation; its OpError becomes an error page with its status."""
-    import asyncio
-
-    from postel.web.ops import OpError
-
+    """Run a blocking operation; its OperationError becomes an error page with its status."""
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
-    except OpError as exc:
+    except OperationError as exc:
         raise HTTPException(exc.status, exc.message) from None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import secrets
 from datetime import UTC, datetime, timedelta
 
 from starlette.datastructures import MutableHeaders
@@ -24,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from postel.admin.tokens import hash_token, new_token
 from postel.store.model import Account
 from postel.web.state import Web, client_ip, web_of
 
@@ -39,14 +39,6 @@ CSP = (
     "script-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "object-src 'none'"
 )
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
 
 
 # -- sessions --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import uvicorn
 
-from postel.context import BindError, Context
+from postel.context import BindError, Context, StartupError
 from postel.web.app import HttpRedirect, build_app
 from postel.web.state import Web
 
@@ -64,8 +64,6 @@ class WebService:
         if config.web.test_hooks and not all(
             _loopback(address.host) for address in config.listen.values() if address
         ):
-            from postel.app import StartupError
-
             raise StartupError(
                 "web.test_hooks: test hooks are refused unless every [listen] address is "
                 "loopback (127.0.0.1); remove web.test_hooks from a production config"

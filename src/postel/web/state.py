@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,47 +12,14 @@ from typing import Any
 import jinja2
 from starlette.requests import Request
 
+from postel.admin.context import AdminContext
+from postel.auth.limits import WindowCounter
 from postel.config import Config, WebConfig
 from postel.context import Context
 from postel.store.api import Store
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
-
-
-class WindowCounter:
-    """Events per key within a sliding window of seconds (in memory, per process)."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self._lock = threading.Lock()
-        self._events: dict[str, deque[float]] = defaultdict(deque)
-
-    def count(self, key: str) -> int:
-        now = time.monotonic()
-        with self._lock:
-            events = self._events.get(key)
-            if not events:
-                return 0
-            while events and events[0] < now - self.window:
-                events.popleft()
-            if not events:
-                del self._events[key]
-            return len(events)
-
-    def add(self, key: str) -> int:
-        """Record one event and return how many the key has in the window now."""
-        now = time.monotonic()
-        with self._lock:
-            events = self._events[key]
-            while events and events[0] < now - self.window:
-                events.popleft()
-            events.append(now)
-            return len(events)
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._events.pop(key, None)
 
 
 def load_secret(data_dir: Path) -> bytes:
@@ -90,11 +54,11 @@ class Web:
     secret: bytes
     templates: jinja2.Environment
     base_url: str
-    system_from: str
     login_failures: WindowCounter
     reset_by_ip: WindowCounter
     reset_by_account: WindowCounter
     captcha_by_ip: WindowCounter
+    admin: AdminContext
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -126,11 +90,12 @@ class Web:
             secret=load_secret(config.data_dir),
             templates=env,
             base_url=default_base_url(config),
-            system_from=config.web.system_from or f"postmaster@{config.hostname}",
             login_failures=WindowCounter(config.auth.failure_window),
             reset_by_ip=WindowCounter(config.web.reset_window),
             reset_by_account=WindowCounter(config.web.reset_window),
             captcha_by_ip=WindowCounter(config.web.captcha_lifetime),
+            admin=AdminContext.for_hostname(context.store, config.hostname,
+                                            config.web.system_from, context.limiter),
         )
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from postel.imap.bodystructure import BodyStructure, Extension, MultiPart
-from postel.imap.envelope import Envelope
 from postel.imap.proto import mutf7
+from postel.imap.proto.bodystructure import BodyStructure, Extension, MultiPart
+from postel.imap.proto.envelope import Envelope
 from postel.mail.mime import HeaderAddress
 
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]

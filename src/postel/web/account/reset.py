@@ -14,12 +14,23 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from postel.web import captcha, ops
+from postel.admin import reset
+from postel.admin.errors import Kind, OperationError
+from postel.web import captcha
 from postel.web.pages import form, render
-from postel.web.state import client_ip, web_of
+from postel.web.state import Web, client_ip, web_of
 
 TOO_MANY = ("Too many password reset requests from your address. Please try again "
             "later, or ask your domain administrator.")
+
+
+def request_reset(web: Web, email: str, ip: str) -> None:
+    """Blocking, after the response: the reset link, within the per-account limit."""
+    reset.request_reset(
+        web.admin, email, ip, link_base=f"{web.base_url}/reset-password",
+        lifetime=web.config.reset_token_lifetime,
+        allowed=lambda key: web.reset_by_account.add(key) <= web.config.reset_max_per_account,
+    )
 
 
 async def _form_page(request: Request, status: int = 200, *, email: str = "",
@@ -56,7 +67,7 @@ async def forgot_password(request: Request) -> Response:
         return await _form_page(request, 400, error="Please enter your email address.")
     response = render(request, "forgot_sent.html", email=email,
                       minutes=max(1, round(web.config.reset_token_lifetime / 60)))
-    response.background = BackgroundTask(ops.request_reset, web, email, ip)
+    response.background = BackgroundTask(request_reset, web, email, ip)
     return response
 
 
@@ -92,7 +103,7 @@ async def reset_password(request: Request) -> Response:
     web = web_of(request)
     if request.method == "GET":
         token = request.query_params.get("token", "")
-        if not await asyncio.to_thread(ops.reset_token_valid, web, token):
+        if not await asyncio.to_thread(reset.reset_token_valid, web.admin, token):
             return render(request, "message.html", 410, title="Reset your password",
                           message="This reset link has expired or has already been used. "
                                   "Ask for a new one with “Forgot your password?”.",
@@ -102,11 +113,11 @@ async def reset_password(request: Request) -> Response:
     token = values.get("token", "")
     try:
         await asyncio.to_thread(
-            ops.complete_reset, web, token, values.get("password", ""),
+            reset.complete_reset, web.admin, token, values.get("password", ""),
             values.get("confirm", ""), client_ip(request),
         )
-    except ops.OpError as exc:
-        if exc.status == 410:
+    except OperationError as exc:
+        if exc.kind is Kind.GONE:
             return render(request, "message.html", 410, title="Reset your password",
                           message=exc.message,
                           link=("/forgot-password", "Forgot your password?"))

@@ -8,10 +8,13 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from postel.admin import me as my
+from postel.admin.actor import Actor
+from postel.admin.errors import Kind, OperationError
+from postel.admin.tokens import hash_token
 from postel.store.model import Account
-from postel.web import ops
 from postel.web.pages import form, login_required, redirect, render, safe_next
-from postel.web.security import hash_token, start_session
+from postel.web.security import start_session
 from postel.web.state import client_ip, web_of
 
 SAVED = {
@@ -35,7 +38,7 @@ async def account_settings(request: Request, me: Account) -> Response:
         return render(request, "settings.html", account=me, saved=saved, error="",
                       field="", values={}, sessions=await _sessions(request, me))
     values = await form(request)
-    actor = ops.Actor(me, client_ip(request))
+    actor = Actor.of(me, client_ip(request))
     action = values.get("action", "profile")
     try:
         if action == "signout":
@@ -46,19 +49,20 @@ async def account_settings(request: Request, me: Account) -> Response:
             return redirect(request, "/settings?saved=signout")
         if action == "password":
             if values.get("new_password", "") != values.get("confirm", ""):
-                raise ops.OpError(400, "The two new passwords are not the same.", "confirm")
+                raise OperationError(Kind.INVALID, "The two new passwords are not the same.",
+                                     "confirm")
             account = await asyncio.to_thread(
-                ops.change_my_password, web, actor, values.get("current_password", ""),
+                my.change_my_password, web.admin, actor, values.get("current_password", ""),
                 values.get("new_password", ""),
             )
             # Every session began before the change and is now void: start a fresh one.
             await asyncio.to_thread(start_session, request, account)
         else:
             await asyncio.to_thread(
-                ops.update_me, web, actor, display_name=values.get("display_name", ""),
+                my.update_me, web.admin, actor, display_name_text=values.get("display_name", ""),
                 backup_email=values.get("backup_email", ""),
             )
-    except ops.OpError as exc:
+    except OperationError as exc:
         return render(request, "settings.html", exc.status, account=me, saved="",
                       error=exc.message, field=exc.field, values=values,
                       sessions=await _sessions(request, me))
@@ -79,9 +83,9 @@ async def welcome(request: Request, me: Account) -> Response:
     backup = values.get("backup_email", "")
     try:
         await asyncio.to_thread(
-            ops.update_me, web, ops.Actor(me, client_ip(request)), backup_email=backup
+            my.update_me, web.admin, Actor.of(me, client_ip(request)), backup_email=backup
         )
-    except ops.OpError as exc:
+    except OperationError as exc:
         return render(request, "welcome.html", exc.status, next=next_url, error=exc.message,
                       backup=backup)
     return redirect(request, next_url)

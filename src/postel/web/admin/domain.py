@@ -1,6 +1,6 @@
 """Domain Settings for domain admins (and system admins): Users, Aliases, Audit log.
 
-Every operation goes through postel.web.ops, which scopes a domain admin to their own
+Every operation goes through postel.admin, which scopes a domain admin to their own
 domain and writes the audit log.
 """
 
@@ -14,13 +14,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from postel.admin import aliases as alias_ops
+from postel.admin import audit as audit_ops
+from postel.admin import users as user_ops
+from postel.admin.actor import Actor
+from postel.admin.errors import Kind, OperationError
 from postel.store.model import Account, Role
-from postel.web import ops
 from postel.web.pages import call, form, int_arg, login_required, page_numbers, redirect, render
 from postel.web.state import client_ip, web_of
 
 ADMINS = (Role.DOMAIN_ADMIN, Role.ADMIN)
 GET_POST = ["GET", "POST"]
+BAD_QUOTA = "The quota must be a number of megabytes (0 for none)."
 
 
 def routes() -> list[BaseRoute]:
@@ -40,8 +45,8 @@ def _domain(request: Request, me: Account, values: dict[str, str] | None = None)
     return chosen.strip().lower() or me.domain
 
 
-def _actor(request: Request, me: Account) -> ops.Actor:
-    return ops.Actor(me, client_ip(request))
+def _actor(request: Request, me: Account) -> Actor:
+    return Actor.of(me, client_ip(request))
 
 
 def _form_values(values: dict[str, str]) -> dict[str, Any]:
@@ -58,11 +63,9 @@ def _form_values(values: dict[str, str]) -> dict[str, Any]:
     try:
         megabytes = float(quota)
     except ValueError:
-        raise ops.OpError(400, "The quota must be a number of megabytes (0 for none).",
-                          "quota") from None
+        raise OperationError(Kind.INVALID, BAD_QUOTA, "quota") from None
     if not 0 <= megabytes < 2**40:
-        raise ops.OpError(400, "The quota must be a number of megabytes (0 for none).",
-                          "quota")
+        raise OperationError(Kind.INVALID, BAD_QUOTA, "quota")
     raw["quota_bytes"] = int(megabytes * 1024 * 1024)
     return raw
 
@@ -74,12 +77,12 @@ async def users(request: Request, me: Account) -> Response:
     query = request.query_params.get("q", "")
     size = max(1, web.config.page_size)
     page = int_arg(request.query_params.get("page"))
-    total, found = await call(ops.list_users, web, _actor(request, me), domain, query,
-                              (page - 1) * size, size)
+    total, found = await call(user_ops.list_users, web.admin, _actor(request, me), domain,
+                              query, (page - 1) * size, size)
     paging = page_numbers(total, page, size)
     if paging["page"] != page:
-        total, found = await call(ops.list_users, web, _actor(request, me), domain, query,
-                                  paging["offset"], size)
+        total, found = await call(user_ops.list_users, web.admin, _actor(request, me), domain,
+                                  query, paging["offset"], size)
     domains = [d.name for d in await asyncio.to_thread(web.store.directory.list_domains)] \
         if me.role is Role.ADMIN else []
     base = "/admin/users?" + urlencode({"domain": domain, "q": query}) + "&"
@@ -100,7 +103,7 @@ async def new_user(request: Request, me: Account) -> Response:
     web = web_of(request)
     if request.method == "GET":
         domain = _domain(request, me)
-        await call(ops.require_domain, _actor(request, me), domain)
+        await call(_actor(request, me).require_domain, domain)
         return render(request, "admin_user_new.html", domain=domain, roles=_roles(me),
                       values={}, error="", field="")
     values = await form(request)
@@ -108,9 +111,9 @@ async def new_user(request: Request, me: Account) -> Response:
     local = values.get("local", "").strip()
     values["email"] = f"{local}@{domain}" if local and "@" not in local else local
     try:
-        account = await asyncio.to_thread(ops.add_user, web, _actor(request, me),
+        account = await asyncio.to_thread(user_ops.add_user, web.admin, _actor(request, me),
                                           _form_values(values))
-    except ops.OpError as exc:
+    except OperationError as exc:
         return render(request, "admin_user_new.html", exc.status, domain=domain,
                       roles=_roles(me), values=values, error=exc.message, field=exc.field)
     return redirect(request, f"/admin/users?domain={quote(account.domain)}&saved="
@@ -122,16 +125,16 @@ async def edit_user(request: Request, me: Account) -> Response:
     web = web_of(request)
     actor = _actor(request, me)
     email = request.path_params["email"]
-    account: Account = await call(ops.get_user, web, actor, email)
+    account: Account = await call(user_ops.get_user, web.admin, actor, email)
     if request.method == "GET":
         return render(request, "admin_user_edit.html", user=account, roles=_roles(me),
                       values={}, error="", field="",
                       saved=request.query_params.get("saved") == "1", quote=quote)
     values = await form(request)
     try:
-        await asyncio.to_thread(ops.update_user, web, actor, account.email,
+        await asyncio.to_thread(user_ops.update_user, web.admin, actor, account.email,
                                 _form_values(values))
-    except ops.OpError as exc:
+    except OperationError as exc:
         return render(request, "admin_user_edit.html", exc.status, user=account,
                       roles=_roles(me), values=values, error=exc.message, field=exc.field,
                       saved=False, quote=quote)
@@ -142,11 +145,12 @@ async def edit_user(request: Request, me: Account) -> Response:
 async def delete_user(request: Request, me: Account) -> Response:
     web = web_of(request)
     actor = _actor(request, me)
-    account: Account = await call(ops.get_user, web, actor, request.path_params["email"])
+    account: Account = await call(user_ops.get_user, web.admin, actor,
+                                  request.path_params["email"])
     if request.method == "GET":
         return render(request, "admin_user_delete.html", user=account, quote=quote)
     await form(request)
-    await call(ops.delete_user, web, actor, account.email)
+    await call(user_ops.delete_user, web.admin, actor, account.email)
     return redirect(request, f"/admin/users?domain={quote(account.domain)}")
 
 
@@ -162,17 +166,17 @@ async def aliases(request: Request, me: Account) -> Response:
         domain = _domain(request, me, values)
         try:
             if values.get("action") == "remove":
-                await asyncio.to_thread(ops.remove_alias, web, actor, domain,
+                await asyncio.to_thread(alias_ops.remove_alias, web.admin, actor, domain,
                                         values.get("source", ""), values.get("destination", ""))
             else:
-                await asyncio.to_thread(ops.add_alias, web, actor, domain,
+                await asyncio.to_thread(alias_ops.add_alias, web.admin, actor, domain,
                                         values.get("source", ""), values.get("destination", ""))
             return redirect(request, f"/admin/aliases?domain={quote(domain)}")
-        except ops.OpError as exc:
+        except OperationError as exc:
             error, status = exc.message, exc.status
     else:
         domain = _domain(request, me)
-    found = await call(ops.list_aliases, web, actor, domain)
+    found = await call(alias_ops.list_aliases, web.admin, actor, domain)
     return render(request, "admin_aliases.html", status, domain=domain, aliases=found,
                   error=error, values=values)
 
@@ -183,7 +187,7 @@ async def audit(request: Request, me: Account) -> Response:
     domain = _domain(request, me)
     size = 50
     page = int_arg(request.query_params.get("page"))
-    total, rows = await call(ops.audit_log, web, _actor(request, me), domain,
+    total, rows = await call(audit_ops.audit_log, web.admin, _actor(request, me), domain,
                              (max(1, page) - 1) * size, size)
     paging = page_numbers(total, page, size)
     return render(request, "admin_audit.html", domain=domain, rows=rows, paging=paging,

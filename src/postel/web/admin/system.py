@@ -9,8 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from postel.admin import audit as audit_ops
+from postel.admin import domains as domain_ops
+from postel.admin import users as user_ops
+from postel.admin.actor import Actor
+from postel.admin.errors import OperationError
 from postel.store.model import Account, Role
-from postel.web import ops
 from postel.web.pages import call, form, int_arg, login_required, page_numbers, redirect, render
 from postel.web.state import client_ip, web_of
 
@@ -38,17 +42,17 @@ def _size(n: int) -> str:
 @login_required(Role.ADMIN)
 async def domains(request: Request, me: Account) -> Response:
     web = web_of(request)
-    actor = ops.Actor(me, client_ip(request))
+    actor = Actor.of(me, client_ip(request))
     error, status, name = "", 200, ""
     if request.method == "POST":
         values = await form(request)
         name = values.get("domain", "")
         try:
-            added = await asyncio.to_thread(ops.add_domain, web, actor, name)
+            added = await asyncio.to_thread(domain_ops.add_domain, web.admin, actor, name)
             return redirect(request, f"/system/domains?added={added}")
-        except ops.OpError as exc:
+        except OperationError as exc:
             error, status = exc.message, exc.status
-    rows = await call(ops.domain_stats, web, actor)
+    rows = await call(domain_ops.domain_stats, web.admin, actor)
     return render(request, "system_domains.html", status, rows=rows, error=error, name=name,
                   size=_size, added=request.query_params.get("added", ""))
 
@@ -61,8 +65,9 @@ async def delete_domain(request: Request, me: Account) -> Response:
         return render(request, "system_domain_delete.html", name=name, error="")
     await form(request)
     try:
-        await asyncio.to_thread(ops.remove_domain, web, ops.Actor(me, client_ip(request)), name)
-    except ops.OpError as exc:
+        await asyncio.to_thread(domain_ops.remove_domain, web.admin,
+                                Actor.of(me, client_ip(request)), name)
+    except OperationError as exc:
         return render(request, "system_domain_delete.html", exc.status, name=name,
                       error=exc.message)
     return redirect(request, "/system/domains")
@@ -71,18 +76,19 @@ async def delete_domain(request: Request, me: Account) -> Response:
 @login_required(Role.ADMIN)
 async def admins(request: Request, me: Account) -> Response:
     web = web_of(request)
-    actor = ops.Actor(me, client_ip(request))
+    actor = Actor.of(me, client_ip(request))
     error, status = "", 200
     if request.method == "POST":
         values = await form(request)
         role = Role.USER if values.get("action") == "revoke" else Role.DOMAIN_ADMIN
         try:
-            await asyncio.to_thread(ops.update_user, web, actor, values.get("email", ""),
+            await asyncio.to_thread(user_ops.update_user, web.admin, actor,
+                                    values.get("email", ""),
                                     {"role": role.value})
             return redirect(request, "/system/admins")
-        except ops.OpError as exc:
+        except OperationError as exc:
             error, status = exc.message, exc.status
-    found = await call(ops.list_domain_admins, web, actor)
+    found = await call(domain_ops.list_domain_admins, web.admin, actor)
     return render(request, "system_admins.html", status, admins=found, error=error)
 
 
@@ -91,7 +97,8 @@ async def audit(request: Request, me: Account) -> Response:
     web = web_of(request)
     size = 50
     page = int_arg(request.query_params.get("page"))
-    total, rows = await call(ops.audit_log, web, ops.Actor(me, client_ip(request)), None,
+    total, rows = await call(audit_ops.audit_log, web.admin,
+                             Actor.of(me, client_ip(request)), None,
                              (max(1, page) - 1) * size, size)
     return render(request, "admin_audit.html", rows=rows,
                   paging=page_numbers(total, page, size), base="/system/audit?",

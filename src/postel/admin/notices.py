@@ -1,4 +1,5 @@
-"""System mail from the web pages (reset links, notices), sent as `web.system_from`.
+"""System mail from Postel itself (reset links, notices), sent as the configured
+system sender (`web.system_from`, default postmaster@<hostname>).
 
 Local backup addresses get the message in their INBOX at once; remote ones go into the
 outbound queue (postel.delivery), which the queue workers deliver.
@@ -17,7 +18,7 @@ from postel.mail.mime import parse_message_bytes
 from postel.store.api import Store
 from postel.store.model import Account
 
-log = logging.getLogger("postel.web")
+log = logging.getLogger("postel.admin")
 
 
 def build_message(sender: str, to: str, subject: str, body: str) -> bytes:

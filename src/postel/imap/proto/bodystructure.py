@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from postel.imap.envelope import Envelope
+from postel.imap.proto.envelope import Envelope
 from postel.mail.mime import MimePart, Params
 
 
