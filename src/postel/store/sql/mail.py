@@ -46,6 +46,7 @@ from postel.store.sql.rows import (
     flag_values,
     insert_mailbox,
     lock_mailbox,
+    mailbox_id_by_name,
     message_values,
     now,
     to_mailbox,
@@ -335,11 +336,7 @@ class SqlMailboxes:
     def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> bool:
         """SUBSCRIBE / UNSUBSCRIBE; False when the mailbox does not exist."""
         with self._db.write() as (conn, changes):
-            mailbox_id = conn.execute(
-                select(t.mailboxes.c.id).where(
-                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
-                )
-            ).scalar()
+            mailbox_id = mailbox_id_by_name(conn, account_id, name)
             if mailbox_id is None:
                 return False
             conn.execute(
@@ -356,11 +353,7 @@ class SqlMailboxes:
         if name == "INBOX":
             raise StoreError("INBOX cannot be deleted")
         with self._db.write() as (conn, changes):
-            mailbox_id = conn.execute(
-                select(t.mailboxes.c.id).where(
-                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
-                )
-            ).scalar()
+            mailbox_id = mailbox_id_by_name(conn, account_id, name)
             if mailbox_id is None:
                 raise NotFound(f"mailbox {name} does not exist")
             conn.execute(delete(t.messages).where(t.messages.c.mailbox_id == mailbox_id))
