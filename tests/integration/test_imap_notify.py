@@ -23,6 +23,10 @@ from tests.integration.test_imap_support import (
     message,
     new_user,
 )
+from tests.integration.test_mailauth_e2e import BOB, forged, receiving
+from tests.integration.test_outbound_support import DnsFixture, dns_server
+
+__all__ = ["dns_server", "receiving"]  # fixtures: Postel B with DMARC checks, its DNS
 
 # Every test here runs over 993 (implicit TLS) and 143 (STARTTLS).
 pytestmark = pytest.mark.usefixtures(both_ports.__name__)
@@ -64,6 +68,23 @@ def test_smtp_delivery_to_a_mailbox_not_selected_sends_status(postel: PostelServ
     assert raw.line() == b"* STATUS INBOX (UIDNEXT 2 MESSAGES 1)"
     deliver(postel, user, message("another"))
     assert raw.line() == b"* STATUS INBOX (UIDNEXT 3 MESSAGES 2)"
+    raw.close()
+
+
+def test_session_on_inbox_learns_of_smtp_delivery_to_junk(
+    dns_server: DnsFixture, receiving: PostelServer
+) -> None:
+    # Port 25 files a message that fails DMARC under p=quarantine into Junk: an SMTP
+    # delivery to a mailbox other than the selected INBOX.
+    dns_server.zone.add("evil.test", "TXT", "v=spf1 ip4:127.0.0.1 -all")
+    dns_server.zone.add("_dmarc.q.test", "TXT", "v=DMARC1; p=quarantine")
+    raw = session(receiving, BOB)
+    raw.cmd(b"s", b"SELECT INBOX")
+    lines = raw.cmd(b"n", b"NOTIFY SET STATUS (selected (MessageNew MessageExpunge)) "
+                    b"(inboxes (MessageNew MessageExpunge))")
+    assert re.fullmatch(rb"\* STATUS Junk \(MESSAGES 0 UIDNEXT 1 UIDVALIDITY \d+\)", lines[0])
+    forged(receiving, "x@evil.test", "boss@q.test", "invoice")
+    assert raw.line() == b"* STATUS Junk (UIDNEXT 2 MESSAGES 1)"  # RFC 5465 5.2
     raw.close()
 
 
