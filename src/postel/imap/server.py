@@ -174,9 +174,7 @@ class ImapServer(TcpServer):
                     finally:
                         session.busy = False
                     deadline = loop.time() + timeout
-                    if session.shutting_down:
-                        io.write(r.untagged("BYE Server shutting down"))
-                        await io.flush()
+                    if await _bye_if_stopping(session, io):
                         return
                     continue
                 if read_task is None:
@@ -200,8 +198,15 @@ class ImapServer(TcpServer):
                     await io.flush()
                     return
                 if wake is not None and wake in done:
-                    await session.wake()
-                    await io.flush()
+                    # Busy like a command: a shutdown lets the round finish its lines.
+                    session.busy = True
+                    try:
+                        await session.wake()
+                        await io.flush()
+                    finally:
+                        session.busy = False
+                    if await _bye_if_stopping(session, io):
+                        return
                     if idling:
                         deadline = loop.time() + timeout
                 if read_task in done:
@@ -216,6 +221,15 @@ class ImapServer(TcpServer):
                 read_task.cancel()
                 with contextlib.suppress(BaseException):
                     await read_task
+
+
+async def _bye_if_stopping(session: ImapSession, io: StreamIO) -> bool:
+    """After a command or a wake-up: say BYE when a shutdown waited for it to finish."""
+    if not session.shutting_down:
+        return False
+    io.write(r.untagged("BYE Server shutting down"))
+    await io.flush()
+    return True
 
 
 class ImapService:
