@@ -25,6 +25,7 @@ test: $(STAMP)
 	scripts/install-debian-packages
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(STAMP)

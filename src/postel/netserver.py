@@ -27,6 +27,26 @@ CLOSE_TIMEOUT = 5.0
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
 
 
+class PeerGone(ConnectionError):
+    """The client went away while we were writing to it: its business, not a server error
+    (logged as one info line, never with a traceback)."""
+
+
+async def write_all(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write and drain; a transport the peer already closed raises PeerGone. (uvloop
+    raises RuntimeError "unable to perform operation on <TCPTransport closed=True>" for a
+    write to a closed transport, the default loop ConnectionResetError or nothing.)"""
+    if writer.transport.is_closing():
+        raise PeerGone("the transport is closed")
+    try:
+        writer.write(data)
+        await writer.drain()
+    except RuntimeError as exc:
+        if writer.transport.is_closing():
+            raise PeerGone(str(exc)) from None
+        raise
+
+
 class StreamIO:
     """Bytes out over an asyncio stream, STARTTLS, and a close that cannot hang."""
 
@@ -37,8 +57,7 @@ class StreamIO:
         self._tls_context = tls_context
 
     async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
+        await write_all(self.writer, data)
 
     async def start_tls(self) -> None:
         await self.writer.start_tls(self._tls_context())
@@ -166,7 +185,7 @@ class TcpServer:
                             break
                         await session.feed(data)
             except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
-                log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
+                log.info("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
             except Exception:
                 log.exception("session failed", extra={"fields": {"ip": ip}})
                 with contextlib.suppress(Exception):

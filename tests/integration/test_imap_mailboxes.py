@@ -95,6 +95,9 @@ def test_subscribe_lsub_and_list_extended(postel: PostelServer) -> None:
     user = new_user(postel)
     with imapclient(postel, user) as c:
         c.create_folder("Lists/Python")
+        # CREATE does not subscribe (only the client does: RFC 9051 6.3.9).
+        assert "Lists/Python" not in [n for _, _, n in c.list_sub_folders()]
+        c.subscribe_folder("Lists/Python")
         c.unsubscribe_folder("Trash")
         subscribed = [n for _, _, n in c.list_sub_folders()]
         assert "Trash" not in subscribed and "Lists/Python" in subscribed

@@ -120,12 +120,15 @@ def test_mailboxes_created_renamed_deleted_and_subscribed_elsewhere(
     watcher.cmd(b"s", b"SELECT INBOX")
     watcher.cmd(b"n", b"NOTIFY SET " + PERSONAL)
     actor.cmd(b"c", b"CREATE Projects")
-    # RFC 5465 5.4; a new mailbox starts subscribed here.
+    assert watcher.line() == b'* LIST (\\HasNoChildren) "/" Projects'  # RFC 5465 5.4
+    actor.cmd(b"u", b"SUBSCRIBE Projects")
+    # RFC 5465 5.5: \\Subscribed iff subscribed after the event.
     assert watcher.line() == b'* LIST (\\HasNoChildren \\Subscribed) "/" Projects'
-    actor.cmd(b"u", b"UNSUBSCRIBE Projects")
-    assert watcher.line() == b'* LIST (\\HasNoChildren) "/" Projects'  # RFC 5465 5.5
-    actor.cmd(b"r", b"RENAME Projects Work")
-    assert watcher.line() == b'* LIST (\\HasNoChildren) "/" Work ("OLDNAME" (Projects))'
+    actor.cmd(b"r", b"RENAME Projects Work")  # the subscription moves with the name
+    assert watcher.line() == (b'* LIST (\\HasNoChildren \\Subscribed) "/" Work '
+                              b'("OLDNAME" (Projects))')
+    actor.cmd(b"v", b"UNSUBSCRIBE Work")
+    assert watcher.line() == b'* LIST (\\HasNoChildren) "/" Work'
     actor.cmd(b"d", b"DELETE Work")
     assert watcher.line() == b'* LIST (\\NonExistent) "/" Work'
     # The watcher's own changes are not echoed back (RFC 5465 5): the NOOP answers first.
@@ -259,7 +262,6 @@ def test_subtree_and_mailboxes_filters(postel: PostelServer) -> None:
     actor.cmd(b"b", b"APPEND Lists/IETF {%d+}\r\n" % len(body) + body)
     assert watcher.line() == b'* STATUS Lists/IETF (UIDNEXT 2 MESSAGES 1)'
     actor.cmd(b"r", b"RENAME Other Elsewhere")
-    assert watcher.line() == b'* LIST (\\HasNoChildren \\Subscribed) "/" Elsewhere ' \
-        b'("OLDNAME" (Other))'
+    assert watcher.line() == b'* LIST (\\HasNoChildren) "/" Elsewhere ("OLDNAME" (Other))'
     watcher.close()
     actor.close()

@@ -386,3 +386,29 @@ def test_ehlo_with_control_characters_cannot_inject_headers(postel: PostelServer
     assert raw.command("EHLO evil\rX-Injected:yes")[0] == 501
     assert raw.command("EHLO ok.test")[0] == 250
     raw.close()
+
+
+def test_rcpt_between_bdat_chunks_is_refused(postel: PostelServer) -> None:
+    # RFC 3030 2: the envelope is complete once BDAT starts; the Received header (which
+    # names a single recipient) is already written.
+    raw = RawSmtp(postel.port("smtp"))
+    raw.command("EHLO order.test")
+    raw.command("MAIL FROM:<o@remote.test>")
+    raw.command("RCPT TO:<alice@example.test>")
+    part = b"Subject: order\r\n\r\n"
+    raw.send(b"BDAT %d\r\n" % len(part) + part)
+    assert raw.reply()[0] == 250
+    assert raw.command("RCPT TO:<bob@example.test>") == (503, "5.5.1 RCPT after BDAT")
+    assert raw.command("DATA") == (503, "5.5.1 DATA after BDAT")
+    raw.send(b"BDAT 3 LAST\r\nend")
+    assert raw.reply()[0] == 250
+    raw.close()
+
+
+def test_size_with_a_non_ascii_digit_is_a_syntax_error(postel: PostelServer) -> None:
+    # "²" passes str.isdigit(); it used to reach int() and end the session with a 421.
+    raw = RawSmtp(postel.port("smtp"))
+    raw.command("EHLO size.test")
+    assert raw.command("MAIL FROM:<s@remote.test> SIZE=\u00b2")[0] == 501
+    assert raw.command("MAIL FROM:<s@remote.test> SIZE=10")[0] == 250
+    raw.close()

@@ -9,6 +9,7 @@ import pytest
 
 from postel.store import api
 from postel.store.sql.store import SqlStore
+from postel.store.webmail_api import WebmailStore
 
 PARTS = [
     ("mail", api.Mailboxes),
@@ -16,6 +17,7 @@ PARTS = [
     ("queue", api.Outbound),
     ("dkim", api.DkimKeys),
     ("web", api.WebState),
+    ("webmail", WebmailStore),
 ]
 
 
@@ -38,7 +40,7 @@ def test_part_satisfies_its_protocol(store: SqlStore, attribute: str, protocol: 
 def test_store_has_every_part(store: SqlStore) -> None:
     members = [name for name in vars(api.Store) if not name.startswith("_")]
     assert set(members) == {
-        "mail", "directory", "queue", "dkim", "web", "blobs", "on_commit", "close",
+        "mail", "directory", "queue", "dkim", "web", "webmail", "blobs", "on_commit", "close",
     }
     for name in members:
         assert hasattr(store, name), name

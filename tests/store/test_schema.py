@@ -18,7 +18,18 @@ def test_migrations_match_schema(store: SqlStore) -> None:
         context = MigrationContext.configure(
             conn, opts={"compare_type": True, "compare_server_default": compare_defaults}
         )
-        assert compare_metadata(context, metadata) == []
+        differences = compare_metadata(context, metadata)
+    # The webmail's full-text index is backend-specific and made by migration 0005 only:
+    # SQLite's FTS5 table with its shadow tables, PostgreSQL's GIN expression index.
+    assert [d for d in differences if not _is_search_index(d)] == []
+
+
+def _is_search_index(difference: object) -> bool:
+    if not isinstance(difference, tuple):
+        return False
+    kind, item = difference[0], difference[1]
+    return ((kind == "remove_table" and item.name.startswith("webmail_fts"))
+            or (kind == "remove_index" and item.name == "ix_webmail_text_document"))
 
 
 def test_migrations_are_idempotent(store: SqlStore) -> None:

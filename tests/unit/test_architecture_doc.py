@@ -71,7 +71,23 @@ def _class_has(cls: str, attr: str) -> bool:
 
 
 def _references() -> list[str]:
-    return TICKED.findall(DOC.read_text())
+    """Every ticked name, with a bare file name completed by the folder of the path
+    before it on the same line (`store/sql/mail.py`, `queue.py` → store/sql/queue.py),
+    unless a top-level module has that name."""
+    refs: list[str] = []
+    for line in DOC.read_text().splitlines():
+        folder = ""
+        for ref in TICKED.findall(line):
+            match = FILE_REF.match(ref)
+            if match and "/" in match["path"].rstrip("/"):
+                folder = match["path"].rstrip("/").rpartition("/")[0] + "/"
+                if match["path"].endswith("/"):
+                    folder = match["path"]
+            elif match and folder and "/" not in match["path"] \
+                    and not _resolve(match["path"]).exists():
+                ref = folder + ref
+            refs.append(ref)
+    return refs
 
 
 def test_every_named_file_and_function_exists() -> None:

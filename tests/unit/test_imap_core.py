@@ -84,18 +84,18 @@ def _meta(uid: int, modseq: int, flags: Flags = NO_FLAGS) -> MessageMeta:
 
 
 def _box(modseq: int, uidnext: int) -> Mailbox:
-    return Mailbox(1, 1, "INBOX", None, 7, uidnext, modseq, 1, True)
+    return Mailbox(1, 1, "INBOX", None, 7, uidnext, modseq, 1)
 
 
 def test_selected_defers_expunge_and_reports_changes() -> None:
     sel = SelectedMailbox(1, "INBOX", readonly=False, uidvalidity=7, uidnext=4, modseq=3,
-                          messages=[_meta(1, 1), _meta(2, 2), _meta(3, 3)], recent_from=None)
+                          messages=[_meta(1, 1), _meta(2, 2), _meta(3, 3)], recent=None)
     changes = MailboxChanges(_box(6, 5), [_meta(3, 5, Flags(seen=True)), _meta(4, 6)], [2])
-    out = sel.apply(changes, allow_expunge=False, recent_from=4, condstore=False,
+    out = sel.apply(changes, allow_expunge=False, recent=range(4, 5), condstore=False,
                     qresync=False)
     assert out == [b"* 4 EXISTS\r\n", b"* 1 RECENT\r\n", b"* 3 FETCH (FLAGS (\\Seen))\r\n"]
     assert sel.uids == [1, 2, 3, 4] and sel.expunged == {2}
-    out = sel.apply(MailboxChanges(_box(6, 5)), allow_expunge=True, recent_from=None,
+    out = sel.apply(MailboxChanges(_box(6, 5)), allow_expunge=True, recent=None,
                     condstore=False, qresync=False)
     assert out == [b"* 2 EXPUNGE\r\n"]
     assert sel.uids == [1, 3, 4] and sel.seq_of(4) == 3
@@ -103,9 +103,9 @@ def test_selected_defers_expunge_and_reports_changes() -> None:
 
 def test_selected_vanished_under_qresync() -> None:
     sel = SelectedMailbox(1, "INBOX", readonly=False, uidvalidity=7, uidnext=4, modseq=3,
-                          messages=[_meta(1, 1), _meta(2, 2), _meta(3, 3)], recent_from=None)
+                          messages=[_meta(1, 1), _meta(2, 2), _meta(3, 3)], recent=None)
     out = sel.apply(MailboxChanges(_box(4, 4), [], [1, 2]), allow_expunge=True,
-                    recent_from=None, condstore=True, qresync=True)
+                    recent=None, condstore=True, qresync=True)
     assert out == [b"* VANISHED 1:2\r\n"]
 
 

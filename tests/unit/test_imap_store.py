@@ -38,10 +38,12 @@ def test_claim_recent(store: SqlStore) -> None:
     alice = add_user(store, "alice@example.test")
     inbox = mailbox_id(store, alice)
     deliver(store, alice.id, n=2)
-    assert store.mail.claim_recent(inbox) == 1
-    assert store.mail.claim_recent(inbox) == 3, "the second session gets nothing recent"
+    assert store.mail.claim_recent(inbox, 3) == range(1, 3)
+    assert not store.mail.claim_recent(inbox, 3), "the second session gets nothing recent"
     deliver(store, alice.id)
-    assert store.mail.claim_recent(inbox) == 3
+    # Only what the caller listed (below `until`) is claimed; the rest stays for later.
+    assert not store.mail.claim_recent(inbox, 3)
+    assert store.mail.claim_recent(inbox, 10) == range(3, 4)
 
 
 def test_rename_with_children_and_inbox(store: SqlStore) -> None:
@@ -78,12 +80,19 @@ def test_delete_and_subscribe(store: SqlStore) -> None:
     alice = add_user(store, "alice@example.test")
     store.mail.create_mailbox(alice.id, "Tmp")
     deliver(store, alice.id, "Tmp", 2)
-    assert store.mail.set_subscribed(alice.id, "Tmp", False)
     box = store.mail.get_mailbox(alice.id, "Tmp")
-    assert box is not None and not box.subscribed
+    assert box is not None
+    assert "Tmp" not in store.mail.subscriptions(alice.id)  # CREATE does not subscribe
+    assert store.mail.set_subscribed(alice.id, "Tmp", True)
+    assert "Tmp" in store.mail.subscriptions(alice.id)
     assert not store.mail.set_subscribed(alice.id, "Nope", True)
     store.mail.delete_mailbox(alice.id, "Tmp")
     assert store.mail.get_mailbox(alice.id, "Tmp") is None
+    # RFC 3501 6.3.6: the subscription outlives the mailbox, until UNSUBSCRIBE.
+    assert "Tmp" in store.mail.subscriptions(alice.id)
+    assert store.mail.set_subscribed(alice.id, "Tmp", False)
+    assert "Tmp" not in store.mail.subscriptions(alice.id)
+    assert not store.mail.set_subscribed(alice.id, "Tmp", False)
     with pytest.raises(StoreError):
         store.mail.delete_mailbox(alice.id, "INBOX")
     recreated = store.mail.create_mailbox(alice.id, "Tmp")

@@ -339,8 +339,9 @@ def test_group_addresses() -> None:
     ]
     assert env[6] == [[None, None, "undisclosed-recipients", None], [None, None, None, None]]
     m = parse_message_bytes(data)
-    assert m.to_sort == "a"  # first real mailbox, not the group name
-    assert m.cc_sort == "" and m.display_to == "a@example.com"
+    # RFC 5256 3, RFC 5957 3: the first address, and for a group its name.
+    assert m.to_sort == "friends"
+    assert m.cc_sort == "undisclosed-recipients" and m.display_to == "Friends"
 
 
 def test_missing_headers() -> None:

@@ -122,7 +122,9 @@ def test_capabilities_after_tls_and_after_login(store: SqlStore) -> None:
     assert "USER" in lines and "SASL PLAIN LOGIN" in lines and "STLS" not in lines
     client.login()
     lines = client.cmd("CAPA").decode().split("\r\n")
-    assert "USER" not in lines and "TOP" in lines and "UIDL" in lines
+    # RFC 2449 6.3, 6.8: USER and SASL are announced in both states.
+    assert "USER" in lines and "SASL PLAIN LOGIN" in lines and "STLS" not in lines
+    assert "TOP" in lines and "UIDL" in lines
 
 
 def test_plaintext_login_refused_without_tls(store: SqlStore) -> None:

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postel.auth.sasl import MECHANISMS, Challenge, Credentials, Failed, SaslExchange
+from postel.auth.sasl import (
+    MECHANISMS,
+    Challenge,
+    Credentials,
+    Failed,
+    FailureKind,
+    SaslExchange,
+    SaslServer,
+)
 
 
 def b64(data: bytes) -> str:
@@ -213,3 +221,53 @@ def test_property_never_raises(mechanism: str, initial: str | None, lines: list[
             break
         step = exchange.step(line)
     assert isinstance(step, Challenge | Credentials | Failed)
+
+
+# -- the driver every protocol uses ------------------------------------------------------
+
+
+def test_server_supports_and_refuses_mechanisms() -> None:
+    assert SaslServer.supports("plain") and SaslServer.supports("LOGIN")
+    assert not SaslServer.supports("CRAM-MD5")
+    assert not SaslServer.supports("LOGIN", ("PLAIN",))
+    with pytest.raises(ValueError):
+        SaslServer("LOGIN", ("PLAIN",))
+    assert SaslServer("login").mechanism == "LOGIN"
+
+
+def test_server_challenge_is_base64_encoded() -> None:
+    step = SaslServer("LOGIN").start(None)
+    assert isinstance(step, Challenge)
+    assert step.encoded == "VXNlcm5hbWU6"  # "Username:"
+    assert Challenge(b"").encoded == ""
+
+
+def test_server_initial_response_and_answers_as_bytes() -> None:
+    server = SaslServer("LOGIN")
+    assert server.start(b64(b"alice")) == Challenge(b"Password:")
+    assert server.answer(b64(b"pw").encode()) == Credentials("", "alice", "pw")
+    server = SaslServer("PLAIN")
+    assert server.start(None) == Challenge(b"")
+    assert server.answer(b64(b"\0bob\0pw").encode() + b" ") == Credentials("", "bob", "pw")
+
+
+def test_server_non_ascii_answer_is_invalid_base64() -> None:
+    server = SaslServer("PLAIN")
+    server.start(None)
+    assert server.answer("ä".encode()) == Failed("invalid base64")
+
+
+def test_server_cancel_has_its_kind() -> None:
+    server = SaslServer("PLAIN")
+    server.start(None)
+    step = server.answer(b"*")
+    assert isinstance(step, Failed) and step.kind is FailureKind.CANCELLED
+    step = SaslServer("PLAIN").start("%%%")
+    assert isinstance(step, Failed) and step.kind is FailureKind.MALFORMED
+
+
+def test_server_authzid_must_be_the_user() -> None:
+    same = SaslServer("PLAIN").start(b64(b"Alice@Example.test\0alice@example.test\0pw"))
+    assert same == Credentials("Alice@Example.test", "alice@example.test", "pw")
+    other = SaslServer("PLAIN").start(b64(b"admin@example.test\0alice@example.test\0pw"))
+    assert isinstance(other, Failed) and other.kind is FailureKind.AUTHZID

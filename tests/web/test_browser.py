@@ -119,6 +119,9 @@ def test_logon_failure_then_success(page: Page) -> None:
     expect(page.get_by_role("alert")).to_have_text("The email address or password is incorrect.")
     shot(page, "logon_failure")
     log_on(page, "alice@example.test")
+    # Logon lands in the webmail's Inbox; My Settings is one click away.
+    expect(page.locator("#list-title")).to_have_text("Inbox")
+    page.get_by_role("link", name="My Settings").click()
     expect(page.get_by_role("heading", name="My Settings")).to_be_visible()
     expect(page.get_by_label("Backup Email Address")).to_have_value("alice.backup@backup.test")
     page.get_by_role("button", name="Log out").click()
@@ -144,7 +147,7 @@ def test_forgot_password_end_to_end(page: Page, server: PostelServer) -> None:
     # The new password works at once: in the browser and over the mail protocols.
     page.get_by_role("link", name="Log on").click()
     log_on(page, "alice@example.test", NEW_PASSWORD)
-    expect(page.get_by_role("heading", name="My Settings")).to_be_visible()
+    expect(page.locator("#list-title")).to_have_text("Inbox")
     with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as smtp:
         smtp.starttls(context=server.client_tls())
         smtp.login("alice@example.test", NEW_PASSWORD)

@@ -16,8 +16,10 @@ class Kind(enum.IntEnum):
     UNAUTHENTICATED = 401
     FORBIDDEN = 403
     NOT_FOUND = 404
+    NOT_ACCEPTABLE = 406
     CONFLICT = 409
     GONE = 410
+    TOO_LARGE = 413
     TOO_MANY = 429
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import quopri
 import re
 from dataclasses import dataclass
 
@@ -108,5 +107,20 @@ def decode_transfer(data: bytes, encoding: str) -> bytes:
         except (binascii.Error, ValueError):
             return b""
     if enc == "quoted-printable":
-        return quopri.decodestring(data)
+        return decode_quoted_printable(data)
     raise SectionError(f"unknown transfer encoding {encoding}")
+
+
+def decode_quoted_printable(data: bytes) -> bytes:
+    """RFC 2045 6.7, line by line: trailing white space is transport padding and is
+    deleted (rule 3), also before a soft line break, which joins the line to the next
+    (rule 5). quopri.decodestring keeps that white space."""
+    out: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        text = line.rstrip(b"\r\n")
+        end = line[len(text) :]
+        text = text.rstrip(b" \t")  # rule 3
+        if text.endswith(b"="):
+            text, end = text[:-1].rstrip(b" \t"), b""  # rule 5: a soft line break
+        out.append(binascii.a2b_qp(text) + end)
+    return b"".join(out)

@@ -11,7 +11,7 @@ Changes to the selected mailbox are not diffed here: ``imap/selected.py`` report
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 from postel.imap.proto.notify import EventGroup, Filter, Notify
@@ -67,20 +67,22 @@ class NotifySpec:
     def selected_events(self) -> frozenset[str]:
         return frozenset(self.selected.events) if self.selected is not None else frozenset()
 
-    def events_for(self, box: Mailbox) -> frozenset[str]:
+    def events_for(self, box: Mailbox, subscribed: Set[str]) -> frozenset[str]:
         """The events asked for a mailbox other than the selected one. When several groups
         cover it, the first one decides (our choice), so a narrow group written first can
         say NONE for a mailbox a broad one would cover."""
         for group in self.others:
-            if covers(group, box):
+            if covers(group, box, subscribed):
                 return frozenset(group.events)
         return frozenset()
 
-    def watched(self, boxes: Mapping[int, Mailbox], selected_id: int | None) -> list[int]:
+    def watched(
+        self, boxes: Mapping[int, Mailbox], subscribed: Set[str], selected_id: int | None
+    ) -> list[int]:
         """Mailboxes (not the selected one) whose message counts a round must know."""
         return [
             box.id for box in boxes.values()
-            if box.id != selected_id and self.events_for(box) & MESSAGE_EVENTS
+            if box.id != selected_id and self.events_for(box, subscribed) & MESSAGE_EVENTS
         ]
 
 
@@ -102,7 +104,7 @@ def check_events(group: EventGroup) -> None:
         raise NotifyRefused("BAD", "FlagChange needs MessageNew and MessageExpunge")
 
 
-def covers(group: EventGroup, box: Mailbox) -> bool:
+def covers(group: EventGroup, box: Mailbox, subscribed: Set[str]) -> bool:
     """Whether a (non-selected) filter covers a mailbox (RFC 5465 6.2-6.6)."""
     name = box.name
     match group.filter:
@@ -112,7 +114,7 @@ def covers(group: EventGroup, box: Mailbox) -> bool:
             # RFC 5465 6.3: where mail is delivered: INBOX, and Junk for DMARC quarantine.
             return name == "INBOX" or box.special_use == "\\Junk"
         case Filter.SUBSCRIBED:
-            return box.subscribed  # RFC 5465 6.4: re-evaluated as subscriptions change
+            return name in subscribed  # RFC 5465 6.4: re-evaluated as subscriptions change
         case Filter.SUBTREE:
             # RFC 5465 6.5: the named mailboxes and all their inferiors.
             return any(name == m or name.startswith(m + DELIMITER) for m in group.mailboxes)
@@ -129,10 +131,15 @@ class Snapshot:
 
     boxes: Mapping[int, Mailbox]
     messages: Mapping[int, int] = field(default_factory=dict)
+    subscribed: Set[str] = frozenset()  # the subscription list (names)
 
     @classmethod
-    def of(cls, boxes: Iterable[Mailbox], messages: Mapping[int, int]) -> Snapshot:
-        return cls({b.id: b for b in boxes}, dict(messages))
+    def of(cls, boxes: Iterable[Mailbox], messages: Mapping[int, int],
+           subscribed: Iterable[str] = ()) -> Snapshot:
+        return cls({b.id: b for b in boxes}, dict(messages), frozenset(subscribed))
+
+    def events_for(self, spec: NotifySpec, box: Mailbox) -> frozenset[str]:
+        return spec.events_for(box, self.subscribed)
 
     def needs_count(self, new: Mailbox) -> bool:
         """Whether a watched mailbox changed since this snapshot (or was not counted)."""
@@ -175,31 +182,31 @@ def diff(
     parents = {n.rpartition(DELIMITER)[0] for n in names if DELIMITER in n}
 
     def listed(box: Mailbox, old_name: str | None = None) -> Listed:
-        return Listed(box.name, subscribed=box.subscribed, old_name=old_name,
+        return Listed(box.name, subscribed=box.name in new.subscribed, old_name=old_name,
                       has_children=box.name in parents)
 
     for box_id, gone in old.boxes.items():
         if box_id not in new.boxes and gone.name not in own_names and (
-            "MailboxName" in spec.events_for(gone)
+            "MailboxName" in old.events_for(spec, gone)
         ):
             # RFC 5465 5.4: a deleted name is listed \NonExistent.
             out.append(Listed(gone.name, exists=False))
     for box_id, box in new.boxes.items():
         before = old.boxes.get(box_id)
-        events = spec.events_for(box)
+        events = new.events_for(spec, box)
         if before is None:
             if "MailboxName" in events and box.name not in own_names:
                 out.append(listed(box))  # RFC 5465 5.4: a new mailbox
             continue
         if before.name != box.name:
             if not {before.name, box.name} & own_names and "MailboxName" in (
-                events | spec.events_for(before)
+                events | old.events_for(spec, before)
             ):
                 # RFC 5465 5.4: the new name, with OLDNAME (RFC 5258 extended data).
                 out.append(listed(box, old_name=before.name))
-        elif before.subscribed != box.subscribed and box.name not in own_names and (
-            "SubscriptionChange" in (events | spec.events_for(before))
-        ):
+        elif (box.name in old.subscribed) != (box.name in new.subscribed) and (
+            box.name not in own_names
+        ) and "SubscriptionChange" in (events | old.events_for(spec, before)):
             out.append(listed(box))  # RFC 5465 5.5: \Subscribed iff subscribed now
         if box_id != selected_id:
             status = _status(before, box, old.messages.get(box_id),

@@ -49,7 +49,9 @@ def needed_columns(key: SearchKey) -> set[str]:
         cols |= {"envelope", "internal_date"}
     elif op in ("LARGER", "SMALLER"):
         cols.add("size")
-    elif op in ("FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER"):
+    elif op in ("FROM", "TO", "CC", "BCC"):
+        cols |= {"headers", "envelope"}
+    elif op in ("SUBJECT", "HEADER"):
         cols.add("headers")
     elif op in ("BODY", "TEXT"):
         cols |= {"headers", "mime", "blob_sha256"}
@@ -63,6 +65,24 @@ def _fold(text: str) -> str:
 def _header_values(row: dict[str, Any], name: str) -> list[str]:
     lname = name.lower()
     return [v for k, v in row.get("headers", []) if k.lower() == lname]
+
+
+# Where each address field sits in the stored ENVELOPE (RFC 9051 7.5.2).
+_ENVELOPE_FIELD = {"FROM": 2, "TO": 5, "CC": 6, "BCC": 7}
+
+
+def _address_texts(row: dict[str, Any], name: str) -> list[str]:
+    """What FROM/TO/CC/BCC search: the envelope's addresses (RFC 3501 6.4.4: "the
+    envelope structure's FROM field"), each as "name <mailbox@host>" so comments and
+    white space inside an address no longer hide it, plus the decoded header text."""
+    texts = _header_values(row, name)
+    envelope = row.get("envelope") or []
+    index = _ENVELOPE_FIELD[name]
+    addresses = (envelope[index] if len(envelope) > index else None) or []
+    for display, _route, mailbox, host in addresses:
+        address = f"{mailbox}@{host}" if mailbox and host else mailbox or ""
+        texts.append(f"{display} <{address}>" if display else address)
+    return texts
 
 
 def _day(value: datetime | None) -> date | None:
@@ -160,7 +180,10 @@ class Evaluator:
             target = args[0]
             assert isinstance(target, date)
             return _compare(_sent_day(m.row), op, target)
-        if op in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+        if op in ("FROM", "TO", "CC", "BCC"):
+            needle = _fold(str(args[0]))
+            return any(needle in _fold(v) for v in _address_texts(m.row, op))
+        if op == "SUBJECT":
             needle = _fold(str(args[0]))
             return any(needle in _fold(v) for v in _header_values(m.row, op))
         if op == "HEADER":

@@ -26,7 +26,7 @@ class SelectedMailbox:
         uidnext: int,
         modseq: int,
         messages: list[MessageMeta],
-        recent_from: int | None,
+        recent: range | None,
     ) -> None:
         self.mailbox_id = mailbox_id
         self.name = name
@@ -37,9 +37,10 @@ class SelectedMailbox:
         self.uids: list[int] = [m.uid for m in messages]
         self.flags: dict[int, Flags] = {m.uid: m.flags for m in messages}
         self.modseqs: dict[int, int] = {m.uid: m.modseq for m in messages}
+        # RFC 3501 2.3.2: \\Recent here are the listed UIDs this session claimed.
         self.recent: set[int] = set()
-        if recent_from is not None:
-            self.recent = {u for u in self.uids if u >= recent_from}
+        if recent is not None:
+            self.recent = {u for u in self.uids if u in recent}
         self.expunged: set[int] = set()  # gone from the store, not yet announced
         self.keywords: set[str] = {k for m in messages for k in m.flags.keywords}
         self.show_recent = True  # no \Recent for IMAP4rev2 clients (RFC 9051 2.3.2)
@@ -93,7 +94,7 @@ class SelectedMailbox:
         changes: MailboxChanges,
         *,
         allow_expunge: bool,
-        recent_from: int | None,
+        recent: range | None,
         condstore: bool,
         qresync: bool,
         with_uid: bool = False,
@@ -115,14 +116,17 @@ class SelectedMailbox:
         for meta in changes.changed:
             if meta.uid in self.flags:
                 changed.append(meta)
-            elif meta.uid > last:
+            elif last < meta.uid < changes.mailbox.uidnext:
+                # A message at or past the uidnext read with these changes was committed
+                # after that read; the next poll reports it (its MODSEQ is higher), with
+                # the \\Recent claim that covers it.
                 new.append(meta)
         for meta in sorted(new, key=lambda m: m.uid):
             out += self.new_keywords(meta.flags)
             self.uids.append(meta.uid)
             self.flags[meta.uid] = meta.flags
             self.modseqs[meta.uid] = meta.modseq
-            if recent_from is not None and meta.uid >= recent_from:
+            if recent is not None and meta.uid in recent:
                 self.recent.add(meta.uid)
         if len(self.uids) != before:
             out.append(r.untagged(f"{len(self.uids)} EXISTS"))

@@ -19,7 +19,7 @@ from postel.context import Context
 from postel.imap.proto import responses as r
 from postel.imap.proto.receiver import Receiver
 from postel.imap.session import ImapSession, Services
-from postel.netserver import TcpServer, bind_listeners
+from postel.netserver import TcpServer, bind_listeners, write_all
 
 log = logging.getLogger("postel.imap")
 
@@ -55,8 +55,7 @@ class StreamIO:
         self._out, self._size = [], 0
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-        self.writer.write(data)
-        await self.writer.drain()
+        await write_all(self.writer, data)
 
     async def maybe_flush(self) -> None:
         if self._size >= WRITE_HIGH_WATER:
@@ -146,7 +145,8 @@ class ImapServer(TcpServer):
                     io.write(r.untagged("BYE Server shutting down"))
                     await asyncio.wait_for(io.flush(), 1.0)
             except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, zlib.error) as exc:
-                log.debug("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
+                # The peer went away (also mid-write): an info line, not an error.
+                log.info("connection ended", extra={"fields": {"ip": ip, "error": str(exc)}})
             except Exception:
                 # A bug must cost one connection, never the server.
                 log.exception("session failed", extra={"fields": {"ip": ip}})

@@ -39,6 +39,7 @@ from postel.imap.proto.receiver import (
 )
 from postel.imap.selected import SelectedMailbox
 from postel.imap.state import Bye, Continuation, State
+from postel.net import is_loopback
 from postel.store.api import Store
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.errors import NotFound
@@ -124,6 +125,16 @@ class ImapSession:
     def condstore(self) -> bool:
         return bool(self.enabled & {"CONDSTORE", "QRESYNC"})
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 3.1). The first one while a mailbox is
+        selected reports the mailbox's HIGHESTMODSEQ, which the client has not been told
+        (RFC 7162 3.1: "the server MUST ... send the HIGHESTMODSEQ response code")."""
+        if self.condstore:
+            return
+        self.enabled.add("CONDSTORE")
+        if self.selected is not None:
+            self.untagged(f"OK [HIGHESTMODSEQ {self.selected.modseq}] Highest")
+
     @property
     def qresync(self) -> bool:
         return "QRESYNC" in self.enabled
@@ -143,8 +154,7 @@ class ImapSession:
     def plaintext_auth_allowed(self) -> bool:
         if self.tls:
             return True
-        loopback = self.ip.startswith("127.") or self.ip == "::1"
-        return loopback and self.config.allow_plaintext_auth_on_loopback
+        return self.config.allow_plaintext_auth_on_loopback and is_loopback(self.ip)
 
     # -- output ------------------------------------------------------------------------
 
@@ -194,6 +204,8 @@ class ImapSession:
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))
             self.state = State.LOGOUT
+        except ConnectionError:
+            raise  # the client is gone (netserver.PeerGone): nobody to answer
         except Exception:
             # A bug in one handler costs that command, not the connection or the server.
             log.exception("command failed", extra={"fields": {"ip": self.ip}})
@@ -306,9 +318,11 @@ class ImapSession:
             raise Bye("Selected mailbox was deleted") from None
         claim = None
         if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
-            claim = await self.run(self.store.mail.claim_recent, self.selected.mailbox_id)
+            # RFC 3501 2.3.2: claim, after reading, exactly the new messages read.
+            claim = await self.run(self.store.mail.claim_recent, self.selected.mailbox_id,
+                                   changes.mailbox.uidnext)
         for line in self.selected.apply(changes, allow_expunge=allow_expunge,
-                                        recent_from=claim, condstore=self.condstore,
+                                        recent=claim, condstore=self.condstore,
                                         qresync=self.qresync,
                                         with_uid=self.notify is not None
                                         and self.notify.reports_selected):

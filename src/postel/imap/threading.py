@@ -96,11 +96,15 @@ def references(messages: list[ThreadMessage]) -> str:
             if (prev is not None and ref_node.parent is None and not _ancestor(ref_node, prev)):
                 _link(prev, ref_node)
             prev = ref_node
-        if prev is not None and not _ancestor(node, prev):
-            _link(prev, node)
-        elif node.parent is not None and prev is None:
+        # RFC 5256 4 (REFERENCES, step 1B): the message's own references win over a
+        # parent guessed from another message's (perhaps truncated) References: break
+        # that link first, then link to the last reference unless it would make a loop
+        # (in which case, or without references, the message has no parent).
+        if node.parent is not None:
             node.parent.children.remove(node)
             node.parent = None
+        if prev is not None and not _ancestor(node, prev):
+            _link(prev, node)
     roots = [n for n in table.values() if n.parent is None]
     roots = _prune(roots, is_root=True)
     # (4) sort siblings by date; (5) merge root threads by base subject.

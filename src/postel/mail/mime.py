@@ -776,17 +776,20 @@ def _envelope(fields: Fields) -> StoredEnvelope:
     ]
 
 
-def _first_mailbox(addrs: list[list[str | None]] | None) -> list[str | None] | None:
-    return next((a for a in addrs or () if a[3] is not None), None)
+def _first_address(addrs: list[list[str | None]] | None) -> list[str | None] | None:
+    """The first address of a field, where a group counts as one (its start marker,
+    whose mailbox is the group's name): RFC 5256 3 and RFC 5957 3 sort by the first
+    address, and by the group's name when that is a group, not its first member."""
+    return next(iter(addrs or ()), None)
 
 
 def _sort_key(addrs: list[list[str | None]] | None) -> str:
-    a = _first_mailbox(addrs)
+    a = _first_address(addrs)
     return (a[2] or "").lower() if a else ""  # RFC 5256 3: addr-mailbox
 
 
 def _display(addrs: list[list[str | None]] | None) -> str:
-    a = _first_mailbox(addrs)
+    a = _first_address(addrs)
     if a is None:
         return ""
     if a[0] and (name := decode_words(a[0]).strip()):

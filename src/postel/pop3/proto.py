@@ -17,6 +17,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from postel.mail.lines import TOO_LONG, LineReader
+
 # RFC 1939 3: message numbers and line counts are decimal; ten digits are more than any
 # maildrop or message holds, and keep a hostile "RETR 999...9" from building a huge int.
 MAX_NUMBER_DIGITS = 10
@@ -165,23 +167,24 @@ class Pop3Reader:
     """Splits the client's bytes into command lines and parses them."""
 
     def __init__(self, *, max_line_length: int = 1024) -> None:
-        self.max_line_length = max_line_length
+        self._lines = LineReader(max_line_length)
         self.mode = Mode.COMMAND
-        self._buffer = bytearray()
-        self._skipping_long_line = False
+
+    @property
+    def max_line_length(self) -> int:
+        return self._lines.max_line_length
 
     def receive(self, data: bytes) -> None:
-        self._buffer += data
+        self._lines.receive(data)
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return self._lines.buffered
 
     def discard_buffer(self) -> None:
         """After STLS: plaintext pipelined behind the command must not survive into the
         TLS session (RFC 2595 4; the CVE-2011-0411 class of command injection)."""
-        self._buffer.clear()
-        self._skipping_long_line = False
+        self._lines.discard()
 
     def expect_auth_response(self) -> None:
         """A ``+`` challenge was sent: the next line is the client's SASL answer."""
@@ -203,31 +206,10 @@ class Pop3Reader:
         return parse_command(line)
 
     def _next_line(self) -> bytes | ProtocolError | None:
-        while True:
-            end = self._buffer.find(b"\n")
-            if self._skipping_long_line:
-                if end < 0:
-                    self._buffer.clear()
-                    return None
-                del self._buffer[: end + 1]
-                self._skipping_long_line = False
-                continue
-            too_long = ProtocolError(f"line too long (at most {self.max_line_length} octets)")
-            if end < 0:
-                if len(self._buffer) > self.max_line_length:
-                    # Drop the rest of this line as it arrives; answer once, when it starts.
-                    self._buffer.clear()
-                    self._skipping_long_line = True
-                    return too_long
-                return None
-            if end + 1 > self.max_line_length:
-                del self._buffer[: end + 1]
-                return too_long
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            # RFC 1939 3 requires CRLF; a bare LF is accepted on command lines, as every
-            # deployed server does (nothing can be smuggled through a command line).
-            return line[:-1] if line.endswith(b"\r") else line
+        line = self._lines.next_line()
+        if line is TOO_LONG:
+            return ProtocolError(f"line too long (at most {self.max_line_length} octets)")
+        return line
 
 
 # -- replies --------------------------------------------------------------------------

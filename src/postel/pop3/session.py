@@ -11,15 +11,15 @@ socket code and is tested without sockets.
 from __future__ import annotations
 
 import asyncio
-import base64
 import enum
 import logging
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from postel.auth.sasl import MECHANISMS, Challenge, Credentials, SaslExchange, Step
+from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslServer, Step
 from postel.auth.service import Authenticator
 from postel.config import Pop3Config
+from postel.net import is_loopback
 from postel.pop3.maildrop import (
     Maildrop,
     MaildropLocks,
@@ -86,10 +86,6 @@ class _BlobReadError(Exception):
     """A message body could not be read in the middle of a transfer."""
 
 
-def _is_loopback(ip: str) -> bool:
-    return ip == "::1" or ip.startswith("127.") or ip.startswith("::ffff:127.")
-
-
 class Pop3Session:
     def __init__(self, services: Services, io: SessionIO, peer_ip: str, *, tls: bool) -> None:
         self.services = services
@@ -100,7 +96,7 @@ class Pop3Session:
         self.state = State.AUTHORIZATION
         self.user: str | None = None  # the name given by USER, waiting for PASS
         self.utf8 = False  # RFC 6856: the client announced UTF-8 mode
-        self.sasl: SaslExchange | None = None
+        self.sasl: SaslServer | None = None
         self.auth_failures = 0
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
@@ -136,7 +132,7 @@ class Pop3Session:
         if self.tls:
             return True
         config = self.services.config
-        return config.allow_plaintext_auth_on_loopback and _is_loopback(self.peer_ip)
+        return config.allow_plaintext_auth_on_loopback and is_loopback(self.peer_ip)
 
     async def greet(self) -> None:
         # No APOP timestamp in the greeting: APOP needs the plaintext password stored.
@@ -206,12 +202,13 @@ class Pop3Session:
     def _capabilities(self) -> tuple[str, ...]:
         """RFC 2449 5; what is offered depends on the state and on TLS (RFC 2595 2.3, 4)."""
         lines: list[str] = []
+        if self.state is State.AUTHORIZATION and not self.tls and self.services.tls_available:
+            lines.append("STLS")
+        if self._plaintext_allowed():
+            # RFC 2449 6.3 and 6.8: USER and SASL are announced in both states.
+            lines.append("USER")
+            lines.append("SASL " + " ".join(MECHANISMS))
         if self.state is State.AUTHORIZATION:
-            if not self.tls and self.services.tls_available:
-                lines.append("STLS")
-            if self._plaintext_allowed():
-                lines.append("USER")
-                lines.append("SASL " + " ".join(MECHANISMS))
             # RFC 6856: UTF-8 in USER/PASS (the USER argument); UTF8 is valid before login.
             lines.append("UTF8 USER")
         lines += [
@@ -271,30 +268,29 @@ class Pop3Session:
             # RFC 1734 style: list the mechanisms (Outlook and others still ask this way).
             await self._send(Reply(True, "mechanisms follow", lines=MECHANISMS))
             return
-        if event.mechanism not in MECHANISMS:
+        if not SaslServer.supports(event.mechanism):
             await self._send(err(f"mechanism {event.mechanism} is not supported"))
             return
         self.user = None
-        self.sasl = SaslExchange(event.mechanism)
+        self.sasl = SaslServer(event.mechanism)
         await self._sasl_step(self.sasl.start(event.initial_response))
 
     async def _auth_response(self, event: AuthResponse) -> None:
         if self.sasl is None:  # pragma: no cover - the reader yields this only after "+ "
             return
-        await self._sasl_step(self.sasl.step(event.line))
+        await self._sasl_step(self.sasl.answer(event.line))
 
     async def _sasl_step(self, step: Step) -> None:
         if isinstance(step, Challenge):
             self.reader.expect_auth_response()
-            await self._send(Continuation(base64.b64encode(step.data).decode("ascii")))
+            await self._send(Continuation(step.encoded))  # RFC 5034 4
             return
         self.sasl = None
-        if not isinstance(step, Credentials):
-            # RFC 5034 4: "*" cancels, and the answer is -ERR; so is undecodable base64.
-            await self._auth_failed(err(f"authentication failed: {step.reason}", "AUTH"))
-            return
-        if step.authzid and step.authzid.lower() != step.username.lower():
-            await self._auth_failed(err("authorization identity not allowed", "AUTH"))
+        if isinstance(step, Failed):
+            if step.kind is FailureKind.AUTHZID:
+                await self._auth_failed(err("authorization identity not allowed", "AUTH"))
+            else:  # RFC 5034 4: "*" cancels, and the answer is -ERR; so is bad base64.
+                await self._auth_failed(err(f"authentication failed: {step.reason}", "AUTH"))
             return
         await self._login(step.username, step.password)
 

@@ -23,6 +23,7 @@ import enum
 from dataclasses import dataclass
 
 from postel.mail.address import Address, AddressError, parse_path_and_params
+from postel.mail.lines import TOO_LONG, LineReader
 
 # A body chunk is emitted when this much is buffered without a line ending, so a line of
 # a binary part without newlines never sits whole in memory.
@@ -201,10 +202,9 @@ def parse_command(line: bytes) -> Event:
 
 class SmtpReader:
     def __init__(self, *, max_line_length: int = 4096) -> None:
-        self.max_line_length = max_line_length
-        self._buffer = bytearray()
+        self._lines = LineReader(max_line_length)
+        self._buffer = self._lines.buffer  # DATA and BDAT bodies are read from it directly
         self.mode = Mode.COMMAND
-        self._skipping_long_line = False
         # DATA state
         self._at_line_start = True  # the previous line ended with a proper CRLF
         self._after_bare_newline = False  # the previous line ended with a bare LF
@@ -217,18 +217,22 @@ class SmtpReader:
 
     # -- input and mode switches (called by the I/O layer / session) -------------------
 
+    @property
+    def max_line_length(self) -> int:
+        return self._lines.max_line_length
+
     def receive(self, data: bytes) -> None:
-        self._buffer += data
+        self._lines.receive(data)
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet turned into events."""
-        return len(self._buffer)
+        return self._lines.buffered
 
     def discard_buffer(self) -> None:
         """After STARTTLS: plaintext sent behind the command must not survive into the TLS
         session (the CVE-2011-0411 class of command injection)."""
-        self._buffer.clear()
+        self._lines.discard()
 
     def start_data(self) -> None:
         """The session accepted DATA (354 sent): the following bytes are the body."""
@@ -272,30 +276,10 @@ class SmtpReader:
         return event
 
     def _next_line(self) -> bytes | ProtocolError | None:
-        while True:
-            end = self._buffer.find(b"\n")
-            if self._skipping_long_line:
-                if end < 0:
-                    self._buffer.clear()
-                    return None
-                del self._buffer[: end + 1]
-                self._skipping_long_line = False
-                continue
-            if end < 0:
-                if len(self._buffer) > self.max_line_length:
-                    # Drop the rest of this line as it arrives; answer once.
-                    self._buffer.clear()
-                    self._skipping_long_line = True
-                    return ProtocolError(500, "5.5.2", "line too long")
-                return None
-            if end + 1 > self.max_line_length:
-                del self._buffer[: end + 1]
-                return ProtocolError(500, "5.5.2", "line too long")
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            # RFC 5321 2.3.8 requires CRLF; we accept a bare LF on command lines, as
-            # every deployed server does, since it cannot smuggle anything here.
-            return line[:-1] if line.endswith(b"\r") else line
+        line = self._lines.next_line()
+        if line is TOO_LONG:
+            return ProtocolError(500, "5.5.2", "line too long")  # RFC 5321 4.5.3.1.4
+        return line
 
     def _next_data_event(self) -> Event | None:
         buffer = self._buffer

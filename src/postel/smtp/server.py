@@ -10,8 +10,9 @@ from collections.abc import Callable
 from postel.context import Context
 from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
 from postel.smtp import replies as r
+from postel.smtp.policy import Listener
 from postel.smtp.replies import Reply
-from postel.smtp.session import Listener, Services, SmtpSession
+from postel.smtp.session import Services, SmtpSession
 
 log = logging.getLogger("postel.smtp")
 

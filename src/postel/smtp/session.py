@@ -1,36 +1,34 @@
-"""SMTP policy: what each listener accepts, from whom, for whom.
+"""One SMTP connection: the envelope, the body on its way to the store, AUTH, logging.
 
 One session per connection; one transaction (envelope + body) at a time, reset after
 RSET, after the end of the data, and after STARTTLS (RFC 3207 4.2). The session reacts to
-events from ``proto.SmtpReader`` and talks to the world only through ``SessionIO`` (send a
-reply, upgrade to TLS, close) and the store, so policy stays out of the socket code.
+events from ``state.SmtpConnection`` (which has already refused commands out of order and
+parsed MAIL/RCPT parameters), asks its listener's ``policy`` who may do what, and talks to
+the world only through ``SessionIO`` (send a reply, upgrade to TLS, close) and the store.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import enum
 import logging
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import format_datetime
-from pathlib import Path
 from typing import Protocol
 
 from postel.auth.limits import FailureLimiter
-from postel.auth.sasl import MECHANISMS, Challenge, Credentials, SaslExchange
+from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslServer, Step
 from postel.auth.service import Authenticator
 from postel.config import MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
-from postel.mail.address import Address, AddressError, parse_email
+from postel.mail.address import Address
 from postel.mail.mime import ParsedMessage, parse_message_file
-from postel.mailauth.authresults import copy_without_forgeries
 from postel.mailauth.dns import Resolver
-from postel.mailauth.inbound import Action, InboundVerdict, check_inbound
+from postel.mailauth.inbound import Action, InboundVerdict
+from postel.smtp import checks
 from postel.smtp import replies as r
+from postel.smtp.policy import Client, Listener, ListenerPolicy, policy_for
 from postel.smtp.proto import (
     Auth,
     AuthResponse,
@@ -39,40 +37,19 @@ from postel.smtp.proto import (
     BodyEnd,
     Data,
     Ehlo,
-    Event,
-    Mail,
     ProtocolError,
-    Rcpt,
     SimpleCommand,
-    SmtpReader,
 )
 from postel.smtp.replies import Reply
+from postel.smtp.state import ConnectionEvent, MailFrom, RcptTo, SmtpConnection
+from postel.smtp.trace import Received, return_path, with_protocol
 from postel.store.api import Store
 from postel.store.blobs import BlobWriter
 from postel.store.bus import InProcessBus, Subscription
 from postel.store.model import Account
+from postel.submission import Refusal, foreign_from, route_local
 
 log = logging.getLogger("postel.smtp")
-
-
-def _flushed(spool: BlobWriter) -> Path:
-    """The spool's path with everything written so far readable from it."""
-    spool._file.flush()
-    return spool.tmp_path
-
-
-def _refusal(verdict: InboundVerdict) -> Reply | None:
-    if verdict.action is Action.REJECT:
-        return Reply(550, "5.7.1", verdict.reason or "rejected by DMARC policy")
-    if verdict.action is Action.DEFER:
-        return Reply(451, "4.7.0", verdict.reason or "authentication checks failed, try later")
-    return None
-
-
-class Listener(enum.Enum):
-    MX = "smtp"  # port 25: mail from the internet for local users
-    SUBMISSION = "submission"  # port 587: STARTTLS, then AUTH
-    SUBMISSIONS = "submissions"  # port 465: implicit TLS, then AUTH
 
 
 class SessionIO(Protocol):
@@ -100,7 +77,6 @@ class Services:
 @dataclass
 class Transaction:
     mail_from: Address | None = None
-    has_mail: bool = False
     local: dict[int, Account] = field(default_factory=dict)
     remote: list[str] = field(default_factory=list)
     rcpt_count: int = 0
@@ -114,7 +90,6 @@ class Transaction:
     return_path_length: int = 0
     size: int = 0
     too_big: bool = False
-    bdat_refused: Reply | None = None  # set when BDAT chunks are being swallowed
     queue_id: str = field(default_factory=lambda: secrets.token_hex(6).upper())
 
     def abort(self) -> None:
@@ -138,14 +113,17 @@ class SmtpSession:
         self.listener = listener
         self.peer_ip = peer_ip
         self.tls = tls
-        self.reader = SmtpReader(max_line_length=services.config.max_line_length)
+        self.connection = SmtpConnection(max_line_length=services.config.max_line_length)
+        self.policy: ListenerPolicy = policy_for(
+            listener, services.config, checks_inbound=services.resolver is not None
+        )
         self.helo: str | None = None
         self.extended = False
         self.account: Account | None = None
         self.subscription: Subscription | None = None
         self.own_addresses: set[str] = set()
         self.transaction = Transaction()
-        self.sasl: SaslExchange | None = None
+        self.sasl: SaslServer | None = None
         self.auth_failures = 0
         self.junk = 0
         self.closing = False  # QUIT, a fatal error, or shutdown: stop reading
@@ -154,24 +132,16 @@ class SmtpSession:
     # -- helpers -------------------------------------------------------------------------
 
     @property
-    def is_submission(self) -> bool:
-        return self.listener is not Listener.MX
-
-    @property
     def busy(self) -> bool:
         """In the middle of a transaction that graceful shutdown should let finish."""
-        return self.transaction.has_mail
+        return self.connection.in_transaction
 
-    def _auth_allowed(self) -> bool:
-        if not self.is_submission:
-            return False
-        if self.tls:
-            return True
-        loopback = self.peer_ip in ("127.0.0.1", "::1") or self.peer_ip.startswith("127.")
-        return self.services.config.allow_plaintext_auth_on_loopback and loopback
+    @property
+    def client(self) -> Client:
+        return Client(self.peer_ip, self.tls, self.account, frozenset(self.own_addresses))
 
     async def _reply(self, reply: Reply) -> None:
-        await self.io.send(reply.to_bytes())
+        await self.io.send(self.connection.send(reply))
 
     async def _fatal(self, reply: Reply) -> None:
         await self._reply(reply)
@@ -209,14 +179,14 @@ class SmtpSession:
     # -- dispatch ------------------------------------------------------------------------
 
     async def feed(self, data: bytes) -> None:
-        self.reader.receive(data)
+        self.connection.receive(data)
         while not self.closing:
-            event = self.reader.next_event()
+            event = self.connection.next_event()
             if event is None:
                 return
             await self.handle(event)
 
-    async def handle(self, event: Event) -> None:
+    async def handle(self, event: ConnectionEvent) -> None:
         match event:
             case BodyData():
                 self._body_data(event.data)
@@ -224,14 +194,14 @@ class SmtpSession:
                 await self._body_end(event)
             case Ehlo():
                 await self._ehlo(event)
-            case Mail():
+            case MailFrom():
                 await self._mail(event)
-            case Rcpt():
+            case RcptTo():
                 await self._rcpt(event)
             case Data():
                 await self._data()
             case Bdat():
-                await self._bdat(event)
+                self._bdat()
             case Auth():
                 await self._auth(event)
             case AuthResponse():
@@ -239,6 +209,8 @@ class SmtpSession:
             case SimpleCommand():
                 await self._simple(event)
             case ProtocolError():
+                if not self.connection.in_transaction:
+                    self._reset()  # a refused BDAT ends its transaction (RFC 3030 2)
                 await self._junk(Reply(event.code, event.enhanced, event.text))
 
     async def _simple(self, event: SimpleCommand) -> None:
@@ -271,7 +243,7 @@ class SmtpSession:
         ]
         if not self.tls and self.services.tls_available:
             lines.append("STARTTLS")
-        if self._auth_allowed() and self.account is None:
+        if self.account is None and self.policy.auth_refusal(self.client) is None:
             lines.append("AUTH " + " ".join(MECHANISMS))
         return lines
 
@@ -293,53 +265,41 @@ class SmtpSession:
         elif not self.services.tls_available:
             await self._junk(Reply(454, "4.7.0", "TLS not available"))
         else:
+            # RFC 3207 4.2: forget everything learned before TLS; the connection drops the
+            # plaintext pipelined after the command when it sends the 220.
             await self._reply(Reply(220, "2.0.0", "ready to start TLS"))
-            # RFC 3207 4.2: forget everything learned before TLS, including pipelined
-            # plaintext that followed the command.
-            self.reader.discard_buffer()
             self._reset()
             self.helo = None
             await self.io.start_tls()
             self.tls = True
 
     async def _auth(self, event: Auth) -> None:
-        if not self.is_submission:
-            await self._junk(Reply(503, "5.5.1", "AUTH is not offered on this port"))
+        # EHLO first, not twice, not inside a transaction: the connection checked that.
+        refusal = self.policy.auth_refusal(self.client)
+        if refusal is not None:
+            await self._junk(refusal)
             return
-        if not self._auth_allowed():
-            await self._junk(r.TLS_REQUIRED)
-            return
-        if self.helo is None:
-            await self._junk(r.NEED_HELO)
-            return
-        if self.account is not None:
-            await self._junk(Reply(503, "5.5.1", "already authenticated"))
-            return
-        if self.transaction.has_mail:
-            await self._junk(Reply(503, "5.5.1", "AUTH not allowed during a mail transaction"))
-            return
-        if event.mechanism not in MECHANISMS:
+        if not SaslServer.supports(event.mechanism):
             await self._junk(Reply(504, "5.5.4", "mechanism not supported"))
             return
-        self.sasl = SaslExchange(event.mechanism)
+        self.sasl = SaslServer(event.mechanism)
         await self._sasl_step(self.sasl.start(event.initial_response))
 
     async def _auth_response(self, event: AuthResponse) -> None:
         if self.sasl is None:  # pragma: no cover - the reader only yields this after 334
             return
-        await self._sasl_step(self.sasl.step(event.line))
+        await self._sasl_step(self.sasl.answer(event.line))
 
-    async def _sasl_step(self, step: Challenge | Credentials | object) -> None:
+    async def _sasl_step(self, step: Step) -> None:
         if isinstance(step, Challenge):
-            self.reader.expect_auth_response()
-            await self._reply(Reply(334, "", base64.b64encode(step.data).decode("ascii")))
+            await self._reply(Reply(334, "", step.encoded))  # RFC 4954 4
             return
         self.sasl = None
-        if not isinstance(step, Credentials):
-            await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
-            return
-        if step.authzid and step.authzid.lower() != step.username.lower():
-            await self._auth_failed(Reply(535, "5.7.8", "authorization identity not allowed"))
+        if isinstance(step, Failed):
+            if step.kind is FailureKind.AUTHZID:
+                await self._auth_failed(Reply(535, "5.7.8", "authorization identity not allowed"))
+            else:  # RFC 4954 4: a cancelled exchange or bad base64 is answered 501
+                await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
             return
         result = await asyncio.to_thread(
             self.services.authenticator.login, step.username, step.password, self.peer_ip
@@ -373,71 +333,40 @@ class SmtpSession:
 
     # -- envelope ---------------------------------------------------------------------
 
-    async def _mail(self, event: Mail) -> None:
-        config = self.services.config
-        if self.helo is None:
-            await self._junk(r.NEED_HELO)
-            return
-        if self.transaction.has_mail:
-            await self._junk(Reply(503, "5.5.1", "nested MAIL command"))
-            return
-        if self.is_submission and self.account is None:
-            await self._junk(r.TLS_REQUIRED if not self._auth_allowed() else r.AUTH_REQUIRED)
+    async def _mail(self, event: MailFrom) -> None:
+        # EHLO first, no nested MAIL, parameter syntax: the connection checked those.
+        refusal = self.policy.mail_refusal(self.client)
+        if refusal is not None:
+            await self._junk(refusal)
             return
         if self.subscription is not None and self.subscription.revoked:
             # The password changed (or the account was disabled) since AUTH.
             await self._fatal(Reply(421, "4.7.0", "your password was changed; log in again"))
             return
-        params = dict(event.params)
-        smtputf8 = "SMTPUTF8" in params
-        if smtputf8 and params.pop("SMTPUTF8") is not None:
-            await self._junk(Reply(501, "5.5.4", "SMTPUTF8 takes no value"))
-            return
-        body = (params.pop("BODY", None) or "7BIT").upper()
-        if body not in ("7BIT", "8BITMIME"):
-            await self._junk(Reply(501, "5.5.4", f"BODY={body} is not supported"))
-            return
-        size_text = params.pop("SIZE", None)
-        declared = 0
-        if size_text is not None:
-            if not size_text.isdigit() or len(size_text) > 15:
-                await self._junk(Reply(501, "5.5.4", "SIZE needs a number"))
-                return
-            declared = int(size_text)
-            if declared > config.max_message_size:
-                await self._reply(r.SIZE_EXCEEDED)
-                return
-        params.pop("AUTH", None)  # RFC 4954 5: accepted and ignored
-        if params:
-            unknown = ", ".join(params)
-            await self._junk(Reply(555, "5.5.4", f"unsupported MAIL parameter: {unknown}"))
+        params = event.params
+        if params.size is not None and params.size > self.services.config.max_message_size:
+            await self._reply(r.SIZE_EXCEEDED)  # RFC 1870 6.1
             return
         sender = event.reverse_path
-        if sender is not None and sender.needs_smtputf8 and not smtputf8:
+        if sender is not None and sender.needs_smtputf8 and not params.smtputf8:
+            # RFC 6531 3.5: a non-ASCII path needs the SMTPUTF8 parameter.
             await self._reply(Reply(553, "5.6.7", "non-ASCII address needs SMTPUTF8"))
             return
-        if self.is_submission and (sender is None or sender.key not in self.own_addresses):
-            await self._reply(
-                Reply(553, "5.7.1", "you may only send as your own address or its aliases")
-            )
+        refusal = self.policy.sender_refusal(self.client, sender)
+        if refusal is not None:
+            await self._reply(refusal)
             return
         self.transaction = Transaction(
             mail_from=sender,
-            has_mail=True,
-            smtputf8=smtputf8,
-            body_8bit=body == "8BITMIME",
-            declared_size=declared,
+            smtputf8=params.smtputf8,
+            body_8bit=params.eight_bit,
+            declared_size=params.size or 0,
         )
         await self._reply(r.SENDER_OK)
 
-    async def _rcpt(self, event: Rcpt) -> None:
+    async def _rcpt(self, event: RcptTo) -> None:
+        # After MAIL, with no parameters: the connection checked those.
         transaction = self.transaction
-        if not transaction.has_mail:
-            await self._junk(r.NEED_MAIL)
-            return
-        if event.params:
-            await self._junk(Reply(555, "5.5.4", "RCPT parameters are not supported"))
-            return
         if transaction.rcpt_count >= self.services.config.max_recipients:
             await self._reply(r.TOO_MANY_RECIPIENTS)
             return
@@ -448,11 +377,10 @@ class SmtpSession:
         store = self.services.store
         if await asyncio.to_thread(store.directory.is_local_domain, rcpt.domain):
             reply = await self._local_rcpt(rcpt)
-        elif self.account is not None:
-            transaction.remote.append(str(rcpt))
-            reply = r.RECIPIENT_OK
         else:
-            reply = r.RELAY_DENIED
+            reply = self.policy.remote_recipient(self.client)
+            if reply.is_positive:
+                transaction.remote.append(str(rcpt))
         if reply.is_positive:
             transaction.rcpt_count += 1
             await self._reply(reply)
@@ -460,18 +388,16 @@ class SmtpSession:
             await self._junk(reply)
 
     async def _local_rcpt(self, rcpt: Address) -> Reply:
-        store = self.services.store
-        resolved = await asyncio.to_thread(store.directory.resolve, rcpt.key)
-        if resolved is None:
+        routed = await asyncio.to_thread(route_local, self.services.store, rcpt.key,
+                                         self.transaction.declared_size)
+        if routed is Refusal.UNKNOWN_USER:
             return r.UNKNOWN_USER
-        accounts, remote = resolved
-        if not accounts and not remote:
+        if routed is Refusal.UNAVAILABLE:
             return Reply(550, "5.2.1", "mailbox unavailable")
-        for account in accounts:
-            if account.quota_bytes:
-                used = await asyncio.to_thread(store.directory.account_usage, account.id)
-                if used + self.transaction.declared_size > account.quota_bytes:
-                    return Reply(452, "4.2.2", f"mailbox of {rcpt} is full")
+        if routed is Refusal.FULL:
+            return Reply(452, "4.2.2", f"mailbox of {rcpt} is full")
+        assert not isinstance(routed, Refusal)
+        accounts, remote = routed
         for account in accounts:
             self.transaction.local[account.id] = account
         # Forwarding aliases relay onward; that needs the queue, which accepts them.
@@ -486,63 +412,42 @@ class SmtpSession:
         transaction = self.transaction
         writer = self.services.store.blobs.writer()
         transaction.writer = writer
-        if self.listener is Listener.MX and self.services.resolver is not None:
+        if self.policy.checks_inbound:
             transaction.checks_pending = True
             return
         writer.write(self._trace_headers())
 
     def _trace_headers(self) -> bytes:
-        """Return-Path (only for final delivery) and Received."""
+        """Return-Path (only for final delivery, RFC 5321 4.4) and Received."""
         transaction = self.transaction
-        sender = str(transaction.mail_from) if transaction.mail_from else ""
-        return_path = f"Return-Path: <{sender}>\r\n".encode() if transaction.local else b""
-        transaction.return_path_length = len(return_path)
-        return return_path + self._received_header().encode("utf-8")
-
-    def _received_header(self) -> str:
-        transaction = self.transaction
-        protocol = "ESMTP" if self.extended else "SMTP"
-        if transaction.smtputf8:
-            protocol = "UTF8SMTP"  # RFC 6531 3.7.3
-        if self.tls:
-            protocol += "S"
-        if self.account is not None:
-            protocol += "A"
-        recipients = [*(a.email for a in transaction.local.values()), *transaction.remote]
-        for_clause = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
-        stamp = format_datetime(datetime.now(UTC))
-        helo = self.helo or "unknown"
-        return (
-            f"Received: from {helo} ([{self.peer_ip}])\r\n"
-            f"\tby {self.services.hostname} (Postel) with {protocol}\r\n"
-            f"\tid {transaction.queue_id}{for_clause};\r\n\t{stamp}\r\n"
+        path = return_path(transaction.mail_from) if transaction.local else b""
+        transaction.return_path_length = len(path)
+        received = Received(
+            helo=self.helo,
+            peer_ip=self.peer_ip,
+            hostname=self.services.hostname,
+            protocol=with_protocol(
+                extended=self.extended,
+                smtputf8=transaction.smtputf8,
+                tls=self.tls,
+                authenticated=self.account is not None,
+            ),
+            queue_id=transaction.queue_id,
+            recipients=(*(a.email for a in transaction.local.values()), *transaction.remote),
+            when=datetime.now(UTC),
         )
-
-    def _has_recipients(self) -> bool:
-        return bool(self.transaction.local or self.transaction.remote)
+        return path + received.to_bytes()
 
     async def _data(self) -> None:
-        if not self.transaction.has_mail:
-            await self._junk(r.NEED_MAIL)
-            return
-        if not self._has_recipients():
-            await self._junk(r.NEED_RCPT)
-            return
-        if self.transaction.writer is not None:  # BDAT already started this transaction
-            await self._junk(Reply(503, "5.5.1", "DATA after BDAT"))
-            return
+        # After MAIL and an accepted RCPT, not after BDAT: the connection checked those,
+        # and starts reading the body when it sees the 354.
         self._open_body()
-        self.reader.start_data()
         await self._reply(r.START_DATA)
 
-    async def _bdat(self, event: Bdat) -> None:
-        # The reader consumes the chunk whatever we decide; a refusal is answered after it.
+    def _bdat(self) -> None:
+        # The order was checked; the chunk follows and is answered at its end.
         transaction = self.transaction
-        if not transaction.has_mail:
-            transaction.bdat_refused = r.NEED_MAIL
-        elif not self._has_recipients():
-            transaction.bdat_refused = r.NEED_RCPT
-        elif transaction.writer is None and not transaction.too_big:
+        if transaction.writer is None and not transaction.too_big:
             self._open_body()  # the first chunk; later ones append to the same spool
 
     def _body_data(self, data: bytes) -> None:
@@ -558,12 +463,6 @@ class SmtpSession:
 
     async def _body_end(self, event: BodyEnd) -> None:
         transaction = self.transaction
-        if transaction.bdat_refused is not None:
-            refusal = transaction.bdat_refused
-            if event.last or transaction.has_mail:
-                self._reset()
-            await self._junk(refusal)
-            return
         if not event.last:  # a BDAT chunk that is not the last one
             await self._reply(Reply(250, "2.0.0", f"{transaction.size} octets received"))
             return
@@ -591,8 +490,8 @@ class SmtpSession:
         verdict: InboundVerdict | None = None
         try:
             if transaction.checks_pending:
-                verdict, writer = await self._authenticate(writer)
-                refusal = _refusal(verdict)
+                verdict, writer = await self._check_and_stamp(writer)
+                refusal = checks.refusal(verdict)
                 if refusal is not None:
                     writer.abort()
                     self._log("refused-mailauth", refusal, reason=verdict.reason)
@@ -633,55 +532,29 @@ class SmtpSession:
         self._log("delivered", reply, **extra)
         return reply
 
-    async def _authenticate(self, spool: BlobWriter) -> tuple[InboundVerdict, BlobWriter]:
-        """SPF, DKIM and DMARC on the message as received (mailauth.inbound), then its
-        stored form: trace headers, our Authentication-Results, and the message without
-        any Authentication-Results forged in our name (RFC 8601 5). Streams; the spool
-        is dropped either way."""
+    async def _check_and_stamp(self, spool: BlobWriter) -> tuple[InboundVerdict, BlobWriter]:
         services = self.services
         assert services.resolver is not None
-        transaction = self.transaction
-        try:
-            path = await asyncio.to_thread(_flushed, spool)
-            verdict = await check_inbound(
-                services.resolver,
-                services.mailauth,
-                services.hostname,
-                path,
-                ip=self.peer_ip,
-                helo=self.helo or "",
-                mail_from=str(transaction.mail_from) if transaction.mail_from else "",
-            )
-            final = await asyncio.to_thread(self._stamp, path, verdict.header)
-        finally:
-            spool.abort()
-        return verdict, final
-
-    def _stamp(self, spool_path: Path, results_header: bytes) -> BlobWriter:
-        final = self.services.store.blobs.writer()
-        try:
-            final.write(self._trace_headers() + results_header)
-            with spool_path.open("rb") as handle:
-                copy_without_forgeries(handle, final.write, self.services.hostname)
-        except BaseException:
-            final.abort()
-            raise
-        return final
+        sender = self.transaction.mail_from
+        return await checks.check_and_stamp(
+            spool,
+            blobs=services.store.blobs,
+            resolver=services.resolver,
+            config=services.mailauth,
+            hostname=services.hostname,
+            ip=self.peer_ip,
+            helo=self.helo or "",
+            mail_from=str(sender) if sender else "",
+            trace=self._trace_headers(),
+        )
 
     def _check_from_header(self, parsed: ParsedMessage) -> Reply | None:
         """On submission the From header must be one of the user's addresses too."""
-        if not self.is_submission:
+        if not self.policy.checks_from_header:
             return None
-        for address in parsed.from_:
-            mailbox, host = address.mailbox, address.host
-            if mailbox is None or host is None:
-                continue  # group syntax markers
-            try:
-                key = parse_email(f"{mailbox}@{host}").key
-            except AddressError:
-                key = ""
-            if key not in self.own_addresses:
-                return Reply(550, "5.7.1", f"From: {mailbox}@{host} is not one of your addresses")
+        foreign = foreign_from(parsed, self.own_addresses)
+        if foreign is not None:
+            return Reply(550, "5.7.1", f"From: {foreign} is not one of your addresses")
         return None
 
     def _fields(self) -> dict[str, object]:

@@ -34,6 +34,7 @@ from postel.store.model import (
     OutboundItem,
     Role,
 )
+from postel.store.webmail_api import WebmailStore
 
 
 class Mailboxes(Protocol):
@@ -114,13 +115,18 @@ class Mailboxes(Protocol):
         """(messages, unseen, bytes) for STATUS."""
         ...
 
-    def claim_recent(self, mailbox_id: int) -> int:
-        """RFC 3501 2.3.2 \\Recent: the caller takes every message no session has seen yet.
-        Returns the first UID that is recent for the caller (messages from it up)."""
+    def claim_recent(self, mailbox_id: int, until: int) -> range:
+        """RFC 3501 2.3.2 \\Recent: the caller takes the messages below `until` (the
+        uidnext it listed them under) that no session has taken yet; their UIDs."""
+        ...
+
+    def subscriptions(self, account_id: int) -> set[str]:
+        """The subscription list: names, some perhaps of mailboxes deleted since."""
         ...
 
     def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> bool:
-        """SUBSCRIBE / UNSUBSCRIBE; False when the mailbox does not exist."""
+        """SUBSCRIBE / UNSUBSCRIBE; False when there is nothing to act on. A deleted
+        mailbox's subscription stays until UNSUBSCRIBE (RFC 3501 6.3.6)."""
         ...
 
     def delete_mailbox(self, account_id: int, name: str) -> None:
@@ -408,6 +414,9 @@ class Store(Protocol):
 
     @property
     def web(self) -> WebState: ...
+
+    @property
+    def webmail(self) -> WebmailStore: ...
 
     @property
     def blobs(self) -> BlobStore: ...

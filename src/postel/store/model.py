@@ -68,7 +68,6 @@ class Mailbox:
     uidnext: int
     highestmodseq: int
     first_recent_uid: int
-    subscribed: bool
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from postel.web import api, autoconfig, metrics
 from postel.web.account import logon, reset, settings
 from postel.web.admin import domain, system
+from postel.web.mail import api as mail_api
+from postel.web.mail import views as mail_views
 from postel.web.pages import render
 from postel.web.security import SecurityHeaders
 from postel.web.state import STATIC, Web
@@ -46,9 +48,12 @@ def routes(web: Web) -> list[BaseRoute]:
         Route("/reset-password", reset.reset_password, methods=GET_POST),
         Route("/settings", settings.account_settings, methods=GET_POST),
         Route("/settings/welcome", settings.welcome, methods=GET_POST),
+        Route("/settings/mail", mail_views.mail_settings, methods=GET_POST),
         *domain.routes(),
         *system.routes(),
         *autoconfig.routes(),
+        Route("/mail", mail_views.app_shell),
+        Mount("/api/v1/mail", routes=mail_api.routes()),  # before /api/v1, which would 404
         Mount("/api/v1", routes=api.routes()),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

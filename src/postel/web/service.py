@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 import uvicorn
 
 from postel.context import BindError, Context, StartupError
+from postel.net import is_loopback
+from postel.web.absolute_form import AbsoluteForm
 from postel.web.app import HttpRedirect, build_app
 from postel.web.state import Web
 
@@ -35,12 +36,7 @@ class _Server(uvicorn.Server):
 
 
 def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host == "localhost" or is_loopback(host)
 
 
 def _bind(service: str, host: str, port: int) -> socket.socket:
@@ -107,7 +103,7 @@ class WebService:
             app = self.app if name == "https" else HttpRedirect(
                 self.app, https.port if https else None
             )
-            server = self._uvicorn(app, tls=name == "https")
+            server = self._uvicorn(AbsoluteForm(app), tls=name == "https")
             task = asyncio.create_task(server.serve(sockets=[sock]), name=f"web-{name}")
             self.servers.append((server, task))
             host, port = sock.getsockname()[:2]

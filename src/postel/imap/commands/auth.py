@@ -4,12 +4,11 @@ RFC 4978, RFC 4959)."""
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import TYPE_CHECKING
 
 from postel import __version__
-from postel.auth.sasl import Challenge, Credentials, SaslExchange
+from postel.auth.sasl import Challenge, Failed, FailureKind, SaslServer, Step
 from postel.imap.capabilities import ENABLEABLE
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Authenticate, Command, Compress, Enable, Id, Login
@@ -87,33 +86,31 @@ async def authenticate(s: ImapSession, cmd: Command) -> None:
     if not s.plaintext_auth_allowed():
         s.no(cmd.tag, "Use STARTTLS first", "PRIVACYREQUIRED")
         return
-    if args.mechanism != "PLAIN":
+    mechanisms = ("PLAIN",)  # what CAPABILITY offers (AUTH=PLAIN)
+    if not SaslServer.supports(args.mechanism, mechanisms):
         s.no(cmd.tag, "Unsupported mechanism", "CANNOT")
         return
-    exchange = SaslExchange(args.mechanism)
+    exchange = SaslServer(args.mechanism, mechanisms)
 
-    async def step(result: object) -> None:
+    async def step(result: Step) -> None:
         if isinstance(result, Challenge):
-            s.send(b"+ " + base64.b64encode(result.data) + b"\r\n")
+            s.send(f"+ {result.encoded}\r\n".encode("ascii"))  # RFC 9051 6.2.2
             s.receiver.raw_mode = True
             s.continuation = Continuation(cmd.tag, on_line)
             return
         s.receiver.raw_mode = False
         s.continuation = None
-        if isinstance(result, Credentials):
-            if result.authzid and result.authzid.lower() != result.username.lower():
-                s.no(cmd.tag, "Cannot act as another user", "AUTHORIZATIONFAILED")
-                return
+        if not isinstance(result, Failed):
             await _finish_login(s, cmd.tag, result.username, result.password)
-            return
-        text = getattr(result, "reason", "authentication failed")
-        if text == "authentication cancelled":
+        elif result.kind is FailureKind.AUTHZID:
+            s.no(cmd.tag, "Cannot act as another user", "AUTHORIZATIONFAILED")
+        elif result.kind is FailureKind.CANCELLED:
             s.bad(cmd.tag, "Authentication cancelled")
         else:
-            s.bad(cmd.tag, f"Authentication failed: {text}")
+            s.bad(cmd.tag, f"Authentication failed: {result.reason}")
 
     async def on_line(line: bytes) -> None:
-        await step(exchange.step(line.decode("ascii", "replace")))
+        await step(exchange.answer(line))
 
     await step(exchange.start(args.initial))
 
@@ -139,6 +136,8 @@ async def enable(s: ImapSession, cmd: Command) -> None:
         wanted = [cap] if cap != "QRESYNC" else ["CONDSTORE", "QRESYNC"]
         for name in wanted:
             if name in ENABLEABLE and name not in s.enabled:
+                if name == "CONDSTORE":
+                    s.enable_condstore()
                 s.enabled.add(name)
                 newly.append(name)
     if s.selected is not None and s.rev2:

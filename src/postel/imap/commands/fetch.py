@@ -36,6 +36,15 @@ CHUNK = 256 * 1024
 MAX_HEADER = 1 << 20  # octets of a header block read for HEADER.FIELDS
 BATCH = 200  # messages whose parsed columns are read at once
 
+# RFC 9051 4.3.1 / RFC 3501 4.3: a normal literal never carries NUL (only literal8 may).
+# Like Dovecot, a NUL in message data sent as a normal literal becomes 0x80, so the
+# length stays true; BINARY[] still returns the octets exactly in a literal8.
+NUL_STAND_IN = b"\x80"
+
+
+def without_nul(data: bytes) -> bytes:
+    return data.replace(b"\0", NUL_STAND_IN)
+
 
 async def fetch(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
@@ -50,13 +59,13 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
     if by_uid and not any(a.name == "UID" for a in atts):
         atts.insert(0, FetchAtt("UID"))  # RFC 9051 6.4.9: UID FETCH always returns UID
     if args.changed_since is not None:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     if s.condstore and args.changed_since is not None and not any(
         a.name == "MODSEQ" for a in atts
     ):
         atts.append(FetchAtt("MODSEQ"))
     if any(a.name == "MODSEQ" for a in atts):
-        s.enabled.add("CONDSTORE")
+        s.enable_condstore()
     uids = sel.resolve(args.sequence, uid=by_uid)
     if args.changed_since is not None:
         since = args.changed_since
@@ -175,7 +184,7 @@ async def _section(
             return
         marker = b"~" if await _contains_nul(blob, whole) else b""
         s.send(label + b" " + marker + b"{%d}\r\n" % whole.size)
-        await _stream(s, blob, whole)
+        await _stream(s, blob, whole, binary=bool(marker))
         return
     if name in ("BINARY", "BINARY.SIZE"):
         data = await _binary(s, mime, section, size, blob)
@@ -199,14 +208,14 @@ async def _section(
         data = filter_header(header, section.fields, exclude=section.text.endswith(".NOT"))
         if att.partial is not None:
             data = data[att.partial[0] : att.partial[0] + att.partial[1]]
-        s.send(label + b" " + r.literal(data))
+        s.send(label + b" " + r.literal(without_nul(data)))
         return
     if att.partial is not None:
         origin, count = att.partial
         start = min(where.start + origin, where.end)
         where = ByteRange(start, min(start + count, where.end))
     s.send(label + b" {%d}\r\n" % where.size)
-    await _stream(s, blob, where)
+    await _stream(s, blob, where, binary=False)
 
 
 async def _binary(
@@ -243,7 +252,9 @@ async def _read(blob: BinaryIO, where: ByteRange) -> bytes:
     return await asyncio.to_thread(read)
 
 
-async def _stream(s: ImapSession, blob: BinaryIO, where: ByteRange) -> None:
+async def _stream(s: ImapSession, blob: BinaryIO, where: ByteRange, *, binary: bool) -> None:
+    """Send a byte range as the body of a literal already announced; a normal literal
+    gets its NULs replaced (see without_nul)."""
     position = where.start
     while position < where.end:
         n = min(CHUNK, where.end - position)
@@ -252,6 +263,6 @@ async def _stream(s: ImapSession, blob: BinaryIO, where: ByteRange) -> None:
             # The file is shorter than recorded (damaged storage): pad so the literal
             # length stays true and the connection stays usable.
             chunk = b" " * n
-        s.send(chunk)
+        s.send(chunk if binary else without_nul(chunk))
         position += len(chunk)
         await s.io.maybe_flush()

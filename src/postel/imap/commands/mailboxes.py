@@ -69,7 +69,7 @@ async def status(s: ImapSession, cmd: Command) -> None:
         s.no(cmd.tag, "No such mailbox", "NONEXISTENT")
         return
     if "HIGHESTMODSEQ" in args.items:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     line = await _status_items(s, box, args.items)
     if line is None:
         s.bad(cmd.tag, "Unknown STATUS item")
@@ -97,28 +97,40 @@ async def list_(s: ImapSession, cmd: Command) -> None:
         s.ok(cmd.tag, "LIST completed")
         return
     boxes = await s.run(s.store.mail.list_mailboxes, s.account_id())
+    subscribed = await s.run(s.store.mail.subscriptions, s.account_id())
     by_name = {b.name: b for b in boxes}
     implied: set[str] = set()
     for name in by_name:
         implied.update(p for p in _parents(name) if p not in by_name)
-    everything = sorted(set(by_name) | implied, key=lambda n: (n != "INBOX", n))
-    has_children = {p for n in everything for p in _parents(n)}
-    subscribed = {b.name for b in boxes if b.subscribed}
-    subscribed_parents = {p for n in subscribed for p in _parents(n)}
+    has_children = {p for n in set(by_name) | implied for p in _parents(n)}
     regexes = [(pattern_regex(args.reference + p), args.reference + p) for p in args.patterns]
     want_subscribed = "SUBSCRIBED" in selection or args.lsub
     show_subscribed = want_subscribed or "SUBSCRIBED" in returns
+    listed = set(by_name) | implied
+    if want_subscribed:
+        # RFC 5258 3.1: a subscribed name is listed even when its mailbox is gone.
+        listed |= subscribed
+    everything = sorted(listed, key=lambda n: (n != "INBOX", n))
+
+    def matching(name: str) -> bool:
+        return any(matches(rx, pat, name) for rx, pat in regexes)
+
+    subscribed_parents = {p for n in subscribed for p in _parents(n)}
+    # RFC 5258 3.5: CHILDINFO marks a parent with a subscribed descendant that this
+    # LIST does not return itself (with "*" the descendant is returned, so no CHILDINFO).
+    childinfo = {p for n in subscribed if not matching(n) for p in _parents(n)}
+    recursive = "RECURSIVEMATCH" in selection and want_subscribed
     verb = "LSUB" if args.lsub else "LIST"
     for name in everything:
-        if not any(matches(rx, pat, name) for rx, pat in regexes):
+        if not matching(name):
             continue
         box = by_name.get(name)
         attrs: list[str] = []
         extra = b""
-        if want_subscribed and name not in subscribed:
-            if "RECURSIVEMATCH" in selection and name in subscribed_parents:
-                extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-            elif args.lsub and name in subscribed_parents and any(
+        if recursive and name in childinfo:
+            extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
+        if want_subscribed and name not in subscribed and not extra:
+            if args.lsub and name in subscribed_parents and any(
                 "%" in p for _, p in regexes
             ):
                 attrs.append("\\Noselect")  # RFC 3501 6.3.9: LSUB of a parent
@@ -126,10 +138,8 @@ async def list_(s: ImapSession, cmd: Command) -> None:
                 continue
         if "SPECIAL-USE" in selection and (box is None or not box.special_use):
             continue
-        if box is None:
-            attrs += ["\\NonExistent", "\\Noselect"] if not args.lsub else []
-            if args.lsub and "\\Noselect" not in attrs:
-                attrs.append("\\Noselect")
+        if box is None and not args.lsub:
+            attrs += ["\\NonExistent", "\\Noselect"]
         if not args.lsub:
             attrs.append("\\HasChildren" if name in has_children else "\\HasNoChildren")
         if show_subscribed and name in subscribed and not args.lsub:

@@ -29,6 +29,7 @@ from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Create, MailboxArg, Rename
 from postel.imap.proto.fetchatt import FetchAtt
 from postel.imap.proto.notify import Notify
+from postel.store.model import Mailbox
 
 if TYPE_CHECKING:
     from postel.imap.session import ImapSession
@@ -49,16 +50,16 @@ async def notify(s: ImapSession, cmd: Command) -> None:
         else:
             s.no(cmd.tag, refused.text, refused.code)
         return
-    boxes = {b.id: b for b in await s.run(s.store.mail.list_mailboxes, s.account_id())}
+    boxes, subscribed = await _mailboxes(s)
     selected_id = s.selected.mailbox_id if s.selected is not None else None
-    watched = spec.watched(boxes, selected_id)
+    watched = spec.watched(boxes, subscribed, selected_id)
     if len(watched) > MAX_WATCHED_MAILBOXES:
         # RFC 5465 3.1: refuse what would be prohibitively expensive; the old NOTIFY stays.
         s.no(cmd.tag, f"Watch at most {MAX_WATCHED_MAILBOXES} mailboxes",
              "NOTIFICATIONOVERFLOW")
         return
     counts = await _counts(s, watched)
-    s.notify = NotifyState(spec, Snapshot(boxes, counts))
+    s.notify = NotifyState(spec, Snapshot(boxes, counts, subscribed))
     if spec.status:
         for box_id in watched:
             _send(s, initial_status(boxes[box_id], counts[box_id], condstore=s.condstore))
@@ -94,14 +95,14 @@ async def deliver_notifications(s: ImapSession) -> None:
     if s.selected is not None and state.reports_selected:
         await _selected_round(s, state)
     state.pending = False  # hints from here on wake another round
-    boxes = {b.id: b for b in await s.run(s.store.mail.list_mailboxes, s.account_id())}
+    boxes, subscribed = await _mailboxes(s)
     selected_id = s.selected.mailbox_id if s.selected is not None else None
     old = state.snapshot
-    watched = state.spec.watched(boxes, selected_id)
+    watched = state.spec.watched(boxes, subscribed, selected_id)
     changed = [i for i in watched if old.needs_count(boxes[i])]
     counts = {i: n for i, n in old.messages.items() if i in boxes}
     counts.update(await _counts(s, changed))
-    new = Snapshot(boxes, {i: counts[i] for i in watched})
+    new = Snapshot(boxes, {i: counts[i] for i in watched}, subscribed)
     notes = diff(old, new, state.spec, selected_id=selected_id, condstore=s.condstore,
                  own_names=state.own_names)
     state.own_names = set()
@@ -128,6 +129,13 @@ async def _selected_round(s: ImapSession, state: NotifyState) -> None:
         if not any(a.name == "UID" for a in atts):
             atts.insert(0, FetchAtt("UID"))
         await fetch_responses(s, fresh, atts)
+
+
+async def _mailboxes(s: ImapSession) -> tuple[dict[int, Mailbox], frozenset[str]]:
+    """The account's mailboxes and its subscription list, as the store has them now."""
+    boxes = await s.run(s.store.mail.list_mailboxes, s.account_id())
+    subscribed = await s.run(s.store.mail.subscriptions, s.account_id())
+    return {b.id: b for b in boxes}, frozenset(subscribed)
 
 
 async def _counts(s: ImapSession, mailbox_ids: list[int]) -> dict[int, int]:

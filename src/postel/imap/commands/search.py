@@ -4,6 +4,7 @@ RFC 5182 SEARCHRES, RFC 5256 SORT/THREAD, RFC 5957 SORT=DISPLAY, RFC 7162 MODSEQ
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +96,7 @@ async def search(s: ImapSession, cmd: Command) -> None:
         return
     modseq = _uses_modseq(args.key)
     if modseq:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     found = await run_search(s, args.key, set())
     numbers = [m.uid if by_uid else m.seq for m in found]
     highest = max((m.modseq for m in found), default=0)
@@ -129,10 +130,20 @@ async def search(s: ImapSession, cmd: Command) -> None:
             if "COUNT" in options:
                 parts.append(f"COUNT {len(numbers)}")
             if modseq and numbers:
-                parts.append(f"MODSEQ {highest}")
+                parts.append(f"MODSEQ {_highest_returned(found, options)}")
             s.untagged("ESEARCH " + " ".join(parts))
     await s.poll(allow_expunge=by_uid, force=False)
     s.ok(cmd.tag, f"{cmd.name} completed")
+
+
+def _highest_returned(found: list[Candidate], options: set[str]) -> int:
+    """RFC 4731 3.2 / RFC 7162 3.1.5: MODSEQ is the highest mod-sequence of the messages
+    returned, so with MIN and/or MAX alone only of those messages."""
+    returned = found
+    if not options & {"ALL", "COUNT"} and options & {"MIN", "MAX"}:
+        returned = ([found[0]] if "MIN" in options else []) + (
+            [found[-1]] if "MAX" in options else [])
+    return max(m.modseq for m in returned)
 
 
 _SORT_COLUMNS = {
@@ -153,9 +164,18 @@ def _sort_value(name: str, row: dict[str, Any]) -> Any:
         return value.astimezone(UTC) if isinstance(value, datetime) else _EPOCH
     if name == "SIZE":
         return int(row.get("size") or 0)
-    value = row.get(_SORT_COLUMNS[name]) or ""
-    # RFC 5256 2.1 / RFC 4790 i;ascii-casemap: compare case-insensitively.
-    return str(value).casefold()
+    return unicode_casemap(str(row.get(_SORT_COLUMNS[name]) or ""))
+
+
+def unicode_casemap(text: str) -> str:
+    """The i;unicode-casemap key (RFC 5051 2, the SORT default of RFC 5255 4): each
+    character titlecased, then decomposed; keys compare by code point, which is the
+    UTF-8 octet order. Letters map to upper case, so "[" and "_" sort after them (with
+    casefold they sorted before)."""
+    if text.isascii():
+        return text.upper()
+    titled = "".join(t if len(t := c.title()) == 1 else c for c in text)
+    return unicodedata.normalize("NFKD", titled)
 
 
 async def sort(s: ImapSession, cmd: Command) -> None:

@@ -39,17 +39,20 @@ async def select(s: ImapSession, cmd: Command) -> None:
     if args.condstore:
         s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8: a CONDSTORE-enabling command
     readonly = cmd.name == "EXAMINE"
+    # The view is the mailbox as of `box`: messages below its uidnext (all committed
+    # before it was read, so all listed now), changes up to its HIGHESTMODSEQ. A message
+    # committed since has a higher MODSEQ and arrives with the next poll.
+    messages = [m for m in await s.run(s.store.mail.list_messages, box.id) if m.uid < box.uidnext]
     if readonly:
-        recent_from = box.first_recent_uid  # RFC 3501 6.3.2: EXAMINE keeps \Recent
+        # RFC 3501 6.3.2: EXAMINE shows \Recent without claiming it.
+        recent = range(box.first_recent_uid, box.uidnext)
     else:
-        recent_from = await s.run(s.store.mail.claim_recent, box.id)
-    # Read the messages after claiming, so a delivery in between is counted exactly once.
-    box = await s.run(s.store.mail.get_mailbox_by_id, box.id) or box
-    messages = await s.run(s.store.mail.list_messages, box.id)
-    modseq = max([box.highestmodseq, *(m.modseq for m in messages)])
+        # RFC 3501 2.3.2: claim after listing, and only what was listed, so each message
+        # is \Recent in exactly one session and never claimed unseen.
+        recent = await s.run(s.store.mail.claim_recent, box.id, box.uidnext)
     sel = SelectedMailbox(
         box.id, box.name, readonly=readonly, uidvalidity=box.uidvalidity,
-        uidnext=box.uidnext, modseq=modseq, messages=messages, recent_from=recent_from,
+        uidnext=box.uidnext, modseq=box.highestmodseq, messages=messages, recent=recent,
     )
     sel.show_recent = not s.rev2
     s.selected = sel
@@ -65,7 +68,7 @@ async def select(s: ImapSession, cmd: Command) -> None:
     s.untagged(f"OK [PERMANENTFLAGS ({permanent})] Flags you can change")
     s.untagged(f"OK [UIDVALIDITY {box.uidvalidity}] UIDs valid")
     s.untagged(f"OK [UIDNEXT {box.uidnext}] Predicted next UID")
-    s.untagged(f"OK [HIGHESTMODSEQ {modseq}] Highest")
+    s.untagged(f"OK [HIGHESTMODSEQ {sel.modseq}] Highest")
     if s.rev2:
         s.untagged(b'LIST () "/" ' + s.mailbox_name(box.name))
     if args.qresync is not None and args.qresync.uidvalidity == box.uidvalidity:

@@ -39,7 +39,7 @@ async def store(s: ImapSession, cmd: Command) -> None:
         s.bad(cmd.tag, "Unknown system flag")
         return
     if args.unchanged_since is not None:
-        s.enabled.add("CONDSTORE")  # RFC 7162 3.1.8
+        s.enable_condstore()  # RFC 7162 3.1.8
     uids = sel.resolve(args.sequence, uid=by_uid)
     changed: list[MessageMeta] = []
     failed: list[int] = []

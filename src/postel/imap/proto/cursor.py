@@ -207,10 +207,7 @@ class Cursor:
         raw = self.list_mailbox() if pattern else self.astring()
         if self.utf8 or not raw.isascii():
             return raw
-        try:
-            return mutf7.decode(raw)
-        except mutf7.Utf7Error:
-            raise ParseError("mailbox name is not valid modified UTF-7") from None
+        return mutf7.decode_or_mark(raw)
 
     def sequence_set(self) -> SequenceSet:
         seg = self._seg
@@ -270,10 +267,7 @@ def decode_mailbox(name: str, utf8: bool) -> str:
         # RFC 3501 5.1.3 (8-bit names from old clients are taken as UTF-8); after
         # ENABLE UTF8=ACCEPT or IMAP4rev2 names are plain UTF-8
         # (RFC 6855 3, RFC 9051 5.1) and "&" is an ordinary character.
-        try:
-            name = mutf7.decode(name)
-        except mutf7.Utf7Error:
-            raise ParseError("mailbox name is not valid modified UTF-7") from None
+        name = mutf7.decode_or_mark(name)
     if name.upper().startswith("INBOX/"):
         name = "INBOX" + name[5:]
     return name

@@ -11,6 +11,21 @@ class Utf7Error(ValueError):
     pass
 
 
+# A name that is a valid astring but not valid modified UTF-7 names no mailbox: the answer
+# is NO or an empty LIST, never BAD (RFC 9051 7.1.3). Such a name is kept as sent behind
+# this prefix, which no stored name can carry (CREATE refuses control characters), so it
+# matches nothing and CREATE or RENAME to it answers NO.
+UNDECODABLE = "\x7f"
+
+
+def decode_or_mark(name: str) -> str:
+    """The decoded name, or the name marked UNDECODABLE."""
+    try:
+        return decode(name)
+    except Utf7Error:
+        return UNDECODABLE + name
+
+
 def _b64(chunk: str) -> str:
     raw = chunk.encode("utf-16-be")
     return base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",")

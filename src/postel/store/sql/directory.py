@@ -126,6 +126,9 @@ class SqlDirectory:
             account_id = new_id(result)
             for name, special_use in DEFAULT_MAILBOXES:
                 insert_mailbox(conn, account_id, name, special_use)
+            # A new account's own mailboxes start subscribed; later ones only by SUBSCRIBE.
+            conn.execute(insert(t.subscriptions), [
+                {"account_id": account_id, "name": name} for name, _ in DEFAULT_MAILBOXES])
             row = conn.execute(select(t.accounts).where(t.accounts.c.id == account_id)).one()
             return to_account(row)
 
@@ -188,6 +191,8 @@ class SqlDirectory:
             conn.execute(delete(t.messages).where(t.messages.c.mailbox_id.in_(box_ids)))
             conn.execute(delete(t.expunged).where(t.expunged.c.mailbox_id.in_(box_ids)))
             conn.execute(delete(t.mailboxes).where(t.mailboxes.c.account_id == account_id))
+            conn.execute(
+                delete(t.subscriptions).where(t.subscriptions.c.account_id == account_id))
             conn.execute(
                 update(t.outbound_queue)
                 .where(t.outbound_queue.c.account_id == account_id)

@@ -314,9 +314,11 @@ class SqlMailboxes:
     # -- imap -------------------------------------------------------------------------
     # Mailbox tree operations, \Recent, COPY/MOVE, MULTIAPPEND and batch reads for IMAP.
 
-    def claim_recent(self, mailbox_id: int) -> int:
-        """RFC 3501 2.3.2 \\Recent: the caller takes every message no session has seen yet.
-        Returns the first UID that is recent for the caller (messages from it up)."""
+    def claim_recent(self, mailbox_id: int, until: int) -> range:
+        """RFC 3501 2.3.2 \\Recent: the caller takes the messages below `until` that no
+        session has taken yet, and gets their UIDs back as a range. `until` is the
+        uidnext the caller read its messages under, so it claims only what it lists: a
+        claim reaching past its listing would leave messages recent for nobody."""
         with self._db.write() as (conn, _):
             row = conn.execute(
                 select(t.mailboxes.c.first_recent_uid, t.mailboxes.c.uidnext)
@@ -325,28 +327,57 @@ class SqlMailboxes:
             ).first()
             if row is None:  # deleted by another session
                 raise NotFound(f"mailbox {mailbox_id} does not exist")
-            if row.uidnext > row.first_recent_uid:
-                conn.execute(
-                    update(t.mailboxes)
-                    .where(t.mailboxes.c.id == mailbox_id)
-                    .values(first_recent_uid=row.uidnext)
-                )
-            return int(row.first_recent_uid)
-
-    def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> bool:
-        """SUBSCRIBE / UNSUBSCRIBE; False when the mailbox does not exist."""
-        with self._db.write() as (conn, changes):
-            mailbox_id = mailbox_id_by_name(conn, account_id, name)
-            if mailbox_id is None:
-                return False
+            first = int(row.first_recent_uid)
+            end = min(int(row.uidnext), until)
+            if end <= first:
+                return range(first, first)
             conn.execute(
                 update(t.mailboxes)
                 .where(t.mailboxes.c.id == mailbox_id)
-                .values(subscribed=subscribed)
+                .values(first_recent_uid=end)
             )
-            # A hint for NOTIFY's SubscriptionChange (RFC 5465 5.5) in other sessions.
-            changes.append(MailboxChanged(account_id, mailbox_id))
-            return True
+            return range(first, end)
+
+    def subscriptions(self, account_id: int) -> set[str]:
+        """The subscription list: names, some perhaps of mailboxes deleted since."""
+        with self._db.read() as conn:
+            return set(conn.execute(
+                select(t.subscriptions.c.name)
+                .where(t.subscriptions.c.account_id == account_id)
+            ).scalars())
+
+    def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> bool:
+        """SUBSCRIBE / UNSUBSCRIBE. False when there is nothing to act on: SUBSCRIBE of a
+        mailbox that does not exist, UNSUBSCRIBE of a name neither subscribed nor
+        existing. A deleted mailbox's subscription can be removed (RFC 3501 6.3.7)."""
+        where = and_(t.subscriptions.c.account_id == account_id,
+                     t.subscriptions.c.name == name)
+        with self._db.write() as (conn, changes):
+            mailbox_id = mailbox_id_by_name(conn, account_id, name)
+            exists = mailbox_id is not None
+            listed = conn.execute(select(t.subscriptions.c.name).where(where)).first()
+            if mailbox_id is not None and (listed is None) == subscribed:
+                # A hint for NOTIFY's SubscriptionChange (RFC 5465 5.5) in other sessions.
+                changes.append(MailboxChanged(account_id, mailbox_id))
+            if subscribed:
+                if exists and listed is None:
+                    conn.execute(insert(t.subscriptions).values(account_id=account_id,
+                                                                name=name))
+                return exists
+            conn.execute(delete(t.subscriptions).where(where))
+            return exists or listed is not None
+
+    @staticmethod
+    def _move_subscription(conn: Connection, account_id: int, old: str, new: str) -> None:
+        """A renamed mailbox keeps its subscription, under the new name."""
+        where = and_(t.subscriptions.c.account_id == account_id,
+                     t.subscriptions.c.name == old)
+        if conn.execute(select(t.subscriptions.c.name).where(where)).first() is None:
+            return
+        conn.execute(delete(t.subscriptions).where(where))
+        conn.execute(delete(t.subscriptions).where(and_(
+            t.subscriptions.c.account_id == account_id, t.subscriptions.c.name == new)))
+        conn.execute(insert(t.subscriptions).values(account_id=account_id, name=new))
 
     def delete_mailbox(self, account_id: int, name: str) -> None:
         """DELETE: the mailbox and its messages go; inferior mailboxes stay (RFC 9051 6.3.4)."""
@@ -411,6 +442,7 @@ class SqlMailboxes:
                         .where(t.mailboxes.c.id == mailbox_id)
                         .values(name=renamed)
                     )
+                    self._move_subscription(conn, account_id, name, renamed)
                     changes.append(MailboxChanged(account_id, mailbox_id))
 
     def copy(

@@ -56,7 +56,6 @@ def to_mailbox(row: Any) -> Mailbox:
         uidnext=row.uidnext,
         highestmodseq=row.highestmodseq,
         first_recent_uid=row.first_recent_uid,
-        subscribed=bool(row.subscribed),
     )
 
 
@@ -158,7 +157,6 @@ def insert_mailbox(conn: Connection, account_id: int, name: str, special_use: st
             uidnext=1,
             highestmodseq=1,
             first_recent_uid=1,
-            subscribed=True,
             created_at=now(),
         )
     )

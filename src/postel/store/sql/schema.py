@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy.dialects.postgresql  # noqa: F401  (registers to_tsvector, used below)
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -23,8 +24,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names, so migrations can refer to them on both backends.
@@ -115,6 +119,8 @@ mailboxes = Table(
     # RFC 3501 \Recent: messages with uid >= first_recent_uid have not yet been seen by
     # any session; the first session to SELECT claims them by moving this forward.
     Column("first_recent_uid", BigInteger, nullable=False, server_default="1"),
+    # No longer read (since migration 0005): the subscriptions table holds the list, which
+    # must outlive a DELETE. Kept because dropping it means rebuilding the table on SQLite.
     Column("subscribed", Boolean, nullable=False, server_default="1"),
     Column("created_at", UtcDateTime, nullable=False),
     UniqueConstraint("account_id", "name", name="uq_mailboxes_account_id_name"),
@@ -264,6 +270,17 @@ captcha_challenges = Table(
     Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
 
+# The IMAP subscription list (RFC 9051 6.3.9): names, not mailboxes, because a
+# subscription outlives the mailbox (RFC 3501 6.3.6: the server MUST NOT remove a name
+# because its mailbox no longer exists). Only SUBSCRIBE adds to it, and the new account's
+# default mailboxes.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id"), primary_key=True),
+    Column("name", String(1000), primary_key=True),
+)
+
 # Named counters that must never go backwards, across processes and hosts. "uidvalidity":
 # the last UIDVALIDITY handed out (RFC 3501 2.3.1.1: a re-created mailbox needs a new one).
 counters = Table(
@@ -271,4 +288,73 @@ counters = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+# -- webmail --------------------------------------------------------------------------
+
+# The decoded text of each message for the webmail's full-text search and preview line,
+# filled by the indexer (postel.store.sql.webmail) after delivery, never in the delivery
+# path. A row goes with its message (ON DELETE CASCADE). The search index itself is
+# backend-specific and lives only in migration 0005: an FTS5 table kept in step by
+# triggers on SQLite, a GIN index over to_tsvector('simple', ...) on PostgreSQL.
+webmail_text = Table(
+    "webmail_text",
+    metadata,
+    Column("message_id", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("from_text", Text, nullable=False, server_default=""),  # names and addresses
+    Column("to_text", Text, nullable=False, server_default=""),  # To and Cc
+    Column("body", Text, nullable=False, server_default=""),  # text parts, HTML stripped
+)
+
+# Per-account webmail preferences (My Settings): one row, created on first save.
+webmail_prefs = Table(
+    "webmail_prefs",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("signature", Text, nullable=False, server_default=""),
+    Column("mark_read_on_open", Boolean, nullable=False, server_default="1"),
+)
+
+# Senders whose remote images and fonts the user always allows ("always for this sender").
+webmail_trusted_senders = Table(
+    "webmail_trusted_senders",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("sender", String(320), primary_key=True),  # lowercase address
+)
+
+# Keyset paging of the webmail's message list in each sort order without scanning a
+# 100,000-message mailbox. Text sort keys are indexed by a prefix (a whole Text column may
+# pass PostgreSQL's btree row limit and fail a delivery); the list orders by the same
+# expressions.
+# Literal arguments: SQLite uses an index on an expression only for the very same text, and
+# bound parameters ("substr(x, ?, ?)") would not be.
+_ONE: ColumnElement[int] = literal_column("1")
+_HUNDRED: ColumnElement[int] = literal_column("100")
+FROM_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.from_sort, _ONE, _HUNDRED)
+SUBJECT_SORT_PREFIX: ColumnElement[str] = func.substr(messages.c.base_subject, _ONE, _HUNDRED)
+MESSAGE_ID_PREFIX: ColumnElement[str] = func.substr(messages.c.message_id, _ONE,
+                                                    literal_column("200"))
+Index("ix_messages_webmail_date", messages.c.mailbox_id, messages.c.internal_date,
+      messages.c.id)
+Index("ix_messages_webmail_size", messages.c.mailbox_id, messages.c.size, messages.c.id)
+# Unread counts per folder from the index alone.
+Index("ix_messages_webmail_seen", messages.c.mailbox_id, messages.c.seen)
+Index("ix_messages_webmail_from", messages.c.mailbox_id, FROM_SORT_PREFIX, messages.c.id)
+Index("ix_messages_webmail_subject", messages.c.mailbox_id, SUBJECT_SORT_PREFIX,
+      messages.c.id)
+Index("ix_messages_webmail_message_id", MESSAGE_ID_PREFIX)
+
+# The search document of PostgreSQL's full-text index (GIN, migration 0005); SQLite uses
+# the FTS5 table of that migration instead. Neither is in this metadata (backend-specific).
+# Literal separators, so the query's expression is the index's (a bound parameter is not).
+_SPACE: ColumnElement[str] = literal_column("' '")
+SEARCH_DOCUMENT = func.to_tsvector(
+    literal_column("'simple'::regconfig"),
+    webmail_text.c.subject + _SPACE + webmail_text.c.from_text + _SPACE + webmail_text.c.to_text
+    + _SPACE + webmail_text.c.body,
 )

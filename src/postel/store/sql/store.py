@@ -16,6 +16,7 @@ from postel.store.sql.dkim import SqlDkimKeys
 from postel.store.sql.mail import SqlMailboxes
 from postel.store.sql.queue import SqlQueue
 from postel.store.sql.web import SqlWebState
+from postel.store.sql.webmail import SqlWebmail
 
 
 class SqlStore:
@@ -29,6 +30,7 @@ class SqlStore:
         self.queue = SqlQueue(db)
         self.dkim = SqlDkimKeys(db)
         self.web = SqlWebState(db)
+        self.webmail = SqlWebmail(db, self.mail)
 
     @property
     def engine(self) -> Engine:

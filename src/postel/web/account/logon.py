@@ -80,4 +80,4 @@ async def logout(request: Request) -> Response:
 
 async def home(request: Request) -> Response:
     account = await current_account(request)
-    return redirect(request, "/settings" if account else "/logon")
+    return redirect(request, "/mail" if account else "/logon")  # the Inbox
