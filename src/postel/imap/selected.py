@@ -109,8 +109,11 @@ class SelectedMailbox:
         recent: range | None,
         condstore: bool,
         qresync: bool,
+        with_uid: bool = False,
     ) -> list[bytes]:
-        """Fold store changes into this view; return the untagged responses to send."""
+        """Fold store changes into this view; return the untagged responses to send.
+
+        ``with_uid`` puts UID into flag FETCHes even without QRESYNC (RFC 5465 5.1)."""
         out: list[bytes] = []
         known = set(self.uids)
         for uid in changes.expunged_uids:
@@ -151,7 +154,8 @@ class SelectedMailbox:
             self.modseqs[meta.uid] = meta.modseq
             out += self.new_keywords(meta.flags)
             if old != meta.flags or condstore:
-                out.append(self.fetch_flags(meta.uid, condstore=condstore, with_uid=qresync))
+                out.append(self.fetch_flags(meta.uid, condstore=condstore,
+                                            with_uid=qresync or with_uid))
         self.modseq = max(self.modseq, changes.mailbox.highestmodseq)
         self.uidnext = max(self.uidnext, changes.mailbox.uidnext)
         return out

@@ -182,6 +182,10 @@ class ImapServer(TcpServer):
 
     async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
         timeout = self.services.config.idle_timeout
+        loop = asyncio.get_running_loop()
+        # Counted from the client's last bytes: NOTIFY's wake-ups between commands do not
+        # keep a silent client logged in (an IDLE that reports changes still does).
+        deadline = loop.time() + timeout
         read_task: asyncio.Task[bytes] | None = None
         try:
             while not session.closed:
@@ -193,20 +197,21 @@ class ImapServer(TcpServer):
                         await io.flush()
                     finally:
                         session.busy = False
-                    if session.shutting_down:
-                        io.write(r.untagged("BYE Server shutting down"))
-                        await io.flush()
+                    deadline = loop.time() + timeout
+                    if await _bye_if_stopping(session, io):
                         return
                     continue
                 if read_task is None:
                     read_task = asyncio.ensure_future(io.read())
                 waits: set[asyncio.Future[Any]] = {read_task}
                 wake: asyncio.Task[None] | None = None
-                if session.idling and session.subscription is not None:
+                idling = session.idling
+                if session.wants_wakeups():
                     wake = asyncio.ensure_future(session.wait_for_change())
                     waits.add(wake)
                 done, _ = await asyncio.wait(
-                    waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    waits, timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if wake is not None and wake not in done:
                     wake.cancel()
@@ -217,19 +222,38 @@ class ImapServer(TcpServer):
                     await io.flush()
                     return
                 if wake is not None and wake in done:
-                    await session.wake()
-                    await io.flush()
+                    # Busy like a command: a shutdown lets the round finish its lines.
+                    session.busy = True
+                    try:
+                        await session.wake()
+                        await io.flush()
+                    finally:
+                        session.busy = False
+                    if await _bye_if_stopping(session, io):
+                        return
+                    if idling:
+                        deadline = loop.time() + timeout
                 if read_task in done:
                     data = read_task.result()
                     read_task = None
                     if not data:
                         return
                     receiver.feed(data)
+                    deadline = loop.time() + timeout
         finally:
             if read_task is not None:
                 read_task.cancel()
                 with contextlib.suppress(BaseException):
                     await read_task
+
+
+async def _bye_if_stopping(session: ImapSession, io: StreamIO) -> bool:
+    """After a command or a wake-up: say BYE when a shutdown waited for it to finish."""
+    if not session.shutting_down:
+        return False
+    io.write(r.untagged("BYE Server shutting down"))
+    await io.flush()
+    return True
 
 
 class ImapService:

@@ -10,6 +10,7 @@ The handlers import this module only for type checking, so imports run one way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
@@ -23,7 +24,9 @@ from postel.auth.service import Authenticator
 from postel.config import ImapConfig
 from postel.imap.capabilities import capabilities
 from postel.imap.commands import contexts
+from postel.imap.commands.notify import deliver_notifications, note_command
 from postel.imap.commands.table import COMMANDS, CommandSpec
+from postel.imap.notify import NotifyState
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, CommandError, CopyMove, Fetch, parse_command
 from postel.imap.proto.commands import Store as StoreArgs
@@ -102,6 +105,7 @@ class ImapSession:
         self.client_id: dict[str, str | None] = {}
         self.busy = False  # a command is running (the server lets it finish on shutdown)
         self.shutting_down = False
+        self.notify: NotifyState | None = None  # RFC 5465 NOTIFY SET in force
 
     # -- properties the handlers read ------------------------------------------------
 
@@ -284,6 +288,8 @@ class ImapSession:
             # report them themselves, at the moment their own rules allow.
             await self.poll(force=False)
         await spec.handler(self, cmd)
+        if self.notify is not None:
+            note_command(self, cmd)
 
     def _may_run(self, spec: CommandSpec, cmd: Command) -> bool:
         """The checks the table asks for before the handler runs, in this order."""
@@ -319,6 +325,8 @@ class ImapSession:
             while not self.subscription.queue.empty():
                 self.subscription.queue.get_nowait()
                 had_hint = True
+        if had_hint and self.notify is not None:
+            self.notify.pending = True  # the next NOTIFY round must look, too
         if self.selected is None:
             return
         now = time.monotonic()
@@ -341,7 +349,9 @@ class ImapSession:
         before = contexts.Snapshot(self, changes) if self.selected.contexts else None
         lines = self.selected.apply(changes, allow_expunge=allow_expunge,
                                     recent=claim, condstore=self.condstore,
-                                    qresync=self.qresync)
+                                    qresync=self.qresync,
+                                    with_uid=self.notify is not None
+                                    and self.notify.reports_selected)
         if before is not None:
             # RFC 5267 4.3: the live SEARCH/SORT results change with the mailbox.
             first, last = await contexts.refresh(self, before)
@@ -353,17 +363,37 @@ class ImapSession:
         if self.subscription is None and self.account is not None:
             self.subscription = self.services.bus.subscribe(self.account.id)
 
+    def wants_wakeups(self) -> bool:
+        """Whether the server should wait on the change feed as well as on the client:
+        during IDLE, and with NOTIFY whenever no command is in progress (RFC 5465 3)."""
+        if self.subscription is None:
+            return False
+        return self.idling or (self.notify is not None and self.continuation is None
+                               and self.receiver.between_commands)
+
     async def wake(self) -> None:
-        """The change feed fired while IDLE: report what changed."""
+        """The change feed fired (IDLE, or NOTIFY between commands): report what changed."""
         try:
             self.check_credentials()
-            await self.poll()
+            if self.notify is None:
+                await self.poll()
+            else:
+                await deliver_notifications(self)
         except Bye as bye:
             self.send(r.untagged(f"BYE {bye}"))
             self.state = State.LOGOUT
 
     async def wait_for_change(self) -> None:
-        """Wait until the store announces a change for this account (IDLE)."""
+        """Wait until the store announces a change for this account (IDLE, NOTIFY).
+
+        Under NOTIFY the wait ends after FULL_POLL_EVERY seconds even without a hint, so
+        changes another process stored (which sends this one no hint) still show."""
         assert self.subscription is not None
-        await self.subscription.get()
+        if self.notify is None:
+            await self.subscription.get()
+            return
+        if self.notify.pending:
+            return  # a command's poll took the hints; the notifications are still owed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscription.get(), FULL_POLL_EVERY)
 

@@ -160,7 +160,7 @@ class MessagesExpunged:
 
 @dataclass(frozen=True)
 class MailboxChanged:
-    """A mailbox was created, renamed or deleted."""
+    """A mailbox was created, renamed, deleted, subscribed or unsubscribed."""
 
     account_id: int
     mailbox_id: int

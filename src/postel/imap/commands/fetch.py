@@ -93,6 +93,20 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
                 seen_now.add(meta.uid)
     if seen_now and not any(a.name == "FLAGS" for a in atts):
         atts.append(FetchAtt("FLAGS"))  # tell the client about the side effect
+    unreadable = await fetch_responses(s, uids, atts)
+    await s.poll(allow_expunge=by_uid, force=False)
+    if unreadable:
+        missing = SequenceSet.of(unreadable)
+        s.no(cmd.tag, f"Some message bodies could not be read (UIDs {missing})", "UNAVAILABLE")
+        return
+    s.ok(cmd.tag, f"{cmd.name} completed")
+
+
+async def fetch_responses(s: ImapSession, uids: list[int], atts: list[FetchAtt]) -> list[int]:
+    """Write one FETCH response per UID of the selected mailbox (for FETCH, and for NOTIFY's
+    MessageNew); returns the UIDs whose body could not be read."""
+    sel = s.selected
+    assert sel is not None
     columns = fetch_columns(atts)
     unreadable: list[int] = []
     for start in range(0, len(uids), BATCH):
@@ -105,12 +119,7 @@ async def fetch(s: ImapSession, cmd: Command) -> None:
                 continue  # expunged meanwhile by another session
             if not await _fetch_one(s, head, uid, row, atts):
                 unreadable.append(uid)
-    await s.poll(allow_expunge=by_uid, force=False)
-    if unreadable:
-        missing = SequenceSet.of(unreadable)
-        s.no(cmd.tag, f"Some message bodies could not be read (UIDs {missing})", "UNAVAILABLE")
-        return
-    s.ok(cmd.tag, f"{cmd.name} completed")
+    return unreadable
 
 
 async def _fetch_one(

@@ -20,6 +20,7 @@ from postel.imap.commands import (
     copy,
     fetch,
     mailboxes,
+    notify,
     replace,
     search,
     select,
@@ -81,6 +82,7 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "SETMETADATA": CommandSpec(metadata_commands.setmetadata, AUTH),
     "APPEND": CommandSpec(append.append, AUTH, reports_changes=True),
     "IDLE": CommandSpec(select.idle, AUTH, reports_changes=True),  # RFC 2177
+    "NOTIFY": CommandSpec(notify.notify, AUTH, reports_changes=True),  # RFC 5465
     # RFC 9051 6.4: selected.
     "CLOSE": CommandSpec(select.close, SELECTED, reports_changes=True),
     "UNSELECT": CommandSpec(select.unselect, SELECTED, reports_changes=True),  # RFC 3691

@@ -20,6 +20,7 @@ from postel.imap.proto.metadata import (
     parse_list_metadata,
     parse_setmetadata,
 )
+from postel.imap.proto.notify import Notify, parse_notify
 from postel.imap.proto.receiver import CommandBytes, Literal
 from postel.imap.proto.searchkeys import SearchKey, parse_search_keys
 from postel.imap.proto.searchreturn import PartialRange, parse_return_options
@@ -205,7 +206,7 @@ Args = (
     NoArgs | Login | Authenticate | Id | Enable | Select | MailboxArg | Create | Rename
     | ListCmd | Status | Append | Fetch | Store | Search | Sort | Thread | CopyMove | Expunge
     | QuotaRoot | Compress | Replace | CancelUpdate
-    | GetMetadata | SetMetadata
+    | GetMetadata | SetMetadata | Notify
 )
 
 
@@ -598,6 +599,7 @@ PARSERS: dict[str, Parser] = {
     "REPLACE": _replace,  # RFC 8508
     "CANCELUPDATE": _cancel_update,
     "GETMETADATA": parse_getmetadata, "SETMETADATA": parse_setmetadata,  # RFC 5464
+    "NOTIFY": parse_notify,  # RFC 5465
 }
 UID_PARSERS: dict[str, Parser] = {
     "FETCH": _fetch, "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread,

@@ -187,6 +187,13 @@ class Receiver:
         if not self._ended:
             self._buf += data
 
+    @property
+    def between_commands(self) -> bool:
+        """Nothing of a next command has arrived: untagged data sent now cannot land in
+        the middle of one (RFC 5465 3: notifications while no command is in progress)."""
+        return not (self._buf or self._parts or self._literal is not None
+                    or self._skip_left or self._skip_line or self._ready)
+
     def next_event(self) -> Event | None:
         while True:
             if self._ready:

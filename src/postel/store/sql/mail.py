@@ -46,6 +46,7 @@ from postel.store.sql.rows import (
     flag_values,
     insert_mailbox,
     lock_mailbox,
+    mailbox_id_by_name,
     message_fields,
     message_values,
     now,
@@ -347,12 +348,13 @@ class SqlMailboxes:
         existing. A deleted mailbox's subscription can be removed (RFC 3501 6.3.7)."""
         where = and_(t.subscriptions.c.account_id == account_id,
                      t.subscriptions.c.name == name)
-        with self._db.write() as (conn, _):
-            exists = conn.execute(
-                select(t.mailboxes.c.id).where(
-                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name))
-            ).first() is not None
+        with self._db.write() as (conn, changes):
+            mailbox_id = mailbox_id_by_name(conn, account_id, name)
+            exists = mailbox_id is not None
             listed = conn.execute(select(t.subscriptions.c.name).where(where)).first()
+            if mailbox_id is not None and (listed is None) == subscribed:
+                # A hint for NOTIFY's SubscriptionChange (RFC 5465 5.5) in other sessions.
+                changes.append(MailboxChanged(account_id, mailbox_id))
             if subscribed:
                 if exists and listed is None:
                     conn.execute(insert(t.subscriptions).values(account_id=account_id,
@@ -378,11 +380,7 @@ class SqlMailboxes:
         if name == "INBOX":
             raise StoreError("INBOX cannot be deleted")
         with self._db.write() as (conn, changes):
-            mailbox_id = conn.execute(
-                select(t.mailboxes.c.id).where(
-                    and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
-                )
-            ).scalar()
+            mailbox_id = mailbox_id_by_name(conn, account_id, name)
             if mailbox_id is None:
                 raise NotFound(f"mailbox {name} does not exist")
             conn.execute(delete(t.messages).where(t.messages.c.mailbox_id == mailbox_id))

@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, case, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, and_, case, func, insert, select, update
 
 from postel.mail.mime import ParsedMessage
 from postel.store.model import Account, Flags, Mailbox, MessageMeta, Role
@@ -143,6 +143,16 @@ def new_uidvalidity(conn: Connection) -> int:
         value = max(clock, int(highest) + 1)
         conn.execute(insert(t.counters).values(name="uidvalidity", value=value))
     return int(value)
+
+
+def mailbox_id_by_name(conn: Connection, account_id: int, name: str) -> int | None:
+    """The id of an account's mailbox, or None when there is no such mailbox."""
+    found = conn.execute(
+        select(t.mailboxes.c.id).where(
+            and_(t.mailboxes.c.account_id == account_id, t.mailboxes.c.name == name)
+        )
+    ).scalar()
+    return None if found is None else int(found)
 
 
 def insert_mailbox(conn: Connection, account_id: int, name: str, special_use: str | None) -> int:
