@@ -125,6 +125,7 @@ class SmtpSession:
         self.sasl: SaslServer | None = None
         self.auth_failures = 0
         self.junk = 0
+        self.transactions = 0  # MAIL commands accepted (LIMITS MAILMAX, RFC 9422 4.1)
         self.closing = False  # QUIT, a fatal error, or shutdown: stop reading
         self.shutdown_requested = False
 
@@ -239,6 +240,8 @@ class SmtpSession:
             "PIPELINING",
             "CHUNKING",
             "ENHANCEDSTATUSCODES",
+            # RFC 9422 4: the limits this session applies, so clients can adapt.
+            f"LIMITS RCPTMAX={config.max_recipients} MAILMAX={config.max_transactions}",
         ]
         if not self.tls and self.services.tls_available:
             lines.append("STARTTLS")
@@ -342,6 +345,10 @@ class SmtpSession:
             # The password changed (or the account was disabled) since AUTH.
             await self._fatal(Reply(421, "4.7.0", "your password was changed; log in again"))
             return
+        if self.transactions >= self.services.config.max_transactions:
+            # RFC 9422 4.1: past MAILMAX the client continues in a new session.
+            await self._fatal(Reply(421, "4.7.0", "too many transactions, reconnect"))
+            return
         params = event.params
         if params.size is not None and params.size > self.services.config.max_message_size:
             await self._reply(r.SIZE_EXCEEDED)  # RFC 1870 6.1
@@ -361,6 +368,7 @@ class SmtpSession:
             body_8bit=params.eight_bit,
             declared_size=params.size or 0,
         )
+        self.transactions += 1
         await self._reply(r.SENDER_OK)
 
     async def _rcpt(self, event: RcptTo) -> None:
