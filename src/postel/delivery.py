@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from postel.mail.mime import ParsedMessage
 from postel.store.api import Store
-from postel.store.model import Account, BlobRef, DeliveredMessage
+from postel.store.model import Account, BlobRef, DeliveredMessage, DsnRequest
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Envelope:
     smtputf8: bool
     body_8bit: bool
     mailbox: str = "INBOX"  # where local copies go ("Junk" when quarantined)
+    dsn: DsnRequest | None = None  # RFC 3461 parameters, carried with queued copies
 
 
 def deliver(
@@ -53,5 +54,6 @@ def deliver(
             account_id=envelope.account_id,
             smtputf8=envelope.smtputf8,
             body_8bit=envelope.body_8bit,
+            dsn=envelope.dsn,
         )
     return delivered

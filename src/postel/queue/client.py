@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from postel.mail.xtext import encode_xtext
+from postel.store.model import DsnRequest
+
 log = logging.getLogger("postel.queue")
 
 
@@ -48,6 +51,29 @@ class Message:
     data: bytes
     smtputf8: bool
     body_8bit: bool
+    # DSN parameters (RFC 3461) to pass on when the next hop offers DSN: MAIL's, and
+    # RCPT's per wire recipient.
+    dsn_mail: list[str] = field(default_factory=list)
+    dsn_rcpt: dict[str, list[str]] = field(default_factory=dict)
+
+
+def dsn_mail_options(dsn: DsnRequest) -> list[str]:
+    """RET= and ENVID= (RFC 3461 4.3, 4.4) as MAIL parameters."""
+    options = [f"RET={dsn.ret}"] if dsn.ret else []
+    if dsn.envid:
+        options.append(f"ENVID={encode_xtext(dsn.envid)}")
+    return options
+
+
+def dsn_rcpt_options(dsn: DsnRequest, recipient: str) -> list[str]:
+    """NOTIFY= and ORCPT= (RFC 3461 4.1, 4.2) as RCPT parameters."""
+    notify = dsn.notify.get(recipient)
+    options = [f"NOTIFY={','.join(notify)}"] if notify else []
+    orcpt = dsn.orcpt.get(recipient)
+    if orcpt:
+        addr_type, _, address = orcpt.partition(";")
+        options.append(f"ORCPT={addr_type};{encode_xtext(address)}")
+    return options
 
 
 @dataclass(frozen=True)
@@ -225,6 +251,10 @@ async def _transaction(
         options.append("SMTPUTF8")
     encoding = "utf-8" if message.smtputf8 else "ascii"
     sender = f"<{message.mail_from}>".encode(encoding)
+    # RFC 3461 5.2: DSN requests go on to a next hop that offers DSN.
+    dsn = client.supports_extension("dsn")
+    if dsn:
+        options += message.dsn_mail
     code, text = await _command(client, b"MAIL", b"FROM:" + sender,
                                 *(o.encode() for o in options))
     if code != 250:
@@ -232,7 +262,9 @@ async def _transaction(
     outcome = Outcome()
     accepted: list[str] = []
     for rcpt in message.recipients:
-        code, text = await _command(client, b"RCPT", f"TO:<{rcpt}>".encode(encoding))
+        rcpt_options = message.dsn_rcpt.get(rcpt, []) if dsn else []
+        code, text = await _command(client, b"RCPT", f"TO:<{rcpt}>".encode(encoding),
+                                    *(o.encode() for o in rcpt_options))
         if code in (250, 251):
             accepted.append(rcpt)
         else:

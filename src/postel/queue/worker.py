@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,16 @@ from postel.mail.mime import parse_message_file
 from postel.mailauth import dkim
 from postel.mailauth.dns import DnsTemporaryError, Resolver
 from postel.mailauth.inbound import from_domains
-from postel.queue.client import AttemptFailed, Failure, Message, Outcome, Target, deliver
+from postel.queue.client import (
+    AttemptFailed,
+    Failure,
+    Message,
+    Outcome,
+    Target,
+    deliver,
+    dsn_mail_options,
+    dsn_rcpt_options,
+)
 from postel.queue.dsn import RecipientStatus, build_dsn
 from postel.queue.routes import RouteError, addresses, mail_exchangers
 from postel.queue.schedule import delay_warning_due, expired, retry_delay
@@ -274,8 +284,13 @@ class QueueService:
                 data=data,
                 smtputf8=item.smtputf8,
                 body_8bit=item.body_8bit,
+                dsn_mail=dsn_mail_options(item.dsn),
             )
             wire_to_stored = dict(zip(message.recipients, item.recipients, strict=True))
+            message.dsn_rcpt.update(
+                (wire, dsn_rcpt_options(item.dsn, stored))
+                for wire, stored in wire_to_stored.items()
+            )
             last: Failure | None = None
             for target in targets[:MAX_TARGETS_PER_ATTEMPT]:
                 try:
@@ -377,6 +392,14 @@ class QueueService:
             log.info("queue: not bouncing a message with the null sender",
                      extra={"fields": {"queue_id": item.queue_id, "delayed": delayed}})
             return
+        # RFC 3461 4.1: only the recipients whose NOTIFY asks for this event.
+        event = "DELAY" if delayed else "FAILURE"
+        statuses = [
+            replace(s, original_recipient=item.dsn.orcpt.get(s.recipient, ""))
+            for s in statuses if item.dsn.wants(s.recipient, event)
+        ]
+        if not statuses:
+            return
         data = build_dsn(
             hostname=self.config.hostname,
             sender=item.mail_from,
@@ -387,6 +410,8 @@ class QueueService:
             original_offset=item.body_offset,
             delayed=delayed,
             retry_until=item.created_at + timedelta(seconds=self.outbound.expire_after),
+            envid=item.dsn.envid,
+            full=item.dsn.ret == "FULL",
         )
         return_path = b"Return-Path: <>\r\n"
         blob = self.store.blobs.put(return_path + data)

@@ -46,7 +46,7 @@ from postel.smtp.trace import Received, return_path, with_protocol
 from postel.store.api import Store
 from postel.store.blobs import BlobWriter
 from postel.store.bus import InProcessBus, Subscription
-from postel.store.model import Account
+from postel.store.model import Account, DsnRequest
 
 log = logging.getLogger("postel.smtp")
 
@@ -82,6 +82,11 @@ class Transaction:
     smtputf8: bool = False
     body_8bit: bool = False
     declared_size: int = 0
+    # DSN (RFC 3461): MAIL's RET / ENVID, RCPT's NOTIFY / ORCPT per remote recipient.
+    dsn_ret: str | None = None
+    dsn_envid: str | None = None
+    dsn_notify: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dsn_orcpt: dict[str, str] = field(default_factory=dict)
     writer: BlobWriter | None = None
     # The spool holds the message as received; trace headers and Authentication-Results
     # are put in front of it once the checks have run (_authenticate).
@@ -240,6 +245,7 @@ class SmtpSession:
             "PIPELINING",
             "CHUNKING",
             "ENHANCEDSTATUSCODES",
+            "DSN",  # RFC 3461: RET, ENVID, NOTIFY, ORCPT
             # RFC 9422 4: the limits this session applies, so clients can adapt.
             f"LIMITS RCPTMAX={config.max_recipients} MAILMAX={config.max_transactions}",
         ]
@@ -367,6 +373,8 @@ class SmtpSession:
             smtputf8=params.smtputf8,
             body_8bit=params.eight_bit,
             declared_size=params.size or 0,
+            dsn_ret=params.ret.value if params.ret else None,
+            dsn_envid=params.envid,
         )
         self.transactions += 1
         await self._reply(r.SENDER_OK)
@@ -388,11 +396,29 @@ class SmtpSession:
             reply = self.policy.remote_recipient(self.client)
             if reply.is_positive:
                 transaction.remote.append(str(rcpt))
+                self._note_dsn(str(rcpt), event)
         if reply.is_positive:
             transaction.rcpt_count += 1
             await self._reply(reply)
         else:
             await self._junk(reply)
+
+    def _note_dsn(self, recipient: str, event: RcptTo) -> None:
+        """Keep RCPT's NOTIFY / ORCPT (RFC 3461 4.1, 4.2) for the queued copy."""
+        params = event.params
+        if params.notify:
+            self.transaction.dsn_notify[recipient] = tuple(sorted(n.value for n in params.notify))
+        if params.orcpt:
+            self.transaction.dsn_orcpt[recipient] = params.orcpt
+
+    def _dsn_request(self) -> DsnRequest:
+        transaction = self.transaction
+        return DsnRequest(
+            ret=transaction.dsn_ret,
+            envid=transaction.dsn_envid,
+            notify=transaction.dsn_notify,
+            orcpt=transaction.dsn_orcpt,
+        )
 
     async def _local_rcpt(self, rcpt: Address) -> Reply:
         store = self.services.store
@@ -521,6 +547,7 @@ class SmtpSession:
                 smtputf8=transaction.smtputf8,
                 body_8bit=transaction.body_8bit,
                 mailbox="Junk" if verdict and verdict.action is Action.QUARANTINE else "INBOX",
+                dsn=self._dsn_request(),
             )
             await asyncio.to_thread(
                 deliver,

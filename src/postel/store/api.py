@@ -27,6 +27,7 @@ from postel.store.model import (
     Change,
     DeliveredMessage,
     Domain,
+    DsnRequest,
     Flags,
     Mailbox,
     MailboxChanges,
@@ -248,6 +249,7 @@ class Outbound(Protocol):
         account_id: int | None,
         smtputf8: bool,
         body_8bit: bool,
+        dsn: DsnRequest | None = None,
     ) -> list[int]:
         """Queue a message for remote recipients: one row per destination domain."""
         ...

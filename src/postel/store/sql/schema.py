@@ -194,6 +194,10 @@ outbound_queue = Table(
     Column("created_at", UtcDateTime, nullable=False),
     # The sender has been told the message is delayed (one warning per row).
     Column("delay_warned", Boolean, nullable=False, server_default="0"),
+    # DSN requests (RFC 3461): RET, ENVID, and JSON {recipient: {"notify": [...], "orcpt":}}.
+    Column("dsn_ret", String(4)),
+    Column("dsn_envid", String(100)),
+    Column("dsn_recipients", Text),
     Index("ix_outbound_queue_state_next_attempt_at", "state", "next_attempt_at"),
 )
 
