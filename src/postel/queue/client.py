@@ -40,6 +40,8 @@ class Failure:
 class Outcome:
     delivered: list[str] = field(default_factory=list)
     failed: dict[str, Failure] = field(default_factory=dict)  # recipient -> failure
+    next_hop_dsn: bool = False  # the server that took `delivered` offered DSN (RFC 3461)
+    remote_mta: str = ""
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ async def _transaction(
                                 *(o.encode() for o in options))
     if code != 250:
         raise AttemptFailed(_reply_failure(code, text, host))
-    outcome = Outcome()
+    outcome = Outcome(next_hop_dsn=dsn)
     accepted: list[str] = []
     for rcpt in message.recipients:
         rcpt_options = message.dsn_rcpt.get(rcpt, []) if dsn else []

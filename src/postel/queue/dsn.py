@@ -84,12 +84,23 @@ def build_dsn(
     now: datetime | None = None,
     envid: str | None = None,
     full: bool = False,
+    success: str = "",
 ) -> bytes:
-    """The whole DSN message, CRLF line endings."""
+    """The whole DSN message, CRLF line endings. `success` ("delivered" or "relayed",
+    RFC 3464 2.3.3) makes it a success report, which returns headers only."""
     now = now or datetime.now(UTC)
     boundary = f"postel-dsn-{secrets.token_hex(12)}"
-    action = "delayed" if delayed else "failed"
-    if delayed:
+    action = success or ("delayed" if delayed else "failed")
+    if success:
+        full = False  # RFC 3461 4.3: RET applies to failure DSNs
+        subject = "Successful Mail Delivery Report"
+        intro = (
+            "Your message was delivered to the recipients below."
+            if success == "delivered" else
+            "Your message was passed on to the recipients' mail server below, which does "
+            "not send delivery reports: you will hear no more of it from there."
+        )
+    elif delayed:
         subject = "Delayed Mail (still being retried)"
         intro = (
             "Your message has not been delivered yet to the recipients below. Postel "

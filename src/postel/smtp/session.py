@@ -87,6 +87,7 @@ class Transaction:
     dsn_envid: str | None = None
     dsn_notify: dict[str, tuple[str, ...]] = field(default_factory=dict)
     dsn_orcpt: dict[str, str] = field(default_factory=dict)
+    local_rcpts: list[str] = field(default_factory=list)  # RCPT addresses delivered here
     writer: BlobWriter | None = None
     # The spool holds the message as received; trace headers and Authentication-Results
     # are put in front of it once the checks have run (_authenticate).
@@ -392,6 +393,9 @@ class SmtpSession:
         store = self.services.store
         if await asyncio.to_thread(store.directory.is_local_domain, rcpt.domain):
             reply = await self._local_rcpt(rcpt)
+            if reply.is_positive:
+                transaction.local_rcpts.append(str(rcpt))
+                self._note_dsn(str(rcpt), event)
         else:
             reply = self.policy.remote_recipient(self.client)
             if reply.is_positive:
@@ -548,6 +552,8 @@ class SmtpSession:
                 body_8bit=transaction.body_8bit,
                 mailbox="Junk" if verdict and verdict.action is Action.QUARANTINE else "INBOX",
                 dsn=self._dsn_request(),
+                local_recipients=transaction.local_rcpts,
+                hostname=self.services.hostname,
             )
             await asyncio.to_thread(
                 deliver,
