@@ -33,6 +33,7 @@ class Envelope:
     dsn: DsnRequest | None = None  # RFC 3461 parameters, carried with queued copies
     local_recipients: Sequence[str] = ()  # the RCPT addresses that reached `local`
     hostname: str = ""  # our name, as the Reporting-MTA of success DSNs
+    requiretls: bool = False  # RFC 8689: queued copies travel only over verified TLS
 
 
 def deliver(
@@ -63,6 +64,7 @@ def deliver(
             smtputf8=envelope.smtputf8,
             body_8bit=envelope.body_8bit,
             dsn=envelope.dsn,
+            requiretls=envelope.requiretls,
         )
     if envelope.local and envelope.dsn is not None:
         _report_success(store, blob, envelope, return_path_length)

@@ -57,6 +57,7 @@ class Message:
     # RCPT's per wire recipient.
     dsn_mail: list[str] = field(default_factory=list)
     dsn_rcpt: dict[str, list[str]] = field(default_factory=dict)
+    requiretls: bool = False  # RFC 8689: verified TLS and REQUIRETLS at the next hop
 
 
 def dsn_mail_options(dsn: DsnRequest) -> list[str]:
@@ -148,6 +149,11 @@ async def deliver(
             )
             return outcome, facts
         except ssl.SSLCertVerificationError as exc:
+            if message.requiretls:
+                # RFC 8689 4.2.1: no unverified fallback for a REQUIRETLS message.
+                raise AttemptFailed(Failure(
+                    0, "5.7.30", f"REQUIRETLS: TLS certificate of {target.host} did not "
+                    f"verify: {exc.verify_message}", target.host)) from None
             # Opportunistic TLS may go on unverified (RFC 7435), but never with our
             # credentials: AUTH to an unverified peer would hand them to a MITM.
             if target.username:
@@ -233,6 +239,8 @@ async def _transaction(
             await client.login(target.username, target.password)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise AttemptFailed(_reply_failure(exc.code, exc.message, host)) from None
+    if message.requiretls:
+        _check_requiretls(client, target, facts)
     size = len(message.data)
     limit = client.esmtp_extensions.get("size", "")
     if limit.isdigit() and int(limit) and size > int(limit):
@@ -257,6 +265,8 @@ async def _transaction(
     dsn = client.supports_extension("dsn")
     if dsn:
         options += message.dsn_mail
+    if message.requiretls:
+        options.append("REQUIRETLS")  # RFC 8689 4.2.1: the requirement travels on
     code, text = await _command(client, b"MAIL", b"FROM:" + sender,
                                 *(o.encode() for o in options))
     if code != 250:
@@ -284,6 +294,21 @@ async def _transaction(
     outcome.delivered = accepted
     await _quit(client)
     return outcome
+
+
+def _check_requiretls(client: aiosmtplib.SMTP, target: Target,
+                      facts: dict[str, object]) -> None:
+    """RFC 8689 4.2.1: a REQUIRETLS message goes only over TLS whose certificate verified,
+    to a server that offers REQUIRETLS; otherwise it is refused with 5.7.30 (RFC 8689 5)."""
+    host = target.host
+    if facts.get("tls") == "none":
+        raise AttemptFailed(Failure(0, "5.7.30", f"REQUIRETLS: {host} offers no TLS", host))
+    if not facts.get("verified", target.implicit_tls):
+        raise AttemptFailed(Failure(0, "5.7.30", f"REQUIRETLS: TLS to {host} is not "
+                                    "verified", host))
+    if not client.supports_extension("requiretls"):
+        raise AttemptFailed(Failure(0, "5.7.30", f"REQUIRETLS: {host} does not offer "
+                                    "REQUIRETLS", host))
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

@@ -284,6 +284,7 @@ class QueueService:
                 smtputf8=item.smtputf8,
                 body_8bit=item.body_8bit,
                 dsn_mail=dsn_mail_options(item.dsn),
+                requiretls=item.requiretls,
             )
             wire_to_stored = dict(zip(message.recipients, item.recipients, strict=True))
             message.dsn_rcpt.update(

@@ -59,6 +59,7 @@ class MailParams:
     auth: str | None = None
     ret: Ret | None = None  # RFC 3461 4.3 RET=
     envid: str | None = None  # RFC 3461 4.4 ENVID=, xtext-decoded
+    requiretls: bool = False  # RFC 8689 4: relay only over verified TLS
 
     @property
     def eight_bit(self) -> bool:
@@ -107,6 +108,9 @@ def parse_mail_params(raw: dict[str, str | None]) -> MailParams | ProtocolError:
         auth = decode_xtext(auth_text or "") if auth_text else None
         if auth is None:
             auth = "<>"
+    requiretls = "REQUIRETLS" in params
+    if requiretls and params.pop("REQUIRETLS") is not None:
+        return _syntax("REQUIRETLS takes no value")  # RFC 8689 3
     ret: Ret | None = None
     if "RET" in params:
         ret_text = params.pop("RET") or ""
@@ -123,7 +127,8 @@ def parse_mail_params(raw: dict[str, str | None]) -> MailParams | ProtocolError:
     if params:
         unknown = ", ".join(params)
         return ProtocolError(555, "5.5.4", f"unsupported MAIL parameter: {unknown}")
-    return MailParams(size=size, body=body, smtputf8=smtputf8, auth=auth, ret=ret, envid=envid)
+    return MailParams(size=size, body=body, smtputf8=smtputf8, auth=auth, ret=ret, envid=envid,
+                      requiretls=requiretls)
 
 
 def parse_rcpt_params(raw: dict[str, str | None]) -> RcptParams | ProtocolError:

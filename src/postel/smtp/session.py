@@ -88,6 +88,7 @@ class Transaction:
     dsn_notify: dict[str, tuple[str, ...]] = field(default_factory=dict)
     dsn_orcpt: dict[str, str] = field(default_factory=dict)
     local_rcpts: list[str] = field(default_factory=list)  # RCPT addresses delivered here
+    requiretls: bool = False  # RFC 8689: MAIL REQUIRETLS
     writer: BlobWriter | None = None
     # The spool holds the message as received; trace headers and Authentication-Results
     # are put in front of it once the checks have run (_authenticate).
@@ -252,6 +253,8 @@ class SmtpSession:
         ]
         if not self.tls and self.services.tls_available:
             lines.append("STARTTLS")
+        if self.tls:
+            lines.append("REQUIRETLS")  # RFC 8689 4.1: offered only over TLS
         if self.account is None and self.policy.auth_refusal(self.client) is None:
             lines.append("AUTH " + " ".join(MECHANISMS))
         return lines
@@ -365,6 +368,10 @@ class SmtpSession:
             # RFC 6531 3.5: a non-ASCII path needs the SMTPUTF8 parameter.
             await self._reply(Reply(553, "5.6.7", "non-ASCII address needs SMTPUTF8"))
             return
+        if params.requiretls and not self.tls:
+            # RFC 8689 4.1: REQUIRETLS is valid only on a TLS session.
+            await self._reply(Reply(530, "5.7.10", "REQUIRETLS needs TLS"))
+            return
         refusal = self.policy.sender_refusal(self.client, sender)
         if refusal is not None:
             await self._reply(refusal)
@@ -376,6 +383,7 @@ class SmtpSession:
             declared_size=params.size or 0,
             dsn_ret=params.ret.value if params.ret else None,
             dsn_envid=params.envid,
+            requiretls=params.requiretls,
         )
         self.transactions += 1
         await self._reply(r.SENDER_OK)
@@ -553,6 +561,7 @@ class SmtpSession:
                 mailbox="Junk" if verdict and verdict.action is Action.QUARANTINE else "INBOX",
                 dsn=self._dsn_request(),
                 local_recipients=transaction.local_rcpts,
+                requiretls=transaction.requiretls,
                 hostname=self.services.hostname,
             )
             await asyncio.to_thread(

@@ -250,6 +250,7 @@ class Outbound(Protocol):
         smtputf8: bool,
         body_8bit: bool,
         dsn: DsnRequest | None = None,
+        requiretls: bool = False,
     ) -> list[int]:
         """Queue a message for remote recipients: one row per destination domain."""
         ...

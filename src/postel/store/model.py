@@ -238,3 +238,4 @@ class OutboundItem:
     account_id: int | None = None  # the submitting user, if any
     delay_warned: bool = False  # the sender was told the message is delayed
     dsn: DsnRequest = field(default_factory=DsnRequest)  # RFC 3461 parameters
+    requiretls: bool = False  # RFC 8689: only over verified TLS to a REQUIRETLS next hop

@@ -1,4 +1,5 @@
-"""smtp dsn params: DSN requests (RFC 3461 RET, ENVID, NOTIFY, ORCPT) on queue rows
+"""smtp dsn params: DSN requests (RFC 3461 RET, ENVID, NOTIFY, ORCPT) and REQUIRETLS
+(RFC 8689) on queue rows
 
 Revision ID: 0006
 Revises: 0005
@@ -22,10 +23,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("dsn_ret", sa.String(length=4), nullable=True))
         batch.add_column(sa.Column("dsn_envid", sa.String(length=100), nullable=True))
         batch.add_column(sa.Column("dsn_recipients", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("requiretls", sa.Boolean(), nullable=False,
+                                   server_default="0"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbound_queue") as batch:
+        batch.drop_column("requiretls")
         batch.drop_column("dsn_recipients")
         batch.drop_column("dsn_envid")
         batch.drop_column("dsn_ret")
