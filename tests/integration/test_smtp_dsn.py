@@ -5,16 +5,13 @@ one that does not. The next hops are the scripted receivers of test_outbound_sup
 
 from __future__ import annotations
 
-import email
-import email.policy
 import smtplib
 from collections.abc import Callable
-from email.message import EmailMessage, Message
 
 import pytest
 
 from tests.harness import PASSWORD, PostelServer
-from tests.integration.smtp_helpers import RawSmtp
+from tests.integration.smtp_helpers import RawSmtp, connect, dsn_report
 from tests.integration.test_outbound_delivery import ALICE, queue_empty, route, start_sender
 from tests.integration.test_outbound_support import (
     DnsFixture,
@@ -31,37 +28,11 @@ MESSAGE = b"From: alice@example.test\r\nSubject: dsn test\r\n\r\nHello.\r\n"
 DSN_RECEIVER = ("8BITMIME", "SMTPUTF8", "SIZE 100000000", "PIPELINING", "DSN")
 
 
-def _connect(server: PostelServer, port_name: str) -> smtplib.SMTP:
-    if port_name == "submissions":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(
-            "127.0.0.1", server.port(port_name), context=server.client_tls()
-        )
-    else:
-        client = smtplib.SMTP("127.0.0.1", server.port(port_name))
-    client.ehlo()
-    if port_name == "submission":
-        client.starttls(context=server.client_tls())
-        client.ehlo()
-    if port_name != "smtp":
-        client.login("alice@example.test", PASSWORD)
-    return client
-
-
-def _report(raw: bytes) -> tuple[EmailMessage, list[Message]]:
-    """The DSN and its delivery-status groups (per-message first, then per recipient)."""
-    dsn = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(dsn, EmailMessage)
-    assert dsn.get_content_type() == "multipart/report"
-    status = next(p for p in dsn.walk() if p.get_content_type() == "message/delivery-status")
-    groups = status.get_payload()
-    assert isinstance(groups, list)
-    return dsn, groups
-
-
 @pytest.mark.parametrize("port_name", ["smtp", "submission", "submissions"])
 def test_dsn_is_offered_and_its_parameters_accepted(postel: PostelServer, port_name: str) -> None:
     before = len(postel.inbox("bob@example.test"))
-    with _connect(postel, port_name) as client:
+    login = None if port_name == "smtp" else "alice@example.test"
+    with connect(postel, port_name, login=login) as client:
         assert client.has_extn("dsn")
         client.sendmail(
             "alice@example.test", ["bob@example.test"], MESSAGE,
@@ -95,7 +66,7 @@ def test_bad_dsn_syntax_is_5xx(postel: PostelServer, command: str, code: int) ->
 
 def test_notify_success_on_local_delivery_sends_a_delivered_dsn(postel: PostelServer) -> None:
     before = len(postel.inbox("alice@example.test"))
-    with _connect(postel, "submission") as client:
+    with connect(postel, "submission", login="alice@example.test") as client:
         client.sendmail(
             "alice@example.test", ["bob@example.test"], MESSAGE,
             mail_options=["ENVID=env+2B42"],
@@ -103,7 +74,7 @@ def test_notify_success_on_local_delivery_sends_a_delivered_dsn(postel: PostelSe
         )
     inbox = postel.inbox("alice@example.test")
     assert len(inbox) == before + 1  # the DSN is stored before the 250
-    dsn, groups = _report(inbox[-1])
+    dsn, groups = dsn_report(inbox[-1])
     assert dsn["Subject"] == "Successful Mail Delivery Report"
     assert groups[0]["Original-Envelope-Id"] == "env+42"
     assert groups[1]["Action"] == "delivered"
@@ -114,7 +85,7 @@ def test_notify_success_on_local_delivery_sends_a_delivered_dsn(postel: PostelSe
 
 def test_no_success_dsn_without_notify_success(postel: PostelServer) -> None:
     before = len(postel.inbox("alice@example.test"))
-    with _connect(postel, "submission") as client:
+    with connect(postel, "submission", login="alice@example.test") as client:
         client.sendmail("alice@example.test", ["bob@example.test"], MESSAGE,
                         rcpt_options=["NOTIFY=FAILURE"])
         client.sendmail("alice@example.test", ["bob@example.test"], MESSAGE)
@@ -164,7 +135,7 @@ def test_relay_to_a_next_hop_without_dsn_sends_a_relayed_dsn(
     wait_until(lambda: queue_empty(sender) and len(sender.inbox(ALICE)) == 1, what="DSN")
     mail = next(c for c in remote.commands if c.upper().startswith("MAIL"))
     assert "ENVID" not in mail and not any("NOTIFY" in c for c in remote.commands)
-    dsn, groups = _report(sender.inbox(ALICE)[0])
+    dsn, groups = dsn_report(sender.inbox(ALICE)[0])
     assert dsn["Subject"] == "Successful Mail Delivery Report"
     assert groups[0]["Original-Envelope-Id"] == "relay1"
     assert [g["Action"] for g in groups[1:]] == ["relayed", "relayed"]
@@ -189,7 +160,7 @@ def test_failure_dsn_honours_notify_orcpt_and_ret(
     _submit(sender, ["nobody@r.test"], mail_options=["RET=FULL", "ENVID=full1"],
             rcpt_options=["NOTIFY=FAILURE", "ORCPT=rfc822;nobody@r.test"], subject="full")
     wait_until(lambda: queue_empty(sender) and len(sender.inbox(ALICE)) == 1, what="DSN")
-    dsn, groups = _report(sender.inbox(ALICE)[0])
+    dsn, groups = dsn_report(sender.inbox(ALICE)[0])
     assert groups[0]["Original-Envelope-Id"] == "full1"
     assert groups[1]["Action"] == "failed"
     assert groups[1]["Original-Recipient"] == "rfc822; nobody@r.test"
@@ -199,6 +170,6 @@ def test_failure_dsn_honours_notify_orcpt_and_ret(
     _submit(sender, ["nobody@r.test"], mail_options=["RET=HDRS"], rcpt_options=[],
             subject="hdrs")
     wait_until(lambda: queue_empty(sender) and len(sender.inbox(ALICE)) == 2, what="DSN")
-    dsn, _ = _report(sender.inbox(ALICE)[1])
+    dsn, _ = dsn_report(sender.inbox(ALICE)[1])
     types = [p.get_content_type() for p in dsn.walk()]
     assert "text/rfc822-headers" in types and "message/rfc822" not in types

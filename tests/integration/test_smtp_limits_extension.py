@@ -3,12 +3,12 @@ on 25, 587 (after STARTTLS) and 465, and the session applies them. Client: smtpl
 
 from __future__ import annotations
 
-import smtplib
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.harness import PostelServer
+from tests.integration.smtp_helpers import connect
 
 CONFIG = """
 [smtp]
@@ -25,30 +25,16 @@ def limited(make_postel: Callable[..., PostelServer]) -> Iterator[PostelServer]:
     yield server
 
 
-def _connect(server: PostelServer, port_name: str) -> smtplib.SMTP:
-    if port_name == "submissions":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(
-            "127.0.0.1", server.port(port_name), context=server.client_tls()
-        )
-    else:
-        client = smtplib.SMTP("127.0.0.1", server.port(port_name))
-    client.ehlo()
-    if port_name == "submission":
-        client.starttls(context=server.client_tls())
-        client.ehlo()
-    return client
-
-
 @pytest.mark.parametrize("port_name", ["smtp", "submission", "submissions"])
 def test_ehlo_announces_the_configured_limits(limited: PostelServer, port_name: str) -> None:
-    with _connect(limited, port_name) as client:
+    with connect(limited, port_name) as client:
         assert client.has_extn("limits")
         # RFC 9422 4: limit names and values, space separated.
         assert client.esmtp_features["limits"].split() == ["RCPTMAX=4", "MAILMAX=2"]
 
 
 def test_mailmax_is_applied(limited: PostelServer) -> None:
-    with _connect(limited, "smtp") as client:
+    with connect(limited, "smtp") as client:
         for _ in range(2):
             client.sendmail("a@remote.test", ["alice@example.test"], b"Subject: x\r\n\r\nx\r\n")
         code, _ = client.mail("a@remote.test")
@@ -57,7 +43,7 @@ def test_mailmax_is_applied(limited: PostelServer) -> None:
 
 
 def test_rcptmax_is_applied(limited: PostelServer) -> None:
-    with _connect(limited, "smtp") as client:
+    with connect(limited, "smtp") as client:
         client.mail("a@remote.test")
         for _ in range(4):
             assert client.rcpt("alice@example.test")[0] == 250

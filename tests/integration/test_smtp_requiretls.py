@@ -5,15 +5,13 @@ server that offers REQUIRETLS (a second Postel as smarthost), else bounced with 
 
 from __future__ import annotations
 
-import email
-import email.policy
 import smtplib
 from collections.abc import Callable
 
 import pytest
 
 from tests.harness import PASSWORD, PostelServer
-from tests.integration.smtp_helpers import RawSmtp
+from tests.integration.smtp_helpers import RawSmtp, dsn_report
 from tests.integration.test_outbound_delivery import ALICE, queue_empty, route, start_sender
 from tests.integration.test_outbound_smarthost import start_pair
 from tests.integration.test_outbound_support import (
@@ -81,10 +79,7 @@ def test_a_next_hop_without_tls_gets_nothing_and_the_sender_a_5_7_30_dsn(
     _submit(sender, "bob@r.test", ALICE, "must not travel in clear")
     wait_until(lambda: queue_empty(sender) and len(sender.inbox(ALICE)) == 1, what="DSN")
     assert remote.messages == [] and not any(c.startswith("MAIL") for c in remote.commands)
-    dsn = email.message_from_bytes(sender.inbox(ALICE)[0], policy=email.policy.default)
-    status = next(p for p in dsn.walk() if p.get_content_type() == "message/delivery-status")
-    groups = status.get_payload()
-    assert isinstance(groups, list)
+    _, groups = dsn_report(sender.inbox(ALICE)[0])
     assert groups[1]["Status"] == "5.7.30" and groups[1]["Action"] == "failed"
 
 
