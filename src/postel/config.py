@@ -103,6 +103,9 @@ class SmtpConfig:
     max_line_length: int = 4096
     # Recipients per message (RFC 5321 4.5.3.1.8 says at least 100); 452 beyond it.
     max_recipients: int = 100
+    # Transactions (MAIL commands) per connection; 421 and close beyond it. Advertised
+    # with max_recipients in EHLO as LIMITS MAILMAX / RCPTMAX (RFC 9422).
+    max_transactions: int = 1000
     # Concurrent connections from one IP address; 421 beyond it.
     max_connections_per_ip: int = 20
     # Seconds a client may stay silent before 421 and close (RFC 5321 4.5.3.2.7: 5 minutes).

@@ -6,12 +6,18 @@ committed; queued rows commit in a second transaction before the 250 too.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from postel.mail.mime import ParsedMessage
+from postel.queue.dsn import RecipientStatus, build_dsn
+from postel.queue.notify import send_dsn
 from postel.store.api import Store
-from postel.store.model import Account, BlobRef, DeliveredMessage
+from postel.store.model import Account, BlobRef, DeliveredMessage, DsnRequest
+
+log = logging.getLogger("postel.delivery")
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,10 @@ class Envelope:
     smtputf8: bool
     body_8bit: bool
     mailbox: str = "INBOX"  # where local copies go ("Junk" when quarantined)
+    dsn: DsnRequest | None = None  # RFC 3461 parameters, carried with queued copies
+    local_recipients: Sequence[str] = ()  # the RCPT addresses that reached `local`
+    hostname: str = ""  # our name, as the Reporting-MTA of success DSNs
+    requiretls: bool = False  # RFC 8689: queued copies travel only over verified TLS
 
 
 def deliver(
@@ -53,5 +63,37 @@ def deliver(
             account_id=envelope.account_id,
             smtputf8=envelope.smtputf8,
             body_8bit=envelope.body_8bit,
+            dsn=envelope.dsn,
+            requiretls=envelope.requiretls,
         )
+    if envelope.local and envelope.dsn is not None:
+        _report_success(store, blob, envelope, return_path_length)
     return delivered
+
+
+def _report_success(
+    store: Store, blob: BlobRef, envelope: Envelope, return_path_length: int
+) -> None:
+    """RFC 3461 4.1, RFC 3464 2.3.3: NOTIFY=SUCCESS recipients delivered here get a
+    "delivered" DSN. The message is committed already, so a failure here is only logged."""
+    dsn = envelope.dsn
+    assert dsn is not None
+    wanted = [a for a in envelope.local_recipients if dsn.wants(a, "SUCCESS")]
+    if not wanted or not envelope.mail_from:
+        return
+    statuses = [
+        RecipientStatus(a, "2.0.0", "delivered to the mailbox",
+                        original_recipient=dsn.orcpt.get(a, ""))
+        for a in wanted
+    ]
+    try:
+        data = build_dsn(
+            hostname=envelope.hostname, sender=envelope.mail_from, queue_id=envelope.queue_id,
+            arrival=datetime.now(UTC), statuses=statuses,
+            original=store.blobs.path(blob.sha256), original_offset=return_path_length,
+            envid=dsn.envid, success="delivered",
+        )
+        send_dsn(store, sender=envelope.mail_from, data=data, about=envelope.queue_id)
+    except Exception:
+        log.exception("sending a success DSN failed",
+                      extra={"fields": {"queue_id": envelope.queue_id}})

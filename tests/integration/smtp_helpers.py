@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import smtplib
 import socket
 import ssl
+from email.message import EmailMessage, Message
+
+from tests.harness import PASSWORD, PostelServer
 
 
 class RawSmtp:
@@ -47,3 +53,32 @@ class RawSmtp:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def connect(server: PostelServer, port_name: str, *, login: str | None = None) -> smtplib.SMTP:
+    """smtplib on 25 ("smtp"), 587 ("submission", after STARTTLS) or 465 ("submissions"),
+    after EHLO, logged in as `login` when given."""
+    if port_name == "submissions":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            "127.0.0.1", server.port(port_name), context=server.client_tls()
+        )
+    else:
+        client = smtplib.SMTP("127.0.0.1", server.port(port_name))
+    client.ehlo()
+    if port_name == "submission":
+        client.starttls(context=server.client_tls())
+        client.ehlo()
+    if login is not None:
+        client.login(login, PASSWORD)
+    return client
+
+
+def dsn_report(raw: bytes) -> tuple[EmailMessage, list[Message]]:
+    """A stored DSN and its delivery-status groups (per message first, then per recipient)."""
+    dsn = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(dsn, EmailMessage)
+    assert dsn.get_content_type() == "multipart/report"
+    status = next(p for p in dsn.walk() if p.get_content_type() == "message/delivery-status")
+    groups = status.get_payload()
+    assert isinstance(groups, list)
+    return dsn, groups

@@ -112,6 +112,7 @@ class Receiver:
     data_replies: list[str] = field(default_factory=list)
     extensions: tuple[str, ...] = ("8BITMIME", "SMTPUTF8", "SIZE 100000000", "PIPELINING")
     messages: list[Received] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # every command line, as received
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: socketserver.ThreadingTCPServer | None = None
@@ -146,6 +147,8 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
                 if not line:
                     return
                 command = line.decode("utf-8", "replace").strip()
+                with receiver.lock:
+                    receiver.commands.append(command)
                 verb = command[:4].upper()
                 if verb == "EHLO":
                     lines = ["fake.test", *receiver.extensions]
@@ -160,7 +163,7 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
                     rcpts = []
                     self.reply("250 2.1.0 OK")
                 elif verb == "RCPT":
-                    address = command.partition(":")[2].strip().strip("<>")
+                    address = command.partition(":")[2].split()[0].strip("<>")
                     answer = receiver.rcpt_reply(address)
                     if answer.startswith("25"):
                         rcpts.append(address)

@@ -70,6 +70,8 @@ def test_unknown_parameters_are_555() -> None:
 
 def test_rcpt_parameters() -> None:
     assert parse_rcpt_params({}) == RcptParams()
-    assert parse_rcpt_params({"NOTIFY": "NEVER"}) == ProtocolError(
-        555, "5.5.4", "RCPT parameters are not supported"
+    # DSN (RFC 3461) now offers NOTIFY and ORCPT (tests/unit/test_smtp_dsn_params.py);
+    # any other RCPT parameter is still 555.
+    assert parse_rcpt_params({"FOO": "1"}) == ProtocolError(
+        555, "5.5.4", "unsupported RCPT parameter: FOO"
     )

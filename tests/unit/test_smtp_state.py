@@ -262,8 +262,9 @@ def test_bad_parameters_are_refused_by_the_core() -> None:
     assert refusals(EHLO + b"MAIL FROM:<a@b.example> FOO=1\r\n") == [
         ProtocolError(555, "5.5.4", "unsupported MAIL parameter: FOO")
     ]
-    assert refusals(EHLO + MAIL + b"RCPT TO:<x@y.example> NOTIFY=NEVER\r\n") == [
-        ProtocolError(555, "5.5.4", "RCPT parameters are not supported")
+    # DSN (RFC 3461) offers NOTIFY and ORCPT; other RCPT parameters stay 555.
+    assert refusals(EHLO + MAIL + b"RCPT TO:<x@y.example> FOO=1\r\n") == [
+        ProtocolError(555, "5.5.4", "unsupported RCPT parameter: FOO")
     ]
 
 

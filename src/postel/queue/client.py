@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from postel.mail.xtext import encode_xtext
+from postel.store.model import DsnRequest
+
 log = logging.getLogger("postel.queue")
 
 
@@ -37,6 +40,8 @@ class Failure:
 class Outcome:
     delivered: list[str] = field(default_factory=list)
     failed: dict[str, Failure] = field(default_factory=dict)  # recipient -> failure
+    next_hop_dsn: bool = False  # the server that took `delivered` offered DSN (RFC 3461)
+    remote_mta: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,30 @@ class Message:
     data: bytes
     smtputf8: bool
     body_8bit: bool
+    # DSN parameters (RFC 3461) to pass on when the next hop offers DSN: MAIL's, and
+    # RCPT's per wire recipient.
+    dsn_mail: list[str] = field(default_factory=list)
+    dsn_rcpt: dict[str, list[str]] = field(default_factory=dict)
+    requiretls: bool = False  # RFC 8689: verified TLS and REQUIRETLS at the next hop
+
+
+def dsn_mail_options(dsn: DsnRequest) -> list[str]:
+    """RET= and ENVID= (RFC 3461 4.3, 4.4) as MAIL parameters."""
+    options = [f"RET={dsn.ret}"] if dsn.ret else []
+    if dsn.envid:
+        options.append(f"ENVID={encode_xtext(dsn.envid)}")
+    return options
+
+
+def dsn_rcpt_options(dsn: DsnRequest, recipient: str) -> list[str]:
+    """NOTIFY= and ORCPT= (RFC 3461 4.1, 4.2) as RCPT parameters."""
+    notify = dsn.notify.get(recipient)
+    options = [f"NOTIFY={','.join(notify)}"] if notify else []
+    orcpt = dsn.orcpt.get(recipient)
+    if orcpt:
+        addr_type, _, address = orcpt.partition(";")
+        options.append(f"ORCPT={addr_type};{encode_xtext(address)}")
+    return options
 
 
 @dataclass(frozen=True)
@@ -120,6 +149,11 @@ async def deliver(
             )
             return outcome, facts
         except ssl.SSLCertVerificationError as exc:
+            if message.requiretls:
+                # RFC 8689 4.2.1: no unverified fallback for a REQUIRETLS message.
+                raise AttemptFailed(Failure(
+                    0, "5.7.30", f"REQUIRETLS: TLS certificate of {target.host} did not "
+                    f"verify: {exc.verify_message}", target.host)) from None
             # Opportunistic TLS may go on unverified (RFC 7435), but never with our
             # credentials: AUTH to an unverified peer would hand them to a MITM.
             if target.username:
@@ -205,6 +239,8 @@ async def _transaction(
             await client.login(target.username, target.password)
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise AttemptFailed(_reply_failure(exc.code, exc.message, host)) from None
+    if message.requiretls:
+        _check_requiretls(client, target, facts)
     size = len(message.data)
     limit = client.esmtp_extensions.get("size", "")
     if limit.isdigit() and int(limit) and size > int(limit):
@@ -225,14 +261,22 @@ async def _transaction(
         options.append("SMTPUTF8")
     encoding = "utf-8" if message.smtputf8 else "ascii"
     sender = f"<{message.mail_from}>".encode(encoding)
+    # RFC 3461 5.2: DSN requests go on to a next hop that offers DSN.
+    dsn = client.supports_extension("dsn")
+    if dsn:
+        options += message.dsn_mail
+    if message.requiretls:
+        options.append("REQUIRETLS")  # RFC 8689 4.2.1: the requirement travels on
     code, text = await _command(client, b"MAIL", b"FROM:" + sender,
                                 *(o.encode() for o in options))
     if code != 250:
         raise AttemptFailed(_reply_failure(code, text, host))
-    outcome = Outcome()
+    outcome = Outcome(next_hop_dsn=dsn)
     accepted: list[str] = []
     for rcpt in message.recipients:
-        code, text = await _command(client, b"RCPT", f"TO:<{rcpt}>".encode(encoding))
+        rcpt_options = message.dsn_rcpt.get(rcpt, []) if dsn else []
+        code, text = await _command(client, b"RCPT", f"TO:<{rcpt}>".encode(encoding),
+                                    *(o.encode() for o in rcpt_options))
         if code in (250, 251):
             accepted.append(rcpt)
         else:
@@ -250,6 +294,21 @@ async def _transaction(
     outcome.delivered = accepted
     await _quit(client)
     return outcome
+
+
+def _check_requiretls(client: aiosmtplib.SMTP, target: Target,
+                      facts: dict[str, object]) -> None:
+    """RFC 8689 4.2.1: a REQUIRETLS message goes only over TLS whose certificate verified,
+    to a server that offers REQUIRETLS; otherwise it is refused with 5.7.30 (RFC 8689 5)."""
+    host = target.host
+    if facts.get("tls") == "none":
+        raise AttemptFailed(Failure(0, "5.7.30", f"REQUIRETLS: {host} offers no TLS", host))
+    if not facts.get("verified", target.implicit_tls):
+        raise AttemptFailed(Failure(0, "5.7.30", f"REQUIRETLS: TLS to {host} is not "
+                                    "verified", host))
+    if not client.supports_extension("requiretls"):
+        raise AttemptFailed(Failure(0, "5.7.30", f"REQUIRETLS: {host} does not offer "
+                                    "REQUIRETLS", host))
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

@@ -18,6 +18,9 @@ from postel.mailauth.headers import HeaderTooLarge, read_header_section
 
 # Original headers beyond this size are cut in the attachment.
 MAX_ATTACHED_HEADERS = 64 * 1024
+# RET=FULL returns messages up to this size; bigger ones get their headers only, which
+# RFC 3461 4.3 allows.
+MAX_RETURNED_MESSAGE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class RecipientStatus:
     status: str  # RFC 3463, e.g. "5.1.1"
     diagnostic: str  # the remote reply, or our own explanation
     remote_mta: str = ""
+    original_recipient: str = ""  # ORCPT as given, "rfc822;addr" (RFC 3461 4.2)
 
 
 def _original_headers(path: Path, offset: int) -> bytes:
@@ -37,6 +41,29 @@ def _original_headers(path: Path, offset: int) -> bytes:
         return b""
     data = b"".join(h.raw for h in headers)
     return data[:MAX_ATTACHED_HEADERS]
+
+
+def _original_message(path: Path, offset: int) -> bytes | None:
+    """The whole message for RET=FULL, or None when it is too big to return."""
+    try:
+        if path.stat().st_size - offset > MAX_RETURNED_MESSAGE:
+            return None
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _returned(path: Path, offset: int, boundary: str, *, full: bool) -> list[bytes]:
+    """The third part: the whole message for RET=FULL (RFC 3461 4.3, message/rfc822),
+    else, and by default, its headers (text/rfc822-headers, RFC 6522)."""
+    message = _original_message(path, offset) if full else None
+    if message is not None:
+        return [f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n".encode(),
+                message.removesuffix(b"\r\n")]
+    return [f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode(),
+            _original_headers(path, offset)]
 
 
 def _clean(text: str) -> str:
@@ -55,12 +82,25 @@ def build_dsn(
     delayed: bool = False,
     retry_until: datetime | None = None,
     now: datetime | None = None,
+    envid: str | None = None,
+    full: bool = False,
+    success: str = "",
 ) -> bytes:
-    """The whole DSN message, CRLF line endings."""
+    """The whole DSN message, CRLF line endings. `success` ("delivered" or "relayed",
+    RFC 3464 2.3.3) makes it a success report, which returns headers only."""
     now = now or datetime.now(UTC)
     boundary = f"postel-dsn-{secrets.token_hex(12)}"
-    action = "delayed" if delayed else "failed"
-    if delayed:
+    action = success or ("delayed" if delayed else "failed")
+    if success:
+        full = False  # RFC 3461 4.3: RET applies to failure DSNs
+        subject = "Successful Mail Delivery Report"
+        intro = (
+            "Your message was delivered to the recipients below."
+            if success == "delivered" else
+            "Your message was passed on to the recipients' mail server below, which does "
+            "not send delivery reports: you will hear no more of it from there."
+        )
+    elif delayed:
         subject = "Delayed Mail (still being retried)"
         intro = (
             "Your message has not been delivered yet to the recipients below. Postel "
@@ -77,7 +117,10 @@ def build_dsn(
         lines.append(f"<{status.recipient}>: {_clean(status.diagnostic)}")
     human = "\r\n".join(lines) + "\r\n"
 
-    report = [
+    report = []
+    if envid:
+        report.append(f"Original-Envelope-Id: {envid}")  # RFC 3464 2.2.1, RFC 3461 6.3
+    report += [
         f"Reporting-MTA: dns; {hostname}",
         f"X-Postel-Queue-ID: {queue_id}",
         f"Arrival-Date: {format_datetime(arrival)}",
@@ -85,6 +128,10 @@ def build_dsn(
     ]
     for status in statuses:
         address_type = "rfc822" if status.recipient.isascii() else "utf-8"
+        if status.original_recipient:
+            # RFC 3464 2.3.1: the ORCPT the sender gave, "addr-type; address".
+            addr_type, _, address = status.original_recipient.partition(";")
+            report.append(f"Original-Recipient: {addr_type}; {address}")
         report += [
             f"Final-Recipient: {address_type}; {status.recipient}",
             f"Action: {action}",
@@ -123,8 +170,7 @@ def build_dsn(
         human.encode("utf-8"),
         f"\r\n--{boundary}\r\nContent-Type: {report_type}\r\n\r\n".encode(),
         "\r\n".join(report).encode("utf-8"),
-        f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode(),
-        _original_headers(original, original_offset),
+        *_returned(original, original_offset, boundary, full=full),
         f"\r\n--{boundary}--\r\n".encode(),
     ]
     return b"".join(parts)

@@ -14,22 +14,31 @@ import asyncio
 import contextlib
 import functools
 import logging
-import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from postel.config import Config
 from postel.context import Context
-from postel.mail.address import AddressError, Domain, parse_email
-from postel.mail.mime import parse_message_file
+from postel.mail.address import AddressError, Domain
 from postel.mailauth import dkim
 from postel.mailauth.dns import DnsTemporaryError, Resolver
 from postel.mailauth.inbound import from_domains
-from postel.queue.client import AttemptFailed, Failure, Message, Outcome, Target, deliver
+from postel.queue.client import (
+    AttemptFailed,
+    Failure,
+    Message,
+    Outcome,
+    Target,
+    deliver,
+    dsn_mail_options,
+    dsn_rcpt_options,
+)
 from postel.queue.dsn import RecipientStatus, build_dsn
+from postel.queue.notify import send_dsn
 from postel.queue.routes import RouteError, addresses, mail_exchangers
 from postel.queue.schedule import delay_warning_due, expired, retry_delay
 from postel.store.api import Store
@@ -274,8 +283,14 @@ class QueueService:
                 data=data,
                 smtputf8=item.smtputf8,
                 body_8bit=item.body_8bit,
+                dsn_mail=dsn_mail_options(item.dsn),
+                requiretls=item.requiretls,
             )
             wire_to_stored = dict(zip(message.recipients, item.recipients, strict=True))
+            message.dsn_rcpt.update(
+                (wire, dsn_rcpt_options(item.dsn, stored))
+                for wire, stored in wire_to_stored.items()
+            )
             last: Failure | None = None
             for target in targets[:MAX_TARGETS_PER_ATTEMPT]:
                 try:
@@ -294,6 +309,8 @@ class QueueService:
                 return Outcome(
                     delivered=[wire_to_stored[r] for r in outcome.delivered],
                     failed={wire_to_stored[r]: f for r, f in outcome.failed.items()},
+                    next_hop_dsn=outcome.next_hop_dsn,
+                    remote_mta=target.host,
                 )
         if last is None:
             last = Failure(0, "4.4.4", f"no address found for any mail exchanger of {item.domain}")
@@ -349,6 +366,14 @@ class QueueService:
             self._bounce(item, [
                 RecipientStatus(r, f.status, f.text, f.remote) for r, f in permanent.items()
             ])
+        if outcome.delivered and not outcome.next_hop_dsn:
+            # RFC 3461 5.2.2.2: a next hop without DSN ends our duty; NOTIFY=SUCCESS
+            # recipients are told the message was relayed.
+            self._bounce(item, [
+                RecipientStatus(r, "2.0.0", "relayed to a server that does not offer DSN",
+                                outcome.remote_mta)
+                for r in outcome.delivered
+            ], relayed=True)
         if not temporary:
             return True
         warn = delay_warning_due(item.created_at, current, self.outbound.delay_warning_after,
@@ -369,13 +394,22 @@ class QueueService:
         return False
 
     def _bounce(
-        self, item: OutboundItem, statuses: Sequence[RecipientStatus], *, delayed: bool = False
+        self, item: OutboundItem, statuses: Sequence[RecipientStatus], *, delayed: bool = False,
+        relayed: bool = False,
     ) -> None:
         """One DSN to the envelope sender: delivered here when the sender is local,
         queued with the null sender otherwise. Never for a null sender (RFC 5321 4.5.5)."""
         if not item.mail_from:
             log.info("queue: not bouncing a message with the null sender",
                      extra={"fields": {"queue_id": item.queue_id, "delayed": delayed}})
+            return
+        # RFC 3461 4.1: only the recipients whose NOTIFY asks for this event.
+        event = "SUCCESS" if relayed else "DELAY" if delayed else "FAILURE"
+        statuses = [
+            replace(s, original_recipient=item.dsn.orcpt.get(s.recipient, ""))
+            for s in statuses if item.dsn.wants(s.recipient, event)
+        ]
+        if not statuses:
             return
         data = build_dsn(
             hostname=self.config.hostname,
@@ -386,38 +420,16 @@ class QueueService:
             original=self.store.blobs.path(item.blob_sha256),
             original_offset=item.body_offset,
             delayed=delayed,
+            success="relayed" if relayed else "",
             retry_until=item.created_at + timedelta(seconds=self.outbound.expire_after),
+            envid=item.dsn.envid,
+            full=item.dsn.ret == "FULL",
         )
-        return_path = b"Return-Path: <>\r\n"
-        blob = self.store.blobs.put(return_path + data)
-        queue_id = secrets.token_hex(6).upper()
-        try:
-            sender = parse_email(item.mail_from)
-        except AddressError:
-            log.warning("queue: cannot bounce to a malformed sender",
-                        extra={"fields": {"queue_id": item.queue_id, "from": item.mail_from}})
+        queue_id = send_dsn(self.store, sender=item.mail_from, data=data, about=item.queue_id)
+        if queue_id is None:
             return
-        local_accounts: list[int] = []
-        remote: list[str] = [item.mail_from]
-        if self.store.directory.is_local_domain(sender.domain):
-            resolved = self.store.directory.resolve(sender.key)
-            if resolved is None:
-                log.warning("queue: the local sender of a bounce does not exist",
-                            extra={"fields": {"queue_id": item.queue_id,
-                                              "from": item.mail_from}})
-                return
-            accounts, remote = resolved
-            local_accounts = [a.id for a in accounts]
-        if local_accounts:
-            parsed = parse_message_file(self.store.blobs.path(blob.sha256))
-            self.store.mail.deliver(blob, parsed, [(a, "INBOX") for a in local_accounts])
-        if remote:
-            self.store.queue.enqueue(
-                queue_id=queue_id, blob=blob, body_offset=len(return_path), mail_from="",
-                recipients=remote, account_id=None,
-                smtputf8=not all(r.isascii() for r in remote), body_8bit=True,
-            )
         log.info("queue: DSN sent", extra={"fields": {
             "queue_id": item.queue_id, "dsn_queue_id": queue_id, "to": item.mail_from,
-            "delayed": delayed, "recipients": [s.recipient for s in statuses],
+            "delayed": delayed, "relayed": relayed,
+            "recipients": [s.recipient for s in statuses],
         }})

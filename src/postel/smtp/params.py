@@ -10,18 +10,35 @@ session checks them.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 
+from postel.mail.xtext import decode_xtext
 from postel.smtp.proto import ProtocolError
 
 # RFC 1870 allows 20 digits; more than 15 is far past any limit we could be configured
 # with and would only build a huge int, so such a SIZE is refused as bad syntax.
 MAX_SIZE_DIGITS = 15
 
-# RFC 3461 4: xtext, the encoding of the AUTH= mailbox (RFC 4954 5).
-_XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})*")
-_HEXCHAR = re.compile(r"\+([0-9A-F]{2})")
+
+
+class Ret(enum.Enum):
+    """RET= (RFC 3461 4.3): what a failure DSN returns of the message."""
+
+    FULL = "FULL"
+    HDRS = "HDRS"
+
+
+class Notify(enum.Enum):
+    """NOTIFY= (RFC 3461 4.1) values."""
+
+    NEVER = "NEVER"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    DELAY = "DELAY"
+
+
+# RFC 3461 4.4: ENVID is at most 100 characters of xtext-decoded text.
+MAX_ENVID = 100
 
 
 class Body(enum.Enum):
@@ -40,6 +57,9 @@ class MailParams:
     # by, or "<>".
     # Accepted and ignored: we trust no other server's authentication.
     auth: str | None = None
+    ret: Ret | None = None  # RFC 3461 4.3 RET=
+    envid: str | None = None  # RFC 3461 4.4 ENVID=, xtext-decoded
+    requiretls: bool = False  # RFC 8689 4: relay only over verified TLS
 
     @property
     def eight_bit(self) -> bool:
@@ -48,8 +68,11 @@ class MailParams:
 
 @dataclass(frozen=True)
 class RcptParams:
-    """No RCPT parameter is offered (DSN, RFC 3461, is not), so there is nothing here yet;
-    the type keeps RCPT parsing in one place, like MAIL's."""
+    """DSN's RCPT parameters (RFC 3461 4.1, 4.2)."""
+
+    notify: frozenset[Notify] = frozenset()  # empty: not given
+    # ORCPT as "addr-type;address", the address xtext-decoded (RFC 3461 4.2).
+    orcpt: str | None = None
 
 
 def _syntax(text: str) -> ProtocolError:
@@ -82,17 +105,51 @@ def parse_mail_params(raw: dict[str, str | None]) -> MailParams | ProtocolError:
         auth_text = params.pop("AUTH")
         # A value that is not xtext is taken as "<>" (unknown submitter) rather than
         # refused: the parameter is ignored anyway, and refusing it would lose mail.
-        if auth_text is None or not _XTEXT.fullmatch(auth_text):
+        auth = decode_xtext(auth_text or "") if auth_text else None
+        if auth is None:
             auth = "<>"
-        else:
-            auth = _HEXCHAR.sub(lambda m: chr(int(m.group(1), 16)), auth_text)
+    requiretls = "REQUIRETLS" in params
+    if requiretls and params.pop("REQUIRETLS") is not None:
+        return _syntax("REQUIRETLS takes no value")  # RFC 8689 3
+    ret: Ret | None = None
+    if "RET" in params:
+        ret_text = params.pop("RET") or ""
+        try:
+            ret = Ret(ret_text.upper())  # RFC 3461 4.3: "FULL" / "HDRS"
+        except ValueError:
+            return _syntax("RET must be FULL or HDRS")
+    envid: str | None = None
+    if "ENVID" in params:
+        envid = decode_xtext(params.pop("ENVID") or "")
+        # RFC 3461 4.4: printable ASCII, at most 100 characters.
+        if not envid or len(envid) > MAX_ENVID or not all(" " <= c <= "~" for c in envid):
+            return _syntax("ENVID must be 1 to 100 characters of xtext")
     if params:
         unknown = ", ".join(params)
         return ProtocolError(555, "5.5.4", f"unsupported MAIL parameter: {unknown}")
-    return MailParams(size=size, body=body, smtputf8=smtputf8, auth=auth)
+    return MailParams(size=size, body=body, smtputf8=smtputf8, auth=auth, ret=ret, envid=envid,
+                      requiretls=requiretls)
 
 
 def parse_rcpt_params(raw: dict[str, str | None]) -> RcptParams | ProtocolError:
-    if raw:
-        return ProtocolError(555, "5.5.4", "RCPT parameters are not supported")
-    return RcptParams()
+    params = dict(raw)
+    notify: frozenset[Notify] = frozenset()
+    if "NOTIFY" in params:
+        try:
+            notify = frozenset(Notify(v.upper()) for v in (params.pop("NOTIFY") or "").split(","))
+        except ValueError:
+            return _syntax("NOTIFY takes NEVER or SUCCESS, FAILURE, DELAY")
+        if Notify.NEVER in notify and len(notify) > 1:
+            return _syntax("NOTIFY=NEVER stands alone")  # RFC 3461 4.1
+    orcpt: str | None = None
+    if "ORCPT" in params:
+        # RFC 3461 4.2: orcpt-parameter = "ORCPT=" addr-type ";" xtext
+        addr_type, semicolon, encoded = (params.pop("ORCPT") or "").partition(";")
+        address = decode_xtext(encoded)
+        if not semicolon or not addr_type or not address or not addr_type.isascii():
+            return _syntax("ORCPT must be addr-type;xtext")
+        orcpt = f"{addr_type.lower()};{address}"
+    if params:
+        unknown = ", ".join(params)
+        return ProtocolError(555, "5.5.4", f"unsupported RCPT parameter: {unknown}")
+    return RcptParams(notify=notify, orcpt=orcpt)

@@ -47,7 +47,7 @@ from postel.smtp.trace import Received, return_path, with_protocol
 from postel.store.api import Store
 from postel.store.blobs import BlobWriter
 from postel.store.bus import InProcessBus, Subscription
-from postel.store.model import Account
+from postel.store.model import Account, DsnRequest
 from postel.submission import Refusal, route_local
 
 log = logging.getLogger("postel.smtp")
@@ -84,6 +84,13 @@ class Transaction:
     smtputf8: bool = False
     body_8bit: bool = False
     declared_size: int = 0
+    # DSN (RFC 3461): MAIL's RET / ENVID, RCPT's NOTIFY / ORCPT per remote recipient.
+    dsn_ret: str | None = None
+    dsn_envid: str | None = None
+    dsn_notify: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    dsn_orcpt: dict[str, str] = field(default_factory=dict)
+    local_rcpts: list[str] = field(default_factory=list)  # RCPT addresses delivered here
+    requiretls: bool = False  # RFC 8689: MAIL REQUIRETLS
     writer: BlobWriter | None = None
     # The spool holds the message as received; trace headers and Authentication-Results
     # are put in front of it once the checks have run (_authenticate).
@@ -127,6 +134,7 @@ class SmtpSession:
         self.sasl: SaslServer | None = None
         self.auth_failures = 0
         self.junk = 0
+        self.transactions = 0  # MAIL commands accepted (LIMITS MAILMAX, RFC 9422 4.1)
         self.closing = False  # QUIT, a fatal error, or shutdown: stop reading
         self.shutdown_requested = False
 
@@ -241,9 +249,14 @@ class SmtpSession:
             "PIPELINING",
             "CHUNKING",
             "ENHANCEDSTATUSCODES",
+            "DSN",  # RFC 3461: RET, ENVID, NOTIFY, ORCPT
+            # RFC 9422 4: the limits this session applies, so clients can adapt.
+            f"LIMITS RCPTMAX={config.max_recipients} MAILMAX={config.max_transactions}",
         ]
         if not self.tls and self.services.tls_available:
             lines.append("STARTTLS")
+        if self.tls:
+            lines.append("REQUIRETLS")  # RFC 8689 4.1: offered only over TLS
         if self.account is None and self.policy.auth_refusal(self.client) is None:
             lines.append("AUTH " + " ".join(MECHANISMS))
         return lines
@@ -344,6 +357,10 @@ class SmtpSession:
             # The password changed (or the account was disabled) since AUTH.
             await self._fatal(Reply(421, "4.7.0", "your password was changed; log in again"))
             return
+        if self.transactions >= self.services.config.max_transactions:
+            # RFC 9422 4.1: past MAILMAX the client continues in a new session.
+            await self._fatal(Reply(421, "4.7.0", "too many transactions, reconnect"))
+            return
         params = event.params
         if params.size is not None and params.size > self.services.config.max_message_size:
             await self._reply(r.SIZE_EXCEEDED)  # RFC 1870 6.1
@@ -352,6 +369,10 @@ class SmtpSession:
         if sender is not None and sender.needs_smtputf8 and not params.smtputf8:
             # RFC 6531 3.5: a non-ASCII path needs the SMTPUTF8 parameter.
             await self._reply(Reply(553, "5.6.7", "non-ASCII address needs SMTPUTF8"))
+            return
+        if params.requiretls and not self.tls:
+            # RFC 8689 4.1: REQUIRETLS is valid only on a TLS session.
+            await self._reply(Reply(530, "5.7.10", "REQUIRETLS needs TLS"))
             return
         refusal = self.policy.sender_refusal(self.client, sender)
         if refusal is not None:
@@ -362,7 +383,11 @@ class SmtpSession:
             smtputf8=params.smtputf8,
             body_8bit=params.eight_bit,
             declared_size=params.size or 0,
+            dsn_ret=params.ret.value if params.ret else None,
+            dsn_envid=params.envid,
+            requiretls=params.requiretls,
         )
+        self.transactions += 1
         await self._reply(r.SENDER_OK)
 
     async def _rcpt(self, event: RcptTo) -> None:
@@ -378,15 +403,36 @@ class SmtpSession:
         store = self.services.store
         if await asyncio.to_thread(store.directory.is_local_domain, rcpt.domain):
             reply = await self._local_rcpt(rcpt)
+            if reply.is_positive:
+                transaction.local_rcpts.append(str(rcpt))
+                self._note_dsn(str(rcpt), event)
         else:
             reply = self.policy.remote_recipient(self.client)
             if reply.is_positive:
                 transaction.remote.append(str(rcpt))
+                self._note_dsn(str(rcpt), event)
         if reply.is_positive:
             transaction.rcpt_count += 1
             await self._reply(reply)
         else:
             await self._junk(reply)
+
+    def _note_dsn(self, recipient: str, event: RcptTo) -> None:
+        """Keep RCPT's NOTIFY / ORCPT (RFC 3461 4.1, 4.2) for the queued copy."""
+        params = event.params
+        if params.notify:
+            self.transaction.dsn_notify[recipient] = tuple(sorted(n.value for n in params.notify))
+        if params.orcpt:
+            self.transaction.dsn_orcpt[recipient] = params.orcpt
+
+    def _dsn_request(self) -> DsnRequest:
+        transaction = self.transaction
+        return DsnRequest(
+            ret=transaction.dsn_ret,
+            envid=transaction.dsn_envid,
+            notify=transaction.dsn_notify,
+            orcpt=transaction.dsn_orcpt,
+        )
 
     async def _local_rcpt(self, rcpt: Address) -> Reply:
         routed = await asyncio.to_thread(route_local, self.services.store, rcpt.key,
@@ -518,6 +564,10 @@ class SmtpSession:
                 smtputf8=transaction.smtputf8,
                 body_8bit=transaction.body_8bit,
                 mailbox="Junk" if verdict and verdict.action is Action.QUARANTINE else "INBOX",
+                dsn=self._dsn_request(),
+                local_recipients=transaction.local_rcpts,
+                requiretls=transaction.requiretls,
+                hostname=self.services.hostname,
             )
             await asyncio.to_thread(
                 deliver,

@@ -28,6 +28,7 @@ from postel.store.model import (
     Change,
     DeliveredMessage,
     Domain,
+    DsnRequest,
     Flags,
     Mailbox,
     MailboxChanges,
@@ -263,6 +264,8 @@ class Outbound(Protocol):
         account_id: int | None,
         smtputf8: bool,
         body_8bit: bool,
+        dsn: DsnRequest | None = None,
+        requiretls: bool = False,
     ) -> list[int]:
         """Queue a message for remote recipients: one row per destination domain."""
         ...

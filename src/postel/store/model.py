@@ -198,6 +198,25 @@ class MailboxChanges:
 
 
 @dataclass(frozen=True)
+class DsnRequest:
+    """What the submitter asked of DSNs (RFC 3461), carried with a queue row."""
+
+    ret: str | None = None  # "FULL" | "HDRS" | None (RFC 3461 4.3)
+    envid: str | None = None  # RFC 3461 4.4, decoded
+    # Per recipient: NOTIFY values (empty: not given) and ORCPT ("rfc822;addr"), 4.1, 4.2.
+    notify: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    orcpt: dict[str, str] = field(default_factory=dict)
+
+    def wants(self, recipient: str, event: str) -> bool:
+        """Does `recipient` want a DSN for `event` (SUCCESS, FAILURE, DELAY)? Without
+        NOTIFY, failures and delays are reported, success is not (RFC 3461 4.1)."""
+        values = self.notify.get(recipient)
+        if not values:
+            return event != "SUCCESS"
+        return event in values
+
+
+@dataclass(frozen=True)
 class OutboundItem:
     """One queued message for one remote domain."""
 
@@ -218,3 +237,5 @@ class OutboundItem:
     body_8bit: bool = False  # BODY=8BITMIME (RFC 6152)
     account_id: int | None = None  # the submitting user, if any
     delay_warned: bool = False  # the sender was told the message is delayed
+    dsn: DsnRequest = field(default_factory=DsnRequest)  # RFC 3461 parameters
+    requiretls: bool = False  # RFC 8689: only over verified TLS to a REQUIRETLS next hop

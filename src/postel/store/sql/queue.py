@@ -19,12 +19,38 @@ from sqlalchemy import (
 
 from postel.store.model import (
     BlobRef,
+    DsnRequest,
     OutboundItem,
     QueueChanged,
 )
 from postel.store.sql import schema as t
 from postel.store.sql.database import Database
 from postel.store.sql.rows import domain_of, new_id, now
+
+
+def _dsn_columns(dsn: DsnRequest | None, recipients: Sequence[str]) -> dict[str, Any]:
+    """The DSN request (RFC 3461) as the row's columns, for this row's recipients."""
+    if dsn is None:
+        return {}
+    per_recipient = {
+        r: {"notify": list(dsn.notify.get(r, ())), "orcpt": dsn.orcpt.get(r)}
+        for r in recipients
+    }
+    return {
+        "dsn_ret": dsn.ret,
+        "dsn_envid": dsn.envid,
+        "dsn_recipients": json.dumps(per_recipient, ensure_ascii=False),
+    }
+
+
+def _dsn_request(r: Any) -> DsnRequest:
+    per_recipient: dict[str, dict[str, Any]] = json.loads(r.dsn_recipients or "{}")
+    return DsnRequest(
+        ret=r.dsn_ret,
+        envid=r.dsn_envid,
+        notify={k: tuple(v["notify"]) for k, v in per_recipient.items() if v["notify"]},
+        orcpt={k: v["orcpt"] for k, v in per_recipient.items() if v["orcpt"]},
+    )
 
 
 class SqlQueue:
@@ -46,6 +72,8 @@ class SqlQueue:
         account_id: int | None,
         smtputf8: bool,
         body_8bit: bool,
+        dsn: DsnRequest | None = None,
+        requiretls: bool = False,
     ) -> list[int]:
         """Queue a message for remote recipients: one row per destination domain."""
         by_domain: dict[str, list[str]] = {}
@@ -67,6 +95,8 @@ class SqlQueue:
                             recipients=json.dumps(rcpts, ensure_ascii=False),
                             smtputf8=smtputf8,
                             body_8bit=body_8bit,
+                            **_dsn_columns(dsn, rcpts),
+                            requiretls=requiretls,
                             size=blob.size - body_offset,
                             state="queued",
                             attempts=0,
@@ -108,6 +138,7 @@ class SqlQueue:
             attempts=r.attempts, next_attempt_at=r.next_attempt_at,
             last_error=r.last_error, created_at=r.created_at, smtputf8=r.smtputf8,
             body_8bit=r.body_8bit, account_id=r.account_id, delay_warned=r.delay_warned,
+            dsn=_dsn_request(r), requiretls=r.requiretls,
         )
 
     def get(self, item_id: int) -> OutboundItem | None:

@@ -217,6 +217,12 @@ outbound_queue = Table(
     Column("created_at", UtcDateTime, nullable=False),
     # The sender has been told the message is delayed (one warning per row).
     Column("delay_warned", Boolean, nullable=False, server_default="0"),
+    # DSN requests (RFC 3461): RET, ENVID, and JSON {recipient: {"notify": [...], "orcpt":}}.
+    Column("dsn_ret", String(4)),
+    Column("dsn_envid", String(100)),
+    Column("dsn_recipients", Text),
+    # RFC 8689 MAIL REQUIRETLS: relay only over verified TLS to a server offering it.
+    Column("requiretls", Boolean, nullable=False, server_default="0"),
     Index("ix_outbound_queue_state_next_attempt_at", "state", "next_attempt_at"),
 )
 
