@@ -18,6 +18,7 @@ PARTS = [
     ("dkim", api.DkimKeys),
     ("web", api.WebState),
     ("webmail", WebmailStore),
+    ("urlauth", api.UrlAuthKeys),
 ]
 
 
@@ -41,6 +42,7 @@ def test_store_has_every_part(store: SqlStore) -> None:
     members = [name for name in vars(api.Store) if not name.startswith("_")]
     assert set(members) == {
         "mail", "directory", "queue", "dkim", "web", "webmail", "blobs", "on_commit", "close",
+        "urlauth",
     }
     for name in members:
         assert hasattr(store, name), name

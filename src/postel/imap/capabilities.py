@@ -26,6 +26,8 @@ EXTENSIONS = (
 # Issue 11, message extensions, each added here once it works: RFC 8514 SAVEDATE,
 # RFC 8474 OBJECTID, RFC 8970 PREVIEW, RFC 8508 REPLACE, RFC 9586 UIDONLY.
 MESSAGE_EXTENSIONS = ("SAVEDATE", "OBJECTID", "PREVIEW", "REPLACE", "UIDONLY")
+# RFC 4469 CATENATE, RFC 4467 URLAUTH: message assembly from URLs (postel/imapurl.py).
+URL_EXTENSIONS = ("CATENATE",)
 # What ENABLE accepts (RFC 5161 3.1; QRESYNC implies CONDSTORE, RFC 7162 3.2.3).
 ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2", "UIDONLY")  # + RFC 9586
 
@@ -46,6 +48,7 @@ def capabilities(
         return caps
     caps += EXTENSIONS
     caps += MESSAGE_EXTENSIONS
+    caps += URL_EXTENSIONS
     caps.append(f"APPENDLIMIT={config.max_literal_size}")  # RFC 7889
     if compressed:
         caps.remove("COMPRESS=DEFLATE")  # RFC 4978 4: only once per connection

@@ -99,11 +99,22 @@ class Status:
     items: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class CatUrl:
+    """RFC 4469 5: a CATENATE part that names a message or section by IMAP URL."""
+
+    url: str
+
+
+CatPart = Literal | CatUrl  # a TEXT literal, or a URL
+
+
 @dataclass
 class AppendMessage:
     flags: list[str]
     date: datetime | None
-    literal: Literal
+    literal: Literal  # for CATENATE, empty until the handler has joined the parts
+    catenate: tuple[CatPart, ...] = ()  # RFC 4469
 
 
 @dataclass
@@ -400,7 +411,31 @@ def _append_message(c: Cursor) -> AppendMessage:
         message = AppendMessage(flags, date, c.literal())
         c.expect(b")")
         return message
+    if c.accept(b"CATENATE"):
+        return AppendMessage(flags, date, Literal(0), _catenate(c))
     return AppendMessage(flags, date, c.literal())
+
+
+def _catenate(c: Cursor) -> tuple[CatPart, ...]:
+    # RFC 4469 5: "CATENATE" SP "(" cat-part *(SP cat-part) ")";
+    # cat-part = "TEXT" SP literal / "URL" SP astring
+    c.sp()
+    c.expect(b"(")
+    parts: list[CatPart] = []
+    while not c.accept(b")"):
+        if parts:
+            c.sp()
+        word = c.atom().upper()
+        c.sp()
+        if word == "TEXT":
+            parts.append(c.literal())
+        elif word == "URL":
+            parts.append(CatUrl(c.astring()))
+        else:
+            raise ParseError(f"unknown CATENATE part {word}")
+    if not parts:
+        raise ParseError("CATENATE needs a part")
+    return tuple(parts)
 
 
 def _replace(c: Cursor) -> Args:

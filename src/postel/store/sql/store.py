@@ -15,6 +15,7 @@ from postel.store.sql.directory import SqlDirectory
 from postel.store.sql.dkim import SqlDkimKeys
 from postel.store.sql.mail import SqlMailboxes
 from postel.store.sql.queue import SqlQueue
+from postel.store.sql.urlauth import SqlUrlAuthKeys
 from postel.store.sql.web import SqlWebState
 from postel.store.sql.webmail import SqlWebmail
 
@@ -31,6 +32,7 @@ class SqlStore:
         self.dkim = SqlDkimKeys(db)
         self.web = SqlWebState(db)
         self.webmail = SqlWebmail(db, self.mail)
+        self.urlauth = SqlUrlAuthKeys(db)
 
     @property
     def engine(self) -> Engine:
