@@ -23,6 +23,7 @@ from postel.imap.commands import (
     search,
     select,
     store,
+    urlauth,
 )
 from postel.imap.proto.commands import Command
 from postel.imap.state import ANY, AUTH, NOT_AUTH, SELECTED, State
@@ -77,6 +78,9 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "GETQUOTAROOT": CommandSpec(mailboxes.getquotaroot, AUTH),
     "APPEND": CommandSpec(append.append, AUTH, reports_changes=True),
     "IDLE": CommandSpec(select.idle, AUTH, reports_changes=True),  # RFC 2177
+    "GENURLAUTH": CommandSpec(urlauth.genurlauth, AUTH),  # RFC 4467
+    "RESETKEY": CommandSpec(urlauth.resetkey, AUTH),
+    "URLFETCH": CommandSpec(urlauth.urlfetch, AUTH),
     # RFC 9051 6.4: selected.
     "CLOSE": CommandSpec(select.close, SELECTED, reports_changes=True),
     "UNSELECT": CommandSpec(select.unselect, SELECTED, reports_changes=True),  # RFC 3691

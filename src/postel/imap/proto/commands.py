@@ -192,10 +192,32 @@ class Compress:
     mechanism: str
 
 
+@dataclass(frozen=True)
+class GenUrlAuth:
+    """RFC 4467 9: GENURLAUTH 1*(SP url-rump SP mechanism)."""
+
+    requests: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ResetKey:
+    """RFC 4467 9: RESETKEY [SP mailbox *(SP mechanism)]; no mailbox: every mailbox."""
+
+    mailbox: str | None
+    mechanisms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UrlFetch:
+    """RFC 4467 9: URLFETCH 1*(SP url-full)."""
+
+    urls: tuple[str, ...]
+
+
 Args = (
     NoArgs | Login | Authenticate | Id | Enable | Select | MailboxArg | Create | Rename
     | ListCmd | Status | Append | Fetch | Store | Search | Sort | Thread | CopyMove | Expunge
-    | QuotaRoot | Compress | Replace
+    | QuotaRoot | Compress | Replace | GenUrlAuth | ResetKey | UrlFetch
 )
 
 
@@ -579,6 +601,36 @@ def _compress(c: Cursor) -> Args:
     return Compress(c.atom().upper())
 
 
+def _genurlauth(c: Cursor) -> Args:
+    requests: list[tuple[str, str]] = []
+    while c.maybe_sp():
+        rump = c.astring()
+        c.sp()
+        requests.append((rump, c.atom().upper()))
+    if not requests:
+        raise ParseError("GENURLAUTH needs a URL and a mechanism")
+    return GenUrlAuth(tuple(requests))
+
+
+def _resetkey(c: Cursor) -> Args:
+    if not c.maybe_sp():
+        return ResetKey(None)
+    name = c.mailbox()
+    mechanisms: list[str] = []
+    while c.maybe_sp():
+        mechanisms.append(c.atom().upper())
+    return ResetKey(name, tuple(mechanisms))
+
+
+def _urlfetch(c: Cursor) -> Args:
+    urls: list[str] = []
+    while c.maybe_sp():
+        urls.append(c.astring())
+    if not urls:
+        raise ParseError("URLFETCH needs a URL")
+    return UrlFetch(tuple(urls))
+
+
 PARSERS: dict[str, Parser] = {
     "CAPABILITY": _none, "NOOP": _none, "LOGOUT": _none, "STARTTLS": _none,
     "LOGIN": _login, "AUTHENTICATE": _authenticate, "ID": _id, "ENABLE": _enable,
@@ -590,6 +642,7 @@ PARSERS: dict[str, Parser] = {
     "MOVE": _copy, "GETQUOTA": _quota_root, "GETQUOTAROOT": _mailbox,
     "COMPRESS": _compress,
     "REPLACE": _replace,  # RFC 8508
+    "GENURLAUTH": _genurlauth, "RESETKEY": _resetkey, "URLFETCH": _urlfetch,  # RFC 4467
 }
 UID_PARSERS: dict[str, Parser] = {
     "FETCH": _fetch, "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread,
