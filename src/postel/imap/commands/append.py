@@ -66,6 +66,8 @@ async def append(s: ImapSession, cmd: Command) -> None:
         flags = flags_from(msg.flags)
         assert flags is not None
         items.append((ref, parsed, flags, msg.date))
+        if msg.catenate:
+            msg.literal.close()  # our own spool of the joined parts; the receiver's are its
     delivered = await s.run(s.store.mail.append_many, s.account_id(), box.id, items)
     uids = SequenceSet.of(d.uid for d in delivered)
     if s.selected is not None and s.selected.mailbox_id == box.id:
