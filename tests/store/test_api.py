@@ -19,6 +19,7 @@ PARTS = [
     ("web", api.WebState),
     ("webmail", WebmailStore),
     ("metadata", api.MetadataEntries),
+    ("urlauth", api.UrlAuthKeys),
 ]
 
 
@@ -43,6 +44,7 @@ def test_store_has_every_part(store: SqlStore) -> None:
     assert set(members) == {
         "mail", "directory", "queue", "dkim", "web", "webmail", "blobs", "on_commit", "close",
         "metadata",
+        "urlauth",
     }
     for name in members:
         assert hasattr(store, name), name

@@ -30,6 +30,8 @@ EXTENSIONS: tuple[str, ...] = (
 MESSAGE_EXTENSIONS = ("SAVEDATE", "OBJECTID", "PREVIEW", "REPLACE", "UIDONLY")
 # RFC 5464 METADATA (mailbox and server entries) and METADATA-SERVER; RFC 9590 LIST-METADATA.
 EXTENSIONS += ("METADATA", "METADATA-SERVER", "LIST-METADATA")
+# RFC 4469 CATENATE, RFC 4467 URLAUTH: message assembly from URLs (postel/imapurl.py).
+URL_EXTENSIONS = ("CATENATE", "URLAUTH")
 # What ENABLE accepts (RFC 5161 3.1; QRESYNC implies CONDSTORE, RFC 7162 3.2.3).
 ENABLEABLE = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2", "UIDONLY")  # + RFC 9586
 
@@ -50,6 +52,7 @@ def capabilities(
         return caps
     caps += EXTENSIONS
     caps += MESSAGE_EXTENSIONS
+    caps += URL_EXTENSIONS
     caps.append(f"APPENDLIMIT={config.max_literal_size}")  # RFC 7889
     if compressed:
         caps.remove("COMPRESS=DEFLATE")  # RFC 4978 4: only once per connection

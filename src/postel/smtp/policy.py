@@ -60,12 +60,18 @@ class ListenerPolicy(Protocol):
     def checks_inbound(self) -> bool:
         """SPF, DKIM and DMARC are checked on the received message (mailauth.inbound)."""
 
+    @property
+    def offers_burl(self) -> bool:
+        """BURL (RFC 4468): messages fetched from the store by URLAUTH URL; only where users
+        authenticate, since the URL is checked against the user."""
+
 
 class MxPolicy:
     """Port 25: anyone may send to our domains; nobody may relay (RFC 5321 3.6.2)."""
 
     listener = Listener.MX
     checks_from_header = False
+    offers_burl = False
 
     def __init__(self, *, checks_inbound: bool) -> None:
         self.checks_inbound = checks_inbound
@@ -90,6 +96,7 @@ class SubmissionPolicy:
 
     checks_from_header = True
     checks_inbound = False
+    offers_burl = True  # RFC 4468 3: on submission, after AUTH
 
     def __init__(self, listener: Listener, config: SmtpConfig) -> None:
         self.listener = listener

@@ -70,6 +70,14 @@ class Bdat:
 
 
 @dataclass(frozen=True)
+class Burl:
+    """RFC 4468 3: BURL SP absolute-URI [SP "LAST"]; the URL's bytes are the next chunk."""
+
+    url: str
+    last: bool
+
+
+@dataclass(frozen=True)
 class Auth:
     mechanism: str
     initial_response: str | None
@@ -116,6 +124,7 @@ Event = (
     | Rcpt
     | Data
     | Bdat
+    | Burl
     | Auth
     | AuthResponse
     | SimpleCommand
@@ -188,6 +197,14 @@ def parse_command(line: bytes) -> Event:
         if len(words) == 2 and (not words[1].isascii() or words[1].upper() != "LAST"):
             return _syntax("syntax: BDAT <size> [LAST]")
         return Bdat(int(words[0]), len(words) == 2)
+    if verb == "BURL":
+        words = argument.split(" ")
+        # RFC 4468 3: burl-param = "BURL" SP absolute-URI [SP end-marker]
+        if not 1 <= len(words) <= 2 or not words[0] or not words[0].isascii():
+            return _syntax("syntax: BURL <url> [LAST]")
+        if len(words) == 2 and words[1].upper() != "LAST":
+            return _syntax("syntax: BURL <url> [LAST]")
+        return Burl(words[0], len(words) == 2)
     if verb == "AUTH":
         words = argument.split()
         if not 1 <= len(words) <= 2:

@@ -37,6 +37,8 @@ NEED_MAIL = Reply(503, "5.5.1", "MAIL first")
 NEED_RCPT = Reply(554, "5.5.1", "no valid recipients")
 NEED_HELO = Reply(503, "5.5.1", "EHLO or HELO first")
 AUTH_REQUIRED = Reply(530, "5.7.0", "authentication required")
+# RFC 4468 6: a BURL URL that cannot be fetched or whose URLAUTH does not verify.
+BURL_REFUSED = Reply(554, "5.7.0", "BURL URL is not valid or not authorized")
 TLS_REQUIRED = Reply(530, "5.7.0", "must issue a STARTTLS command first")
 AUTH_FAILED = Reply(535, "5.7.8", "authentication credentials invalid")
 AUTH_OK = Reply(235, "2.7.0", "authentication successful")

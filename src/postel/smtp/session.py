@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from postel import imapurl
 from postel.auth.limits import FailureLimiter
 from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslServer, Step
 from postel.auth.service import Authenticator
@@ -36,6 +37,7 @@ from postel.smtp.proto import (
     Bdat,
     BodyData,
     BodyEnd,
+    Burl,
     Data,
     Ehlo,
     ProtocolError,
@@ -211,6 +213,8 @@ class SmtpSession:
                 await self._data()
             case Bdat():
                 self._bdat()
+            case Burl():
+                await self._burl(event)
             case Auth():
                 await self._auth(event)
             case AuthResponse():
@@ -259,6 +263,8 @@ class SmtpSession:
             lines.append("REQUIRETLS")  # RFC 8689 4.1: offered only over TLS
         if self.account is None and self.policy.auth_refusal(self.client) is None:
             lines.append("AUTH " + " ".join(MECHANISMS))
+        if self.policy.offers_burl:
+            lines.append("BURL imap")  # RFC 4468 3: IMAP URLs with URLAUTH
         return lines
 
     async def _ehlo(self, event: Ehlo) -> None:
@@ -496,6 +502,35 @@ class SmtpSession:
         transaction = self.transaction
         if transaction.writer is None and not transaction.too_big:
             self._open_body()  # the first chunk; later ones append to the same spool
+
+    async def _burl(self, event: Burl) -> None:
+        """RFC 4468: the URL's bytes are the next chunk of the message, fetched straight
+        from the store; the last one ends the message as BDAT LAST does, with the same
+        sender checks as DATA."""
+        if not self.policy.offers_burl or self.account is None:
+            self._reset()
+            await self._junk(Reply(500, "5.5.2", "BURL is not offered on this port"))
+            return
+        try:
+            data = await asyncio.to_thread(self._fetch_url, event.url, self.account.email)
+        except imapurl.UrlError as exc:
+            self._log("refused-burl", r.BURL_REFUSED, reason=str(exc))
+            self._reset()  # RFC 4468 6: a URL that fails ends the transaction
+            await self._reply(r.BURL_REFUSED)
+            return
+        self._bdat()
+        self._body_data(data)
+        await self._body_end(BodyEnd(last=event.last))
+
+    def _fetch_url(self, text: str, login: str) -> bytes:
+        """Blocking: the bytes of a URLAUTH URL the user may have fetched on its behalf
+        (RFC 4468 3: only URLs with a URLAUTH token; RFC 4467 3 submit+ access)."""
+        store = self.services.store
+        url = imapurl.parse_url(text)
+        if url.user is None:
+            raise imapurl.UrlError("BURL needs an absolute imap:// URL")
+        target = imapurl.verify(store, url, login=login, submit=True)
+        return imapurl.read_target(store, target, url.section)
 
     def _body_data(self, data: bytes) -> None:
         transaction = self.transaction

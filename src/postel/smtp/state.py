@@ -17,10 +17,11 @@ The phases of a mail transaction, and what moves between them:
     ----------|--------------------------------------------|------------------------------
     IDLE      | greeting, 250 to EHLO/HELO/RSET, the reply | EHLO HELO MAIL AUTH STARTTLS
               | that ends a message, 220 to STARTTLS       | (MAIL and AUTH need EHLO first)
-    MAIL      | 250 to MAIL                                | RCPT; DATA/BDAT: 554
-    RCPT      | a 2xx to RCPT                              | RCPT DATA BDAT
+    MAIL      | 250 to MAIL                                | RCPT; DATA/BDAT/BURL: 554
+    RCPT      | a 2xx to RCPT                              | RCPT DATA BDAT BURL
     DATA      | 354 to DATA (the reader reads the body)    | the body, until CRLF.CRLF
-    BDAT      | a BDAT in RCPT phase (RFC 3030 2)          | BDAT; RCPT and DATA: 503
+    BDAT      | a BDAT or BURL in RCPT phase (RFC 3030 2,  | BDAT BURL; RCPT and DATA: 503
+              | RFC 4468 3)                                |
     closed    | 221 to QUIT, or any 421                    | nothing
 """
 
@@ -42,6 +43,7 @@ from postel.smtp.proto import (
     Bdat,
     BodyData,
     BodyEnd,
+    Burl,
     Data,
     Ehlo,
     Event,
@@ -82,6 +84,7 @@ ConnectionEvent = (
     | RcptTo
     | Data
     | Bdat
+    | Burl
     | Auth
     | AuthResponse
     | SimpleCommand
@@ -180,6 +183,13 @@ class SmtpConnection:
                     return None
                 self.phase = Phase.BDAT  # no reply before the chunk: BDAT holds now
                 return event
+            case Burl():
+                # RFC 4468 3: BURL goes where BDAT may, and mixes with BDAT chunks.
+                burl_refusal = self._check_bdat()
+                if burl_refusal is not None:
+                    return burl_refusal
+                self.phase = Phase.BDAT
+                return event
             case Auth():
                 if not self.greeted:
                     return NEED_HELO  # RFC 4954 4: AUTH comes after EHLO
@@ -236,6 +246,11 @@ class SmtpConnection:
                 # Whatever the reply, a message's end (DATA, BDAT LAST) ends the transaction;
                 # a later chunk's reply keeps BDAT going.
                 if event.last:
+                    self.phase = Phase.IDLE
+            case Burl():
+                # The last BURL ends the transaction whatever the reply; a refused one
+                # ends it too, as a refused BDAT does (RFC 3030 2, RFC 4468 3).
+                if event.last or not positive:
                     self.phase = Phase.IDLE
             case Auth() | AuthResponse():
                 if code == 334:

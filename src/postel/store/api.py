@@ -449,6 +449,20 @@ class MetadataEntries(Protocol):
         ...
 
 
+class UrlAuthKeys(Protocol):
+    """The mailbox access keys URLAUTH signs with (RFC 4467 3); IMAP GENURLAUTH, RESETKEY,
+    URLFETCH and SMTP BURL read them."""
+
+    def access_key(self, mailbox_id: int, *, create: bool) -> bytes | None:
+        """The mailbox's key; with `create`, one is made when it has none yet."""
+        ...
+
+    def reset_keys(self, mailbox_ids: list[int]) -> None:
+        """Forget the keys of these mailboxes (RFC 4467 4: RESETKEY), so every URL made
+        with them stops working; the next GENURLAUTH makes a new key."""
+        ...
+
+
 class Store(Protocol):
     """The whole store: its parts, the message bodies, and the commit listeners."""
 
@@ -475,6 +489,9 @@ class Store(Protocol):
 
     @property
     def blobs(self) -> BlobStore: ...
+
+    @property
+    def urlauth(self) -> UrlAuthKeys: ...
 
     def on_commit(self, listener: Callable[[Sequence[Change]], None]) -> None:
         """Register a callback that receives the changes of every committed write."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from postel.imap.catenate import BadUrl, TooBig, join_parts
 from postel.imap.commands.copy import over_quota
 from postel.imap.commands.store import flags_from
 from postel.imap.proto.commands import Append, Command
@@ -45,6 +46,8 @@ async def append(s: ImapSession, cmd: Command) -> None:
     if box is None:
         s.no(cmd.tag, "No such mailbox", "TRYCREATE")  # RFC 9051 6.3.12
         return
+    if not await _catenate(s, cmd, args):
+        return
     total = 0
     for msg in args.messages:
         if msg.literal.size == 0:
@@ -63,8 +66,30 @@ async def append(s: ImapSession, cmd: Command) -> None:
         flags = flags_from(msg.flags)
         assert flags is not None
         items.append((ref, parsed, flags, msg.date))
+        if msg.catenate:
+            msg.literal.close()  # our own spool of the joined parts; the receiver's are its
     delivered = await s.run(s.store.mail.append_many, s.account_id(), box.id, items)
     uids = SequenceSet.of(d.uid for d in delivered)
     if s.selected is not None and s.selected.mailbox_id == box.id:
         await s.poll()
     s.ok(cmd.tag, "APPEND completed", f"APPENDUID {box.uidvalidity} {uids}")
+
+
+async def _catenate(s: ImapSession, cmd: Command, args: Append) -> bool:
+    """Join each CATENATE message's parts (RFC 4469); False when refused (answered)."""
+    assert s.account is not None
+    for msg in args.messages:
+        if not msg.catenate:
+            continue
+        try:
+            msg.literal = await s.run(
+                join_parts, s.store, s.account_id(), s.account.email, msg.catenate,
+                s.config.max_literal_size,
+            )
+        except BadUrl as exc:
+            s.no(cmd.tag, "Bad URL in CATENATE", f"BADURL {exc.url}")  # RFC 4469 5
+            return False
+        except TooBig:
+            s.no(cmd.tag, "The joined message is too big", "TOOBIG")  # RFC 4469 5
+            return False
+    return True

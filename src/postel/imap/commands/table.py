@@ -25,6 +25,7 @@ from postel.imap.commands import (
     search,
     select,
     store,
+    urlauth,
 )
 from postel.imap.commands import metadata as metadata_commands
 from postel.imap.proto.commands import Command
@@ -83,6 +84,9 @@ COMMANDS: Mapping[str, CommandSpec] = MappingProxyType({
     "APPEND": CommandSpec(append.append, AUTH, reports_changes=True),
     "IDLE": CommandSpec(select.idle, AUTH, reports_changes=True),  # RFC 2177
     "NOTIFY": CommandSpec(notify.notify, AUTH, reports_changes=True),  # RFC 5465
+    "GENURLAUTH": CommandSpec(urlauth.genurlauth, AUTH),  # RFC 4467
+    "RESETKEY": CommandSpec(urlauth.resetkey, AUTH),
+    "URLFETCH": CommandSpec(urlauth.urlfetch, AUTH),
     # RFC 9051 6.4: selected.
     "CLOSE": CommandSpec(select.close, SELECTED, reports_changes=True),
     "UNSELECT": CommandSpec(select.unselect, SELECTED, reports_changes=True),  # RFC 3691

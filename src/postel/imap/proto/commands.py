@@ -112,11 +112,22 @@ class Status:
     items: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class CatUrl:
+    """RFC 4469 5: a CATENATE part that names a message or section by IMAP URL."""
+
+    url: str
+
+
+CatPart = Literal | CatUrl  # a TEXT literal, or a URL
+
+
 @dataclass
 class AppendMessage:
     flags: list[str]
     date: datetime | None
-    literal: Literal
+    literal: Literal  # for CATENATE, empty until the handler has joined the parts
+    catenate: tuple[CatPart, ...] = ()  # RFC 4469
 
 
 @dataclass
@@ -202,11 +213,33 @@ class Compress:
     mechanism: str
 
 
+@dataclass(frozen=True)
+class GenUrlAuth:
+    """RFC 4467 9: GENURLAUTH 1*(SP url-rump SP mechanism)."""
+
+    requests: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ResetKey:
+    """RFC 4467 9: RESETKEY [SP mailbox *(SP mechanism)]; no mailbox: every mailbox."""
+
+    mailbox: str | None
+    mechanisms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UrlFetch:
+    """RFC 4467 9: URLFETCH 1*(SP url-full)."""
+
+    urls: tuple[str, ...]
+
+
 Args = (
     NoArgs | Login | Authenticate | Id | Enable | Select | MailboxArg | Create | Rename
     | ListCmd | Status | Append | Fetch | Store | Search | Sort | Thread | CopyMove | Expunge
     | QuotaRoot | Compress | Replace | CancelUpdate
-    | GetMetadata | SetMetadata | Notify
+    | GetMetadata | SetMetadata | Notify | GenUrlAuth | ResetKey | UrlFetch
 )
 
 
@@ -426,7 +459,31 @@ def _append_message(c: Cursor) -> AppendMessage:
         message = AppendMessage(flags, date, c.literal())
         c.expect(b")")
         return message
+    if c.accept(b"CATENATE"):
+        return AppendMessage(flags, date, Literal(0), _catenate(c))
     return AppendMessage(flags, date, c.literal())
+
+
+def _catenate(c: Cursor) -> tuple[CatPart, ...]:
+    # RFC 4469 5: "CATENATE" SP "(" cat-part *(SP cat-part) ")";
+    # cat-part = "TEXT" SP literal / "URL" SP astring
+    c.sp()
+    c.expect(b"(")
+    parts: list[CatPart] = []
+    while not c.accept(b")"):
+        if parts:
+            c.sp()
+        word = c.atom().upper()
+        c.sp()
+        if word == "TEXT":
+            parts.append(c.literal())
+        elif word == "URL":
+            parts.append(CatUrl(c.astring()))
+        else:
+            raise ParseError(f"unknown CATENATE part {word}")
+    if not parts:
+        raise ParseError("CATENATE needs a part")
+    return tuple(parts)
 
 
 def _replace(c: Cursor) -> Args:
@@ -586,6 +643,36 @@ def _compress(c: Cursor) -> Args:
     return Compress(c.atom().upper())
 
 
+def _genurlauth(c: Cursor) -> Args:
+    requests: list[tuple[str, str]] = []
+    while c.maybe_sp():
+        rump = c.astring()
+        c.sp()
+        requests.append((rump, c.atom().upper()))
+    if not requests:
+        raise ParseError("GENURLAUTH needs a URL and a mechanism")
+    return GenUrlAuth(tuple(requests))
+
+
+def _resetkey(c: Cursor) -> Args:
+    if not c.maybe_sp():
+        return ResetKey(None)
+    name = c.mailbox()
+    mechanisms: list[str] = []
+    while c.maybe_sp():
+        mechanisms.append(c.atom().upper())
+    return ResetKey(name, tuple(mechanisms))
+
+
+def _urlfetch(c: Cursor) -> Args:
+    urls: list[str] = []
+    while c.maybe_sp():
+        urls.append(c.astring())
+    if not urls:
+        raise ParseError("URLFETCH needs a URL")
+    return UrlFetch(tuple(urls))
+
+
 PARSERS: dict[str, Parser] = {
     "CAPABILITY": _none, "NOOP": _none, "LOGOUT": _none, "STARTTLS": _none,
     "LOGIN": _login, "AUTHENTICATE": _authenticate, "ID": _id, "ENABLE": _enable,
@@ -600,6 +687,7 @@ PARSERS: dict[str, Parser] = {
     "CANCELUPDATE": _cancel_update,
     "GETMETADATA": parse_getmetadata, "SETMETADATA": parse_setmetadata,  # RFC 5464
     "NOTIFY": parse_notify,  # RFC 5465
+    "GENURLAUTH": _genurlauth, "RESETKEY": _resetkey, "URLFETCH": _urlfetch,  # RFC 4467
 }
 UID_PARSERS: dict[str, Parser] = {
     "FETCH": _fetch, "STORE": _store, "SEARCH": _search, "SORT": _sort, "THREAD": _thread,

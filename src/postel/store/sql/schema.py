@@ -383,3 +383,18 @@ SEARCH_DOCUMENT = func.to_tsvector(
     webmail_text.c.subject + _SPACE + webmail_text.c.from_text + _SPACE + webmail_text.c.to_text
     + _SPACE + webmail_text.c.body,
 )
+
+# -- URLAUTH (RFC 4467) -----------------------------------------------------------------
+
+# One mailbox access key per mailbox (RFC 4467 3): the secret the INTERNAL mechanism signs
+# URLAUTH URLs with (HMAC-SHA256). It must be stored as is, not hashed, because every
+# verification recomputes the HMAC with it. RESETKEY replaces it, which invalidates every
+# URL made with the old key; deleting the mailbox deletes it.
+urlauth_keys = Table(
+    "urlauth_keys",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("access_key", String(64), nullable=False),  # 32 random bytes, hex
+    Column("created_at", UtcDateTime, nullable=False),
+)

@@ -16,6 +16,7 @@ from postel.store.sql.dkim import SqlDkimKeys
 from postel.store.sql.mail import SqlMailboxes
 from postel.store.sql.metadata import SqlMetadata
 from postel.store.sql.queue import SqlQueue
+from postel.store.sql.urlauth import SqlUrlAuthKeys
 from postel.store.sql.web import SqlWebState
 from postel.store.sql.webmail import SqlWebmail
 
@@ -33,6 +34,7 @@ class SqlStore:
         self.web = SqlWebState(db)
         self.webmail = SqlWebmail(db, self.mail)
         self.metadata = SqlMetadata(db)
+        self.urlauth = SqlUrlAuthKeys(db)
 
     @property
     def engine(self) -> Engine:
