@@ -79,10 +79,10 @@ def _references() -> list[str]:
         folder = ""
         for ref in TICKED.findall(line):
             match = FILE_REF.match(ref)
-            if match and "/" in match["path"].rstrip("/"):
-                folder = match["path"].rstrip("/").rpartition("/")[0] + "/"
-                if match["path"].endswith("/"):
-                    folder = match["path"]
+            if match and match["path"].endswith("/"):
+                folder = match["path"]
+            elif match and "/" in match["path"]:
+                folder = match["path"].rpartition("/")[0] + "/"
             elif match and folder and "/" not in match["path"] \
                     and not _resolve(match["path"]).exists():
                 ref = folder + ref
