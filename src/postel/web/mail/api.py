@@ -59,6 +59,11 @@ def _state(request: Request) -> MailState:
     return mail_state(web_of(request))
 
 
+# Mailbox ids are INTEGER columns (int4 on PostgreSQL): a larger number is no folder, and
+# must not reach the database, which would refuse it with an error instead of no row.
+MAX_FOLDER_ID = 2**31 - 1
+
+
 def _int(value: Any, name: str, *, maximum: int = 2**53) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise OperationError(Kind.INVALID, f"{name} must be a whole number.", name)
@@ -95,7 +100,7 @@ def _role(box: Mailbox) -> str | None:
 
 async def _mailbox(request: Request, account: Account, mailbox_id: Any) -> Mailbox:
     box = await _thread(web_of(request).store.mail.get_mailbox_by_id,
-                        _int(mailbox_id, "folder"))
+                        _int(mailbox_id, "folder", maximum=MAX_FOLDER_ID))
     if not isinstance(box, Mailbox) or box.account_id != account.id:
         raise OperationError(Kind.NOT_FOUND, "There is no such folder.", "folder")
     return box
