@@ -6,7 +6,9 @@ the same store in-process to check what was stored.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import ssl
@@ -68,17 +70,46 @@ def drop_pg_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
 
 
+def _port_slice() -> range:
+    """The ports this test process hands out.
+
+    Below the kernel's ephemeral range (net.ipv4.ip_local_port_range), so a port chosen
+    here is never given to an outgoing connection in the moment between choosing it and the
+    server binding it (which is what made "port already in use" flaky under load). Each
+    pytest-xdist worker takes its own slice, so two workers never hand out the same port.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first, last = 10000, max(10000 + 2000, low)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = (last - first) // max(workers, 1)
+    return range(first + worker * size, first + (worker + 1) * size)
+
+
+_PORTS = _port_slice()
+# Start at a random place in the slice: another pytest run on the same machine (a second
+# checkout) then rarely walks the same ports at the same time.
+_next_port = random.randrange(len(_PORTS))
+
+
 def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """`count` loopback ports that are free now, taken in turn from this process's slice."""
+    global _next_port
+    ports: list[int] = []
+    for _ in range(len(_PORTS)):
+        port = _PORTS[_next_port % len(_PORTS)]
+        _next_port += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (another run, or a server still closing): skip it
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports in {_PORTS}")
 
 
 class PostelServer:
