@@ -190,6 +190,13 @@ class PostelServer:
             drop_pg_database(self._own_database)
             self._own_database = None
 
+    def reload_config(self) -> None:
+        """Read postel.toml again after a test edited it (the next start serves it)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self.config = load_config(self.config_path)
+
     # -- access -------------------------------------------------------------------------
 
     @property

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
+import json
 import logging
 import secrets
 import signal
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
-from postel.config import SERVICES, Config
+from postel.config import SERVICES, Config, StorageConfig
 from postel.connlimits import ConnectionGate
 from postel.context import BindError, Context, Service, StartupError
 from postel.mailauth.dns import DnsResolver
@@ -24,6 +26,8 @@ from postel.store.api import Store
 from postel.store.blobs import BlobStore, clean_tmp
 from postel.store.bus import InProcessBus
 from postel.store.model import Role
+from postel.store.sql import copy as store_copy
+from postel.store.sql.copy import TableCopy
 from postel.store.sql.migrate import upgrade
 from postel.store.sql.store import SqlStore
 from postel.store.sql.store import open_store as open_sql_store
@@ -179,3 +183,53 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     await asyncio.gather(*(service.shutdown(SHUTDOWN_GRACE) for service in services))
     store.close()
     log.info("stopped")
+
+
+# -- postel migrate --to --------------------------------------------------------------
+
+
+def migrate_storage(
+    config: Config, to_url: str, *, progress: Callable[[str, int, int], None],
+    batch: int = 1000,
+) -> list[TableCopy]:
+    """Copy this installation's store into the PostgreSQL database at `to_url`, keeping
+    every id (store/sql/copy.py says why and how it resumes), then verify it table by table
+    and check that every body a row names is in the blob directory.
+
+    The server must be stopped: rows written during the copy might be missed.
+    """
+    if not to_url.startswith(("postgresql:", "postgresql+psycopg:")):
+        raise StartupError(f"migrate --to: {to_url!r} is not a postgresql:// URL")
+    if config.storage_url.startswith("postgresql"):
+        raise StartupError("migrate --to: this installation already stores in PostgreSQL")
+    marker = config.data_dir / "migrate-to.json"
+    target_config = dataclasses.replace(config, storage=StorageConfig(url=to_url))
+    source = open_store(config)
+    try:
+        target = open_store(target_config)
+    except StartupError:
+        source.close()
+        raise
+    try:
+        resuming = marker.exists() and json.loads(marker.read_text()).get("to") == to_url
+        if not resuming and not store_copy.target_is_empty(target.engine):
+            raise StartupError(
+                "migrate --to: the target database already holds data; give an empty "
+                "database (a copy into it was not started from this installation)")
+        marker.write_text(json.dumps({"to": to_url}))
+        for table in store_copy.tables():
+            store_copy.copy_table(source.engine, target.engine, table, batch=batch,
+                            progress=progress)
+        store_copy.reset_sequences(target.engine)
+        reports = store_copy.verify(source.engine, target.engine, progress)
+        missing = sorted(sha for sha in store_copy.referenced_blobs(target.engine)
+                         if not (config.blob_dir / sha[:2] / sha).is_file())
+        if missing:
+            raise StartupError(f"migrate --to: {len(missing)} message bodies are missing "
+                               f"from {config.blob_dir} (first: {missing[0]})")
+        if all(report.matches for report in reports):
+            marker.unlink(missing_ok=True)
+        return reports
+    finally:
+        target.close()
+        source.close()

@@ -288,6 +288,46 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy the embedded store into PostgreSQL, with a progress bar per table."""
+    from tqdm import tqdm
+
+    from postel.app import StartupError, migrate_storage
+
+    config = load_config(args.config)
+    bars: dict[str, Any] = {}
+
+    def progress(table: str, done: int, total: int) -> None:
+        bar = bars.get(table)
+        if bar is None:
+            bar = bars[table] = tqdm(total=total, desc=f"{table:<24}", unit=" rows",
+                                     disable=args.quiet, leave=True)
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    try:
+        reports = migrate_storage(config, args.to, progress=progress, batch=args.batch)
+    except StartupError as exc:
+        print(f"postel: migrate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for bar in bars.values():
+            bar.close()
+    bad = [r for r in reports if not r.matches]
+    for report in reports:
+        mark = "ok" if report.matches else "DIFFERENT"
+        print(f"{report.name:<26} {report.source_rows:>9} rows  {mark}")
+    if bad:
+        print(f"postel: migrate: {len(bad)} tables differ; run the command again to "
+              "resume the copy", file=sys.stderr)
+        return 1
+    print(f"Every row copied and verified. Set [storage] url = \"{args.to}\" in the "
+          "configuration and start Postel: clients keep their UIDs and sync state.")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------
 
 
@@ -387,6 +427,16 @@ def build_parser() -> argparse.ArgumentParser:
     dns_command.add_argument("--check", action="store_true",
                              help="query DNS and mark each record found, missing or "
                              "different (exit status 1 unless all are as suggested)")
+    migrate = command(sub, "migrate", cmd_migrate,
+                      "copy this installation's store (SQLite) into PostgreSQL, keeping "
+                      "every UID, UIDVALIDITY and MODSEQ; stop the server first; run it "
+                      "again to resume after an interruption")
+    migrate.add_argument("--to", required=True, metavar="URL",
+                         help="the target, postgresql://user@host/database (an empty "
+                         "database, or the one an interrupted copy was writing to)")
+    migrate.add_argument("--batch", type=int, default=1000, metavar="ROWS",
+                         help="rows per transaction (default 1000)")
+    migrate.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
