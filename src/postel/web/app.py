@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from postel.web import api, autoconfig, metrics
+from postel.web import api, autoconfig, health, metrics
 from postel.web.account import logon, reset, settings
 from postel.web.admin import domain, system
 from postel.web.mail import api as mail_api
@@ -31,15 +31,17 @@ log = logging.getLogger("postel.web")
 GET_POST = ["GET", "POST"]
 
 # Paths served on plain HTTP too (everything else redirects to HTTPS): ACME challenges,
-# mail client autoconfiguration, and /metrics (loopback-only by default) for scrapers.
+# mail client autoconfiguration, /metrics (loopback-only by default) for scrapers, and
+# /healthz for a load balancer's checks.
 HTTP_PATHS = ("/.well-known/acme-challenge/", "/mail/config-v1.1.xml",
-              "/.well-known/autoconfig/", "/metrics")
+              "/.well-known/autoconfig/", "/metrics", "/healthz")
 
 
 def routes(web: Web) -> list[BaseRoute]:
     site: list[BaseRoute] = [
         Route("/", logon.home),
         Route("/metrics", metrics.metrics),
+        Route("/healthz", health.healthz),
         Route("/logon", logon.logon, methods=GET_POST),
         Route("/logout", logon.logout, methods=GET_POST),
         Route("/forgot-password", reset.forgot_password, methods=GET_POST),
