@@ -29,6 +29,7 @@ from postel.store.model import Role
 from postel.store.sql import copy as store_copy
 from postel.store.sql.copy import TableCopy
 from postel.store.sql.migrate import upgrade
+from postel.store.sql.pgblobs import PgBlobStore
 from postel.store.sql.store import SqlStore
 from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
@@ -47,7 +48,8 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     blobs = BlobStore(config.blob_dir, config.tmp_dir)
     url = config.storage_url
-    store = open_sql_store(url, blobs)
+    store = open_sql_store(url, blobs,
+                           bodies_in_database=config.storage.bodies == "database")
     if migrate:
         try:
             upgrade(store.engine)
@@ -222,11 +224,14 @@ def migrate_storage(
                             progress=progress)
         store_copy.reset_sequences(target.engine)
         reports = store_copy.verify(source.engine, target.engine, progress)
-        missing = sorted(sha for sha in store_copy.referenced_blobs(target.engine)
-                         if not (config.blob_dir / sha[:2] / sha).is_file())
+        names = store_copy.referenced_blobs(source.engine)
+        if isinstance(target.blobs, PgBlobStore):
+            missing = store_copy.copy_bodies(names, target.blobs, progress)
+        else:  # bodies = "files": the hosts share this blob directory
+            missing = [sha for sha in names if not target.blobs.exists(sha)]
         if missing:
             raise StartupError(f"migrate --to: {len(missing)} message bodies are missing "
-                               f"from {config.blob_dir} (first: {missing[0]})")
+                               f"from {config.blob_dir} (first: {sorted(missing)[0]})")
         if all(report.matches for report in reports):
             marker.unlink(missing_ok=True)
         return reports

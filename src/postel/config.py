@@ -82,6 +82,10 @@ class StorageConfig:
     # SQLAlchemy URL. Default: sqlite:///<data_dir>/postel.db. PostgreSQL:
     # postgresql://user@host/db (the psycopg 3 driver is used).
     url: str = ""
+    # Where message bodies live with PostgreSQL: "database" (in the database, so every host
+    # of a cluster reads them; each host's blob directory is only a cache) or "files" (only
+    # in the blob directory, which every host must then share). SQLite always uses files.
+    bodies: str = "database"
 
 
 @dataclass(frozen=True)
@@ -486,6 +490,9 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     url = config.storage.url
     if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+")):
         raise ConfigError(f"storage.url: {url!r} is neither sqlite:///PATH nor postgresql://...")
+    if config.storage.bodies not in ("database", "files"):
+        raise ConfigError(f"storage.bodies: expected database or files, "
+                          f"got {config.storage.bodies!r}")
     _check_outbound(config)
     if config.imap.max_command_size < config.imap.max_literal_size:
         raise ConfigError("imap.max_command_size: must be at least imap.max_literal_size")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -109,9 +110,11 @@ def test_migrate_keeps_sync_state_and_resumes(
     assert "Every row copied and verified" in out
     assert re.search(r"messages\s+\d+ rows\s+ok", out), out
 
-    # Serve from PostgreSQL on the same data dir (the bodies stay in its blob files).
+    # Serve from PostgreSQL. The bodies are in the database now: the blob files are only a
+    # cache, so a host without them (here: the same host after losing them) serves as well.
     config = server.config_path.read_text()
     server.config_path.write_text(config.replace(sqlite_url, pg_url))
+    shutil.rmtree(server.data_dir / "blobs")
     server.reload_config()
     server.start()
     assert sync_state(server) == before

@@ -49,16 +49,22 @@ class BlobStore:
         self._pins: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def path(self, sha256: str) -> Path:
+    def local_path(self, sha256: str) -> Path:
+        """Where the blob's file is (or would be) on this host."""
         if len(sha256) != 64 or not all(c in "0123456789abcdef" for c in sha256):
             raise ValueError(f"not a blob name: {sha256!r}")
         return self.root / sha256[:2] / sha256
+
+    def path(self, sha256: str) -> Path:
+        """A readable file with the blob's bytes (a store that keeps bodies elsewhere
+        fetches the file first)."""
+        return self.local_path(sha256)
 
     def open(self, sha256: str) -> BinaryIO:
         return self.path(sha256).open("rb")
 
     def exists(self, sha256: str) -> bool:
-        return self.path(sha256).exists()
+        return self.local_path(sha256).exists()
 
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
@@ -96,7 +102,7 @@ class BlobStore:
             deleted = []
             for sha in unpinned:
                 if sha not in kept:
-                    self.path(sha).unlink(missing_ok=True)
+                    self.local_path(sha).unlink(missing_ok=True)
                     deleted.append(sha)
             return deleted
 
@@ -118,7 +124,7 @@ class BlobStore:
             del self._pins[sha]
 
     def _install(self, tmp_path: Path, sha256: str) -> None:
-        final = self.path(sha256)
+        final = self.local_path(sha256)
         shard = final.parent
         with self._lock:  # against collect(): pin, then find or place the file
             self._pin(sha256)

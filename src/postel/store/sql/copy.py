@@ -11,8 +11,9 @@ Resuming: rows are copied in primary-key order, a batch per transaction, and ins
 ON CONFLICT DO NOTHING (for rows keyed by name, such as counters, DO UPDATE: the source
 wins), so a batch that committed before the interruption is skipped, not duplicated; for a
 single integer key the copy starts after the target's largest key.
-Bodies stay where they are (the blob files of the data directory, which the new
-configuration keeps); the verification checks that every row's blob is there.
+Bodies are copied into the database too (`[storage] bodies = "database"`, the default, so
+every host of a cluster can read them) from the data directory's blob files, which stay as
+this host's cache; the copy checks that every body a row names is there.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from sqlalchemy import Column, Engine, Integer, Table, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from postel.store.sql.pgblobs import PgBlobStore
 from postel.store.sql.schema import metadata
 
 # Progress: (table, rows done, rows in all).
@@ -51,9 +53,13 @@ class CopyRefused(Exception):
     """The target cannot take this copy (not PostgreSQL, or holds other data)."""
 
 
+# The bodies' tables are filled from the blob files by copy_bodies, not copied as rows.
+BODY_TABLES = ("blob_objects", "blob_chunks")
+
+
 def tables() -> list[Table]:
-    """Every table, parents before children."""
-    return list(metadata.sorted_tables)
+    """Every table of rows, parents before children."""
+    return [table for table in metadata.sorted_tables if table.name not in BODY_TABLES]
 
 
 def _key(table: Table) -> list[Column[Any]]:
@@ -192,3 +198,16 @@ def referenced_blobs(engine: Engine) -> set[str]:
             column = metadata.tables[name].c.blob_sha256
             names.update(sha for (sha,) in conn.execute(select(column).distinct()))
     return names
+
+
+def copy_bodies(names: set[str], blobs: PgBlobStore, progress: Progress) -> list[str]:
+    """Put every named body into the target's database (`[storage] bodies = "database"`),
+    from the blob directory the installation keeps; returns the names found in neither."""
+    missing = []
+    for done, sha in enumerate(sorted(names), 1):
+        if blobs.local_path(sha).is_file():
+            blobs.upload(sha)  # stamps and returns at once if the body is there already
+        elif not blobs.exists(sha):
+            missing.append(sha)
+        progress("message bodies", done, len(names))
+    return missing

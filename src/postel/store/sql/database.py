@@ -24,6 +24,7 @@ from postel.store.blobs import BlobStore
 from postel.store.errors import AlreadyExists, StoreError
 from postel.store.model import Change
 from postel.store.sql.groupcommit import GroupCommitter
+from postel.store.sql.pgblobs import PgBlobStore
 
 log = logging.getLogger("postel.store")
 
@@ -101,11 +102,12 @@ class Database:
             raise AlreadyExists(exists) from None
 
 
-def open_database(url: str, blobs: BlobStore) -> Database:
-    """The database for a storage URL: sqlite:///... or postgresql://..."""
+def open_database(url: str, blobs: BlobStore, *, bodies_in_database: bool = True) -> Database:
+    """The database for a storage URL: sqlite:///... or postgresql://... (which keeps the
+    message bodies too unless `bodies_in_database` is false)."""
     if url.startswith("sqlite"):
         return _sqlite(url, blobs)
-    return _postgres(url, blobs)
+    return _postgres(url, blobs, bodies_in_database)
 
 
 def _sqlite(url: str, blobs: BlobStore) -> Database:
@@ -131,9 +133,11 @@ def _sqlite(url: str, blobs: BlobStore) -> Database:
     return Database(engine, blobs, threading.Lock())
 
 
-def _postgres(url: str, blobs: BlobStore) -> Database:
+def _postgres(url: str, blobs: BlobStore, bodies_in_database: bool) -> Database:
     """PostgreSQL: concurrent writers, serialised per mailbox by row locks."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     engine = create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+    if bodies_in_database:
+        blobs = PgBlobStore(blobs.root, blobs.tmp_dir, engine)
     return Database(engine, blobs)

@@ -398,3 +398,26 @@ urlauth_keys = Table(
     Column("access_key", String(64), nullable=False),  # 32 random bytes, hex
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# -- bodies in PostgreSQL (store/sql/pgblobs.py) ---------------------------------------
+
+# On PostgreSQL the database holds every body, so each host of a cluster can read it; the
+# blob directory is then a per-host cache. Unused on SQLite, where the files are the bodies.
+blob_objects = Table(
+    "blob_objects",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    # Stamped at every install, a duplicate's too: the collector spares a body stamped
+    # within its grace period, which a writer on another host may be about to name.
+    Column("used_at", UtcDateTime, nullable=False),
+)
+
+# A body's bytes in 256 KiB chunks (written before its blob_objects row, in one transaction).
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)

@@ -49,9 +49,9 @@ class SqlStore:
         self.db.close()
 
 
-def open_store(url: str, blobs: BlobStore) -> SqlStore:
+def open_store(url: str, blobs: BlobStore, *, bodies_in_database: bool = True) -> SqlStore:
     """The store for a storage URL (sqlite:///... or postgresql://...)."""
-    return SqlStore(open_database(url, blobs))
+    return SqlStore(open_database(url, blobs, bodies_in_database=bodies_in_database))
 
 
 __all__ = ["SqlStore", "open_store"]
