@@ -24,6 +24,7 @@ EXTENSIONS: tuple[str, ...] = (
     "STATUS=SIZE", "MULTIAPPEND", "BINARY", "UTF8=ACCEPT", "COMPRESS=DEFLATE",
     "ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT",  # RFC 5267
     "NOTIFY",  # RFC 5465
+    "WITHIN",  # RFC 5032: the OLDER and YOUNGER search keys
 )
 # Issue 11, message extensions, each added here once it works: RFC 8514 SAVEDATE,
 # RFC 8474 OBJECTID, RFC 8970 PREVIEW, RFC 8508 REPLACE, RFC 9586 UIDONLY.

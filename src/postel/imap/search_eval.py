@@ -44,7 +44,7 @@ def needed_columns(key: SearchKey) -> set[str]:
         for sub in key.args:
             assert isinstance(sub, SearchKey)
             cols |= needed_columns(sub)
-    elif op in ("BEFORE", "ON", "SINCE"):
+    elif op in ("BEFORE", "ON", "SINCE", "OLDER", "YOUNGER"):
         cols.add("internal_date")
     elif op in ("SENTBEFORE", "SENTON", "SENTSINCE"):
         cols |= {"envelope", "internal_date"}
@@ -183,6 +183,18 @@ class Evaluator:
             target = args[0]
             assert isinstance(target, date)
             return _compare(_day(m.row.get("internal_date")), op, target)
+        if op in ("OLDER", "YOUNGER"):
+            # RFC 5032 3: OLDER n matches an internal date more than n seconds ago,
+            # YOUNGER n one within the last n seconds (time zones do not matter here).
+            seconds = args[0]
+            assert isinstance(seconds, int)
+            arrived = m.row.get("internal_date")
+            if not isinstance(arrived, datetime):
+                return False
+            if arrived.tzinfo is None:
+                arrived = arrived.replace(tzinfo=UTC)
+            age = (datetime.now(UTC) - arrived).total_seconds()
+            return age > seconds if op == "OLDER" else age <= seconds
         if op in ("SAVEDBEFORE", "SAVEDON", "SAVEDSINCE"):
             # RFC 8514 4.3: like BEFORE/ON/SINCE, on the date the message was saved.
             target = args[0]

@@ -1,5 +1,5 @@
 """SEARCH keys (RFC 9051 6.4.4, RFC 3501 6.4.4, RFC 7162 3.1.5 MODSEQ, RFC 5182 "$",
-RFC 8514 SAVEDATE)."""
+RFC 8514 SAVEDATE, RFC 5032 WITHIN)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,12 @@ def search_key(c: Cursor, depth: int) -> SearchKey:
             raise ParseError(f"bad {word} {objectid!r}")
         return SearchKey(word, (objectid,))
     if word in ("OLDER", "YOUNGER"):
-        raise ParseError(f"search key {word} is not supported")
+        # RFC 5032 3: "OLDER" SP nz-number / "YOUNGER" SP nz-number, in seconds.
+        c.sp()
+        interval = c.number()
+        if interval == 0:
+            raise ParseError(f"{word} needs a non-zero number of seconds")
+        return SearchKey(word, (interval,))
     raise ParseError(f"unknown search key {word}")
 
 
