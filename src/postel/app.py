@@ -30,6 +30,7 @@ from postel.store.sql import copy as store_copy
 from postel.store.sql.copy import TableCopy
 from postel.store.sql.migrate import upgrade
 from postel.store.sql.pgblobs import PgBlobStore
+from postel.store.sql.pgbus import PgHintRelay
 from postel.store.sql.store import SqlStore
 from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
@@ -133,6 +134,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         log.info("removed half-written files of a previous run", extra={"fields": {"n": removed}})
     bus = InProcessBus()
     store.on_commit(bus.publish)
+    relay = _hint_relay(store, bus)
     limiter = FailureLimiter(
         config.auth.max_failures_per_ip,
         config.auth.max_failures_per_account,
@@ -183,8 +185,23 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     await stop.wait()
     log.info("stopping: finishing work in flight")
     await asyncio.gather(*(service.shutdown(SHUTDOWN_GRACE) for service in services))
+    if relay is not None:
+        await asyncio.to_thread(relay.stop)
     store.close()
     log.info("stopped")
+
+
+def _hint_relay(store: SqlStore, bus: InProcessBus) -> PgHintRelay | None:
+    """On PostgreSQL the hints travel between hosts too (store/sql/pgbus.py): every
+    store's commits send them, and this relay hands other processes' to this host's bus.
+    None on SQLite (one host)."""
+    if store.engine.dialect.name != "postgresql":
+        return None
+    conninfo = store.engine.url.set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    relay = PgHintRelay(conninfo, bus.publish, bus.wake_all)
+    relay.start()
+    return relay
 
 
 # -- postel migrate --to --------------------------------------------------------------

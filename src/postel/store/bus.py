@@ -70,6 +70,16 @@ class InProcessBus:
                 if not subs:
                     del self._subscribers[subscription.account_id]
 
+    def wake_all(self) -> None:
+        """Make every subscriber look again (hints may have been lost: a relay from other
+        hosts reconnected). An empty batch carries no change, only the wake-up."""
+        with self._lock:
+            targets = [sub for subs in self._subscribers.values() for sub in subs]
+        for sub in targets:
+            if not sub.loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    sub.loop.call_soon_threadsafe(sub._deliver, [])
+
     def publish(self, changes: Sequence[Change]) -> None:
         """Called after a commit, from any thread."""
         by_account: dict[int, list[Change]] = defaultdict(list)

@@ -25,6 +25,7 @@ from postel.store.errors import AlreadyExists, StoreError
 from postel.store.model import Change
 from postel.store.sql.groupcommit import GroupCommitter
 from postel.store.sql.pgblobs import PgBlobStore
+from postel.store.sql.pgbus import send_hints
 
 log = logging.getLogger("postel.store")
 
@@ -41,6 +42,9 @@ class Database:
         self.engine = engine
         self.blobs = blobs
         self._listeners: list[Listener] = []
+        # Called inside each write transaction that has changes, just before COMMIT (the
+        # PostgreSQL hint relay sends its NOTIFY there, so it is delivered with the commit).
+        self._before_commit: list[Callable[[Connection, list[Change]], None]] = []
         self._lock = write_lock
         # Concurrent deliveries share one transaction and one WAL fsync (SQLite only:
         # PostgreSQL writers run in parallel anyway).
@@ -53,6 +57,9 @@ class Database:
         """Register a callback that receives the changes of every committed write."""
         self._listeners.append(listener)
 
+    def before_commit(self, hook: Callable[[Connection, list[Change]], None]) -> None:
+        self._before_commit.append(hook)
+
     def _write_lock(self) -> AbstractContextManager[Any]:
         return self._lock if self._lock is not None else nullcontext()
 
@@ -62,6 +69,9 @@ class Database:
         changes: list[Change] = []
         with self._write_lock(), self.engine.begin() as conn:
             yield conn, changes
+            if changes:
+                for hook in self._before_commit:
+                    hook(conn, changes)
         if changes:
             self.publish(changes)
 
@@ -140,4 +150,6 @@ def _postgres(url: str, blobs: BlobStore, bodies_in_database: bool) -> Database:
     engine = create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
     if bodies_in_database:
         blobs = PgBlobStore(blobs.root, blobs.tmp_dir, engine)
-    return Database(engine, blobs)
+    database = Database(engine, blobs)
+    database.before_commit(send_hints)  # other hosts learn of the commit with it
+    return database
