@@ -285,6 +285,7 @@ class QueueService:
                 body_8bit=item.body_8bit,
                 dsn_mail=dsn_mail_options(item.dsn),
                 requiretls=item.requiretls,
+                body_binary=item.body_binary,
             )
             wire_to_stored = dict(zip(message.recipients, item.recipients, strict=True))
             message.dsn_rcpt.update(
@@ -423,7 +424,9 @@ class QueueService:
             success="relayed" if relayed else "",
             retry_until=item.created_at + timedelta(seconds=self.outbound.expire_after),
             envid=item.dsn.envid,
-            full=item.dsn.ret == "FULL",
+            # A binary original (RFC 3030) would make the DSN binary too, which could not
+            # travel by DATA: RET=FULL gets the headers only (RFC 3461 4.3 allows less).
+            full=item.dsn.ret == "FULL" and not item.body_binary,
         )
         queue_id = send_dsn(self.store, sender=item.mail_from, data=data, about=item.queue_id)
         if queue_id is None:

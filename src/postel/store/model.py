@@ -239,3 +239,6 @@ class OutboundItem:
     delay_warned: bool = False  # the sender was told the message is delayed
     dsn: DsnRequest = field(default_factory=DsnRequest)  # RFC 3461 parameters
     requiretls: bool = False  # RFC 8689: only over verified TLS to a REQUIRETLS next hop
+    # RFC 3030 3 BODY=BINARYMIME: the bytes are binary MIME, sent only by BDAT to a next
+    # hop offering BINARYMIME and CHUNKING.
+    body_binary: bool = False
