@@ -31,6 +31,7 @@ MESSAGE = (
     b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
     b"\r\n" + PART
 )
+EIGHT_BIT = b"From: <alice@a.test>\r\nSubject: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
 BASE = ("SIZE 100000000", "PIPELINING", "ENHANCEDSTATUSCODES")
 
 
@@ -61,9 +62,7 @@ def test_binary_and_8bit_messages_to_hops_with_and_without_support(
         client.login(ALICE, PASSWORD)
         submit_binary(client, "bob@bin.test")
         submit_binary(client, "bob@plain.test", "RET=FULL")
-        client.sendmail(ALICE, ["bob@seven.test"],
-                        "From: <alice@a.test>\r\nSubject: 8bit\r\n\r\ncaf\xe9\r\n".encode("latin-1"),
-                        mail_options=["BODY=8BITMIME"])
+        client.sendmail(ALICE, ["bob@seven.test"], EIGHT_BIT, mail_options=["BODY=8BITMIME"])
     wait_until(lambda: queue_empty(sender) and len(sender.inbox(ALICE)) == 2, what="DSNs")
 
     [sent] = binary_hop.messages
