@@ -21,11 +21,14 @@ from tests.harness import free_ports
 
 
 class Zone(BaseResolver):  # type: ignore[misc]
-    """Records by (name, type); answers NXDOMAIN for names it has nothing for."""
+    """Records by (name, type); answers NXDOMAIN for names it has nothing for. Names in
+    `validated` are answered with the AD bit, as a validating resolver answers for a
+    DNSSEC-signed zone (RFC 4035 3.2.3)."""
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.failing: set[str] = set()  # names answered with SERVFAIL
+        self.validated: set[str] = set()
         self.lock = threading.Lock()
 
     def add(self, name: str, rdtype: str, value: str) -> None:
@@ -57,6 +60,8 @@ class Zone(BaseResolver):  # type: ignore[misc]
             reply.add_answer(RR(request.q.qname, QTYPE.reverse[rdtype], rdata=rdata, ttl=1))
         if not values and not exists:
             reply.header.rcode = 3  # NXDOMAIN
+        # request.reply() copies the query's flags, AD (RFC 6840 5.7) among them.
+        reply.header.ad = int(bool(values) and name in self.validated)
         return reply
 
 
