@@ -2,7 +2,8 @@
 BODY=BINARYMIME, octet for octet, to a next hop offering BINARYMIME and CHUNKING; to one
 that does not, it is not converted but bounced with 5.6.3 (RFC 3463 3.6 "conversion
 required but not supported"), as an 8BITMIME message is to a hop without 8BITMIME
-(RFC 6152 3). One sender, three scripted next hops (test_outbound_support)."""
+(RFC 6152 3), unless it is 7-bit in fact. One sender, three scripted next hops
+(test_outbound_support)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ MESSAGE = (
     b"\r\n" + PART
 )
 EIGHT_BIT = b"From: <alice@a.test>\r\nSubject: 8bit\r\n\r\ncaf\xc3\xa9\r\n"
+SEVEN_BIT = b"From: <alice@a.test>\r\nSubject: ascii\r\n\r\ncafe\r\n"
 BASE = ("SIZE 100000000", "PIPELINING", "ENHANCEDSTATUSCODES")
 
 
@@ -63,6 +65,8 @@ def test_binary_and_8bit_messages_to_hops_with_and_without_support(
         submit_binary(client, "bob@bin.test")
         submit_binary(client, "bob@plain.test", "RET=FULL")
         client.sendmail(ALICE, ["bob@seven.test"], EIGHT_BIT, mail_options=["BODY=8BITMIME"])
+        # Declared 8BITMIME but 7-bit in fact: it may go, without the BODY parameter.
+        client.sendmail(ALICE, ["carol@seven.test"], SEVEN_BIT, mail_options=["BODY=8BITMIME"])
     wait_until(lambda: queue_empty(sender) and len(sender.inbox(ALICE)) == 2, what="DSNs")
 
     [sent] = binary_hop.messages
@@ -70,9 +74,12 @@ def test_binary_and_8bit_messages_to_hops_with_and_without_support(
     assert sent.data.startswith(b"Received: ") and sent.data.endswith(MESSAGE)
     assert any(c.startswith("BDAT") for c in binary_hop.commands)
     assert not any(c.upper() == "DATA" for c in binary_hop.commands)
-    # Neither hop without support was given the message, in any form.
-    assert plain_hop.messages == [] and seven_hop.messages == []
-    assert not any(c.startswith("MAIL") for c in plain_hop.commands + seven_hop.commands)
+    # Neither hop without support was given the binary or the 8-bit message, in any form.
+    assert plain_hop.messages == [] and not any(c.startswith("MAIL") for c in plain_hop.commands)
+    [ascii_only] = seven_hop.messages
+    assert ascii_only.recipients == ["carol@seven.test"]
+    assert ascii_only.mail_params == f"SIZE={len(ascii_only.data)}"  # no BODY=8BITMIME
+    assert ascii_only.data.endswith(SEVEN_BIT)
 
     reports = {}
     for raw in sender.inbox(ALICE):

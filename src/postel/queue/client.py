@@ -255,11 +255,15 @@ async def _transaction(
     if message.body_binary:
         options.append(_binarymime_option(client, host))
     elif message.body_8bit:
-        if not client.supports_extension("8bitmime"):
-            # RFC 6152 3: 8-bit content must not go to a server without 8BITMIME.
+        if client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        elif not _seven_bit(message.data):
+            # RFC 6152 3: 8-bit content must not go to a server without 8BITMIME; we do
+            # not downgrade it, so it bounces with 5.6.3 (conversion not supported).
             raise AttemptFailed(Failure(554, "5.6.3", f"{host} does not accept 8-bit "
                                         "content (no 8BITMIME)", host))
-        options.append("BODY=8BITMIME")
+        # Declared 8BITMIME but 7-bit in fact (our own DSNs, plain ASCII mail): it goes
+        # as it is, without the parameter the server does not know (RFC 6152 3).
     if message.smtputf8:
         if not client.supports_extension("smtputf8"):
             # RFC 6531 3.2: without SMTPUTF8 at the next hop the message cannot travel.
@@ -304,6 +308,11 @@ async def _transaction(
     outcome.delivered = accepted
     await _quit(client)
     return outcome
+
+
+def _seven_bit(data: bytes) -> bool:
+    """US-ASCII without NUL (RFC 2045 2.7 7bit data), safe for a 7-bit server."""
+    return data.isascii() and b"\0" not in data
 
 
 def _binarymime_option(client: aiosmtplib.SMTP, host: str) -> str:
