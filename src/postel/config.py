@@ -278,6 +278,15 @@ class OutboundConfig:
     # system's). With AUTH the certificate is always verified: credentials never go to an
     # unverified peer.
     smarthost_cafile: str = ""
+    # How the MX hosts of a REQUIRETLS message (RFC 8689 4.2.1) must be authenticated:
+    # "dnssec" (the MX answer must carry the AD bit of the resolver, so [dns] nameservers
+    # must be a validating resolver you trust, e.g. a local unbound; otherwise such mail
+    # bounces with 5.7.30) or "certificate" (any MX answer will do; the TLS certificate,
+    # always verified against the MX name, is then the only check, which a forged MX answer
+    # naming a host with a valid certificate defeats). MTA-STS is not consulted. Either way
+    # the certificate must verify and the MX must offer REQUIRETLS; a smarthost counts as
+    # authenticated by this configuration.
+    requiretls_mx_auth: str = "dnssec"
 
 
 @dataclass(frozen=True)
@@ -520,6 +529,9 @@ def _check_outbound(config: Config) -> None:
     if config.outbound.smarthost_tls not in ("starttls", "tls", "none"):
         raise ConfigError("outbound.smarthost_tls: expected starttls, tls or none, "
                           f"got {config.outbound.smarthost_tls!r}")
+    if config.outbound.requiretls_mx_auth not in ("dnssec", "certificate"):
+        raise ConfigError("outbound.requiretls_mx_auth: expected dnssec or certificate, "
+                          f"got {config.outbound.requiretls_mx_auth!r}")
     if config.outbound.smarthost:
         _parse_listen("smarthost", config.outbound.smarthost)
     cafile = config.outbound.smarthost_cafile

@@ -34,6 +34,7 @@ class Envelope:
     local_recipients: Sequence[str] = ()  # the RCPT addresses that reached `local`
     hostname: str = ""  # our name, as the Reporting-MTA of success DSNs
     requiretls: bool = False  # RFC 8689: queued copies travel only over verified TLS
+    body_binary: bool = False  # RFC 3030 BODY=BINARYMIME: queued copies need it next hop
 
 
 def deliver(
@@ -65,6 +66,7 @@ def deliver(
             body_8bit=envelope.body_8bit,
             dsn=envelope.dsn,
             requiretls=envelope.requiretls,
+            body_binary=envelope.body_binary,
         )
     if envelope.local and envelope.dsn is not None:
         _report_success(store, blob, envelope, return_path_length)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import imaplib
 import re
+import uuid
 
 import pytest
 
+from postel.store.model import Role
 from tests.harness import PostelServer
 from tests.integration.test_imap_support import (
     Raw,
@@ -222,8 +224,10 @@ def test_idle_with_notify_reports_other_mailboxes(postel: PostelServer) -> None:
 
 @pytest.mark.parametrize(("command", "answer"), [
     (b"NOTIFY SET (personal (AnnotationChange MessageNew MessageExpunge))",
-     b"NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]"),
-    (b"NOTIFY SET (personal (MailboxMetadataChange))", b"NO [BADEVENT"),
+     b"NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange "
+     b"MailboxMetadataChange ServerMetadataChange)]"),
+    (b"NOTIFY SET (personal (QuotaChange))", b"NO [BADEVENT"),
+    (b"NOTIFY SET (selected (MailboxMetadataChange))", b"BAD"),  # RFC 5465 6.1
     (b"NOTIFY SET (personal (MessageNew))", b"BAD"),  # RFC 5465 5: with MessageExpunge
     (b"NOTIFY SET (personal (FlagChange))", b"BAD"),
     (b"NOTIFY SET (selected (MailboxName))", b"BAD"),  # RFC 5465 6.1
@@ -263,5 +267,58 @@ def test_subtree_and_mailboxes_filters(postel: PostelServer) -> None:
     assert watcher.line() == b'* STATUS Lists/IETF (UIDNEXT 2 MESSAGES 1)'
     actor.cmd(b"r", b"RENAME Other Elsewhere")
     assert watcher.line() == b'* LIST (\\HasNoChildren) "/" Elsewhere ("OLDNAME" (Other))'
+    watcher.close()
+    actor.close()
+
+
+def told(actor: Raw, watcher: Raw, setmetadata: bytes, pushed_line: bytes) -> None:
+    """The actor's SETMETADATA succeeds and the watcher is pushed exactly this line."""
+    assert actor.cmd(b"m", setmetadata)[-1].startswith(b"m OK")
+    assert watcher.line() == pushed_line
+
+
+def test_metadata_changes_elsewhere_send_unsolicited_metadata(postel: PostelServer) -> None:
+    """RFC 5465 5.6 MailboxMetadataChange and 5.7 ServerMetadataChange: a SETMETADATA in
+    another session names the changed entries in an unsolicited METADATA (RFC 5464 4.4.2:
+    entry names only, no values), for mailboxes and for the server ("")."""
+    user = new_user(postel)
+    watcher, actor = session(postel, user), session(postel, user)
+    actor.cmd(b"c", b"CREATE Notes")
+    watcher.cmd(b"n", b"NOTIFY SET (personal (MailboxMetadataChange ServerMetadataChange))")
+    told(actor, watcher, b'SETMETADATA INBOX (/private/comment "inbox note")',
+         b"* METADATA INBOX /private/comment")
+    told(actor, watcher, b'SETMETADATA Notes (/shared/comment "a" /private/todo "b")',
+         b"* METADATA Notes /private/todo /shared/comment")
+    told(actor, watcher, b"SETMETADATA Notes (/shared/comment NIL)",
+         b"* METADATA Notes /shared/comment")  # removed: a change too
+    told(actor, watcher, b'SETMETADATA "" (/private/vendor/x "1")',
+         b'* METADATA "" /private/vendor/x')
+    # The server's shared entries are every account's: an admin elsewhere changes one.
+    admin = session(postel, new_user(postel, role=Role.ADMIN))
+    motd = f'"{uuid.uuid4().hex}"'.encode()  # the module's server is shared: always new
+    told(admin, watcher, b'SETMETADATA "" (/shared/motd ' + motd + b")",
+         b'* METADATA "" /shared/motd')
+    # The watcher's own SETMETADATA is not echoed back (RFC 5465 5).
+    assert watcher.cmd(b"w", b'SETMETADATA INBOX (/private/comment "mine")')[-1].startswith(
+        b"w OK")
+    assert watcher.cmd(b"o", b"NOOP") == [b"o OK NOOP completed"]
+    for raw in (watcher, actor, admin):
+        raw.close()
+
+
+def test_metadata_notifications_follow_the_filter(postel: PostelServer) -> None:
+    user = new_user(postel)
+    watcher, actor = session(postel, user), session(postel, user)
+    actor.cmd(b"c", b"CREATE Watched")
+    watcher.cmd(b"n", b"NOTIFY SET (mailboxes (Watched) (MailboxMetadataChange)) "
+                b"(personal (MailboxName))")
+    # Not watched for metadata: INBOX's entry and the server's say nothing; the CREATE
+    # that follows is the next thing the watcher hears.
+    actor.cmd(b"m", b'SETMETADATA INBOX (/private/comment "x")')
+    actor.cmd(b"m", b'SETMETADATA "" (/private/comment "x")')
+    actor.cmd(b"c", b"CREATE Later")
+    assert watcher.line() == b'* LIST (\\HasNoChildren) "/" Later'
+    told(actor, watcher, b'SETMETADATA Watched (/private/comment "y")',
+         b"* METADATA Watched /private/comment")
     watcher.close()
     actor.close()

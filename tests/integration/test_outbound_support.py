@@ -21,11 +21,14 @@ from tests.harness import free_ports
 
 
 class Zone(BaseResolver):  # type: ignore[misc]
-    """Records by (name, type); answers NXDOMAIN for names it has nothing for."""
+    """Records by (name, type); answers NXDOMAIN for names it has nothing for. Names in
+    `validated` are answered with the AD bit, as a validating resolver answers for a
+    DNSSEC-signed zone (RFC 4035 3.2.3)."""
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.failing: set[str] = set()  # names answered with SERVFAIL
+        self.validated: set[str] = set()
         self.lock = threading.Lock()
 
     def add(self, name: str, rdtype: str, value: str) -> None:
@@ -57,6 +60,8 @@ class Zone(BaseResolver):  # type: ignore[misc]
             reply.add_answer(RR(request.q.qname, QTYPE.reverse[rdtype], rdata=rdata, ttl=1))
         if not values and not exists:
             reply.header.rcode = 3  # NXDOMAIN
+        # request.reply() copies the query's flags, AD (RFC 6840 5.7) among them.
+        reply.header.ad = int(bool(values) and name in self.validated)
         return reply
 
 
@@ -99,6 +104,7 @@ class Received:
     mail_from: str
     recipients: list[str]
     data: bytes
+    mail_params: str = ""  # MAIL's parameters as sent ("BODY=BINARYMIME SIZE=10")
 
 
 @dataclass
@@ -141,7 +147,7 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
             with receiver.lock:
                 receiver.connections += 1
             self.reply("220 fake.test ESMTP")
-            mail_from, rcpts = "", []
+            mail_from, rcpts, params, chunks = "", [], "", []
             while True:
                 line = self.rfile.readline()
                 if not line:
@@ -159,8 +165,9 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
                         for index, text in enumerate(lines)
                     ))
                 elif verb == "MAIL":
-                    mail_from = command.partition(":")[2].split()[0].strip("<>")
-                    rcpts = []
+                    mail_from, *words = command.partition(":")[2].split()
+                    mail_from, params = mail_from.strip("<>"), " ".join(words)
+                    rcpts, chunks = [], []
                     self.reply("250 2.1.0 OK")
                 elif verb == "RCPT":
                     address = command.partition(":")[2].split()[0].strip("<>")
@@ -179,8 +186,19 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
                     with receiver.lock:
                         answer = receiver.data_replies.pop(0) if receiver.data_replies else "250"
                         if answer.startswith("250"):
-                            receiver.messages.append(Received(mail_from, rcpts, b"".join(chunks)))
+                            receiver.messages.append(
+                                Received(mail_from, rcpts, b"".join(chunks), params))
                     self.reply(answer if answer != "250" else "250 2.0.0 accepted")
+                elif verb == "BDAT":  # RFC 3030: exactly the octets counted, kept raw
+                    size, *last = command.split()[1:]
+                    chunks.append(self.rfile.read(int(size)))
+                    if not last:
+                        self.reply("250 2.0.0 chunk OK")
+                        continue
+                    with receiver.lock:
+                        receiver.messages.append(
+                            Received(mail_from, rcpts, b"".join(chunks), params))
+                    self.reply("250 2.0.0 accepted")
                 elif verb == "QUIT":
                     self.reply("221 bye")
                     return

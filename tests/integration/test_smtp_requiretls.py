@@ -1,7 +1,8 @@
 """REQUIRETLS (RFC 8689): offered and accepted only over TLS (25 after STARTTLS, 587,
 465; smtplib), kept with the queue row, and then relayed only over verified TLS to a
-server that offers REQUIRETLS (a second Postel as smarthost), else bounced with 5.7.30
-(a scripted plaintext receiver)."""
+server that offers REQUIRETLS (a second Postel as smarthost or as MX), else bounced with
+5.7.30 (a scripted plaintext receiver); an MX must also come from a DNSSEC-validated MX
+answer and hold a certificate for its own name (RFC 8689 4.2.1)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,45 @@ def test_verified_tls_to_a_requiretls_server_delivers(
     assert b"Subject: over verified TLS" in smarthost.inbox("bob@b.test")[0]
     wait_until(lambda: sender.store.queue.list_all() == [], what="queue emptied")
     assert sender.inbox("alice@a.test") == []
+
+
+def test_the_mx_must_be_dnssec_validated_and_its_certificate_match_its_name(
+    make_postel: Callable[..., PostelServer], dns_server: DnsFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """RFC 8689 4.2.1 with a real TLS next hop: a second Postel, whose self-signed
+    certificate (for mail.example.test) the sender trusts through SSL_CERT_FILE. It is
+    the MX of every domain here, under its own name or under mx.w.test, a name its
+    certificate does not carry. The loopback DNS server sets the AD bit for the signed
+    domains, as a validating resolver would."""
+    receiver = make_postel("receiver")
+    for domain in ("r.test", "w.test", "m.test", "u.test"):
+        receiver.add_user(f"bob@{domain}")
+    receiver.start()
+    zone = dns_server.zone
+    zone.add("mail.example.test", "A", "127.0.0.1")
+    zone.add("mx.w.test", "A", "127.0.0.1")
+    for domain, exchangers in [("r.test", ["10 mail.example.test."]),
+                               ("w.test", ["10 mx.w.test."]),
+                               ("m.test", ["10 mx.w.test.", "20 mail.example.test."]),
+                               ("u.test", ["10 mail.example.test."])]:
+        for exchanger in exchangers:
+            zone.add(domain, "MX", exchanger)
+    zone.validated |= {"r.test", "w.test", "m.test"}  # u.test: not signed
+    monkeypatch.setenv("SSL_CERT_FILE", str(receiver.cert_path))
+    sender = start_sender(make_postel, dns_server, receiver.port("smtp"))
+    for domain in ("r.test", "w.test", "m.test", "u.test"):
+        _submit(sender, f"bob@{domain}", ALICE, f"secret for {domain}")
+    wait_until(lambda: queue_empty(sender) and len(sender.inbox(ALICE)) == 2, what="DSNs")
+    # Validated MX, certificate for its name: delivered; m.test after skipping mx.w.test.
+    assert len(receiver.inbox("bob@r.test")) == 1 and len(receiver.inbox("bob@m.test")) == 1
+    # mx.w.test's certificate does not name it; u.test's MX answer is not validated.
+    assert receiver.inbox("bob@w.test") == [] and receiver.inbox("bob@u.test") == []
+    reports = {}
+    for raw in sender.inbox(ALICE):
+        _, groups = dsn_report(raw)
+        reports[groups[1]["Final-Recipient"]] = groups[1]
+    assert {k: (g["Status"], g["Action"]) for k, g in reports.items()} == {
+        "rfc822; bob@w.test": ("5.7.30", "failed"), "rfc822; bob@u.test": ("5.7.30", "failed")}
+    assert "did not verify" in reports["rfc822; bob@w.test"]["Diagnostic-Code"]
+    assert "DNSSEC" in reports["rfc822; bob@u.test"]["Diagnostic-Code"]

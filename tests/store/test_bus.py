@@ -8,7 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from postel.store.bus import InProcessBus, Subscription
-from postel.store.model import Change, FlagsChanged, MessageAdded, MessagesExpunged
+from postel.store.model import (
+    Change,
+    FlagsChanged,
+    MessageAdded,
+    MessagesExpunged,
+    MetadataChanged,
+    QueueChanged,
+)
 from postel.store.sql.store import SqlStore
 from tests.store.helpers import add_user, deliver_one, mailbox_id
 
@@ -35,6 +42,23 @@ def test_publish_from_another_thread_wakes_the_subscriber() -> None:
             return got
 
     assert asyncio.run(main()) == mine
+
+
+def test_server_shared_metadata_reaches_every_account() -> None:
+    # MetadataChanged without an account is the server's /shared entries, which every
+    # account sees (NOTIFY ServerMetadataChange, RFC 5465 5.7); QueueChanged reaches none.
+    bus = InProcessBus()
+    shared, own = MetadataChanged(None, None), MetadataChanged(1, 10)
+
+    async def main() -> tuple[list[Change], list[Change]]:
+        async with bus.subscribe(1) as first, bus.subscribe(2) as second:
+            bus.publish([QueueChanged(), own, shared])
+            got = await asyncio.wait_for(first.get(), WAIT), await asyncio.wait_for(
+                second.get(), WAIT)
+            assert first.queue.empty() and second.queue.empty()
+            return got
+
+    assert asyncio.run(main()) == ([own, shared], [shared])
 
 
 def test_subscriber_waiting_before_publish_wakes() -> None:

@@ -502,3 +502,10 @@ def test_lists() -> None:
     )
     assert config.outbound.retry_schedule == (60.0, 120.5)
     assert config.dns.nameservers == ("192.0.2.53", "[2001:db8::53]:5353")
+
+
+def test_requiretls_mx_auth_takes_dnssec_or_certificate() -> None:
+    assert parse_config({}).outbound.requiretls_mx_auth == "dnssec"  # RFC 8689 4.2.1
+    lenient = parse_config({"outbound": {"requiretls_mx_auth": "certificate"}})
+    assert lenient.outbound.requiretls_mx_auth == "certificate"
+    raises({"outbound": {"requiretls_mx_auth": "mta-sts"}}, "outbound.requiretls_mx_auth")

@@ -15,12 +15,14 @@ from postel.imap.commands.notify import deliver_notifications
 from postel.imap.notify import (
     MAX_NOTIFICATIONS_PER_ROUND,
     Listed,
+    MetadataDue,
     NotifyRefused,
     NotifySpec,
     Snapshot,
     StatusDue,
     covers,
     diff,
+    digests,
 )
 from postel.imap.proto.commands import Command, CommandError, parse_command
 from postel.imap.proto.fetchatt import FetchAtt, Section
@@ -175,6 +177,35 @@ def test_the_selected_mailbox_gets_no_status() -> None:
     assert diff(old, new, spec, selected_id=1, condstore=False) == []
     assert diff(old, new, spec, selected_id=None, condstore=False) == [
         StatusDue("INBOX", (("UIDNEXT", 2), ("MESSAGES", 1)))]
+
+
+def test_metadata_events_watch_the_covered_mailboxes_and_the_server() -> None:
+    spec = spec_of(b"(mailboxes (Notes) (MailboxMetadataChange)) (inboxes (MailboxName))")
+    boxes = {1: box(1, "INBOX"), 2: box(2, "Notes")}
+    assert spec.metadata_watched(boxes, set()) == [2] and not spec.server_metadata
+    # RFC 5465 5.7: ServerMetadataChange names no mailbox, so any group asks for it.
+    assert spec_of(b"(inboxes (ServerMetadataChange))").server_metadata
+
+
+def test_diff_names_the_entries_set_changed_and_removed() -> None:
+    spec = spec_of(b"(personal (MailboxMetadataChange ServerMetadataChange))")
+    before = digests({"/private/a": b"1", "/shared/b": b"2", "/shared/c": b"3"})
+    after = digests({"/private/a": b"1", "/shared/b": b"changed", "/shared/d": b"new"})
+    old = Snapshot.of([box(1, "Old name"), box(2, "Fresh")], {}, (),
+                      {1: before, None: digests({"/shared/motd": b"x"})})
+    new = Snapshot.of([box(1, "Renamed"), box(2, "Fresh")], {}, (),
+                      {1: after, 2: {}, None: digests({"/shared/motd": b"y"})})
+    # Box 2 is watched for the first time: a baseline, no notification; the renamed one
+    # is reported by its new name; the server as "".
+    assert diff(old, new, spec, selected_id=1, condstore=False) == [
+        MetadataDue("Renamed", ("/shared/b", "/shared/c", "/shared/d")),
+        MetadataDue("", ("/shared/motd",)),
+    ]
+    # The session's own SETMETADATA is not reported back (RFC 5465 5).
+    own = {("Renamed", "/shared/b"), ("Renamed", "/shared/c"), ("", "/shared/motd")}
+    assert diff(old, new, spec, selected_id=1, condstore=False, own_entries=own) == [
+        MetadataDue("Renamed", ("/shared/d",))]
+    assert diff(new, new, spec, selected_id=None, condstore=False) == []
 
 
 def _session(store: SqlStore, tmp: Path) -> tuple[ImapSession, FakeIO]:

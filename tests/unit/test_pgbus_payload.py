@@ -12,6 +12,7 @@ from postel.store.model import (
     MailboxChanged,
     MessageAdded,
     MessagesExpunged,
+    MetadataChanged,
     QueueChanged,
 )
 from postel.store.sql.pgbus import MAX_PAYLOAD, decode, encode
@@ -24,6 +25,8 @@ def test_every_change_kind_round_trips() -> None:
         MessagesExpunged(1, 2, (3, 7), 6),
         MailboxChanged(9, 10),
         CredentialsChanged(9),
+        MetadataChanged(9, 10),
+        MetadataChanged(None, None),
     ]
     payload = encode("me", [*changes, QueueChanged()])
     assert payload is not None

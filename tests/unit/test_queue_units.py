@@ -12,7 +12,14 @@ import pytest
 
 from postel.mailauth.dns import FakeResolver
 from postel.queue.dsn import RecipientStatus, build_dsn
-from postel.queue.routes import RouteError, addresses, mail_exchangers
+from postel.queue.routes import (
+    Exchangers,
+    RouteError,
+    addresses,
+    exchangers,
+    mail_exchangers,
+    requiretls_refusal,
+)
 from postel.queue.schedule import delay_warning_due, expired, retry_delay
 
 SCHEDULE = (300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
@@ -49,6 +56,27 @@ def test_mx_order_fallback_and_null_mx() -> None:
     with pytest.raises(RouteError) as temporary:
         asyncio.run(mail_exchangers(resolver, "down.test"))
     assert not temporary.value.permanent
+
+
+def test_mx_validation_and_the_requiretls_rule() -> None:
+    resolver = FakeResolver()
+    resolver.add("signed.test", "MX", "10 mx.signed.test")
+    resolver.add("plain.test", "MX", "10 mx.plain.test")
+    resolver.validated.add("signed.test")
+    signed = asyncio.run(exchangers(resolver, "signed.test"))
+    assert signed == Exchangers(["mx.signed.test"], validated=True)
+    plain = asyncio.run(exchangers(resolver, "plain.test"))
+    assert not plain.validated
+    # No MX answer vouches for the implicit MX or an address literal.
+    resolver.validated.add("bare.test")
+    assert not asyncio.run(exchangers(resolver, "bare.test")).validated
+    assert not asyncio.run(exchangers(resolver, "[192.0.2.1]")).validated
+    # RFC 8689 4.2.1: "dnssec" refuses the unvalidated MX with 5.7.30; "certificate"
+    # leaves it to the certificate check.
+    assert requiretls_refusal(signed, "signed.test", "dnssec") is None
+    refusal = requiretls_refusal(plain, "plain.test", "dnssec")
+    assert refusal is not None and refusal.permanent and refusal.status == "5.7.30"
+    assert requiretls_refusal(plain, "plain.test", "certificate") is None
 
 
 def test_addresses_ipv6_first() -> None:

@@ -2,25 +2,28 @@
 must keep, which mailboxes each filter covers, and what changed between two snapshots of
 the account's mailboxes.
 
-The session re-reads the store (the mailbox rows, and the message counts of the mailboxes
-that changed) whenever the change bus hints, and ``diff`` turns the old and the new
-snapshot into the untagged LIST and STATUS responses to send. Because the snapshot, not
+The session re-reads the store (the mailbox rows, the message counts of the mailboxes
+that changed, and the METADATA entries of the targets watched for metadata events)
+whenever the change bus hints, and ``diff`` turns the old and the new snapshot into the
+untagged LIST, STATUS and METADATA responses to send. Because the snapshot, not
 the hint, carries the truth, a lost hint only delays a notification until the next one.
 Changes to the selected mailbox are not diffed here: ``imap/selected.py`` reports them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 
 from postel.imap.proto.notify import EventGroup, Filter, Notify
 from postel.store.model import Mailbox
 
-# What Postel can report (RFC 5465 5). AnnotationChange, MailboxMetadataChange and
-# ServerMetadataChange need ANNOTATE/METADATA, QuotaChange quota events: not here yet.
+# What Postel can report (RFC 5465 5). AnnotationChange needs ANNOTATE, QuotaChange
+# quota events: not here yet. The metadata events are REQUIRED with METADATA (RFC 5465
+# 5.6, 5.7), which Postel offers.
 SUPPORTED_EVENTS = ("MessageNew", "MessageExpunge", "FlagChange", "MailboxName",
-                    "SubscriptionChange")
+                    "SubscriptionChange", "MailboxMetadataChange", "ServerMetadataChange")
 MESSAGE_EVENTS = frozenset({"MessageNew", "MessageExpunge", "FlagChange", "AnnotationChange"})
 DELIMITER = "/"
 
@@ -76,6 +79,17 @@ class NotifySpec:
                 return frozenset(group.events)
         return frozenset()
 
+    @property
+    def server_metadata(self) -> bool:
+        """RFC 5465 5.7: ServerMetadataChange concerns no mailbox, so any group asks it."""
+        return any("ServerMetadataChange" in g.events for g in self.others)
+
+    def metadata_watched(self, boxes: Mapping[int, Mailbox], subscribed: Set[str]) -> list[int]:
+        """Mailboxes whose METADATA entries a round must compare (RFC 5465 5.6). The
+        selected one too: its group takes message events only (6.1), the others decide."""
+        return [box.id for box in boxes.values()
+                if "MailboxMetadataChange" in self.events_for(box, subscribed)]
+
     def watched(
         self, boxes: Mapping[int, Mailbox], subscribed: Set[str], selected_id: int | None
     ) -> list[int]:
@@ -124,19 +138,32 @@ def covers(group: EventGroup, box: Mailbox, subscribed: Set[str]) -> bool:
             return False
 
 
+# Metadata entries as a snapshot keeps them: entry name -> digest of the value.
+EntryDigests = Mapping[str, bytes]
+
+
+def digests(entries: Mapping[str, bytes]) -> dict[str, bytes]:
+    """A snapshot keeps digests, not values: 32 bytes an entry however large its value."""
+    return {name: hashlib.sha256(value).digest() for name, value in entries.items()}
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The account's mailboxes as last reported, with the message counts of the watched
-    ones (the rows alone cannot tell an expunge from a flag change)."""
+    ones (the rows alone cannot tell an expunge from a flag change), and the metadata
+    entries of the targets watched for metadata events (by mailbox id; None: the server)."""
 
     boxes: Mapping[int, Mailbox]
     messages: Mapping[int, int] = field(default_factory=dict)
     subscribed: Set[str] = frozenset()  # the subscription list (names)
+    metadata: Mapping[int | None, EntryDigests] = field(default_factory=dict)
 
     @classmethod
     def of(cls, boxes: Iterable[Mailbox], messages: Mapping[int, int],
-           subscribed: Iterable[str] = ()) -> Snapshot:
-        return cls({b.id: b for b in boxes}, dict(messages), frozenset(subscribed))
+           subscribed: Iterable[str] = (),
+           metadata: Mapping[int | None, EntryDigests] | None = None) -> Snapshot:
+        return cls({b.id: b for b in boxes}, dict(messages), frozenset(subscribed),
+                   dict(metadata or {}))
 
     def events_for(self, spec: NotifySpec, box: Mailbox) -> frozenset[str]:
         return spec.events_for(box, self.subscribed)
@@ -167,16 +194,30 @@ class StatusDue:
     items: tuple[tuple[str, int], ...]
 
 
-Notification = Listed | StatusDue
+@dataclass(frozen=True)
+class MetadataDue:
+    """An unsolicited METADATA naming the entries that changed, without their values
+    (RFC 5465 5.6, 5.7; RFC 5464 4.4.2). Mailbox "" is the server."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+
+
+Notification = Listed | StatusDue | MetadataDue
+
+# (mailbox name, entry name) pairs a session's own SETMETADATA changed; "" is the server.
+OwnEntries = Set[tuple[str, str]]
 
 
 def diff(
     old: Snapshot, new: Snapshot, spec: NotifySpec, *, selected_id: int | None,
     condstore: bool, own_names: set[str] | frozenset[str] = frozenset(),
+    own_entries: OwnEntries = frozenset(),
 ) -> list[Notification]:
-    """What to tell the client about every mailbox but the selected one. ``own_names``
-    are mailboxes this session itself created, deleted, renamed or (un)subscribed: RFC
-    5465 5 says not to notify a client of its own changes."""
+    """What to tell the client about every mailbox but the selected one (and about the
+    metadata of every watched one). ``own_names`` are mailboxes this session itself
+    created, deleted, renamed or (un)subscribed, ``own_entries`` the metadata entries it
+    set: RFC 5465 5 says not to notify a client of its own changes."""
     out: list[Notification] = []
     names = {b.name for b in new.boxes.values()}
     parents = {n.rpartition(DELIMITER)[0] for n in names if DELIMITER in n}
@@ -213,6 +254,26 @@ def diff(
                              new.messages.get(box_id), events, condstore)
             if status is not None:
                 out.append(status)
+    out += diff_metadata(old, new, own_entries)
+    return out
+
+
+def diff_metadata(old: Snapshot, new: Snapshot,
+                  own_entries: OwnEntries = frozenset()) -> list[MetadataDue]:
+    """RFC 5465 5.6 and 5.7: one METADATA per target whose entries were set, changed or
+    removed since the last round. A target watched for the first time sets its baseline."""
+    out: list[MetadataDue] = []
+    for target, after in new.metadata.items():
+        before = old.metadata.get(target)
+        if before is None:
+            continue
+        name = "" if target is None else new.boxes[target].name
+        changed = tuple(sorted(
+            entry for entry in before.keys() | after.keys()
+            if before.get(entry) != after.get(entry) and (name, entry) not in own_entries
+        ))
+        if changed:
+            out.append(MetadataDue(name, changed))
     return out
 
 
@@ -264,6 +325,7 @@ class NotifyState:
     snapshot: Snapshot
     pending: bool = False
     own_names: set[str] = field(default_factory=set)
+    own_entries: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def reports_selected(self) -> bool:

@@ -2,6 +2,8 @@
 
 Equal preferences are shuffled so load spreads; no MX means the domain itself is the
 implicit MX; a null MX (RFC 7505: one record "0 .") means the domain takes no mail.
+``exchangers`` also says whether the resolver validated the MX answer with DNSSEC, which
+REQUIRETLS asks of the MX lookup (RFC 8689 4.2.1).
 """
 
 from __future__ import annotations
@@ -26,12 +28,25 @@ class Host:
     addresses: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Exchangers:
+    hosts: list[str]  # best first
+    # The MX answer carried the resolver's AD bit. Never for an address literal or the
+    # implicit MX: no MX answer vouches for those.
+    validated: bool
+
+
 async def mail_exchangers(resolver: Resolver, domain: str) -> list[str]:
     """Host names to try, best first. Raises RouteError."""
+    return (await exchangers(resolver, domain)).hosts
+
+
+async def exchangers(resolver: Resolver, domain: str) -> Exchangers:
+    """The hosts to try and whether DNSSEC vouched for them. Raises RouteError."""
     if domain.startswith("[") and domain.endswith("]"):  # address literal (RFC 5321 4.1.3)
-        return [domain]
+        return Exchangers([domain], validated=False)
     try:
-        records = await resolver.lookup(domain, "MX")
+        records, validated = await resolver.lookup_validated(domain, "MX")
     except DnsTemporaryError as exc:
         raise RouteError(f"MX lookup for {domain}: {exc}", permanent=False,
                          status="4.4.3") from None
@@ -45,10 +60,21 @@ async def mail_exchangers(resolver: Resolver, domain: str) -> list[str]:
         raise RouteError(f"{domain} accepts no mail (null MX, RFC 7505)", permanent=True,
                          status="5.1.10")
     if not parsed:
-        return [domain]  # RFC 5321 5.1: the implicit MX
+        return Exchangers([domain], validated=False)  # RFC 5321 5.1: the implicit MX
     random.shuffle(parsed)
     parsed.sort(key=lambda entry: entry[0])
-    return [host for _, host in parsed]
+    return Exchangers([host for _, host in parsed], validated)
+
+
+def requiretls_refusal(mx: Exchangers, domain: str, mx_auth: str) -> RouteError | None:
+    """RFC 8689 4.2.1: the MX lookup of a REQUIRETLS message must be DNSSEC-validated (or
+    validated by MTA-STS, which Postel does not do); `mx_auth` "certificate" waives that
+    and leaves the certificate check alone. The failure is 5.7.30 (RFC 8689 5)."""
+    if mx_auth == "dnssec" and not mx.validated:
+        return RouteError(f"REQUIRETLS: the MX records of {domain} are not DNSSEC-validated "
+                          "by the resolver (outbound.requiretls_mx_auth)",
+                          permanent=True, status="5.7.30")
+    return None
 
 
 async def addresses(resolver: Resolver, host: str) -> list[str]:

@@ -39,7 +39,7 @@ from postel.queue.client import (
 )
 from postel.queue.dsn import RecipientStatus, build_dsn
 from postel.queue.notify import send_dsn
-from postel.queue.routes import RouteError, addresses, mail_exchangers
+from postel.queue.routes import RouteError, addresses, exchangers, requiretls_refusal
 from postel.queue.schedule import delay_warning_due, expired, retry_delay
 from postel.store.api import Store
 from postel.store.model import Change, OutboundItem, QueueChanged
@@ -271,7 +271,7 @@ class QueueService:
 
     async def _send(self, item: OutboundItem, facts: dict[str, object]) -> Outcome:
         try:
-            targets = await self._targets(item.domain)
+            targets = await self._targets(item.domain, requiretls=item.requiretls)
         except RouteError as exc:
             failure = Failure(0, exc.status, str(exc))
             return Outcome(failed=dict.fromkeys(item.recipients, failure))
@@ -285,6 +285,7 @@ class QueueService:
                 body_8bit=item.body_8bit,
                 dsn_mail=dsn_mail_options(item.dsn),
                 requiretls=item.requiretls,
+                body_binary=item.body_binary,
             )
             wire_to_stored = dict(zip(message.recipients, item.recipients, strict=True))
             message.dsn_rcpt.update(
@@ -302,8 +303,10 @@ class QueueService:
                     )
                 except AttemptFailed as exc:
                     last = exc.failure
-                    if exc.failure.permanent:
-                        break  # a 5xx from a reached server is its final word
+                    if exc.failure.permanent and exc.failure.code:
+                        break  # a 5xx reply from a reached server is its final word
+                    # Temporary, or our own refusal of this host (code 0): REQUIRETLS
+                    # without verified TLS goes on to the next MX (RFC 8689 4.2.1).
                     continue
                 facts.update(found)
                 return Outcome(
@@ -316,7 +319,7 @@ class QueueService:
             last = Failure(0, "4.4.4", f"no address found for any mail exchanger of {item.domain}")
         return Outcome(failed=dict.fromkeys(item.recipients, last))
 
-    async def _targets(self, domain: str) -> list[Target]:
+    async def _targets(self, domain: str, *, requiretls: bool = False) -> list[Target]:
         outbound = self.outbound
         if outbound.smarthost:
             host, _, port_text = outbound.smarthost.rpartition(":")  # checked by config
@@ -328,10 +331,13 @@ class QueueService:
                 username=outbound.smarthost_username, password=outbound.smarthost_password,
                 cafile=outbound.smarthost_cafile,
             )]
-        hosts = await mail_exchangers(self.resolver, _ascii_domain(domain))
+        mx = await exchangers(self.resolver, _ascii_domain(domain))
+        refusal = requiretls_refusal(mx, domain, outbound.requiretls_mx_auth)
+        if requiretls and refusal is not None:
+            raise refusal
         targets: list[Target] = []
         errors: list[str] = []
-        for host in hosts:
+        for host in mx.hosts:
             try:
                 found = await addresses(self.resolver, host)
             except DnsTemporaryError as exc:
@@ -423,7 +429,9 @@ class QueueService:
             success="relayed" if relayed else "",
             retry_until=item.created_at + timedelta(seconds=self.outbound.expire_after),
             envid=item.dsn.envid,
-            full=item.dsn.ret == "FULL",
+            # A binary original (RFC 3030) would make the DSN binary too, which could not
+            # travel by DATA: RET=FULL gets the headers only (RFC 3461 4.3 allows less).
+            full=item.dsn.ret == "FULL" and not item.body_binary,
         )
         queue_id = send_dsn(self.store, sender=item.mail_from, data=data, about=item.queue_id)
         if queue_id is None:

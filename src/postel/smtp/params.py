@@ -42,10 +42,11 @@ MAX_ENVID = 100
 
 
 class Body(enum.Enum):
-    """BODY= (RFC 6152 2; BINARYMIME, RFC 3030 3, is not offered)."""
+    """BODY= (RFC 6152 2, RFC 3030 3)."""
 
     SEVEN_BIT = "7BIT"
     EIGHT_BIT_MIME = "8BITMIME"
+    BINARY_MIME = "BINARYMIME"  # RFC 3030 3: sent with BDAT only, kept octet for octet
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,12 @@ class MailParams:
 
     @property
     def eight_bit(self) -> bool:
-        return self.body is Body.EIGHT_BIT_MIME
+        # Binary content is 8-bit too: a hop that cannot take 8 bits cannot take it.
+        return self.body in (Body.EIGHT_BIT_MIME, Body.BINARY_MIME)
+
+    @property
+    def binary(self) -> bool:
+        return self.body is Body.BINARY_MIME
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ The reader has three modes:
 and one sub-mode, ``expect_auth_response()``, for the client's answers to 334 challenges.
 
 Bodies come out with every line ending normalised to CRLF, which is what IMAP and RFC 5322
-require of stored messages. SMTP smuggling (a "." line delimited by a bare CR or bare LF,
+require of stored messages, except in a BODY=BINARYMIME transaction (``binary``): RFC
+3030 3 makes its BDAT chunks opaque octets, so they come out exactly as received.
+
+SMTP smuggling (a "." line delimited by a bare CR or bare LF,
 which a less careful server would take as the end of the data) is reported on ``BodyEnd``
 so the session can refuse the message: we never take it as the end, and we never pass it on.
 """
@@ -231,6 +234,9 @@ class SmtpReader:
         self._bdat_remaining = 0
         self._bdat_last = False
         self._pending_cr = False  # a CR at the end of a BDAT piece, awaiting its LF
+        # BODY=BINARYMIME (RFC 3030 3): BDAT octets pass untouched. Set by the connection
+        # when a MAIL with that parameter is accepted, cleared by the next accepted MAIL.
+        self.binary = False
 
     # -- input and mode switches (called by the I/O layer / session) -------------------
 
@@ -370,6 +376,8 @@ class SmtpReader:
         piece = bytes(self._buffer[:take])
         del self._buffer[:take]
         self._bdat_remaining -= take
+        if self.binary:
+            return BodyData(piece)  # RFC 3030 3: binary data, no line-ending rules
         return BodyData(self._normalise(piece))
 
     def _normalise(self, piece: bytes) -> bytes:

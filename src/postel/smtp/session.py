@@ -85,6 +85,7 @@ class Transaction:
     rcpt_count: int = 0
     smtputf8: bool = False
     body_8bit: bool = False
+    body_binary: bool = False  # RFC 3030 3 BODY=BINARYMIME (the body came by BDAT, raw)
     declared_size: int = 0
     # DSN (RFC 3461): MAIL's RET / ENVID, RCPT's NOTIFY / ORCPT per remote recipient.
     dsn_ret: str | None = None
@@ -252,6 +253,7 @@ class SmtpSession:
             "SMTPUTF8",
             "PIPELINING",
             "CHUNKING",
+            "BINARYMIME",  # RFC 3030 3: with CHUNKING, binary bodies are kept as sent
             "ENHANCEDSTATUSCODES",
             "DSN",  # RFC 3461: RET, ENVID, NOTIFY, ORCPT
             # RFC 9422 4: the limits this session applies, so clients can adapt.
@@ -388,6 +390,7 @@ class SmtpSession:
             mail_from=sender,
             smtputf8=params.smtputf8,
             body_8bit=params.eight_bit,
+            body_binary=params.binary,
             declared_size=params.size or 0,
             dsn_ret=params.ret.value if params.ret else None,
             dsn_envid=params.envid,
@@ -598,6 +601,7 @@ class SmtpSession:
                 account_id=self.account.id if self.account else None,
                 smtputf8=transaction.smtputf8,
                 body_8bit=transaction.body_8bit,
+                body_binary=transaction.body_binary,
                 mailbox="Junk" if verdict and verdict.action is Action.QUARANTINE else "INBOX",
                 dsn=self._dsn_request(),
                 local_recipients=transaction.local_rcpts,

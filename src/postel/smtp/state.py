@@ -18,7 +18,8 @@ The phases of a mail transaction, and what moves between them:
     IDLE      | greeting, 250 to EHLO/HELO/RSET, the reply | EHLO HELO MAIL AUTH STARTTLS
               | that ends a message, 220 to STARTTLS       | (MAIL and AUTH need EHLO first)
     MAIL      | 250 to MAIL                                | RCPT; DATA/BDAT/BURL: 554
-    RCPT      | a 2xx to RCPT                              | RCPT DATA BDAT BURL
+    RCPT      | a 2xx to RCPT                              | RCPT DATA BDAT BURL (no
+              |                                            | DATA after BODY=BINARYMIME)
     DATA      | 354 to DATA (the reader reads the body)    | the body, until CRLF.CRLF
     BDAT      | a BDAT or BURL in RCPT phase (RFC 3030 2,  | BDAT BURL; RCPT and DATA: 503
               | RFC 4468 3)                                |
@@ -101,6 +102,8 @@ NESTED_MAIL = ProtocolError(503, "5.5.1", "nested MAIL command")
 NEED_RCPT = ProtocolError(554, "5.5.1", "no valid recipients")
 DATA_AFTER_BDAT = ProtocolError(503, "5.5.1", "DATA after BDAT")  # RFC 3030 2
 RCPT_AFTER_BDAT = ProtocolError(503, "5.5.1", "RCPT after BDAT")  # RFC 3030 2
+# RFC 3030 3: "the DATA command MUST NOT be used" in a BODY=BINARYMIME transaction.
+DATA_IN_BINARYMIME = ProtocolError(503, "5.5.1", "BODY=BINARYMIME needs BDAT, not DATA")
 ALREADY_AUTHENTICATED = ProtocolError(503, "5.5.1", "already authenticated")  # RFC 4954 4
 AUTH_IN_TRANSACTION = ProtocolError(  # RFC 4954 4
     503, "5.5.1", "AUTH not allowed during a mail transaction"
@@ -120,6 +123,8 @@ class SmtpConnection:
         # A BDAT chunk refused by the order rules is read and dropped; this is the reply
         # for its end (RFC 3030 2: the chunk is always consumed).
         self._refused_chunk: ProtocolError | None = None
+        self._mail_binary = False  # the MAIL awaiting its reply said BODY=BINARYMIME
+        self.binary = False  # the accepted MAIL said BODY=BINARYMIME (RFC 3030 3)
 
     @property
     def in_transaction(self) -> bool:
@@ -162,6 +167,7 @@ class SmtpConnection:
                 params = parse_mail_params(event.params)
                 if isinstance(params, ProtocolError):
                     return params
+                self._mail_binary = params.binary
                 return MailFrom(event.reverse_path, params)
             case Rcpt():
                 if phase is Phase.BDAT:
@@ -207,6 +213,8 @@ class SmtpConnection:
             return NEED_RCPT
         if self.phase is Phase.BDAT:
             return DATA_AFTER_BDAT
+        if self.binary:
+            return DATA_IN_BINARYMIME  # RFC 3030 3
         return Data()
 
     def _check_bdat(self) -> ProtocolError | None:
@@ -237,6 +245,9 @@ class SmtpConnection:
                 self.phase = Phase.IDLE
             case Mail() if positive:
                 self.phase = Phase.MAIL
+                # RFC 3030 3: this transaction's chunks are binary (or not); a refused
+                # MAIL changes nothing, and the next accepted one decides again.
+                self.binary = self.reader.binary = self._mail_binary
             case Rcpt() if positive:
                 self.phase = Phase.RCPT
             case Data() if code == 354:

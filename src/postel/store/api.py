@@ -266,6 +266,7 @@ class Outbound(Protocol):
         body_8bit: bool,
         dsn: DsnRequest | None = None,
         requiretls: bool = False,
+        body_binary: bool = False,
     ) -> list[int]:
         """Queue a message for remote recipients: one row per destination domain."""
         ...

@@ -13,7 +13,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
-from postel.store.model import Change, CredentialsChanged
+from postel.store.model import Change, CredentialsChanged, MetadataChanged
 
 
 class Subscription:
@@ -83,13 +83,17 @@ class InProcessBus:
     def publish(self, changes: Sequence[Change]) -> None:
         """Called after a commit, from any thread."""
         by_account: dict[int, list[Change]] = defaultdict(list)
+        everyone: list[Change] = []  # the server's shared metadata: every account sees it
         for change in changes:
             if change.account_id is not None:  # QueueChanged is for the queue workers
                 by_account[change.account_id].append(change)
+            elif isinstance(change, MetadataChanged):
+                everyone.append(change)
         with self._lock:
+            accounts = set(by_account) | (set(self._subscribers) if everyone else set())
             targets = [
-                (sub, batch)
-                for account_id, batch in by_account.items()
+                (sub, by_account.get(account_id, []) + everyone)
+                for account_id in accounts
                 for sub in self._subscribers.get(account_id, ())
             ]
         for sub, batch in targets:

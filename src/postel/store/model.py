@@ -167,6 +167,16 @@ class MailboxChanged:
 
 
 @dataclass(frozen=True)
+class MetadataChanged:
+    """SETMETADATA changed entries of a mailbox or of the server (RFC 5464), for NOTIFY
+    (RFC 5465 5.6, 5.7). `account_id` None: the whole server's /shared entries, which
+    every account sees, so the bus tells every subscriber."""
+
+    account_id: int | None
+    mailbox_id: int | None  # None: server entries
+
+
+@dataclass(frozen=True)
 class CredentialsChanged:
     """The account's password changed, or it was disabled or removed: every session
     logged in to it must sign out (the new password works at once, the old one nowhere)."""
@@ -184,7 +194,7 @@ class QueueChanged:
 
 Change = (
     MessageAdded | FlagsChanged | MessagesExpunged | MailboxChanged | CredentialsChanged
-    | QueueChanged
+    | QueueChanged | MetadataChanged
 )
 
 
@@ -239,3 +249,6 @@ class OutboundItem:
     delay_warned: bool = False  # the sender was told the message is delayed
     dsn: DsnRequest = field(default_factory=DsnRequest)  # RFC 3461 parameters
     requiretls: bool = False  # RFC 8689: only over verified TLS to a REQUIRETLS next hop
+    # RFC 3030 3 BODY=BINARYMIME: the bytes are binary MIME, sent only by BDAT to a next
+    # hop offering BINARYMIME and CHUNKING.
+    body_binary: bool = False

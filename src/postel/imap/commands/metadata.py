@@ -33,6 +33,13 @@ def _within_depth(name: str, wanted: str, depth: int | None) -> bool:
     return depth is None or (depth == 1 and "/" not in name[len(wanted) + 1:])
 
 
+def visible(stored: Mapping[str, bytes], private: bool) -> dict[str, bytes]:
+    """The entries a client may see: /private ones only where they are kept at all."""
+    if private:
+        return dict(stored)
+    return {n: v for n, v in stored.items() if not n.startswith(PRIVATE + "/")}
+
+
 class Selection:
     """What one GETMETADATA (or one LIST-METADATA mailbox) answers from the stored
     entries, and the biggest value MAXSIZE left out (RFC 5464 4.2.1 LONGENTRIES)."""
@@ -66,9 +73,7 @@ class Selection:
         return list(out.items())
 
     def visible(self, stored: dict[str, bytes]) -> dict[str, bytes]:
-        if self.private:
-            return stored
-        return {n: v for n, v in stored.items() if not n.startswith(PRIVATE + "/")}
+        return visible(stored, self.private)
 
     def ok_code(self) -> str | None:
         if self.longest_omitted:

@@ -2,8 +2,9 @@
 
 A round runs when the change bus hints (or FULL_POLL_EVERY passes) while the client is
 idle between commands or in IDLE: the selected mailbox is polled as usual (EXISTS, EXPUNGE,
-FETCH, plus the FETCH items MessageNew asked for), then the mailbox rows are re-read and
-``imap/notify.py`` turns the difference from the last snapshot into LIST and STATUS.
+FETCH, plus the FETCH items MessageNew asked for), then the mailbox rows (and the METADATA
+entries the metadata events watch) are re-read and ``imap/notify.py`` turns the difference
+from the last snapshot into LIST, STATUS and METADATA.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from postel.imap.commands.fetch import fetch_responses
+from postel.imap.commands.metadata import visible
 from postel.imap.notify import (
     MAX_NOTIFICATIONS_PER_ROUND,
     MAX_WATCHED_MAILBOXES,
+    EntryDigests,
     Listed,
+    MetadataDue,
     Notification,
     NotifyRefused,
     NotifySpec,
@@ -22,12 +26,14 @@ from postel.imap.notify import (
     Snapshot,
     StatusDue,
     diff,
+    digests,
     initial_status,
     names_touched,
 )
 from postel.imap.proto import responses as r
 from postel.imap.proto.commands import Command, Create, MailboxArg, Rename
 from postel.imap.proto.fetchatt import FetchAtt
+from postel.imap.proto.metadata import PREFIXES, SetMetadata
 from postel.imap.proto.notify import Notify
 from postel.store.model import Mailbox
 
@@ -59,7 +65,8 @@ async def notify(s: ImapSession, cmd: Command) -> None:
              "NOTIFICATIONOVERFLOW")
         return
     counts = await _counts(s, watched)
-    s.notify = NotifyState(spec, Snapshot(boxes, counts, subscribed))
+    metadata = await _metadata(s, spec, boxes, subscribed)
+    s.notify = NotifyState(spec, Snapshot(boxes, counts, subscribed, metadata))
     if spec.status:
         for box_id in watched:
             _send(s, initial_status(boxes[box_id], counts[box_id], condstore=s.condstore))
@@ -77,6 +84,9 @@ def note_command(s: ImapSession, cmd: Command) -> None:
         names = [args.mailbox]
     elif isinstance(args, Rename):
         names = [args.old, args.new]
+    elif isinstance(args, SetMetadata):
+        mailbox = "INBOX" if args.mailbox.upper() == "INBOX" else args.mailbox
+        s.notify.own_entries |= {(mailbox, entry) for entry, _ in args.values}
     s.notify.own_names |= names_touched(cmd.name, names)
 
 
@@ -102,10 +112,12 @@ async def deliver_notifications(s: ImapSession) -> None:
     changed = [i for i in watched if old.needs_count(boxes[i])]
     counts = {i: n for i, n in old.messages.items() if i in boxes}
     counts.update(await _counts(s, changed))
-    new = Snapshot(boxes, {i: counts[i] for i in watched}, subscribed)
+    metadata = await _metadata(s, state.spec, boxes, subscribed)
+    new = Snapshot(boxes, {i: counts[i] for i in watched}, subscribed, metadata)
     notes = diff(old, new, state.spec, selected_id=selected_id, condstore=s.condstore,
-                 own_names=state.own_names)
+                 own_names=state.own_names, own_entries=state.own_entries)
     state.own_names = set()
+    state.own_entries = set()
     if len(notes) > MAX_NOTIFICATIONS_PER_ROUND:
         _overflow(s)
         return
@@ -146,6 +158,27 @@ async def _counts(s: ImapSession, mailbox_ids: list[int]) -> dict[int, int]:
     return counts
 
 
+async def _metadata(
+    s: ImapSession, spec: NotifySpec, boxes: dict[int, Mailbox], subscribed: frozenset[str]
+) -> dict[int | None, EntryDigests]:
+    """The entries MailboxMetadataChange and ServerMetadataChange watch, as the client may
+    see them (RFC 5465 5.6, 5.7): every entry of each watched target. Two queries at most,
+    and none when no metadata event is asked for."""
+    ids = spec.metadata_watched(boxes, subscribed)
+    everything = list(PREFIXES)  # "/private" and "/shared", with every entry below
+    private = s.config.metadata_private
+    out: dict[int | None, EntryDigests] = {}
+    if ids:
+        stored = await s.run(s.store.metadata.entries_of_mailboxes, ids, everything,
+                             descendants=True)
+        out.update((i, digests(visible(stored.get(i, {}), private))) for i in ids)
+    if spec.server_metadata:
+        server = await s.run(s.store.metadata.get_entries, s.account_id(), None, everything,
+                             descendants=True)
+        out[None] = digests(visible(server, private))
+    return out
+
+
 def _overflow(s: ImapSession) -> None:
     # RFC 5465 5.8: say so, then behave as after NOTIFY NONE.
     s.notify = None
@@ -155,6 +188,12 @@ def _overflow(s: ImapSession) -> None:
 def _send(s: ImapSession, note: Notification) -> None:
     if isinstance(note, StatusDue):
         s.untagged(r.status(s.mailbox_name(note.name), note.items))
+        return
+    if isinstance(note, MetadataDue):
+        # RFC 5464 4.4.2: the unsolicited form names the entries, without values or
+        # parentheses (entry-list = entry *(SP entry)); the client fetches what it wants.
+        entries = b" ".join(r.astring(entry) for entry in note.entries)
+        s.untagged(b"METADATA " + s.mailbox_name(note.mailbox) + b" " + entries)
         return
     s.untagged(_list_line(s, note))
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, delete, false, func, insert, or_, select
 
 from postel.store.errors import LimitReached, NotFound
+from postel.store.model import MetadataChanged
 from postel.store.sql import schema as t
 from postel.store.sql.database import Database
 
@@ -90,7 +91,7 @@ class SqlMetadata:
         Raises NotFound when the mailbox is not the account's (any more), LimitReached
         when a target would hold more than `max_entries` entries.
         """
-        with self._db.write() as (conn, _):
+        with self._db.write() as (conn, changes):
             # The row lock serialises writers of one target on PostgreSQL, so an entry is
             # never stored twice (SQLite's write lock already does).
             self._lock_target(conn, account_id, mailbox_id)
@@ -110,6 +111,8 @@ class SqlMetadata:
                 if count > max_entries:
                     # Raising rolls the whole command back: none of its entries are set.
                     raise LimitReached(f"more than {max_entries} metadata entries")
+                # A hint for NOTIFY sessions (RFC 5465 5.6, 5.7), published after commit.
+                changes.append(MetadataChanged(owner, box))
 
     @staticmethod
     def _lock_target(conn: Connection, account_id: int, mailbox_id: int | None) -> None:

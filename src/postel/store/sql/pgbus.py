@@ -36,6 +36,7 @@ from postel.store.model import (
     MailboxChanged,
     MessageAdded,
     MessagesExpunged,
+    MetadataChanged,
 )
 
 log = logging.getLogger("postel.store")
@@ -66,13 +67,15 @@ def encode(origin: str, changes: Sequence[Change]) -> str | None:
             items.append(["M", c.account_id, c.mailbox_id])
         elif isinstance(c, CredentialsChanged):
             items.append(["C", c.account_id])
+        elif isinstance(c, MetadataChanged):  # account None: the server's /shared entries
+            items.append(["D", c.account_id, c.mailbox_id])
     if not items:
         return None
     payload = json.dumps({"o": origin, "c": items}, separators=(",", ":"))
     if len(payload.encode()) <= MAX_PAYLOAD:
         return payload
     # Too big: a wake-up per account (and every sign-out, which must never be dropped).
-    accounts = sorted({item[1] for item in items})
+    accounts = sorted({item[1] for item in items if item[1] is not None})
     revoked = sorted({item[1] for item in items if item[0] == "C"})
     return json.dumps({"o": origin, "w": accounts, "r": revoked}, separators=(",", ":"))
 
@@ -87,6 +90,9 @@ def decode(payload: str) -> tuple[str, list[Change]]:
         return origin, wakes + [CredentialsChanged(int(a)) for a in data.get("r", ())]
     changes: list[Change] = []
     for item in data["c"]:
+        if item[0] == "D":
+            changes.append(MetadataChanged(item[1], item[2]))
+            continue
         kind, account = item[0], int(item[1])
         if kind == "A":
             changes.append(MessageAdded(account, int(item[2]), int(item[3]), int(item[4])))

@@ -74,6 +74,7 @@ class SqlQueue:
         body_8bit: bool,
         dsn: DsnRequest | None = None,
         requiretls: bool = False,
+        body_binary: bool = False,
     ) -> list[int]:
         """Queue a message for remote recipients: one row per destination domain."""
         by_domain: dict[str, list[str]] = {}
@@ -97,6 +98,7 @@ class SqlQueue:
                             body_8bit=body_8bit,
                             **_dsn_columns(dsn, rcpts),
                             requiretls=requiretls,
+                            body_binary=body_binary,
                             size=blob.size - body_offset,
                             state="queued",
                             attempts=0,
@@ -138,7 +140,7 @@ class SqlQueue:
             attempts=r.attempts, next_attempt_at=r.next_attempt_at,
             last_error=r.last_error, created_at=r.created_at, smtputf8=r.smtputf8,
             body_8bit=r.body_8bit, account_id=r.account_id, delay_warned=r.delay_warned,
-            dsn=_dsn_request(r), requiretls=r.requiretls,
+            dsn=_dsn_request(r), requiretls=r.requiretls, body_binary=r.body_binary,
         )
 
     def get(self, item_id: int) -> OutboundItem | None:

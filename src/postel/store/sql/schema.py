@@ -223,6 +223,8 @@ outbound_queue = Table(
     Column("dsn_recipients", Text),
     # RFC 8689 MAIL REQUIRETLS: relay only over verified TLS to a server offering it.
     Column("requiretls", Boolean, nullable=False, server_default="0"),
+    # RFC 3030 3 BODY=BINARYMIME: send only by BDAT to a next hop offering BINARYMIME.
+    Column("body_binary", Boolean, nullable=False, server_default="0"),
     Index("ix_outbound_queue_state_next_attempt_at", "state", "next_attempt_at"),
 )
 

@@ -28,7 +28,9 @@ RECONNECT_MS = 1000
 
 
 def change_event(batch: list[Change]) -> str:
-    folders = sorted({c.mailbox_id for c in batch if hasattr(c, "mailbox_id")})
+    # A server METADATA change (MetadataChanged) names no folder: mailbox_id None.
+    folders = sorted({folder for c in batch
+                      if (folder := getattr(c, "mailbox_id", None)) is not None})
     expunged = any(isinstance(c, MessagesExpunged) for c in batch)
     kinds = sorted({type(c).__name__ for c in batch})
     data = json.dumps({"folders": folders, "expunged": expunged, "kinds": kinds})
