@@ -41,11 +41,13 @@ class Database:
         self.blobs = blobs
         self._listeners: list[Listener] = []
         self._lock = write_lock
+        # Writes begin with BEGIN IMMEDIATE on SQLite (see _sqlite): the option marks them.
+        self.writer = engine.execution_options(postel_write=True)
         # Concurrent deliveries share one transaction and one WAL fsync (SQLite only:
         # PostgreSQL writers run in parallel anyway).
         self._group = (
             None if write_lock is None
-            else GroupCommitter(engine, write_lock, (StoreError,), self.publish)
+            else GroupCommitter(self.writer, write_lock, (StoreError,), self.publish)
         )
 
     def on_commit(self, listener: Listener) -> None:
@@ -59,7 +61,7 @@ class Database:
     def write(self) -> Iterator[tuple[Connection, list[Change]]]:
         """A write transaction; the changes appended to the list are published after commit."""
         changes: list[Change] = []
-        with self._write_lock(), self.engine.begin() as conn:
+        with self._write_lock(), self.writer.begin() as conn:
             yield conn, changes
         if changes:
             self.publish(changes)
@@ -114,6 +116,13 @@ def _sqlite(url: str, blobs: BlobStore) -> Database:
     SQLite allows one writer; taking a process-wide lock before BEGIN avoids the
     "database is locked" errors that deferred transactions upgrading to write locks cause,
     while readers proceed in parallel under WAL.
+
+    Several worker processes write the same file, and the process lock does not reach
+    across them. So transactions are begun by us, not by the driver (which would begin
+    only at the first INSERT, leaving a write's SELECT ... FOR UPDATE outside it, and
+    FOR UPDATE means nothing to SQLite): a write begins with BEGIN IMMEDIATE, taking the
+    database's write lock first (waiting up to busy_timeout for another process's), so
+    what it reads cannot change before it commits (no two processes give out one UID).
     """
     engine = create_engine(url, pool_size=8, max_overflow=32, pool_timeout=60)
 
@@ -127,6 +136,12 @@ def _sqlite(url: str, blobs: BlobStore) -> Database:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        dbapi_connection.isolation_level = None  # we send BEGIN ourselves (below)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("postel_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return Database(engine, blobs, threading.Lock())
 
