@@ -89,6 +89,7 @@ class PostelServer:
         extra_config: str = "",
         storage_url: str | None = None,
         services: tuple[str, ...] = SERVICES,
+        workers: int = 1,
     ) -> None:
         self.root = root
         self.data_dir = root / "data"
@@ -103,9 +104,12 @@ class PostelServer:
         if storage_url is None and BACKEND == "postgres":
             storage_url = self._own_database = fresh_pg_database()
         storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
+        # One process by default, for speed (`postel serve` defaults to one per core);
+        # a test that writes its own [server] section sets workers there.
+        server = "" if "[server]" in extra_config else f"[server]\nworkers = {workers}\n"
         self.config_path.write_text(
             f'hostname = "{HOSTNAME}"\ndata_dir = "{self.data_dir}"\n'
-            f"{extra_config}\n[listen]\n{listen}\n{storage}"
+            f"{extra_config}\n{server}[listen]\n{listen}\n{storage}"
         )
         self.process: subprocess.Popen[bytes] | None = None
         self._store: SqlStore | None = None

@@ -1,8 +1,12 @@
 """Change hints: a write publishes the changes it committed; sessions subscribe per account.
 
 A hint only says "look again": subscribers re-read the store (changes_since) for the
-truth, so a hint lost to a full queue or a restart loses nothing. The in-process bus serves
-one host; several hosts on PostgreSQL need a LISTEN/NOTIFY bus with the same interface.
+truth, so a hint lost to a full queue or a restart loses nothing.
+
+`Bus` is the interface every service sees. `InProcessBus` serves one process;
+`store/hub.py:HubBus` serves the worker processes of one host (it delivers locally and
+forwards through the supervisor's hub to the siblings). Several hosts on PostgreSQL need a
+LISTEN/NOTIFY bus with the same interface, one level up.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
 from postel.store.model import Change, CredentialsChanged
 
@@ -49,6 +54,54 @@ class Subscription:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+class Bus(Protocol):
+    """Change hints between the writers and the sessions of an account."""
+
+    def subscribe(self, account_id: int) -> Subscription:
+        """A bounded queue of the account's change batches; close it when done."""
+        ...
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        """After a commit, from any thread: wake the account's subscribers (every
+        process's, for a bus that spans processes). Never raises for a lost hint."""
+        ...
+
+
+class Locks(Protocol):
+    """Named exclusive locks shared by every process of the host (POP3's maildrop lock)."""
+
+    async def acquire(self, key: str) -> bool:
+        """Take `key`; False (nothing taken) when someone holds it."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Give back a lock this process took; a key it does not hold is ignored."""
+        ...
+
+    def held(self, key: str) -> bool:
+        """Whether this process holds `key`."""
+        ...
+
+
+class LocalLocks:
+    """Locks for one process: all its sessions run on one event loop."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    async def acquire(self, key: str) -> bool:
+        if key in self._held:
+            return False
+        self._held.add(key)
+        return True
+
+    def release(self, key: str) -> None:
+        self._held.discard(key)
+
+    def held(self, key: str) -> bool:
+        return key in self._held
 
 
 class InProcessBus:
@@ -89,3 +142,13 @@ class InProcessBus:
             # subscriber is gone, and the others must still hear about the change.
             with contextlib.suppress(RuntimeError):
                 sub.loop.call_soon_threadsafe(sub._deliver, batch)
+
+    def resync(self) -> None:
+        """Wake every subscriber with an empty batch: "re-read the store", for when hints
+        may have been missed (a bus connection that dropped and came back)."""
+        with self._lock:
+            targets = [sub for subs in self._subscribers.values() for sub in subs]
+        for sub in targets:
+            if not sub.loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    sub.loop.call_soon_threadsafe(sub._deliver, [])
