@@ -15,16 +15,20 @@ import poplib
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from imapclient import IMAPClient
 
+from postel.app import open_store
+from postel.config import SERVICES, load_config
 from postel.tls import generate_self_signed
-from tests.harness import PASSWORD, PostelServer
+from tests.harness import PASSWORD, PostelServer, free_ports
 from tests.integration.smtp_helpers import RawSmtp
 from tests.integration.test_smtp_load import MANY, make_message, send_one
 
@@ -209,6 +213,48 @@ def test_a_killed_worker_is_restarted_and_nothing_acknowledged_is_lost(
     assert {str(n).encode() for n in acknowledged} <= stored
     for meta_blob in server.inbox(USER):
         assert meta_blob  # every row's body is present
+
+
+def test_a_port_in_use_is_one_clear_error_before_any_worker_starts(
+    make_postel: Callable[..., PostelServer],
+) -> None:
+    other = make_postel(services=("smtp",), workers=2)
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", other.port("smtp")))
+        blocker.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "postel", "serve", "--config", str(other.config_path)],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 2
+    assert result.stderr.count(f"listen.smtp: cannot bind 127.0.0.1:{other.port('smtp')}") == 1
+    assert "worker started" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_worker_that_cannot_start_fails_the_start_and_creates_no_admin(
+    tmp_path: Path,
+) -> None:
+    # Each worker's web service refuses test hooks on a non-loopback address.
+    [port] = free_ports(1)
+    listen = "\n".join(f'{name} = ""' for name in SERVICES if name != "smtp")
+    config = tmp_path / "postel.toml"
+    config.write_text(
+        f'hostname = "mail.example.test"\ndata_dir = "{tmp_path / "data"}"\n'
+        "[server]\nworkers = 2\n[web]\ntest_hooks = true\n"
+        f'[listen]\nsmtp = "0.0.0.0:{port}"\n{listen}\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "postel", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "web.test_hooks: test hooks are refused" in result.stderr
+    assert "Traceback" not in result.stderr and "First admin" not in result.stdout
+    store = open_store(load_config(config))
+    try:
+        assert not store.directory.list_accounts()
+    finally:
+        store.close()
 
 
 def test_sigterm_stops_every_worker_and_the_supervisor_exits_0(server: PostelServer) -> None:
