@@ -81,6 +81,22 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a SIGKILLed supervisor's workers are reaped by init)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class PostelServer:
     def __init__(
         self,
@@ -141,6 +157,7 @@ class PostelServer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
         if self.process is None:
             return 0
+        workers = _children(self.process.pid)  # with server.workers > 1
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -149,6 +166,11 @@ class PostelServer:
             self.process.kill()
             code = self.process.wait()
         self.process = None
+        # Workers die with the supervisor (after a SIGKILL, a moment later): wait, so a
+        # restart finds the ports free.
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.02)
         return code
 
     def kill(self) -> None:

@@ -88,7 +88,8 @@ class StorageConfig:
 class ServerConfig:
     """The process model: one supervising process binds every listener, then starts worker
     processes that inherit the sockets and each run every protocol on their own event
-    loop. The test harness pins 1; `postel serve` defaults to one worker per core."""
+    loop. The test harness pins 1; `postel serve` defaults to one worker per core.
+    Connection caps ([connections], max_connections_per_ip) count per worker."""
 
     # Worker processes; 0 = one per CPU core. 1 runs everything in the one process (no
     # supervisor). `postel serve --workers N` overrides it.
