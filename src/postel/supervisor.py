@@ -157,6 +157,9 @@ class Supervisor:
         })
         proc = await asyncio.create_subprocess_exec(
             *self.argv, env=env, pass_fds=tuple(fds.values()),
+            # Its own process group: a terminal's Ctrl-C reaches the supervisor only,
+            # which stops the workers itself (rather than restarting one that quit first).
+            start_new_session=True,
         )
         self.procs[index] = proc
         log.info("worker started", extra={"fields": {"index": index, "pid": proc.pid}})

@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -157,6 +158,19 @@ def _served(server: PostelServer) -> dict[int, str]:
         if len(found) == 2:
             break
     return found
+
+
+def test_metrics_are_the_same_whichever_worker_answers(server: PostelServer) -> None:
+    # The gauges are read from the shared store at scrape time; several scrapes reach
+    # both workers (new connection each time) and must agree.
+    answers = set()
+    for _ in range(6):
+        with urllib.request.urlopen(f"https://127.0.0.1:{server.port('https')}/metrics",
+                                    context=client_tls(), timeout=30) as response:
+            text = response.read().decode()
+        answers.add(next(line for line in text.splitlines()
+                         if line.startswith("postel_accounts ")))
+    assert answers == {"postel_accounts 2"}  # the first admin and alice
 
 
 def test_sighup_reloads_the_certificate_in_every_worker(server: PostelServer) -> None:
