@@ -172,7 +172,11 @@ async def serve_worker(config: Config, setup: WorkerSetup) -> None:
         raise StartupError(str(exc)) from None
     store = await asyncio.to_thread(open_store, config, migrate=False, shared=True)
     hub = HubBus(setup.hub, setup.index)
-    await hub.start()
+    try:
+        await hub.start()
+    except TimeoutError:
+        store.close()
+        raise StartupError(f"cannot reach the supervisor's hub at {setup.hub}") from None
     store.on_commit(hub.publish)
     context = _context(config, store, hub, tls, locks=hub, worker=setup.index)
     factories = service_factories()

@@ -202,7 +202,13 @@ class Supervisor:
                 log.info("removed half-written files of a previous run",
                          extra={"fields": {"n": removed}})
             self.sockets = bind_all(config)
-            await self.hub.start()
+            try:
+                await self.hub.start()
+            except OSError as exc:
+                for sock in self.sockets.values():
+                    sock.close()
+                raise StartupError(f"data_dir: cannot open the workers' hub socket "
+                                   f"{self.hub.path}: {exc.strerror or exc}") from None
             try:
                 await self._start_workers()
             except BaseException:
