@@ -27,7 +27,7 @@ from postel.mailauth.dns import DnsResolver
 from postel.store.api import Store
 from postel.store.blobs import BlobStore, clean_tmp
 from postel.store.bus import Bus, InProcessBus, LocalLocks, Locks
-from postel.store.hub import HubBus
+from postel.store.hub import HubBus, publish_once, socket_path
 from postel.store.model import Change, QueueChanged, Role
 from postel.store.sql.migrate import upgrade
 from postel.store.sql.store import SqlStore
@@ -35,8 +35,8 @@ from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
 
 __all__ = [
-    "StartupError", "WorkerSetup", "ensure_first_admin", "open_store", "serve", "serve_worker",
-    "service_factories",
+    "StartupError", "WorkerSetup", "ensure_first_admin", "join_running_server", "open_store",
+    "serve", "serve_worker", "service_factories",
 ]
 
 log = logging.getLogger("postel")
@@ -60,6 +60,13 @@ def open_store(config: Config, *, migrate: bool = True, shared: bool = False) ->
             store.close()
             raise StartupError(f"storage.url: cannot open or migrate {url}: {exc}") from None
     return store
+
+
+def join_running_server(store: SqlStore, config: Config) -> None:
+    """For the command line: its commits reach a running multi-worker server's sessions
+    through the hub (see store/hub.py:publish_once)."""
+    path = socket_path(config.data_dir)
+    store.on_commit(lambda changes: publish_once(path, changes))
 
 
 def ensure_first_admin(store: Store, config: Config) -> tuple[str, str] | None:

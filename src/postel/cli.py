@@ -35,18 +35,18 @@ class CliError(Exception):
 
 
 def _store(args: argparse.Namespace) -> Store:
-    from postel.app import open_store
+    from postel.app import join_running_server, open_store
 
-    return open_store(load_config(args.config))
+    config = load_config(args.config)
+    store = open_store(config)
+    join_running_server(store, config)  # its changes reach a running server's workers
+    return store
 
 
 def _admin(args: argparse.Namespace) -> AdminContext:
     """The operations layer over the configured store; the CLI acts as `Actor.cli()`."""
-    from postel.app import open_store
-
     config = load_config(args.config)
-    return AdminContext.for_hostname(open_store(config), config.hostname,
-                                     config.web.system_from)
+    return AdminContext.for_hostname(_store(args), config.hostname, config.web.system_from)
 
 
 def _domain(text: str) -> Domain:

@@ -65,13 +65,13 @@ def worker_of(client: IMAPClient) -> int:
     return int(answer[b"x-worker"])
 
 
-def imap_on(server: PostelServer, worker: int) -> IMAPClient:
+def imap_on(server: PostelServer, worker: int, user: str = USER) -> IMAPClient:
     """A logged-in IMAP session served by worker `worker`."""
     for _ in range(TRIES):
         client = IMAPClient("127.0.0.1", port=server.port("imaps"), ssl=True,
                             ssl_context=client_tls(), timeout=30)
         if worker_of(client) == worker:
-            client.login(USER, PASSWORD)
+            client.login(user, PASSWORD)
             return client
         client.logout()
     raise AssertionError(f"no connection reached worker {worker}")
@@ -227,6 +227,27 @@ def test_a_killed_worker_is_restarted_and_nothing_acknowledged_is_lost(
     assert {str(n).encode() for n in acknowledged} <= stored
     for meta_blob in server.inbox(USER):
         assert meta_blob  # every row's body is present
+
+
+def test_a_password_changed_on_the_command_line_signs_out_every_worker(
+    server: PostelServer,
+) -> None:
+    bob = "bob@example.test"
+    server.add_user(bob)
+    sessions = []
+    for worker in (0, 1):
+        client = imap_on(server, worker, user=bob)
+        client.select_folder("INBOX")
+        client.idle()
+        sessions.append(client)
+    changed = server.cli("user", "passwd", bob, "--password-stdin",
+                         input="a different horse battery\n")
+    assert changed.returncode == 0, changed.stderr
+    for client in sessions:
+        # CredentialsChanged reached both workers through the hub: each IDLE ends in BYE.
+        responses = client.idle_check(timeout=30)
+        assert any(b"BYE" in (item if isinstance(item, bytes) else b" ".join(
+            part for part in item if isinstance(part, bytes))) for item in responses), responses
 
 
 def test_a_port_in_use_is_one_clear_error_before_any_worker_starts(

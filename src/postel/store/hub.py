@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -108,6 +109,24 @@ def _short_path(path: Path) -> Any:
 
 def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def publish_once(path: Path, changes: Sequence[Change]) -> None:
+    """Blocking, for a process outside the workers (the `postel` command line): hand its
+    committed changes to a running server's hub, so a password changed with `postel user
+    passwd` signs the user out (and empties login caches) in every worker at once. No hub
+    (one-process server, none running): nothing to do; a hint only, never an error."""
+    if not changes or not path.exists():
+        return
+    with (
+        contextlib.suppress(OSError),
+        _short_path(path) as where,
+        socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock,
+    ):
+        sock.settimeout(2.0)
+        sock.connect(where)
+        sock.sendall(_line({"op": "hello", "worker": -1})
+                     + _line({"op": "pub", "c": encode_changes(changes)}))
 
 
 class Hub:
