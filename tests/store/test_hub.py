@@ -62,6 +62,22 @@ def test_every_change_kind_survives_the_wire() -> None:
     assert decode_changes("not a list") == []
 
 
+def test_a_huge_expunge_crosses_in_lines_the_hub_accepts(tmp_path: Path) -> None:
+    huge = MessagesExpunged(1, 2, tuple(range(1, 250_001)), 9)
+
+    async def body(hub: Hub, a: HubBus, b: HubBus) -> None:
+        async with b.subscribe(1) as sub:
+            a.publish([huge])
+            got: list[int] = []
+            while len(got) < len(huge.uids):
+                batch = await asyncio.wait_for(sub.get(), WAIT)
+                assert batch, "the hub dropped the publisher (a resync) instead"
+                got += [uid for c in batch if isinstance(c, MessagesExpunged) for uid in c.uids]
+            assert tuple(got) == huge.uids
+
+    run(tmp_path / "hub.sock", body)
+
+
 def test_a_publish_reaches_the_other_workers_subscribers(tmp_path: Path) -> None:
     async def body(hub: Hub, a: HubBus, b: HubBus) -> None:
         heard: list[Sequence[Change]] = []

@@ -59,8 +59,22 @@ _KINDS: dict[str, type[Any]] = {
 Ready = Callable[[int, list[tuple[str, str]]], None]
 
 
+# UIDs per MessagesExpunged on the wire: an expunge of 100,000 messages becomes several
+# entries, so no line nears MAX_LINE.
+UIDS_PER_ENTRY = 10_000
+
+
 def encode_changes(changes: Sequence[Change]) -> list[dict[str, Any]]:
-    return [{"k": type(change).__name__, **asdict(change)} for change in changes]
+    items: list[dict[str, Any]] = []
+    for change in changes:
+        if isinstance(change, MessagesExpunged) and len(change.uids) > UIDS_PER_ENTRY:
+            for i in range(0, len(change.uids), UIDS_PER_ENTRY):
+                part = MessagesExpunged(change.account_id, change.mailbox_id,
+                                        change.uids[i : i + UIDS_PER_ENTRY], change.modseq)
+                items.append({"k": "MessagesExpunged", **asdict(part)})
+        else:
+            items.append({"k": type(change).__name__, **asdict(change)})
+    return items
 
 
 def decode_changes(items: Any) -> list[Change]:
@@ -111,6 +125,23 @@ def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
+def _pub_lines(items: list[dict[str, Any]], budget: int = MAX_LINE // 4) -> list[bytes]:
+    """"pub" lines of at most about `budget` bytes each (an entry is at most ~70 KB)."""
+    lines: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for item in items:
+        encoded = json.dumps(item, separators=(",", ":")).encode()
+        if batch and size + len(encoded) > budget:
+            lines.append(b'{"op":"pub","c":[' + b",".join(batch) + b"]}\n")
+            batch, size = [], 0
+        batch.append(encoded)
+        size += len(encoded) + 1
+    if batch:
+        lines.append(b'{"op":"pub","c":[' + b",".join(batch) + b"]}\n")
+    return lines
+
+
 def publish_once(path: Path, changes: Sequence[Change]) -> None:
     """Blocking, for a process outside the workers (the `postel` command line): hand its
     committed changes to a running server's hub, so a password changed with `postel user
@@ -126,7 +157,7 @@ def publish_once(path: Path, changes: Sequence[Change]) -> None:
         sock.settimeout(2.0)
         sock.connect(where)
         sock.sendall(_line({"op": "hello", "worker": -1})
-                     + _line({"op": "pub", "c": encode_changes(changes)}))
+                     + b"".join(_pub_lines(encode_changes(changes))))
 
 
 class Hub:
@@ -238,9 +269,9 @@ class HubBus:
         loop = self._loop
         if loop is None or loop.is_closed() or not changes:
             return
-        line = _line({"op": "pub", "c": encode_changes(changes)})
+        lines = b"".join(_pub_lines(encode_changes(changes)))
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._write, line)
+            loop.call_soon_threadsafe(self._write, lines)
 
     def on_remote(self, listener: Callable[[Sequence[Change]], None]) -> None:
         """Also hear other workers' changes (the queue runner wakes on QueueChanged)."""
