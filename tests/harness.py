@@ -122,7 +122,10 @@ class PostelServer:
         storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
         # One process by default, for speed (`postel serve` defaults to one per core);
         # a test that writes its own [server] section sets workers there.
-        server = "" if "[server]" in extra_config else f"[server]\nworkers = {workers}\n"
+        if "[server]" in extra_config:
+            server, self.workers = "", 0  # the test's own section: count unknown here
+        else:
+            server, self.workers = f"[server]\nworkers = {workers}\n", workers
         self.config_path.write_text(
             f'hostname = "{HOSTNAME}"\ndata_dir = "{self.data_dir}"\n'
             f"{extra_config}\n{server}[listen]\n{listen}\n{storage}"
@@ -133,7 +136,11 @@ class PostelServer:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        if timeout is None:
+            # Several workers each import everything before the banner: slower on a busy
+            # machine. Only a bound for a server that never comes up.
+            timeout = 30.0 if self.workers == 1 else 120.0
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
