@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.dovecot import PrivateDovecot, ensure_dovecot
 from bench.framework import BenchError, Options, Report, Row, percentile
-from bench.procstat import SystemCpu, process_cpu, self_cpu, tree_cpu
+from bench.procstat import SystemCpu, self_cpu, tree_cpu
 from bench.smtp_load import make_message, message_ids
 
 PASSWORD = "correct horse battery"
@@ -325,7 +325,8 @@ def retrieval(protocol: str, opts: Options, report: Report) -> list[Row]:
     boxes = make_boxes(opts)
     (root / f"postel-{protocol}").mkdir(parents=True, exist_ok=True)
     postel = PostelServer(
-        root / f"postel-{protocol}", services=(protocol,), extra_config=_postel_config(protocol)
+        root / f"postel-{protocol}", services=(protocol,), extra_config=_postel_config(protocol),
+        workers=0,  # one worker per core, what `postel serve` runs
     )
     dovecot = PrivateDovecot(root / f"dovecot-{protocol}")
     runs: dict[str, list[PassResult]] = {"Postel": [], "Dovecot": []}
@@ -341,7 +342,7 @@ def retrieval(protocol: str, opts: Options, report: Report) -> list[Row]:
         postel_pid, dovecot_pid = postel.process.pid, dovecot.master_pid()
         assert dovecot_pid is not None  # PrivateDovecot.start waited for it
         cpu: dict[str, Callable[[], float]] = {
-            "Postel": lambda: process_cpu(postel_pid),
+            "Postel": lambda: tree_cpu(postel_pid),  # the supervisor and its workers
             "Dovecot": lambda: tree_cpu(dovecot_pid),
         }
         try:

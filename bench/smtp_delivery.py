@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.framework import BenchError, Options, Report, Row, percentile
 from bench.postfix import PrivatePostfix, ensure_postfix
-from bench.procstat import process_cpu, tree_cpu
+from bench.procstat import tree_cpu
 from bench.smtp_load import LoadResult, message_ids, run_load
 
 RECIPIENT = "alice@example.test"
@@ -52,14 +52,15 @@ def run_postel(opts: Options, root: Path) -> ServerRun:
     from tests.harness import PostelServer
 
     root.mkdir(parents=True, exist_ok=True)
-    server = PostelServer(root, services=("smtp",), extra_config=POSTEL_CONFIG)
+    # workers=0: one worker per core, what `postel serve` runs (the test suite pins 1).
+    server = PostelServer(root, services=("smtp",), extra_config=POSTEL_CONFIG, workers=0)
     try:
         server.add_user(RECIPIENT)
         server.start()
         assert server.process is not None
         pid = server.process.pid
         os.sync()
-        cpu_before = process_cpu(pid)
+        cpu_before = tree_cpu(pid)  # the supervisor and its workers
         load = run_load(
             server.port("smtp"),
             messages=opts.messages,
@@ -67,7 +68,7 @@ def run_postel(opts: Options, root: Path) -> ServerRun:
             size=opts.message_size,
             recipient=RECIPIENT,
         )
-        cpu = process_cpu(pid) - cpu_before
+        cpu = tree_cpu(pid) - cpu_before
         code = server.stop()
         if code != 0:
             raise BenchError(f"postel exited with {code}:\n{server.log_path.read_text()[-4000:]}")

@@ -112,6 +112,22 @@ def free_ports(count: int) -> list[int]:
     raise RuntimeError(f"no {count} free ports in {_PORTS}")
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a SIGKILLed supervisor's workers are reaped by init)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class PostelServer:
     def __init__(
         self,
@@ -120,6 +136,7 @@ class PostelServer:
         extra_config: str = "",
         storage_url: str | None = None,
         services: tuple[str, ...] = SERVICES,
+        workers: int = 1,
     ) -> None:
         self.root = root
         self.data_dir = root / "data"
@@ -134,9 +151,15 @@ class PostelServer:
         if storage_url is None and BACKEND == "postgres":
             storage_url = self._own_database = fresh_pg_database()
         storage = f'[storage]\nurl = "{storage_url}"\n' if storage_url else ""
+        # One process by default, for speed (`postel serve` defaults to one per core);
+        # a test that writes its own [server] section sets workers there.
+        if "[server]" in extra_config:
+            server, self.workers = "", 0  # the test's own section: count unknown here
+        else:
+            server, self.workers = f"[server]\nworkers = {workers}\n", workers
         self.config_path.write_text(
             f'hostname = "{HOSTNAME}"\ndata_dir = "{self.data_dir}"\n'
-            f"{extra_config}\n[listen]\n{listen}\n{storage}"
+            f"{extra_config}\n{server}[listen]\n{listen}\n{storage}"
         )
         self.process: subprocess.Popen[bytes] | None = None
         self._store: SqlStore | None = None
@@ -144,7 +167,11 @@ class PostelServer:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        if timeout is None:
+            # Several workers each import everything before the banner: slower on a busy
+            # machine. Only a bound for a server that never comes up.
+            timeout = 30.0 if self.workers == 1 else 120.0
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
@@ -168,6 +195,7 @@ class PostelServer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
         if self.process is None:
             return 0
+        workers = _children(self.process.pid)  # with server.workers > 1
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
@@ -176,6 +204,11 @@ class PostelServer:
             self.process.kill()
             code = self.process.wait()
         self.process = None
+        # Workers die with the supervisor (after a SIGKILL, a moment later): wait, so a
+        # restart finds the ports free.
+        deadline = time.monotonic() + timeout
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.02)
         return code
 
     def kill(self) -> None:

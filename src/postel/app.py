@@ -11,21 +11,26 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import secrets
 import signal
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
 from postel.config import SERVICES, Config, StorageConfig
-from postel.connlimits import ConnectionGate
+from postel.connlimits import ConnectionGate, adopt_listeners
 from postel.context import BindError, Context, Service, StartupError
 from postel.mailauth.dns import DnsResolver
 from postel.store.api import Store
 from postel.store.blobs import BlobStore, clean_tmp
-from postel.store.bus import InProcessBus
-from postel.store.model import Role
+from postel.store.bus import Bus, InProcessBus, LocalLocks, Locks
+from postel.store.hub import HubBus, publish_once, socket_path
+from postel.store.model import Change, QueueChanged, Role
 from postel.store.sql import copy as store_copy
 from postel.store.sql.copy import TableCopy
 from postel.store.sql.migrate import upgrade
@@ -35,7 +40,10 @@ from postel.store.sql.store import SqlStore
 from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
 
-__all__ = ["StartupError", "ensure_first_admin", "open_store", "serve", "service_factories"]
+__all__ = [
+    "StartupError", "WorkerSetup", "ensure_first_admin", "join_running_server", "open_store",
+    "serve", "serve_worker", "service_factories",
+]
 
 log = logging.getLogger("postel")
 
@@ -43,11 +51,12 @@ log = logging.getLogger("postel")
 SHUTDOWN_GRACE = 30.0
 
 
-def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
+def open_store(config: Config, *, migrate: bool = True, shared: bool = False) -> SqlStore:
     """The configured store (concrete: migrations and SQL-level tests need its engine);
-    everything past the composition root sees it as an `api.Store`."""
+    everything past the composition root sees it as an `api.Store`. `shared`: sibling
+    worker processes write the same blob folder (cross-process pins for the collector)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    blobs = BlobStore(config.blob_dir, config.tmp_dir)
+    blobs = BlobStore(config.blob_dir, config.tmp_dir, shared=shared)
     url = config.storage_url
     store = open_sql_store(url, blobs,
                            bodies_in_database=config.storage.bodies == "database")
@@ -58,6 +67,13 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
             store.close()
             raise StartupError(f"storage.url: cannot open or migrate {url}: {exc}") from None
     return store
+
+
+def join_running_server(store: SqlStore, config: Config) -> None:
+    """For the command line: its commits reach a running multi-worker server's sessions
+    through the hub (see store/hub.py:publish_once)."""
+    path = socket_path(config.data_dir)
+    store.on_commit(lambda changes: publish_once(path, changes))
 
 
 def ensure_first_admin(store: Store, config: Config) -> tuple[str, str] | None:
@@ -122,8 +138,18 @@ def service_factories() -> list[Callable[[Context], Service]]:
     return [SmtpService, ImapService, Pop3Service, WebService, QueueService]
 
 
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What the supervisor hands a worker process (`supervisor.py`, through POSTEL_WORKER)."""
+
+    index: int
+    hub: Path  # the hub's Unix-domain socket
+    sockets: dict[tuple[str, int], socket.socket]  # listening sockets by configured address
+
+
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
-    """Run every configured service until SIGTERM/SIGINT; SIGHUP reloads the certificate."""
+    """One process runs every configured service until SIGTERM/SIGINT; SIGHUP reloads
+    the certificate. (`server.workers` > 1: `supervisor.py` runs workers instead.)"""
     try:
         tls = TlsContexts(config)
     except Exception as exc:
@@ -134,7 +160,70 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         log.info("removed half-written files of a previous run", extra={"fields": {"n": removed}})
     bus = InProcessBus()
     store.on_commit(bus.publish)
-    relay = _hint_relay(store, bus)
+    relay = _hint_relay(store, bus.publish, bus.resync)
+    context = _context(config, store, bus, tls)
+    started, services = await _start(context, service_factories(), store)
+    # Only once every listener is bound: a start that fails must not create an admin
+    # whose password nobody saw.
+    first_admin = await asyncio.to_thread(ensure_first_admin, store, config)
+    stop = _signals(tls)
+    print(_banner(config, started, first_admin), flush=True)
+    log.info("started", extra={"fields": {"listening": dict(started)}})
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    await _stop(services, store, relay)
+
+
+async def serve_worker(config: Config, setup: WorkerSetup) -> None:
+    """One worker of several: the sockets are the supervisor's, hints and locks go
+    through its hub; the supervisor migrated the store, prints the banner and creates
+    the first admin. Only worker 0 runs the outbound queue, so each queue row has one
+    runner (and its start-up release of claims is only its own)."""
+    adopt_listeners(setup.sockets)
+    try:
+        tls = TlsContexts(config)
+    except Exception as exc:
+        raise StartupError(str(exc)) from None
+    store = await asyncio.to_thread(open_store, config, migrate=False, shared=True)
+    hub = HubBus(setup.hub, setup.index)
+    try:
+        await hub.start()
+    except TimeoutError:
+        store.close()
+        raise StartupError(f"cannot reach the supervisor's hub at {setup.hub}") from None
+    store.on_commit(hub.publish)
+    # Other hosts' hints (PostgreSQL): every worker listens, for its own sessions only.
+    relay = _hint_relay(store, hub.local.publish, hub.local.resync)
+    context = _context(config, store, hub, tls, locks=hub, worker=setup.index)
+    factories = service_factories()
+    if setup.index != 0:
+        factories = [f for f in factories if f.__name__ != "QueueService"]
+    started, services = await _start(context, factories, store)
+    for service in services:
+        wake = getattr(service, "wake", None)
+        if callable(wake):  # the queue: other workers' rows wake it at once too
+            hub.on_remote(_waker(wake))
+    stop = _signals(tls)
+    hub.announce_ready(started)
+    log.info("worker started", extra={"fields": {"pid": os.getpid()}})
+    await stop.wait()
+    await _stop(services, store, relay)
+    await hub.close()
+
+
+def _waker(wake: Callable[[], None]) -> Callable[[Sequence[Change]], None]:
+    def on_remote(changes: Sequence[Change]) -> None:
+        if any(isinstance(change, QueueChanged) for change in changes):
+            wake()
+
+    return on_remote
+
+
+def _context(
+    config: Config, store: SqlStore, bus: Bus, tls: TlsContexts, *,
+    locks: Locks | None = None, worker: int = 0,
+) -> Context:
     limiter = FailureLimiter(
         config.auth.max_failures_per_ip,
         config.auth.max_failures_per_account,
@@ -144,13 +233,17 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     )
     gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
     log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})
-    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
-                      DnsResolver(config.dns), gate)
+    return Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
+                   DnsResolver(config.dns), gate, locks or LocalLocks(), worker)
 
+
+async def _start(
+    context: Context, factories: list[Callable[[Context], Service]], store: SqlStore
+) -> tuple[list[tuple[str, str]], list[Service]]:
     services: list[Service] = []
     started: list[tuple[str, str]] = []
     try:
-        for factory in service_factories():
+        for factory in factories:
             service = factory(context)
             services.append(service)
             started += await service.start()
@@ -159,10 +252,11 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             await service.shutdown(0)
         store.close()
         raise _bind_error(exc.service, exc.address, exc.error) from None
-    # Only once every listener is bound: a start that fails must not create an admin
-    # whose password nobody saw.
-    first_admin = await asyncio.to_thread(ensure_first_admin, store, config)
+    return started, services
 
+
+def _signals(tls: TlsContexts) -> asyncio.Event:
+    """SIGTERM/SIGINT set the returned event; SIGHUP reloads the certificate."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -177,12 +271,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, reload_tls)
-    print(_banner(config, started, first_admin), flush=True)
+    return stop
 
-    log.info("started", extra={"fields": {"listening": dict(started)}})
-    if ready is not None:
-        ready.set()
-    await stop.wait()
+
+async def _stop(services: list[Service], store: SqlStore, relay: PgHintRelay | None) -> None:
     log.info("stopping: finishing work in flight")
     await asyncio.gather(*(service.shutdown(SHUTDOWN_GRACE) for service in services))
     if relay is not None:
@@ -191,7 +283,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     log.info("stopped")
 
 
-def _hint_relay(store: SqlStore, bus: InProcessBus) -> PgHintRelay | None:
+def _hint_relay(
+    store: SqlStore, deliver: Callable[[list[Change]], None], resync: Callable[[], None],
+) -> PgHintRelay | None:
     """On PostgreSQL the hints travel between hosts too (store/sql/pgbus.py): every
     store's commits send them, and this relay hands other processes' to this host's bus.
     None on SQLite (one host)."""
@@ -199,7 +293,7 @@ def _hint_relay(store: SqlStore, bus: InProcessBus) -> PgHintRelay | None:
         return None
     conninfo = store.engine.url.set(drivername="postgresql").render_as_string(
         hide_password=False)
-    relay = PgHintRelay(conninfo, bus.publish, bus.wake_all)
+    relay = PgHintRelay(conninfo, deliver, resync)
     relay.start()
     return relay
 

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,18 +35,18 @@ class CliError(Exception):
 
 
 def _store(args: argparse.Namespace) -> Store:
-    from postel.app import open_store
+    from postel.app import join_running_server, open_store
 
-    return open_store(load_config(args.config))
+    config = load_config(args.config)
+    store = open_store(config)
+    join_running_server(store, config)  # its changes reach a running server's workers
+    return store
 
 
 def _admin(args: argparse.Namespace) -> AdminContext:
     """The operations layer over the configured store; the CLI acts as `Actor.cli()`."""
-    from postel.app import open_store
-
     config = load_config(args.config)
-    return AdminContext.for_hostname(open_store(config), config.hostname,
-                                     config.web.system_from)
+    return AdminContext.for_hostname(_store(args), config.hostname, config.web.system_from)
 
 
 def _domain(text: str) -> Domain:
@@ -77,19 +78,33 @@ def _read_password(args: argparse.Namespace, email: str) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from postel.app import StartupError, serve
+    from postel.app import StartupError, serve, serve_worker
     from postel.logging_setup import setup_logging
+    from postel.supervisor import WorkerFailed, supervise, worker_argv, worker_setup_from_env
 
     config = load_config(args.config, dev=args.dev)
-    setup_logging(config.log_level)
+    if args.workers is not None:
+        if args.workers < 0:
+            raise CliError("--workers: expected 0 (one per core) or more")
+        config = replace(config, server=replace(config.server, workers=args.workers))
+    setup = worker_setup_from_env()  # set when the supervisor started this process
+    setup_logging(config.log_level, worker=setup.index if setup is not None else None)
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
         pass
+    count = config.server.worker_count()
     try:
-        asyncio.run(serve(config))
+        if setup is not None:
+            asyncio.run(serve_worker(config, setup))
+        elif count > 1:
+            asyncio.run(supervise(config, worker_argv(args), count))
+        else:
+            asyncio.run(serve(config))
+    except WorkerFailed:
+        return 2  # the worker said why, on the same stderr
     except StartupError as exc:
         print(f"postel: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -354,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--dev", action="store_true",
         help="use unprivileged ports on 127.0.0.1 (2525, 5587, 5465, 1143, 1993, ...)",
+    )
+    serve.add_argument(
+        "--workers", type=int, metavar="N",
+        help="worker processes (default: server.workers, 0 = one per CPU core; 1 = a "
+        "single process)",
     )
 
     domain = sub.add_parser("domain", help="hosted domains").add_subparsers(

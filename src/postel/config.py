@@ -89,6 +89,31 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """The process model: one supervising process binds every listener, then starts worker
+    processes that inherit the sockets and each run every protocol on their own event
+    loop. The test harness pins 1; `postel serve` defaults to one worker per core.
+    Connection caps ([connections], max_connections_per_ip) count per worker."""
+
+    # Worker processes; 0 = one per CPU core. 1 runs everything in the one process (no
+    # supervisor). `postel serve --workers N` overrides it.
+    workers: int = 0
+    # Seconds before restarting a worker that died; doubled after each quick death, up to
+    # worker_restart_delay_max.
+    worker_restart_delay: float = 0.5
+    # Upper bound of the restart delay of a worker that keeps dying.
+    worker_restart_delay_max: float = 30.0
+    # Seconds a supervisor waits for all workers to report ready at start-up.
+    worker_start_timeout: float = 60.0
+    # Debugging and tests only: IMAP ID's answer carries `x-worker` (this worker's index),
+    # so a test can tell which process serves a connection.
+    expose_worker_id: bool = False
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
 class ConnectionsConfig:
     # Client connections of all listeners together; beyond it a new one is closed at
     # accept. 0: the open-file limit (raised to its hard limit at start) minus 128 kept
@@ -328,6 +353,7 @@ class Config:
     listen: dict[str, ListenAddress | None] = field(default_factory=dict)
     tls: TlsConfig = TlsConfig()
     storage: StorageConfig = StorageConfig()
+    server: ServerConfig = ServerConfig()
     connections: ConnectionsConfig = ConnectionsConfig()
     smtp: SmtpConfig = SmtpConfig()
     pop3: Pop3Config = Pop3Config()
@@ -445,6 +471,7 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
     sections: dict[str, type[Any]] = {
         "tls": TlsConfig,
         "storage": StorageConfig,
+        "server": ServerConfig,
         "connections": ConnectionsConfig,
         "smtp": SmtpConfig,
         "pop3": Pop3Config,

@@ -152,8 +152,25 @@ class AcceptLoop:
             await self._task
 
 
+# Listening sockets a worker inherited from the supervisor, by their configured address:
+# the supervisor binds every port once (one clear "port in use" error, before any worker
+# starts) and the workers accept on the same sockets (pre-fork accept).
+_INHERITED: dict[tuple[str, int], socket.socket] = {}
+
+
+def adopt_listeners(sockets: dict[tuple[str, int], socket.socket]) -> None:
+    """From now on `open_listener` hands out these sockets instead of binding."""
+    for sock in sockets.values():
+        sock.setblocking(False)
+    _INHERITED.update(sockets)
+
+
 def open_listener(host: str, port: int, backlog: int = 512) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket (IPv6 when `host` has a colon)."""
+    """A bound, listening, non-blocking TCP socket (IPv6 when `host` has a colon); in a
+    worker, the one the supervisor bound for that address."""
+    inherited = _INHERITED.get((host, port))
+    if inherited is not None:
+        return inherited
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

@@ -11,7 +11,7 @@ from postel.config import Config
 from postel.connlimits import ConnectionGate
 from postel.mailauth.dns import Resolver
 from postel.store.api import Store
-from postel.store.bus import InProcessBus
+from postel.store.bus import Bus, LocalLocks, Locks
 from postel.tls import TlsContexts
 
 
@@ -19,13 +19,17 @@ from postel.tls import TlsContexts
 class Context:
     config: Config
     store: Store
-    bus: InProcessBus
+    bus: Bus
     tls: TlsContexts
     limiter: FailureLimiter
     authenticator: Authenticator
     resolver: Resolver  # the one DNS resolver (and its cache): mailauth, queue, DNS checks
     # Client connections of every listener together (issue 15 item 3: below the fd limit).
     gate: ConnectionGate = field(default_factory=ConnectionGate)
+    # Host-wide named locks (POP3's maildrop lock): in-process, or the supervisor's hub.
+    locks: Locks = field(default_factory=LocalLocks)
+    # This worker process's index (0 with a single process); for logs and `x-worker`.
+    worker: int = 0
 
 
 class Service(Protocol):

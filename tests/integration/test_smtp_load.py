@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 
 import aiosmtplib
+import pytest
 
 from postel.mail.mime import parse_message_bytes
 from tests.harness import PostelServer
@@ -80,10 +81,12 @@ def test_200_concurrent_deliveries_lose_nothing(make_postel: Callable[..., Poste
     assert [m.uid for m in server.store.mail.list_messages(box.id)] == list(range(1, 201))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_kill_9_during_delivery_loses_nothing_acknowledged(
-    make_postel: Callable[..., PostelServer],
+    make_postel: Callable[..., PostelServer], workers: int,
 ) -> None:
-    server = make_postel(extra_config=MANY)
+    # workers=2: SIGKILL of the supervisor takes its workers with it (and frees the ports).
+    server = make_postel(extra_config=MANY, workers=workers)
     server.add_user("alice@example.test")
     server.start()
     acknowledged: set[int] = set()

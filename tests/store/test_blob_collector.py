@@ -4,6 +4,8 @@ written and not yet committed (content-addressed blobs are shared)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from postel.store import blobs as blobs_module
@@ -69,3 +71,18 @@ def test_a_blob_no_row_ever_named_stops_being_pinned(
     store.directory.remove_account("alice@example.test")
 
     assert not store.blobs.exists(blob.sha256)
+
+
+def test_a_blob_another_process_installed_is_kept_until_it_commits(tmp_path: Path) -> None:
+    # Two shared BlobStores on one folder stand for two worker processes: their in-memory
+    # pins are separate, so only the pin files in blobs/.pins protect the other's install.
+    writer = blobs_module.BlobStore(tmp_path / "blobs", tmp_path / "tmp", shared=True)
+    collector = blobs_module.BlobStore(tmp_path / "blobs", tmp_path / "tmp", shared=True)
+    blob = writer.put(b"Subject: in flight\r\n\r\nnot committed yet\r\n")
+
+    assert collector.collect([blob.sha256], lambda names: set()) == []
+    assert writer.exists(blob.sha256)
+
+    writer.release(blob.sha256)  # its row committed (and was since removed)
+    assert collector.collect([blob.sha256], lambda names: set()) == [blob.sha256]
+    assert not writer.exists(blob.sha256)

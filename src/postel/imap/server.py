@@ -270,6 +270,7 @@ class ImapService:
             limiter=context.limiter,
             config=config.imap,
             tmp_dir=config.tmp_dir,
+            worker_id=context.worker if config.server.expose_worker_id else None,
         )
         self.server = ImapServer(services, lambda: context.tls.context, context.gate)
 

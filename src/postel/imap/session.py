@@ -46,7 +46,7 @@ from postel.imap.state import Bye, Continuation, State
 from postel.imap.uidonly import uses_sequence_numbers
 from postel.net import is_loopback
 from postel.store.api import Store
-from postel.store.bus import InProcessBus, Subscription
+from postel.store.bus import Bus, Subscription
 from postel.store.errors import NotFound
 from postel.store.model import Account
 
@@ -69,11 +69,13 @@ class Services:
 
     hostname: str
     store: Store
-    bus: InProcessBus
+    bus: Bus
     authenticator: Authenticator
     limiter: FailureLimiter
     config: ImapConfig
     tmp_dir: Path
+    # This worker's index for ID's `x-worker` (server.expose_worker_id); None: not shown.
+    worker_id: int | None = None
 
 
 # Seconds after which even a read-only command looks for changes without a hint.

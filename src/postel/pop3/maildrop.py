@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from postel.pop3.transfer import file_chunks, transfer_size
 from postel.store.api import Store
+from postel.store.bus import LocalLocks, Locks
 
 log = logging.getLogger("postel.pop3")
 
@@ -97,25 +98,26 @@ class MaildropLocks:
     """RFC 1939 4: one session at a time holds a maildrop's exclusive lock; a second login gets
     ``-ERR [IN-USE]`` (RFC 2449 8.1.1). IMAP sessions are not affected.
 
-    In-process only (all sessions run on one event loop): enough for one host. Several
-    hosts sharing a PostgreSQL store need a store-level lock (a row lock or an advisory
-    lock held for the session) instead.
+    Over the host's `Locks`: in-process with one worker, the supervisor's hub with several
+    (a session on another worker holds it just the same). Several hosts sharing a
+    PostgreSQL store need a store-level lock (an advisory lock held for the session).
     """
 
-    def __init__(self) -> None:
-        self._held: set[int] = set()
+    def __init__(self, locks: Locks | None = None) -> None:
+        self._locks: Locks = locks if locks is not None else LocalLocks()
 
-    def acquire(self, account_id: int) -> bool:
-        if account_id in self._held:
-            return False
-        self._held.add(account_id)
-        return True
+    @staticmethod
+    def _key(account_id: int) -> str:
+        return f"pop3:{account_id}"
+
+    async def acquire(self, account_id: int) -> bool:
+        return await self._locks.acquire(self._key(account_id))
 
     def release(self, account_id: int) -> None:
-        self._held.discard(account_id)
+        self._locks.release(self._key(account_id))
 
     def held(self, account_id: int) -> bool:
-        return account_id in self._held
+        return self._locks.held(self._key(account_id))
 
 
 def load_maildrop(store: Store, account_id: int, sizes: TransferSizes) -> Maildrop:

@@ -88,10 +88,11 @@ class Pop3Service:
             store=context.store,
             authenticator=context.authenticator,
             config=config.pop3,
-            locks=MaildropLocks(),
+            locks=MaildropLocks(context.locks),
             sizes=TransferSizes(),
             tls_available=True,
             bus=context.bus,
+            worker_id=context.worker if config.server.expose_worker_id else None,
         )
         self.server = Pop3Server(services, lambda: context.tls.context, context.gate)
 

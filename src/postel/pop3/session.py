@@ -47,7 +47,7 @@ from postel.pop3.proto import (
 )
 from postel.pop3.transfer import READ_CHUNK, MessageEncoder
 from postel.store.api import Store
-from postel.store.bus import InProcessBus, Subscription
+from postel.store.bus import Bus, Subscription
 from postel.store.model import Account
 
 log = logging.getLogger("postel.pop3")
@@ -79,7 +79,9 @@ class Services:
     sizes: TransferSizes
     tls_available: bool  # STLS can be offered (port 110); False on 995, already TLS
     # Change hints; with it, a session signs out when its account's password changes.
-    bus: InProcessBus | None = None
+    bus: Bus | None = None
+    # This worker's index for CAPA's IMPLEMENTATION (server.expose_worker_id); None: not shown.
+    worker_id: int | None = None
 
 
 class _BlobReadError(Exception):
@@ -133,6 +135,12 @@ class Pop3Session:
             return True
         config = self.services.config
         return config.allow_plaintext_auth_on_loopback and is_loopback(self.peer_ip)
+
+    def _implementation(self) -> str:
+        # RFC 2449 6.9: free text. The worker's index only when a test config asks
+        # (server.expose_worker_id), so a test can tell which process serves it.
+        worker = self.services.worker_id
+        return IMPLEMENTATION if worker is None else f"{IMPLEMENTATION} x-worker={worker}"
 
     async def greet(self) -> None:
         # No APOP timestamp in the greeting: APOP needs the plaintext password stored.
@@ -219,7 +227,7 @@ class Pop3Session:
             "PIPELINING",
             "EXPIRE NEVER",  # the server never deletes mail on its own (RFC 2449 6.7)
             "LOGIN-DELAY 0",  # RFC 2449 6.5
-            f"IMPLEMENTATION {IMPLEMENTATION}",
+            f"IMPLEMENTATION {self._implementation()}",
         ]
         return tuple(lines)
 
@@ -309,7 +317,7 @@ class Pop3Session:
         if account is None:
             await self._auth_failed(err("invalid user name or password", "AUTH"))
             return
-        if not services.locks.acquire(account.id):
+        if not await services.locks.acquire(account.id):
             # RFC 2449 8.1.1; the session stays in AUTHORIZATION (RFC 1939 4, 7 PASS).
             await self._send(err("maildrop is locked by another POP3 session", "IN-USE"))
             return

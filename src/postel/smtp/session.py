@@ -48,7 +48,7 @@ from postel.smtp.state import ConnectionEvent, MailFrom, RcptTo, SmtpConnection
 from postel.smtp.trace import Received, return_path, with_protocol
 from postel.store.api import Store
 from postel.store.blobs import BlobWriter
-from postel.store.bus import InProcessBus, Subscription
+from postel.store.bus import Bus, Subscription
 from postel.store.model import Account, DsnRequest
 from postel.submission import Refusal, route_local
 
@@ -74,7 +74,7 @@ class Services:
     mailauth: MailauthConfig = field(default_factory=MailauthConfig)
     resolver: Resolver | None = None  # None: no SPF/DKIM/DMARC checks on port 25
     # Change hints; with it, a logged-in session ends when its account's password changes.
-    bus: InProcessBus | None = None
+    bus: Bus | None = None
 
 
 @dataclass

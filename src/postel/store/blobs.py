@@ -9,17 +9,26 @@ is between "the file is in place" and "my row has committed". Every install (a n
 a duplicate of an existing one) therefore pins the blob in this process until the store
 commits a row naming it (`release`), or for PIN_SECONDS when no row ever comes (rejected
 mail); `collect` deletes only unpinned blobs, under the same lock that installs take.
+
+Pins live in one process; worker processes write the same blob folder. A store opened
+`shared` (several workers) therefore also leaves each pin as a file, blobs/.pins/<sha>-<pid>-<n>,
+removed at release; `collect` skips a blob with such a file younger than PIN_SECONDS
+(older ones are a crashed process's, and are removed). The look and the unlink run under
+an exclusive flock of blobs/.lock that every shared install takes shared, so no install
+can pin a file between the collector's look and its delete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -40,14 +49,37 @@ def fsync_dir(path: Path) -> None:
 
 
 class BlobStore:
-    def __init__(self, root: Path, tmp_dir: Path) -> None:
+    def __init__(self, root: Path, tmp_dir: Path, *, shared: bool = False) -> None:
         self.root = root
+        # Other processes (sibling workers) install and collect in the same folder.
+        self.shared = shared
+        self._pin_dir = root / ".pins"
+        # sha256 -> the pin files of this process's uncommitted installs (shared only).
+        self._pin_files: dict[str, list[Path]] = {}
+        self._pin_serial = 0
         self.tmp_dir = tmp_dir
         root.mkdir(parents=True, exist_ok=True)
         tmp_dir.mkdir(parents=True, exist_ok=True)
         # sha256 -> [writers not yet committed, expiry (monotonic)], oldest first.
         self._pins: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._lock_path = root / ".lock"
+        if shared:
+            self._pin_dir.mkdir(exist_ok=True)
+
+    @contextlib.contextmanager
+    def _host_lock(self, mode: int) -> Iterator[None]:
+        """flock of blobs/.lock against other processes' collectors (LOCK_SH: installs,
+        LOCK_EX: the collector). Called under self._lock; nothing to do unshared."""
+        if not self.shared:
+            yield
+            return
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
 
     def local_path(self, sha256: str) -> Path:
         """Where the blob's file is (or would be) on this host."""
@@ -82,6 +114,11 @@ class BlobStore:
                 pin[0] -= 1
                 if pin[0] <= 0:
                     del self._pins[sha256]
+            files = self._pin_files.get(sha256)
+            if files:
+                files.pop().unlink(missing_ok=True)
+                if not files:
+                    del self._pin_files[sha256]
 
     def collect(
         self, candidates: Collection[str], referenced: Callable[[list[str]], set[str]]
@@ -93,9 +130,11 @@ class BlobStore:
         installed before holds a pin (released only after its row committed, which the
         query then sees), and one that installs after finds the file gone and writes it.
         """
-        with self._lock:
+        with self._lock, self._host_lock(fcntl.LOCK_EX):
             self._expire_pins()
-            unpinned = [sha for sha in candidates if sha not in self._pins]
+            elsewhere = self._pinned_elsewhere()
+            unpinned = [sha for sha in candidates
+                        if sha not in self._pins and sha not in elsewhere]
             if not unpinned:
                 return []
             kept = referenced(unpinned)
@@ -105,6 +144,32 @@ class BlobStore:
                     self.local_path(sha).unlink(missing_ok=True)
                     deleted.append(sha)
             return deleted
+
+    def _pinned_elsewhere(self) -> set[str]:
+        """Blobs another process installed and has not committed a row for (shared only;
+        under the exclusive host lock). Stale pin files of crashed processes go."""
+        if not self.shared:
+            return set()
+        pinned: set[str] = set()
+        now = time.time()
+        with os.scandir(self._pin_dir) as entries:
+            for entry in entries:
+                try:
+                    fresh = now - entry.stat().st_mtime < PIN_SECONDS
+                except FileNotFoundError:
+                    continue
+                if fresh:
+                    pinned.add(entry.name.partition("-")[0])
+                else:
+                    Path(entry.path).unlink(missing_ok=True)
+        return pinned
+
+    def _pin_file(self, sha256: str) -> None:
+        # Under self._lock and the shared host lock.
+        self._pin_serial += 1
+        path = self._pin_dir / f"{sha256}-{os.getpid()}-{self._pin_serial}"
+        path.touch()
+        self._pin_files.setdefault(sha256, []).append(path)
 
     def _pin(self, sha256: str) -> None:
         # Under self._lock.
@@ -122,12 +187,17 @@ class BlobStore:
             if pin[1] > clock:
                 break
             del self._pins[sha]
+            for path in self._pin_files.pop(sha, []):
+                path.unlink(missing_ok=True)
 
     def _install(self, tmp_path: Path, sha256: str) -> None:
         final = self.local_path(sha256)
         shard = final.parent
-        with self._lock:  # against collect(): pin, then find or place the file
+        # Against collect(), this process's and the others': pin, then find or place.
+        with self._lock, self._host_lock(fcntl.LOCK_SH):
             self._pin(sha256)
+            if self.shared:
+                self._pin_file(sha256)
             if final.exists():
                 # Same content already stored: the existing file is complete (it was
                 # renamed into place only after fsync), so drop the duplicate.

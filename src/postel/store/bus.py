@@ -1,8 +1,12 @@
 """Change hints: a write publishes the changes it committed; sessions subscribe per account.
 
 A hint only says "look again": subscribers re-read the store (changes_since) for the
-truth, so a hint lost to a full queue or a restart loses nothing. The in-process bus serves
-one host; several hosts on PostgreSQL need a LISTEN/NOTIFY bus with the same interface.
+truth, so a hint lost to a full queue or a restart loses nothing.
+
+`Bus` is the interface every service sees. `InProcessBus` serves one process;
+`store/hub.py:HubBus` serves the worker processes of one host (it delivers locally and
+forwards through the supervisor's hub to the siblings). Several hosts on PostgreSQL need a
+LISTEN/NOTIFY bus with the same interface, one level up.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Protocol
 
 from postel.store.model import Change, CredentialsChanged, MetadataChanged
 
@@ -51,6 +56,54 @@ class Subscription:
         self.close()
 
 
+class Bus(Protocol):
+    """Change hints between the writers and the sessions of an account."""
+
+    def subscribe(self, account_id: int) -> Subscription:
+        """A bounded queue of the account's change batches; close it when done."""
+        ...
+
+    def publish(self, changes: Sequence[Change]) -> None:
+        """After a commit, from any thread: wake the account's subscribers (every
+        process's, for a bus that spans processes). Never raises for a lost hint."""
+        ...
+
+
+class Locks(Protocol):
+    """Named exclusive locks shared by every process of the host (POP3's maildrop lock)."""
+
+    async def acquire(self, key: str) -> bool:
+        """Take `key`; False (nothing taken) when someone holds it."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Give back a lock this process took; a key it does not hold is ignored."""
+        ...
+
+    def held(self, key: str) -> bool:
+        """Whether this process holds `key`."""
+        ...
+
+
+class LocalLocks:
+    """Locks for one process: all its sessions run on one event loop."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+
+    async def acquire(self, key: str) -> bool:
+        if key in self._held:
+            return False
+        self._held.add(key)
+        return True
+
+    def release(self, key: str) -> None:
+        self._held.discard(key)
+
+    def held(self, key: str) -> bool:
+        return key in self._held
+
+
 class InProcessBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -69,16 +122,6 @@ class InProcessBus:
                 subs.discard(subscription)
                 if not subs:
                     del self._subscribers[subscription.account_id]
-
-    def wake_all(self) -> None:
-        """Make every subscriber look again (hints may have been lost: a relay from other
-        hosts reconnected). An empty batch carries no change, only the wake-up."""
-        with self._lock:
-            targets = [sub for subs in self._subscribers.values() for sub in subs]
-        for sub in targets:
-            if not sub.loop.is_closed():
-                with contextlib.suppress(RuntimeError):
-                    sub.loop.call_soon_threadsafe(sub._deliver, [])
 
     def publish(self, changes: Sequence[Change]) -> None:
         """Called after a commit, from any thread."""
@@ -103,3 +146,13 @@ class InProcessBus:
             # subscriber is gone, and the others must still hear about the change.
             with contextlib.suppress(RuntimeError):
                 sub.loop.call_soon_threadsafe(sub._deliver, batch)
+
+    def resync(self) -> None:
+        """Wake every subscriber with an empty batch: "re-read the store", for when hints
+        may have been missed (a bus connection that dropped and came back)."""
+        with self._lock:
+            targets = [sub for subs in self._subscribers.values() for sub in subs]
+        for sub in targets:
+            if not sub.loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    sub.loop.call_soon_threadsafe(sub._deliver, [])

@@ -124,7 +124,10 @@ async def id_(s: ImapSession, cmd: Command) -> None:
         for key, value in zip(items[::2], items[1::2], strict=False):
             k = key.value if isinstance(key, Atom) else str(key)
             s.client_id[k.lower()[:64]] = None if value is None else str(value)[:256]
-    s.untagged(b"ID " + r.value(["name", "Postel", "version", __version__]))
+    ours = ["name", "Postel", "version", __version__]
+    if s.services.worker_id is not None:  # tests of the process model only
+        ours += ["x-worker", str(s.services.worker_id)]
+    s.untagged(b"ID " + r.value(ours))
     s.ok(cmd.tag, "ID completed")
 
 

@@ -11,13 +11,15 @@ Methods block (SQL and fsync); asyncio callers run them in a worker thread.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError
 
 from postel.store.blobs import BlobStore
@@ -33,11 +35,45 @@ T = TypeVar("T")
 Listener = Callable[[Sequence[Change]], None]
 
 
+class WriteLock:
+    """SQLite's one writer, for the threads of this process and for other processes.
+
+    A thread lock first (one waiter per process), then an flock of `<db>.lock`: a process
+    waiting for another's write sleeps in the kernel and wakes the moment it is released,
+    where SQLite's own busy handler would poll with growing sleeps (with two workers
+    writing, that tripled the time per delivery). BEGIN IMMEDIATE still guards against
+    writers that do not take the file lock.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._thread_lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600) if path else None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Database:
     """Transactions and commit listeners over one engine."""
 
     def __init__(
-        self, engine: Engine, blobs: BlobStore, write_lock: threading.Lock | None = None
+        self, engine: Engine, blobs: BlobStore, write_lock: WriteLock | None = None
     ) -> None:
         self.engine = engine
         self.blobs = blobs
@@ -46,11 +82,13 @@ class Database:
         # PostgreSQL hint relay sends its NOTIFY there, so it is delivered with the commit).
         self._before_commit: list[Callable[[Connection, list[Change]], None]] = []
         self._lock = write_lock
+        # Writes begin with BEGIN IMMEDIATE on SQLite (see _sqlite): the option marks them.
+        self.writer = engine.execution_options(postel_write=True)
         # Concurrent deliveries share one transaction and one WAL fsync (SQLite only:
         # PostgreSQL writers run in parallel anyway).
         self._group = (
             None if write_lock is None
-            else GroupCommitter(engine, write_lock, (StoreError,), self.publish)
+            else GroupCommitter(self.writer, write_lock, (StoreError,), self.publish)
         )
 
     def on_commit(self, listener: Listener) -> None:
@@ -67,7 +105,7 @@ class Database:
     def write(self) -> Iterator[tuple[Connection, list[Change]]]:
         """A write transaction; the changes appended to the list are published after commit."""
         changes: list[Change] = []
-        with self._write_lock(), self.engine.begin() as conn:
+        with self._write_lock(), self.writer.begin() as conn:
             yield conn, changes
             if changes:
                 for hook in self._before_commit:
@@ -100,6 +138,8 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._lock is not None:
+            self._lock.close()
 
     @staticmethod
     def insert_new(conn: Connection, statement: Any, exists: str) -> CursorResult[Any]:
@@ -126,6 +166,13 @@ def _sqlite(url: str, blobs: BlobStore) -> Database:
     SQLite allows one writer; taking a process-wide lock before BEGIN avoids the
     "database is locked" errors that deferred transactions upgrading to write locks cause,
     while readers proceed in parallel under WAL.
+
+    Several worker processes write the same file, and the process lock does not reach
+    across them. So transactions are begun by us, not by the driver (which would begin
+    only at the first INSERT, leaving a write's SELECT ... FOR UPDATE outside it, and
+    FOR UPDATE means nothing to SQLite): a write begins with BEGIN IMMEDIATE, taking the
+    database's write lock first (waiting up to busy_timeout for another process's), so
+    what it reads cannot change before it commits (no two processes give out one UID).
     """
     engine = create_engine(url, pool_size=8, max_overflow=32, pool_timeout=60)
 
@@ -139,8 +186,16 @@ def _sqlite(url: str, blobs: BlobStore) -> Database:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+        dbapi_connection.isolation_level = None  # we send BEGIN ourselves (below)
 
-    return Database(engine, blobs, threading.Lock())
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("postel_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    database = make_url(url).database
+    in_memory = not database or database == ":memory:"
+    return Database(engine, blobs, WriteLock(None if in_memory else f"{database}.lock"))
 
 
 def _postgres(url: str, blobs: BlobStore, bodies_in_database: bool) -> Database:
@@ -149,7 +204,7 @@ def _postgres(url: str, blobs: BlobStore, bodies_in_database: bool) -> Database:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     engine = create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
     if bodies_in_database:
-        blobs = PgBlobStore(blobs.root, blobs.tmp_dir, engine)
+        blobs = PgBlobStore(blobs.root, blobs.tmp_dir, engine, shared=blobs.shared)
     database = Database(engine, blobs)
     database.before_commit(send_hints)  # other hosts learn of the commit with it
     return database

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -41,7 +42,7 @@ class GroupCommitter:
     def __init__(
         self,
         engine: Engine,
-        write_lock: threading.Lock,
+        write_lock: AbstractContextManager[Any],
         expected: tuple[type[BaseException], ...],
         publish: Callable[[list[Change]], None],
     ) -> None:

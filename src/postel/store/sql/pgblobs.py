@@ -44,9 +44,10 @@ GRACE_SECONDS = 600.0
 
 class PgBlobStore(BlobStore):
     def __init__(
-        self, root: Path, tmp_dir: Path, engine: Engine, *, grace: float = GRACE_SECONDS
+        self, root: Path, tmp_dir: Path, engine: Engine, *, grace: float = GRACE_SECONDS,
+        shared: bool = False,
     ) -> None:
-        super().__init__(root, tmp_dir)
+        super().__init__(root, tmp_dir, shared=shared)
         self.engine = engine
         self.grace = grace
 

@@ -23,21 +23,12 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, func, select
 
-from postel.store.model import (
-    Change,
-    CredentialsChanged,
-    Flags,
-    FlagsChanged,
-    MailboxChanged,
-    MessageAdded,
-    MessagesExpunged,
-    MetadataChanged,
-)
+from postel.store.hub import decode_changes, encode_changes
+from postel.store.model import Change, CredentialsChanged, MessagesExpunged
 
 log = logging.getLogger("postel.store")
 
@@ -48,35 +39,17 @@ RECONNECT_MAX = 10.0
 ORIGIN = secrets.token_hex(8)
 
 
-def _flags(flags: Flags) -> list[Any]:
-    return [flags.seen, flags.answered, flags.flagged, flags.deleted, flags.draft,
-            list(flags.keywords)]
-
-
 def encode(origin: str, changes: Sequence[Change]) -> str | None:
-    """The NOTIFY payload for a commit's changes, or None when none is about an account."""
-    items: list[list[Any]] = []
-    for c in changes:
-        if isinstance(c, MessageAdded):
-            items.append(["A", c.account_id, c.mailbox_id, c.uid, c.modseq])
-        elif isinstance(c, FlagsChanged):
-            items.append(["F", c.account_id, c.mailbox_id, c.uid, c.modseq, _flags(c.flags)])
-        elif isinstance(c, MessagesExpunged):
-            items.append(["X", c.account_id, c.mailbox_id, list(c.uids), c.modseq])
-        elif isinstance(c, MailboxChanged):
-            items.append(["M", c.account_id, c.mailbox_id])
-        elif isinstance(c, CredentialsChanged):
-            items.append(["C", c.account_id])
-        elif isinstance(c, MetadataChanged):  # account None: the server's /shared entries
-            items.append(["D", c.account_id, c.mailbox_id])
-    if not items:
+    """The NOTIFY payload for a commit's changes (the hub's wire form, store/hub.py), or
+    None when there is nothing to say."""
+    if not changes:
         return None
-    payload = json.dumps({"o": origin, "c": items}, separators=(",", ":"))
+    payload = json.dumps({"o": origin, "c": encode_changes(changes)}, separators=(",", ":"))
     if len(payload.encode()) <= MAX_PAYLOAD:
         return payload
     # Too big: a wake-up per account (and every sign-out, which must never be dropped).
-    accounts = sorted({item[1] for item in items if item[1] is not None})
-    revoked = sorted({item[1] for item in items if item[0] == "C"})
+    accounts = sorted({c.account_id for c in changes if c.account_id is not None})
+    revoked = sorted({c.account_id for c in changes if isinstance(c, CredentialsChanged)})
     return json.dumps({"o": origin, "w": accounts, "r": revoked}, separators=(",", ":"))
 
 
@@ -88,26 +61,7 @@ def decode(payload: str) -> tuple[str, list[Change]]:
     if "w" in data:
         wakes: list[Change] = [MessagesExpunged(int(a), 0, (), 0) for a in data["w"]]
         return origin, wakes + [CredentialsChanged(int(a)) for a in data.get("r", ())]
-    changes: list[Change] = []
-    for item in data["c"]:
-        if item[0] == "D":
-            changes.append(MetadataChanged(item[1], item[2]))
-            continue
-        kind, account = item[0], int(item[1])
-        if kind == "A":
-            changes.append(MessageAdded(account, int(item[2]), int(item[3]), int(item[4])))
-        elif kind == "F":
-            s, a, f, d, dr, keywords = item[5]
-            changes.append(FlagsChanged(account, int(item[2]), int(item[3]), int(item[4]),
-                                        Flags(s, a, f, d, dr, tuple(keywords))))
-        elif kind == "X":
-            changes.append(MessagesExpunged(account, int(item[2]), tuple(item[3]),
-                                            int(item[4])))
-        elif kind == "M":
-            changes.append(MailboxChanged(account, int(item[2])))
-        elif kind == "C":
-            changes.append(CredentialsChanged(account))
-    return origin, changes
+    return origin, decode_changes(data["c"])
 
 
 def send_hints(conn: Connection, changes: list[Change]) -> None:
@@ -123,11 +77,11 @@ class PgHintRelay:
 
     def __init__(
         self, conninfo: str, deliver: Callable[[list[Change]], None],
-        wake_all: Callable[[], None],
+        resync: Callable[[], None],
     ) -> None:
         self.conninfo = conninfo
         self._deliver = deliver
-        self._wake_all = wake_all
+        self._resync = resync
         self._stopping = threading.Event()
         self._listening = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,7 +109,7 @@ class PgHintRelay:
                     conn.execute(f"LISTEN {CHANNEL}")
                     if not first:
                         log.info("change hints from other hosts: listening again")
-                        self._wake_all()  # what was sent while we were away is lost
+                        self._resync()  # what was sent while we were away is lost
                     first = False
                     delay = 0.2
                     self._listening.set()
