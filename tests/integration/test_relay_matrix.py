@@ -124,7 +124,7 @@ def test_authenticated_user_cannot_use_anothers_envelope_sender(server: PostelSe
         for sender in (BOB, "BOB@EXAMPLE.TEST", "someone@other.org", '"alice"@other.org',
                        "alice%example.test@other.org", "@example.test:bob@example.test"):
             code, text = smtp.docmd("MAIL", f"FROM:<{sender}>")
-            assert code == 550 or 500 <= code < 600 and code != 250, (sender, code, text)
+            assert code == 550 or (500 <= code < 600 and code != 250), (sender, code, text)
             smtp.rset()
     assert queued(server) == []
 
@@ -195,7 +195,7 @@ def test_web_compose_header_injection(server: PostelServer) -> None:
                 "to": [f"{BOB}{evil}"], "subject": "x", "text": "x"})
             assert answer.status_code == 400, (evil, answer.text)
     assert queued(server) == []
-    assert not any(b"Bcc: victim" in m for m in server.inbox(BOB))
+    assert not any("bcc" in header_names(m) for m in server.inbox(BOB))
 
 
 def test_reset_form_address_injection(server: PostelServer) -> None:
