@@ -27,6 +27,7 @@ from sslyze import (
 )
 
 from tests.harness import HOSTNAME, PASSWORD, PostelServer
+from tests.integration.test_hardening_starttls import _line
 from tests.web.helpers import start
 
 ALICE = "alice@example.test"
@@ -110,16 +111,6 @@ def test_tls_policy(scans: dict[str, Any], name: str) -> None:
 
 
 # -- STARTTLS injection in the same segment ----------------------------------------------
-
-
-def _line(sock: socket.socket | ssl.SSLSocket) -> bytes:
-    data = b""
-    while not data.endswith(b"\n"):
-        byte = sock.recv(1)
-        if not byte:
-            raise ConnectionError(f"closed after {data!r}")
-        data += byte
-    return data
 
 
 def _upgrade(server: PostelServer, sock: socket.socket) -> ssl.SSLSocket | None:
