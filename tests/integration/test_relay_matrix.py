@@ -210,3 +210,19 @@ def test_reset_form_address_injection(server: PostelServer) -> None:
         body = server.store.blobs.path(item.blob_sha256).read_bytes()
         assert b"victim" not in body
 
+
+
+def test_a_prober_is_cut_off_after_max_junk_commands(server: PostelServer) -> None:
+    """smtp.max_junk_commands (default 50): commands outside a transaction, then 421."""
+    limit = server.config.smtp.max_junk_commands
+    conn = RawSmtp(server.port("smtp"))
+    conn.send(b"VRFY postmaster\r\n" * (limit + 5))
+    codes = []
+    try:
+        while True:
+            codes.append(conn.reply()[0])
+    except ConnectionError:
+        pass
+    conn.close()
+    assert codes[limit] == 421 and len(codes) == limit + 1, codes
+    assert 421 not in codes[:limit]
