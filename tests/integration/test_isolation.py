@@ -296,10 +296,18 @@ def test_domain_admin_cannot_reach_other_domain_or_system_admin(server: PostelSe
                 answer = http.request(method, f"/api/v1/users/{target}", json=body,
                                       headers=headers)
                 assert answer.status_code == 403, (target, method, body, answer.text)
-        # Nor make himself (or anyone) a system admin.
+        # Nor make himself (or anyone) a system admin, nor create one.
         answer = http.patch(f"/api/v1/users/{ALICE}", json={"role": "admin"},
                             headers=headers)
         assert answer.status_code in (400, 403), answer.text
+        answer = http.post("/api/v1/domains/example.test/users", headers=headers, json={
+            "email": "evil@example.test", "password": "long enough pass 1", "role": "admin"})
+        assert answer.status_code in (400, 403), answer.text
+        # Nor catch the system admin's mail with an alias on his address.
+        for source, destination in ((ROOT, DAN), ("ROOT@Example.Test", DAN)):
+            answer = http.post("/api/v1/domains/example.test/aliases", headers=headers,
+                               json={"source": source, "destination": destination})
+            assert answer.status_code in (400, 409), answer.text
         for page in (f"/admin/users/{ROOT}/edit", f"/admin/users/{CAROL}/edit",
                      f"/admin/users/{ROOT}/delete", "/system/domains", "/system/admins"):
             assert http.get(page).status_code == 403, page
@@ -315,6 +323,8 @@ def test_domain_admin_cannot_reach_other_domain_or_system_admin(server: PostelSe
         assert account is not None and account.backup_email != "evil@x.test"
     alice = server.store.directory.get_account(ALICE)
     assert alice is not None and alice.role == Role.USER
+    evil = server.store.directory.get_account("evil@example.test")
+    assert evil is None or evil.role != Role.ADMIN
     with imap(server, ROOT):
         pass  # root's password is unchanged
 
