@@ -12,13 +12,16 @@ from __future__ import annotations
 import imaplib
 import poplib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from postel.store.model import Role
+from postel.store.sql import schema
 from tests.harness import PASSWORD, PostelServer
 from tests.integration.test_imap_support import Raw, deliver, message
 from tests.web.helpers import api_logon, client, csrf, logon, start
@@ -253,6 +256,22 @@ def test_swapped_and_forged_session_cookies(server: PostelServer) -> None:
             thief.cookies.set("__Host-postel-session", cookie)
             assert thief.get("/api/v1/me").status_code == 401
             assert thief.get("/mail").status_code in (302, 303)
+
+
+def test_a_session_ends_at_its_max_age_however_active(server: PostelServer) -> None:
+    """web.session_max_age: a stolen cookie kept busy still dies."""
+    account = server.store.directory.get_account(BOB)
+    assert account is not None
+    with client(server) as http:
+        api_logon(http, BOB)
+        assert http.get("/api/v1/me").status_code == 200
+        age = server.config.web.session_max_age
+        with server.store.engine.begin() as conn:
+            conn.execute(update(schema.web_sessions)
+                         .where(schema.web_sessions.c.account_id == account.id)
+                         .values(created_at=datetime.now(UTC) - timedelta(seconds=age + 1),
+                                 last_seen_at=datetime.now(UTC)))
+        assert http.get("/api/v1/me").status_code == 401
 
 
 # -- admins and plain users --------------------------------------------------------------
