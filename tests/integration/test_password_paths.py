@@ -72,14 +72,20 @@ def password_of(server: PostelServer, email: str) -> str:
     return account.password_hash
 
 
-def audit_rows(server: PostelServer, action: str, target: str) -> list[dict[str, Any]]:
-    """The rows a system admin reads through the API."""
+@pytest.fixture(scope="module")
+def root(server: PostelServer) -> Iterator[httpx.Client]:
+    """The system admin, signed in once: reads the audit log for every test."""
     with client(server) as http:
         api_logon(http, ROOT)
-        answer = http.get("/api/v1/audit", params={"limit": 200})
-        assert answer.status_code == 200, answer.text
-        return [e for e in answer.json()["entries"]
-                if e["action"] == action and e["target"] == target]
+        yield http
+
+
+def audit_rows(root: httpx.Client, action: str, target: str) -> list[dict[str, Any]]:
+    """The rows a system admin reads through the API."""
+    answer = root.get("/api/v1/audit", params={"limit": 200})
+    assert answer.status_code == 200, answer.text
+    return [e for e in answer.json()["entries"]
+            if e["action"] == action and e["target"] == target]
 
 
 def audit_lines(server: PostelServer, action: str, target: str) -> list[dict[str, Any]]:
@@ -92,8 +98,9 @@ def audit_lines(server: PostelServer, action: str, target: str) -> list[dict[str
     return lines
 
 
-def assert_audited(server: PostelServer, action: str, target: str, actor: str) -> None:
-    rows = audit_rows(server, action, target)
+def assert_audited(server: PostelServer, root: httpx.Client, action: str, target: str,
+                   actor: str) -> None:
+    rows = audit_rows(root, action, target)
     assert rows and rows[0]["actor"] == actor, rows
     lines = audit_lines(server, action, target)
     assert lines and lines[-1]["actor"] == actor, lines
@@ -113,7 +120,7 @@ def confirm(http: httpx.Client, token: str, password: str) -> httpx.Response:
                      json={"token": token, "new_password": password})
 
 
-def test_reset_token_attacks(server: PostelServer) -> None:
+def test_reset_token_attacks(server: PostelServer, root: httpx.Client) -> None:
     with client(server) as http:
         link = new_link(server, http, ANN)
         token = urlsplit(link).query[len("token="):]
@@ -142,10 +149,10 @@ def test_reset_token_attacks(server: PostelServer) -> None:
         assert confirm(http, urlsplit(link).query[6:], "attacker chosen pass 1"
                        ).status_code == 410
         assert password_of(server, BOB) == before
-    assert_audited(server, "password.reset", ANN, "")
+    assert_audited(server, root, "password.reset", ANN, "")
 
 
-def test_my_settings_page(server: PostelServer) -> None:
+def test_my_settings_page(server: PostelServer, root: httpx.Client) -> None:
     with client(server) as zed, client(server) as bob:
         assert logon(zed, ZED, PASSWORD).status_code == 303
         assert logon(bob, BOB, PASSWORD).status_code == 303
@@ -168,12 +175,12 @@ def test_my_settings_page(server: PostelServer) -> None:
         done = zed.post("/settings", data={**fields, "csrf_token": zed_csrf})
         assert done.status_code == 303, done.text
         assert password_of(server, ZED) != before
-    assert_audited(server, "me.password", ZED, ZED)
+    assert_audited(server, root, "me.password", ZED, ZED)
     with client(server) as http:
         assert logon(http, ZED, "other fresh words 32").status_code == 303
 
 
-def test_my_password_through_the_api(server: PostelServer) -> None:
+def test_my_password_through_the_api(server: PostelServer, root: httpx.Client) -> None:
     body = {"current_password": PASSWORD, "new_password": "third fresh words 33"}
     before = password_of(server, BOB)
     with client(server) as nobody:
@@ -191,10 +198,10 @@ def test_my_password_through_the_api(server: PostelServer) -> None:
         done = bob.post("/api/v1/me/password", json=body, headers={"X-CSRF-Token": token})
         assert done.status_code == 200, done.text
     assert password_of(server, BOB) != before
-    assert_audited(server, "me.password", BOB, BOB)
+    assert_audited(server, root, "me.password", BOB, BOB)
 
 
-def test_admin_paths(server: PostelServer) -> None:
+def test_admin_paths(server: PostelServer, root: httpx.Client) -> None:
     new = {"password": "set by an admin 2026"}
     ann_before = password_of(server, ANN)
     with client(server) as user, client(server) as other_admin, client(server) as boss:
@@ -220,20 +227,20 @@ def test_admin_paths(server: PostelServer) -> None:
                           headers={"X-CSRF-Token": boss_token})
         assert done.status_code == 200, done.text
     assert password_of(server, ANN) != ann_before
-    assert_audited(server, "user.update", ANN, BOSS)
-    assert audit_rows(server, "user.update", ANN)[0]["detail"]
+    assert_audited(server, root, "user.update", ANN, BOSS)
+    assert audit_rows(root, "user.update", ANN)[0]["detail"]
     # The system admin, through the page.
     zed_before = password_of(server, ZED)
-    with client(server) as root:
-        assert logon(root, ROOT, PASSWORD).status_code == 303
-        page = root.get(f"/admin/users/{ZED}/edit")
+    with client(server) as page_root:
+        assert logon(page_root, ROOT, PASSWORD).status_code == 303
+        page = page_root.get(f"/admin/users/{ZED}/edit")
         assert page.status_code == 200, page.text
-        done = root.post(f"/admin/users/{ZED}/edit", data={
+        done = page_root.post(f"/admin/users/{ZED}/edit", data={
             "csrf_token": csrf(page.text), "password": "set by root 2026",
             "backup_email": BACKUP, "display_name": "", "role": "user", "quota_mb": ""})
         assert done.status_code == 303, done.text
     assert password_of(server, ZED) != zed_before
-    assert_audited(server, "user.update", ZED, ROOT)
+    assert_audited(server, root, "user.update", ZED, ROOT)
 
 
 def test_only_a_system_admin_reads_the_whole_audit_log(server: PostelServer) -> None:
