@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run run-dev test lint typecheck check bench clean
+.PHONY: run run-dev test lint typecheck check bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ typecheck: $(STAMP)
 ## Load and soak runs, kept out of `make test`.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Mixed load of every protocol for SOAK_SECONDS (default 600), then every message checked.
+soak: $(STAMP)
+	SOAK_SECONDS=$(or $(SOAK_SECONDS),600) nice -n 19 $(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -276,13 +276,15 @@ class SqlWebmail:
             ).scalar()
         return None if found is None else int(found)
 
-    def thread(self, account_id: int, message_id: int, limit: int) -> list[ListedMessage]:
+    def thread(self, account_id: int, message_id: int,
+               limit: int) -> list[ListedMessage] | None:
         """The conversation of a message across folders: messages it references, that
         reference it, or that share its references (RFC 5256 REFERENCES, simplified to
-        the one thread the message belongs to), oldest first."""
+        the one thread the message belongs to), oldest first. None when the message is
+        not this account's (the API answers 404, as for every other foreign id)."""
         row = self.message_row(account_id, message_id)
         if row is None:
-            return []
+            return None
         ids = set(row["references"].split())
         for value in (row["in_reply_to"], row["message_id"]):
             ids.update((value or "").split())

@@ -257,6 +257,8 @@ async def message(request: Request, account: Account, body: dict[str, Any]) -> A
 @endpoint()
 async def thread(request: Request, account: Account, body: dict[str, Any]) -> Any:
     found = await _thread(_state(request).sql.thread, account.id, _message_id(request), 200)
+    if found is None:  # another account's id looks exactly like one that does not exist
+        raise OperationError(Kind.NOT_FOUND, "There is no such message.")
     return {"messages": [_listed_json(m) for m in found]}
 
 

@@ -68,6 +68,11 @@ def split_addresses(value: str | list[str]) -> list[str]:
 
 def addr_spec(item: str) -> str:
     """The address of "Name <addr>" or "addr", checked; ComposeError if it is not one."""
+    # parseaddr stops at a line break or a second address and returns the first one, so
+    # "bob@x\r\nBcc: eve@y" or "bob@x, eve@y" would be sent to bob alone without a word:
+    # one field is one address (RFC 5322 3.4 mailbox), with no control characters.
+    if not item.isprintable() or len(email.utils.getaddresses([item])) != 1:
+        raise ComposeError(f"{header_text(item)} is not a valid email address.", "to")
     _name, address = email.utils.parseaddr(item)
     try:
         return str(parse_email(address or item))
