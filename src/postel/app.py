@@ -13,6 +13,8 @@ import secrets
 import signal
 from collections.abc import Callable
 
+from postel.auth import passwords
+from postel.auth.cache import CredentialsCache
 from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
@@ -29,7 +31,10 @@ from postel.store.sql.store import SqlStore
 from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
 
-__all__ = ["StartupError", "ensure_first_admin", "open_store", "serve", "service_factories"]
+__all__ = [
+    "StartupError", "configure_passwords", "ensure_first_admin", "open_store", "serve",
+    "service_factories",
+]
 
 log = logging.getLogger("postel")
 
@@ -51,6 +56,12 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
             store.close()
             raise StartupError(f"storage.url: cannot open or migrate {url}: {exc}") from None
     return store
+
+
+def configure_passwords(config: Config) -> None:
+    """New hashes (and the rehash at login) use [auth]'s Argon2id parameters."""
+    auth = config.auth
+    passwords.configure(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism)
 
 
 def ensure_first_admin(store: Store, config: Config) -> tuple[str, str] | None:
@@ -121,6 +132,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         tls = TlsContexts(config)
     except Exception as exc:
         raise StartupError(str(exc)) from None
+    configure_passwords(config)
     store = await asyncio.to_thread(open_store, config)
     removed = clean_tmp(config.tmp_dir)
     if removed:
@@ -136,7 +148,11 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     )
     gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
     log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})
-    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
+    cache = CredentialsCache(config.auth.credentials_cache_ttl,
+                             config.auth.credentials_cache_size)
+    # Bus-wide: a password change, disable or removal of any account empties its entries.
+    bus.listen(cache.forget_changes)
+    context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter, cache),
                       DnsResolver(config.dns), gate)
 
     services: list[Service] = []

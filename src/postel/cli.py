@@ -41,9 +41,10 @@ def _store(args: argparse.Namespace) -> Store:
 
 def _admin(args: argparse.Namespace) -> AdminContext:
     """The operations layer over the configured store; the CLI acts as `Actor.cli()`."""
-    from postel.app import open_store
+    from postel.app import configure_passwords, open_store
 
     config = load_config(args.config)
+    configure_passwords(config)  # a password set here is hashed with [auth]'s parameters
     return AdminContext.for_hostname(open_store(config), config.hostname,
                                      config.web.system_from)
 

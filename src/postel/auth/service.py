@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from postel.auth.cache import CredentialsCache
 from postel.auth.limits import FailureLimiter
-from postel.auth.passwords import verify_password
+from postel.auth.passwords import hash_password, needs_rehash, verify_password
 from postel.mail.address import AddressError, parse_email
 from postel.store.api import Store
 from postel.store.model import Account
@@ -26,9 +27,13 @@ def login_key(username: str) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, store: Store, limiter: FailureLimiter) -> None:
+    def __init__(
+        self, store: Store, limiter: FailureLimiter, cache: CredentialsCache | None = None
+    ) -> None:
         self.store = store
         self.limiter = limiter
+        self.cache = cache if cache is not None else CredentialsCache(0, 0)
+        self.rehashed = 0  # for /metrics: stored hashes moved to the configured parameters
 
     async def authenticate(self, username: str, password: str, ip: str) -> LoginResult:
         """The one login check of SMTP AUTH, IMAP, POP3 and the web: the failure limits
@@ -43,9 +48,31 @@ class Authenticator:
         return await asyncio.to_thread(self._check, key, password, ip)
 
     def _check(self, key: str | None, password: str, ip: str) -> LoginResult:
+        # The account is read on every login, cached or not: its stored hash is part of
+        # the cache key and `disabled` is decided here, so the cache cannot outlive a
+        # change made by another process.
         account = self.store.directory.get_account(key) if key else None
-        ok = verify_password(account.password_hash if account else None, password)
+        stored = account.password_hash if account else None
+        ok = account is not None and stored is not None and self.cache.check(
+            account.id, stored, password)
+        if not ok:
+            ok = verify_password(stored, password)
+            if ok and account is not None and stored is not None:
+                self.cache.remember(account.id, self._rehash(account, stored, password),
+                                    password)
         if not ok or account is None or account.disabled:
             return LoginResult(None)  # admit counted the attempt as a failure already
         self.limiter.record_success(ip, account.email, counted=True)
         return LoginResult(account)
+
+    def _rehash(self, account: Account, stored: str, password: str) -> str:
+        """After a successful Argon2 check: when the stored hash was made with other
+        parameters than the configured ones, store a new hash of the same password
+        without signing anyone out. Returns the hash now stored."""
+        if not needs_rehash(stored):
+            return stored
+        new_hash = hash_password(password)
+        if not self.store.directory.rehash_password(account.id, stored, new_hash):
+            return stored  # the password changed meanwhile; that change wins
+        self.rehashed += 1
+        return new_hash

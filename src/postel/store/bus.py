@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from postel.store.model import Change, CredentialsChanged
 
@@ -55,6 +55,15 @@ class InProcessBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
+        self._listeners: list[Callable[[Sequence[Change]], None]] = []
+
+    def listen(self, listener: Callable[[Sequence[Change]], None]) -> None:
+        """Hear every published batch, whatever the account (the credentials cache). The
+        listener runs in the publishing thread before subscribers are woken, so it must be
+        quick and must not block; a bus that spans processes calls it for their batches
+        too."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def subscribe(self, account_id: int) -> Subscription:
         subscription = Subscription(self, account_id)
@@ -72,6 +81,10 @@ class InProcessBus:
 
     def publish(self, changes: Sequence[Change]) -> None:
         """Called after a commit, from any thread."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(changes)
         by_account: dict[int, list[Change]] = defaultdict(list)
         for change in changes:
             if change.account_id is not None:  # QueueChanged is for the queue workers
