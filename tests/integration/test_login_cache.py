@@ -10,6 +10,7 @@ import imaplib
 import poplib
 import smtplib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from argon2 import extract_parameters
@@ -188,3 +189,33 @@ def test_rehash_is_a_compare_and_set(server: PostelServer) -> None:
     after = directory.get_account("rita@example.test")
     assert after is not None and after.password_hash == newer
     assert after.password_changed_at == account.password_changed_at
+
+
+def test_right_passwords_checked_at_once_do_not_delay_each_other(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Eight clients behind one address (a webmail, a NAT) log in at once with right
+    passwords and no cache: the failure limiter counted every check in flight as a
+    failure, so they made each other wait up to failure_delay_max (issue 12)."""
+    uncached = CHEAP.replace("failure_delay = 0.0\n", "").replace(
+        "max_failures_per_ip = 1000\n", "credentials_cache_ttl = 0\n")
+    postel = PostelServer(tmp_path_factory.mktemp("login-burst"), extra_config=uncached)
+    users = [f"burst{k}@example.test" for k in range(8)]
+    try:
+        for user in users:
+            postel.add_user(user)
+        start(postel)
+        before = scrape(postel)
+        def three_logins(user: str) -> None:
+            for _ in range(3):
+                imap_login(postel, user).logout()
+
+        with ThreadPoolExecutor(len(users)) as pool:
+            list(pool.map(three_logins, users))
+        after = scrape(postel)
+        assert delta(before, after, "login_cache_hits") == 0  # Argon2 every time
+        assert delta(before, after, "login_failures") == 0
+        assert delta(before, after, "login_delayed") == 0
+        assert delta(before, after, "login_throttled") == 0
+    finally:
+        postel.close()

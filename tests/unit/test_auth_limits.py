@@ -96,3 +96,19 @@ def test_expired_failures_unblock() -> None:
     limiter = FailureLimiter(per_ip=1, per_account=0, window=0)
     limiter.record_failure("10.0.0.1", None)
     assert not limiter.assess("10.0.0.1", None).refuse
+
+
+def test_passwords_still_being_checked_refuse_but_do_not_delay() -> None:
+    """Issue 12: eight right passwords checked at once from one address (a webmail, a
+    NAT) made each other wait up to max_delay; a check in flight now counts towards the
+    limit (issue 15) but lengthens the delay only once it has turned out wrong."""
+    limiter = FailureLimiter(per_ip=6, per_account=0, window=60)
+    users = [f"u{k}@example.test" for k in range(5)]
+    verdicts = [limiter.admit("10.0.0.9", user) for user in users]
+    assert [v.delay for v in verdicts] == [0.0] * 5 and not any(v.refuse for v in verdicts)
+    limiter.record_success("10.0.0.9", users[0], counted=True)
+    for user in users[1:]:
+        limiter.settle("10.0.0.9", user)  # four wrong passwords
+    assert limiter.admit("10.0.0.9", "late@example.test").delay > 0
+    assert not limiter.admit("10.0.0.9", "later@example.test").refuse
+    assert refused(limiter, "10.0.0.9", "other@example.test")  # 4 wrong + 2 in flight

@@ -45,7 +45,14 @@ class Authenticator:
             return LoginResult(None, throttled=True)
         if verdict.delay:
             await asyncio.sleep(verdict.delay)
-        return await asyncio.to_thread(self._check, key, password, ip)
+        try:
+            result = await asyncio.to_thread(self._check, key, password, ip)
+        except BaseException:
+            self.limiter.settle(ip, key)  # a store error: still a counted attempt
+            raise
+        if result.account is None:
+            self.limiter.settle(ip, key)
+        return result
 
     def _check(self, key: str | None, password: str, ip: str) -> LoginResult:
         # The account is read on every login, cached or not: its stored hash is part of

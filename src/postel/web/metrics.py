@@ -36,6 +36,8 @@ _LOGIN_COUNTERS = (
     ("login_cache_forgotten", "Cache entries dropped by a password change, disable or removal."),
     ("password_rehashes", "Stored hashes moved to the configured Argon2id parameters."),
     ("login_failures", "Logins refused: wrong password or unknown user (the limiter's count)."),
+    ("login_delayed", "Logins the failure limiter made wait before checking the password."),
+    ("login_throttled", "Logins the failure limiter refused without checking the password."),
 )
 
 
@@ -44,7 +46,9 @@ def login_counts(authenticator: Authenticator) -> dict[str, int]:
     counts = {f"login_cache_{key}": stats[key] for key in ("hits", "misses", "stored",
                                                            "forgotten")}
     counts["password_rehashes"] = authenticator.rehashed
-    counts["login_failures"] = authenticator.limiter.stats["failures"]
+    limiter = authenticator.limiter.stats
+    counts |= {"login_failures": limiter["failures"], "login_delayed": limiter["delayed"],
+               "login_throttled": limiter["refused"]}
     return counts
 
 
