@@ -52,13 +52,23 @@ service pop3-login {{
     port = 0
   }}
 }}
-service imap-login {{
+{auth_listener}service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
     port = {imap}
   }}
   inet_listener imaps {{
     port = 0
+  }}
+}}
+"""
+
+
+AUTH_LISTENER = """\
+service auth {{
+  inet_listener sasl {{
+    address = 127.0.0.1
+    port = {port}
   }}
 }}
 """
@@ -90,12 +100,17 @@ def _free_ports(count: int) -> list[int]:
 class PrivateDovecot:
     """One Dovecot instance living entirely under `root`."""
 
-    def __init__(self, root: Path, *, password_scheme: str = "PLAIN") -> None:
+    def __init__(
+        self, root: Path, *, password_scheme: str = "PLAIN", auth_port: int = 0,
+    ) -> None:
         """`password_scheme` as `doveadm pw -s` names it: PLAIN for the retrieval runs
         (logins untimed), BLF-CRYPT (bcrypt, Dovecot's default strong scheme, cost 5)
         where logins are what is measured."""
         self.root = root
         self.password_scheme = password_scheme
+        # Non-zero: the auth service also listens on this loopback port, for Postfix's
+        # SASL (smtpd_sasl_type = dovecot, smtpd_sasl_path = inet:127.0.0.1:PORT).
+        self.auth_port = auth_port
         self.config_path = root / "dovecot.conf"
         self.log_path = root / "dovecot.log"
         self.pop3_port, self.imap_port = _free_ports(2)
@@ -161,6 +176,8 @@ class PrivateDovecot:
             CONFIG.format(
                 instance=os.getpid(), root=self.root, uid=self.owner.pw_uid,
                 gid=self.owner.pw_gid, pop3=self.pop3_port, imap=self.imap_port,
+                auth_listener=AUTH_LISTENER.format(port=self.auth_port) if self.auth_port
+                else "",
             )
         )
         # Output to a file, not a pipe: the daemon keeps its inherited descriptors open.

@@ -26,10 +26,11 @@ from bench.framework import BenchError, Benchmark, Options, Report, table  # noq
 from bench.imap_load import imap_load  # noqa: E402
 from bench.mailstore import imap_fetch, pop3_retrieval  # noqa: E402
 from bench.output import write_results  # noqa: E402
-from bench.smtp_delivery import smtp_delivery  # noqa: E402
+from bench.smtp_delivery import smtp_delivery, smtp_submission  # noqa: E402
 
 BENCHMARKS: dict[str, Benchmark] = {
     "smtp": smtp_delivery,
+    "smtp-587": smtp_submission,
     "pop3": pop3_retrieval,
     "imap": imap_fetch,
     "imap-load": imap_load,
