@@ -80,6 +80,9 @@ class Verdict:
 
     refuse: bool  # answer "too many failures" without checking the password
     delay: float  # seconds to wait first (asynchronously: no thread is held)
+    # Only checks still in flight fill the limit: ask again once one has settled (a
+    # burst of right passwords must not be refused for each other, issue 12).
+    busy: bool = False
 
 
 def ip_key(ip: str) -> str:
@@ -151,7 +154,7 @@ class FailureLimiter:
         counted=True)` takes it back when the password was right."""
         with self._deciding:
             verdict = self.assess(ip, account)
-            if not verdict.refuse:
+            if not verdict.refuse and not verdict.busy:
                 self.record_failure(ip, account)
                 with self._lock:
                     self._pending.update(self._pending_keys(ip, account))
@@ -177,13 +180,20 @@ class FailureLimiter:
         `record_failure` or `record_success` (`admit` does both steps at once)."""
         ip_failures = self._by_ip.count(ip_key(ip)) if self.per_ip else 0
         trusted = bool(account) and self._is_trusted(ip, account or "")
-        delay = self._delay(self._settled(ip_failures, f"ip {ip_key(ip)}"), self.per_ip)
+        ip_settled = self._settled(ip_failures, f"ip {ip_key(ip)}")
+        delay = self._delay(ip_settled, self.per_ip)
         if self.per_ip and ip_failures >= self.per_ip and not trusted:
-            return self._refused(ip, account, "ip")
+            # Never more real checks than the limit before it refuses (issue 15); but
+            # while some of them are still running, wait for them rather than refuse.
+            if ip_settled >= self.per_ip:
+                return self._refused(ip, account, "ip")
+            return Verdict(False, 0.0, busy=True)
         if account and self.per_account:
             account_failures = self._by_account.count(account)
             settled = self._settled(account_failures, f"account {account}")
             delay = max(delay, self._delay(settled, self.per_account))
+            if account_failures >= self.per_account > settled:
+                return Verdict(False, 0.0, busy=True)
             if account_failures >= self.per_account:
                 budget = f"{account} {ip_key(ip)}" if trusted else account
                 if self._locked_checks.add(budget) > self.per_account:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from postel.auth.cache import CredentialsCache
@@ -11,6 +12,11 @@ from postel.auth.passwords import hash_password, needs_rehash, verify_password
 from postel.mail.address import AddressError, parse_email
 from postel.store.api import Store
 from postel.store.model import Account
+
+log = logging.getLogger("postel.auth")
+
+BUSY_POLL = 0.02  # seconds between asking the limiter again while checks are in flight
+BUSY_WAIT_MAX = 30.0  # then refuse as throttled: those checks are stuck
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,14 @@ class Authenticator:
         checked in a worker thread (Argon2 and SQL)."""
         key = login_key(username)
         verdict = self.limiter.admit(ip, key)
-        if verdict.refuse:
+        waited = 0.0
+        while verdict.busy and waited < BUSY_WAIT_MAX:
+            # Other checks of this address or account are in flight and fill the limit:
+            # wait for them to settle (a right password frees its slot) instead of refusing.
+            await asyncio.sleep(BUSY_POLL)
+            waited += BUSY_POLL
+            verdict = self.limiter.admit(ip, key)
+        if verdict.busy or verdict.refuse:
             return LoginResult(None, throttled=True)
         if verdict.delay:
             await asyncio.sleep(verdict.delay)
@@ -78,8 +91,13 @@ class Authenticator:
         without signing anyone out. Returns the hash now stored."""
         if not needs_rehash(stored):
             return stored
-        new_hash = hash_password(password)
-        if not self.store.directory.rehash_password(account.id, stored, new_hash):
-            return stored  # the password changed meanwhile; that change wins
+        try:
+            new_hash = hash_password(password)
+            if not self.store.directory.rehash_password(account.id, stored, new_hash):
+                return stored  # the password changed meanwhile; that change wins
+        except Exception:
+            # Only an upgrade: the login itself succeeded, and the next one tries again.
+            log.warning("rehash failed", exc_info=True, extra={"fields": {"user": account.email}})
+            return stored
         self.rehashed += 1
         return new_hash
