@@ -198,8 +198,8 @@ def _process_main(
         tally = runner.run(_generate(port, users, scenario, seconds, barrier))
         results.put((dict(tally.latencies), tally.elapsed, tally.generator_cpu, tally.errors))
     except BaseException as exc:  # reported to the parent, which fails the run
+        results.put(({}, 0.0, [], [repr(exc)]))  # first, so the parent reports this one
         barrier.abort()  # the parent (and the other generators) stop waiting
-        results.put(({}, 0.0, [], [repr(exc)]))
     finally:
         runner.close()
 
@@ -288,10 +288,14 @@ def imap_load(opts: Options, report: Report) -> list[Row]:
     boxes: Mailboxes = make_boxes(opts)
     users = list(boxes)
     servers: dict[str, Any] = {}
-    cache_off = "[auth]\ncredentials_cache_ttl = 0\n"
+    # The failure limiter counts checks in flight towards its limits (issue 15): 20
+    # clients signing in at once from 127.0.0.1 before any of them succeeded would be
+    # refused after the tenth. The set-up is not an attack, so the limits are lifted.
+    limits = "[auth]\nmax_failures_per_ip = 1000\nmax_failures_per_account = 1000\n"
+    cache_off = "credentials_cache_ttl = 0\n"
     rows: list[Row] = []
     try:
-        for name, extra in (("Postel", ""), ("Postel, no cache", cache_off)):
+        for name, extra in (("Postel", limits), ("Postel, no cache", limits + cache_off)):
             folder = root / f"postel-imap-load-{len(servers)}"
             folder.mkdir(parents=True, exist_ok=True)
             server = PostelServer(folder, services=("imap",),
