@@ -6,10 +6,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 # argon2-cffi's defaults are RFC 9106's second recommended option (Argon2id, t=3,
-# m=64 MiB, p=4). One verification costs about 0.15-0.3 s of CPU on the 2-core bench
-# machine (0.15 s median of 10 with time.process_time, issue 12 measured 0.29 s): one
-# core checks 3-7 passwords a second, which is why a verified password is cached
-# (auth/cache.py). [auth] argon2_* change the parameters; see configure().
+# m=64 MiB, p=4). One verification costs 0.155 s of CPU and 0.29 s of wall time on the
+# 2-core bench machine (median of 10, time.process_time / perf_counter; its 4 lanes run
+# on 2 cores): one core checks about 6 passwords a second, which is why a verified
+# password is cached (auth/cache.py). [auth] argon2_* change the parameters; see
+# configure().
 _hasher = PasswordHasher()
 
 # Verified against when an account does not exist, so a login for an unknown address costs
