@@ -52,13 +52,23 @@ service pop3-login {{
     port = 0
   }}
 }}
-service imap-login {{
+{auth_listener}service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
     port = {imap}
   }}
   inet_listener imaps {{
     port = 0
+  }}
+}}
+"""
+
+
+AUTH_LISTENER = """\
+service auth {{
+  inet_listener sasl {{
+    address = 127.0.0.1
+    port = {port}
   }}
 }}
 """
@@ -90,8 +100,17 @@ def _free_ports(count: int) -> list[int]:
 class PrivateDovecot:
     """One Dovecot instance living entirely under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, *, password_scheme: str = "PLAIN", auth_port: int = 0,
+    ) -> None:
+        """`password_scheme` as `doveadm pw -s` names it: PLAIN for the retrieval runs
+        (logins untimed), BLF-CRYPT (bcrypt, Dovecot's default strong scheme, cost 5)
+        where logins are what is measured."""
         self.root = root
+        self.password_scheme = password_scheme
+        # Non-zero: the auth service also listens on this loopback port, for Postfix's
+        # SASL (smtpd_sasl_type = dovecot, smtpd_sasl_path = inet:127.0.0.1:PORT).
+        self.auth_port = auth_port
         self.config_path = root / "dovecot.conf"
         self.log_path = root / "dovecot.log"
         self.pop3_port, self.imap_port = _free_ports(2)
@@ -127,6 +146,18 @@ class PrivateDovecot:
             for name in files:
                 os.chown(os.path.join(directory, name), uid, gid)
 
+    def _hash(self, password: str) -> str:
+        """The passwd-file field: {SCHEME}hash, made by doveadm itself."""
+        if self.password_scheme == "PLAIN":
+            return f"{{PLAIN}}{password}"
+        done = subprocess.run(
+            ["doveadm", "pw", "-s", self.password_scheme, "-p", password],
+            capture_output=True, text=True, check=False, timeout=60,
+        )
+        if done.returncode != 0 or not done.stdout.startswith("{"):
+            raise BenchError(f"doveadm pw -s {self.password_scheme} failed: {done.stderr}")
+        return done.stdout.strip()
+
     def start(self, timeout: float = 30.0) -> None:
         if os.geteuid() != 0:
             raise BenchError("a private Dovecot instance needs root")
@@ -134,13 +165,19 @@ class PrivateDovecot:
         self.root.chmod(0o755)
         (self.root / "mail").mkdir(exist_ok=True)
         (self.root / "mail").chmod(0o755)
+        hashed: dict[str, str] = {}
+        for _, password in self._users:
+            if password not in hashed:
+                hashed[password] = self._hash(password)
         (self.root / "passwd").write_text(
-            "".join(f"{user}:{{PLAIN}}{password}\n" for user, password in self._users)
+            "".join(f"{user}:{hashed[password]}\n" for user, password in self._users)
         )
         self.config_path.write_text(
             CONFIG.format(
                 instance=os.getpid(), root=self.root, uid=self.owner.pw_uid,
                 gid=self.owner.pw_gid, pop3=self.pop3_port, imap=self.imap_port,
+                auth_listener=AUTH_LISTENER.format(port=self.auth_port) if self.auth_port
+                else "",
             )
         )
         # Output to a file, not a pipe: the daemon keeps its inherited descriptors open.

@@ -24,6 +24,7 @@ class Options:
     clients: int = 20
     message_size: int = 10 * 1024
     rounds: int = 3  # runs per server, alternating which goes first; the best one is shown
+    seconds: float = 20.0  # length of one measured window of the time-bound loads (IMAP load)
     workdir: Path | None = None  # None: a fresh temporary directory, removed afterwards
     keep: bool = False  # keep the temporary directories (configs, logs, mailboxes)
 

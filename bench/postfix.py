@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.debian import ensure_installed
@@ -65,7 +66,17 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a submission instance needs: a certificate and Dovecot's auth on a port."""
+
+    cert: Path
+    key: Path
+    sasl_port: int
 
 
 def free_port() -> int:
@@ -78,8 +89,12 @@ def free_port() -> int:
 class PrivatePostfix:
     """One Postfix instance living entirely under `root`, on 127.0.0.1:`port`."""
 
-    def __init__(self, root: Path, port: int | None = None, *, clients: int = 20) -> None:
+    def __init__(
+        self, root: Path, port: int | None = None, *, clients: int = 20,
+        submission: Submission | None = None,
+    ) -> None:
         self.root = root
+        self.submission = submission
         self.port = port or free_port()
         if self.port == 25:
             raise BenchError("the private Postfix never uses port 25")
@@ -97,6 +112,7 @@ class PrivatePostfix:
 
     def _main_cf(self, owner: pwd.struct_passwd) -> str:
         limit = max(100, 4 * self.clients)
+        smtpd_tls = self._smtpd_tls()
         return f"""\
 compatibility_level = 3.6
 queue_directory = {self.queue_dir}
@@ -119,7 +135,7 @@ alias_maps =
 alias_database =
 biff = no
 append_dot_mydomain = no
-smtpd_tls_security_level = none
+{smtpd_tls}
 smtp_tls_security_level = none
 default_process_limit = {limit}
 smtpd_client_connection_count_limit = 0
@@ -129,6 +145,23 @@ virtual_mailbox_maps = static:{MAILDIR_USER}/
 virtual_uid_maps = static:{owner.pw_uid}
 virtual_gid_maps = static:{owner.pw_gid}
 """
+
+    def _smtpd_tls(self) -> str:
+        """Plain SMTP, or submission: STARTTLS required, then SASL through Dovecot's auth
+        service (the usual Debian pairing), only authenticated clients may send."""
+        sub = self.submission
+        if sub is None:
+            return "smtpd_tls_security_level = none"
+        return f"""\
+smtpd_tls_security_level = encrypt
+smtpd_tls_cert_file = {sub.cert}
+smtpd_tls_key_file = {sub.key}
+smtpd_tls_auth_only = yes
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = inet:127.0.0.1:{sub.sasl_port}
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_recipient_restrictions = permit_sasl_authenticated, reject"""
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         # Postfix commands print their errors only to a terminal (else to syslog, which a

@@ -23,13 +23,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for `bench.*` and the tests' harness (`tests.harness`)
 
 from bench.framework import BenchError, Benchmark, Options, Report, table  # noqa: E402
+from bench.imap_load import imap_load  # noqa: E402
 from bench.mailstore import imap_fetch, pop3_retrieval  # noqa: E402
-from bench.smtp_delivery import smtp_delivery  # noqa: E402
+from bench.output import write_results  # noqa: E402
+from bench.smtp_delivery import smtp_delivery, smtp_submission  # noqa: E402
 
 BENCHMARKS: dict[str, Benchmark] = {
     "smtp": smtp_delivery,
+    "smtp-587": smtp_submission,
     "pop3": pop3_retrieval,
     "imap": imap_fetch,
+    "imap-load": imap_load,
 }
 
 
@@ -76,19 +80,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="message size in bytes (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=Options.rounds,
                         help="runs per server, alternating order; best shown (default %(default)s)")
+    parser.add_argument("--seconds", type=float, default=Options.seconds,
+                        help="measured window of the IMAP load rounds (default %(default)s)")
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS),
                         help="run only this benchmark (repeatable)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (configs, logs, mailboxes)")
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.clients < 1 or args.rounds < 1 or args.size < 1024:
-        parser.error("--messages, --clients, --rounds must be positive, --size at least 1024")
+    if args.messages < 1 or args.clients < 1 or args.rounds < 1 or args.size < 1024 \
+            or args.seconds <= 0:
+        parser.error("--messages, --clients, --rounds, --seconds must be positive, "
+                     "--size at least 1024")
 
     workdir = Path(tempfile.mkdtemp(prefix="postel-bench-"))
     workdir.chmod(0o755)  # the private Postfix runs as the postfix and nobody users
     opts = Options(
         messages=args.messages, clients=args.clients, message_size=args.size,
-        rounds=args.rounds, workdir=workdir, keep=args.keep,
+        rounds=args.rounds, seconds=args.seconds, workdir=workdir, keep=args.keep,
     )
     report = Report(notes=machine_notes(workdir))
     began = time.monotonic()
@@ -110,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     for note in report.notes:
         print(f"* {note}")
     print(f"* total bench time {time.monotonic() - began:.0f} s")
+    report.notes.append(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"* {report.notes[-1]}")
+    json_path, md_path = write_results(report, ROOT / "bench" / "results")
+    print(f"* results: {json_path} and {md_path}")
     return 0
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import secrets
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,10 +26,13 @@ MESSAGE_ID = re.compile(rb"^Message-ID: <(bench-[0-9a-f]+-\d+)@" + SENDER_DOMAIN
                         re.MULTILINE | re.IGNORECASE)
 
 
-def make_message(run: str, number: int, size: int, recipient: str) -> bytes:
-    """A plain-text message of exactly `size` bytes with a unique Message-ID."""
+def make_message(
+    run: str, number: int, size: int, recipient: str, author: str | None = None
+) -> bytes:
+    """A plain-text message of exactly `size` bytes with a unique Message-ID; `author`
+    for submission, where the From must be the signed-in user."""
     head = (
-        f"From: load{number}@{SENDER_DOMAIN}\r\nTo: {recipient}\r\n"
+        f"From: {author or f'load{number}@{SENDER_DOMAIN}'}\r\nTo: {recipient}\r\n"
         f"Message-ID: <bench-{run}-{number}@{SENDER_DOMAIN}>\r\n"
         f"Subject: bench {number}\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n"
         "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
@@ -73,6 +77,7 @@ async def _client(
     ready: list[int],
     result: LoadResult,
     sender_recipient: tuple[str, str],
+    submit: Submit | None,
 ) -> None:
     sender, recipient = sender_recipient
 
@@ -83,6 +88,9 @@ async def _client(
         )
         await smtp.connect()
         await smtp.ehlo()
+        if submit is not None:  # port 587: STARTTLS, then AUTH PLAIN, once per connection
+            await smtp.starttls(tls_context=submit.tls)
+            await smtp.login(submit.user, submit.password)
         return smtp
 
     smtp: aiosmtplib.SMTP | None = await connect()
@@ -108,16 +116,30 @@ async def _client(
             await smtp.quit()
 
 
-async def _run(port: int, messages: int, clients: int, size: int, recipient: str) -> LoadResult:
+@dataclass(frozen=True)
+class Submit:
+    """Submission instead of relay-free delivery: STARTTLS with this context, then AUTH;
+    the envelope sender and From are the user."""
+
+    tls: ssl.SSLContext
+    user: str
+    password: str
+
+
+async def _run(
+    port: int, messages: int, clients: int, size: int, recipient: str, submit: Submit | None,
+) -> LoadResult:
     run = secrets.token_hex(4)
     result = LoadResult(messages=messages, run=run)
-    bodies = [(n, make_message(run, n, size, recipient)) for n in range(messages)]
+    author = submit.user if submit is not None else None
+    bodies = [(n, make_message(run, n, size, recipient, author)) for n in range(messages)]
     work = iter(bodies)  # shared: whichever client is free takes the next message
     start = asyncio.Event()
     ready: list[int] = []
     tasks = [
         asyncio.create_task(
-            _client(port, work, start, ready, result, (f"load{{n}}@{SENDER_DOMAIN}", recipient))
+            _client(port, work, start, ready, result,
+                    (author or f"load{{n}}@{SENDER_DOMAIN}", recipient), submit)
         )
         for _ in range(clients)
     ]
@@ -143,13 +165,15 @@ async def _run(port: int, messages: int, clients: int, size: int, recipient: str
 
 
 def run_load(
-    port: int, *, messages: int, clients: int, size: int, recipient: str
+    port: int, *, messages: int, clients: int, size: int, recipient: str,
+    submit: Submit | None = None,
 ) -> LoadResult:
-    """Send `messages` messages over `clients` connections to 127.0.0.1:`port`."""
+    """Send `messages` messages over `clients` connections to 127.0.0.1:`port`; the
+    connections (with STARTTLS and AUTH when `submit`) are set up before the clock."""
     loop_factory = None
     with contextlib.suppress(ImportError):
         import uvloop
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(_run(port, messages, clients, size, recipient))
+        return runner.run(_run(port, messages, clients, size, recipient, submit))

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from postel.auth import passwords
+from postel.auth.cache import CredentialsCache
 from postel.auth.limits import FailureLimiter
 from postel.auth.passwords import hash_password
 from postel.auth.service import Authenticator
@@ -41,8 +43,8 @@ from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
 
 __all__ = [
-    "StartupError", "WorkerSetup", "ensure_first_admin", "join_running_server", "open_store",
-    "serve", "serve_worker", "service_factories",
+    "StartupError", "WorkerSetup", "configure_passwords", "ensure_first_admin",
+    "join_running_server", "open_store", "serve", "serve_worker", "service_factories",
 ]
 
 log = logging.getLogger("postel")
@@ -74,6 +76,12 @@ def join_running_server(store: SqlStore, config: Config) -> None:
     through the hub (see store/hub.py:publish_once)."""
     path = socket_path(config.data_dir)
     store.on_commit(lambda changes: publish_once(path, changes))
+
+
+def configure_passwords(config: Config) -> None:
+    """New hashes (and the rehash at login) use [auth]'s Argon2id parameters."""
+    auth = config.auth
+    passwords.configure(auth.argon2_time_cost, auth.argon2_memory_kib, auth.argon2_parallelism)
 
 
 def ensure_first_admin(store: Store, config: Config) -> tuple[str, str] | None:
@@ -154,6 +162,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         tls = TlsContexts(config)
     except Exception as exc:
         raise StartupError(str(exc)) from None
+    configure_passwords(config)
     store = await asyncio.to_thread(open_store, config)
     removed = clean_tmp(config.tmp_dir)
     if removed:
@@ -185,6 +194,7 @@ async def serve_worker(config: Config, setup: WorkerSetup) -> None:
         tls = TlsContexts(config)
     except Exception as exc:
         raise StartupError(str(exc)) from None
+    configure_passwords(config)
     store = await asyncio.to_thread(open_store, config, migrate=False, shared=True)
     hub = HubBus(setup.hub, setup.index)
     try:
@@ -233,7 +243,12 @@ def _context(
     )
     gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
     log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})
-    return Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
+    cache = CredentialsCache(config.auth.credentials_cache_ttl,
+                             config.auth.credentials_cache_size)
+    # Bus-wide: a password change, disable or removal of any account empties its entries,
+    # whichever worker or host made it (remote batches pass through the local bus too).
+    bus.listen(cache.forget_changes)
+    return Context(config, store, bus, tls, limiter, Authenticator(store, limiter, cache),
                    DnsResolver(config.dns), gate, locks or LocalLocks(), worker)
 
 

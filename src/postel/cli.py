@@ -45,7 +45,10 @@ def _store(args: argparse.Namespace) -> Store:
 
 def _admin(args: argparse.Namespace) -> AdminContext:
     """The operations layer over the configured store; the CLI acts as `Actor.cli()`."""
+    from postel.app import configure_passwords
+
     config = load_config(args.config)
+    configure_passwords(config)  # a password set here is hashed with [auth]'s parameters
     return AdminContext.for_hostname(_store(args), config.hostname, config.web.system_from)
 
 

@@ -210,6 +210,19 @@ class AuthConfig:
     # its owner never used wait this long (and only max_failures_per_account of them
     # per window get their password checked).
     failure_delay_max: float = 8.0
+    # Seconds a verified password is remembered in memory (a keyed HMAC-SHA-256 digest,
+    # never the password), so a client that reconnects with it is checked without Argon2;
+    # 0 turns the cache off. A password change, disable or removal forgets it at once.
+    credentials_cache_ttl: float = 600.0
+    # Accounts-and-passwords the cache above holds at most; the least recently used go.
+    credentials_cache_size: int = 10000
+    # Argon2id passes over memory (RFC 9106 4) for new hashes; a stored hash made with
+    # other parameters is rehashed at its next successful login.
+    argon2_time_cost: int = 3
+    # Argon2id memory in KiB (65536 = 64 MiB, RFC 9106's second recommended option).
+    argon2_memory_kib: int = 65536
+    # Argon2id lanes (threads) per hash.
+    argon2_parallelism: int = 4
 
 
 @dataclass(frozen=True)
@@ -537,10 +550,22 @@ def parse_config(raw: dict[str, Any], *, dev: bool = False, base_dir: Path | Non
                           f"got {config.autoconfig.mta_sts_mode!r}")
     if not 0 < config.autoconfig.mta_sts_max_age <= 31557600:
         raise ConfigError("autoconfig.mta_sts_max_age: expected 1 to 31557600 seconds")
+    _check_argon2(config.auth)
 
     if base_dir is not None:
         config = _anchor_paths(config, base_dir)
     return config
+
+
+def _check_argon2(auth: AuthConfig) -> None:
+    """Argon2's own floors (RFC 9106 3.1: p >= 1, m >= 8p KiB, t >= 1), refused here
+    rather than as a traceback from the first password change."""
+    if auth.argon2_time_cost < 1:
+        raise ConfigError("auth.argon2_time_cost: expected at least 1")
+    if not 1 <= auth.argon2_parallelism <= 255:
+        raise ConfigError("auth.argon2_parallelism: expected 1 to 255")
+    if not 8 * auth.argon2_parallelism <= auth.argon2_memory_kib <= 4 * 1024 * 1024:
+        raise ConfigError("auth.argon2_memory_kib: expected 8 x argon2_parallelism to 4194304")
 
 
 def _check_outbound(config: Config) -> None:

@@ -80,6 +80,9 @@ class Verdict:
 
     refuse: bool  # answer "too many failures" without checking the password
     delay: float  # seconds to wait first (asynchronously: no thread is held)
+    # Only checks still in flight fill the limit: ask again once one has settled (a
+    # burst of right passwords must not be refused for each other, issue 12).
+    busy: bool = False
 
 
 def ip_key(ip: str) -> str:
@@ -127,6 +130,11 @@ class FailureLimiter:
         self._locked_checks = WindowCounter(window)
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.stats: Counter[str] = Counter()  # for /metrics: failures, delayed, refused
+        # Attempts `admit` counted as failures whose password is still being checked. They
+        # count towards refusing (issue 15) but not towards the delay: otherwise a few
+        # right passwords checked at once from one address (a webmail, a NAT, a client's
+        # parallel connections) made each other wait up to max_delay (issue 12).
+        self._pending: Counter[str] = Counter()
 
     def _is_trusted(self, ip: str, account: str) -> bool:
         with self._lock:
@@ -146,21 +154,46 @@ class FailureLimiter:
         counted=True)` takes it back when the password was right."""
         with self._deciding:
             verdict = self.assess(ip, account)
-            if not verdict.refuse:
+            if not verdict.refuse and not verdict.busy:
                 self.record_failure(ip, account)
+                with self._lock:
+                    self._pending.update(self._pending_keys(ip, account))
         return verdict
+
+    def settle(self, ip: str, account: str | None) -> None:
+        """The password `admit` let through was wrong: the failure it counted stays, and
+        from now on it also lengthens the delay."""
+        with self._lock:
+            self._pending.subtract(self._pending_keys(ip, account))
+            self._pending = +self._pending  # drop the keys at zero
+
+    @staticmethod
+    def _pending_keys(ip: str, account: str | None) -> list[str]:
+        return [f"ip {ip_key(ip)}"] + ([f"account {account}"] if account else [])
+
+    def _settled(self, failures: int, key: str) -> int:
+        with self._lock:
+            return max(0, failures - self._pending[key])
 
     def assess(self, ip: str, account: str | None) -> Verdict:
         """Decide about one attempt; a checked attempt is then reported to
         `record_failure` or `record_success` (`admit` does both steps at once)."""
         ip_failures = self._by_ip.count(ip_key(ip)) if self.per_ip else 0
         trusted = bool(account) and self._is_trusted(ip, account or "")
-        delay = self._delay(ip_failures, self.per_ip)
+        ip_settled = self._settled(ip_failures, f"ip {ip_key(ip)}")
+        delay = self._delay(ip_settled, self.per_ip)
         if self.per_ip and ip_failures >= self.per_ip and not trusted:
-            return self._refused(ip, account, "ip")
+            # Never more real checks than the limit before it refuses (issue 15); but
+            # while some of them are still running, wait for them rather than refuse.
+            if ip_settled >= self.per_ip:
+                return self._refused(ip, account, "ip")
+            return Verdict(False, 0.0, busy=True)
         if account and self.per_account:
             account_failures = self._by_account.count(account)
-            delay = max(delay, self._delay(account_failures, self.per_account))
+            settled = self._settled(account_failures, f"account {account}")
+            delay = max(delay, self._delay(settled, self.per_account))
+            if account_failures >= self.per_account > settled:
+                return Verdict(False, 0.0, busy=True)
             if account_failures >= self.per_account:
                 budget = f"{account} {ip_key(ip)}" if trusted else account
                 if self._locked_checks.add(budget) > self.per_account:
@@ -186,6 +219,7 @@ class FailureLimiter:
         """A right password; `counted` when `assess` counted the attempt as a failure in
         advance, which is then taken back."""
         if counted:
+            self.settle(ip, account)
             self.stats["failures"] -= 1
             self._by_ip.discard_newest(ip_key(ip))
             self._by_account.discard_newest(account)

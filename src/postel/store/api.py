@@ -212,6 +212,12 @@ class Directory(Protocol):
         """Change password_hash, backup_email, role, display_name, quota_bytes or disabled."""
         ...
 
+    def rehash_password(self, account_id: int, old_hash: str, new_hash: str) -> bool:
+        """Replace the stored hash with one of the same password under new parameters,
+        only while it is still `old_hash` (a password change in between wins). Publishes
+        no CredentialsChanged and keeps password_changed_at: nobody is signed out."""
+        ...
+
     def remove_account(self, email: str) -> None:
         """Delete an account with its mailboxes and messages; then the bodies that no
         other message and no queued row names any more are deleted from disk."""

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from postel.store.model import Change, CredentialsChanged, MetadataChanged
@@ -68,6 +68,11 @@ class Bus(Protocol):
         process's, for a bus that spans processes). Never raises for a lost hint."""
         ...
 
+    def listen(self, listener: Callable[[Sequence[Change]], None]) -> None:
+        """Hear every batch, this process's and (for a bus that spans processes) the
+        others' (the credentials cache forgets changed passwords with it)."""
+        ...
+
 
 class Locks(Protocol):
     """Named exclusive locks shared by every process of the host (POP3's maildrop lock)."""
@@ -108,6 +113,15 @@ class InProcessBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
+        self._listeners: list[Callable[[Sequence[Change]], None]] = []
+
+    def listen(self, listener: Callable[[Sequence[Change]], None]) -> None:
+        """Hear every published batch, whatever the account (the credentials cache). The
+        listener runs in the publishing thread before subscribers are woken, so it must be
+        quick and must not block; a bus that spans processes calls it for their batches
+        too."""
+        with self._lock:
+            self._listeners.append(listener)
 
     def subscribe(self, account_id: int) -> Subscription:
         subscription = Subscription(self, account_id)
@@ -125,6 +139,10 @@ class InProcessBus:
 
     def publish(self, changes: Sequence[Change]) -> None:
         """Called after a commit, from any thread."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(changes)
         by_account: dict[int, list[Change]] = defaultdict(list)
         everyone: list[Change] = []  # the server's shared metadata: every account sees it
         for change in changes:

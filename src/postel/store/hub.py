@@ -274,6 +274,10 @@ class HubBus:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._write, lines)
 
+    def listen(self, listener: Callable[[Sequence[Change]], None]) -> None:
+        """Every batch: this worker's commits and, through local.publish, the others'."""
+        self.local.listen(listener)
+
     def on_remote(self, listener: Callable[[Sequence[Change]], None]) -> None:
         """Also hear other workers' changes (the queue runner wakes on QueueChanged)."""
         self._remote.append(listener)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from postel.auth.service import Authenticator
 from postel.web.state import client_ip, web_of
 
 STARTED = time.monotonic()
@@ -28,7 +29,33 @@ def _allowed(ip: str, networks: tuple[str, ...]) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
-def render(counts: dict[str, int], queued: int, oldest: datetime | None) -> str:
+_LOGIN_COUNTERS = (
+    ("login_cache_hits", "Logins whose password the credentials cache confirmed (no Argon2)."),
+    ("login_cache_misses", "Logins the credentials cache could not confirm (Argon2 checked)."),
+    ("login_cache_stored", "Verified passwords the credentials cache remembered."),
+    ("login_cache_forgotten", "Cache entries dropped by a password change, disable or removal."),
+    ("password_rehashes", "Stored hashes moved to the configured Argon2id parameters."),
+    ("login_failures", "Logins refused: wrong password or unknown user (the limiter's count)."),
+    ("login_delayed", "Logins the failure limiter made wait before checking the password."),
+    ("login_throttled", "Logins the failure limiter refused without checking the password."),
+)
+
+
+def login_counts(authenticator: Authenticator) -> dict[str, int]:
+    stats = authenticator.cache.stats
+    counts = {f"login_cache_{key}": stats[key] for key in ("hits", "misses", "stored",
+                                                           "forgotten")}
+    counts["password_rehashes"] = authenticator.rehashed
+    limiter = authenticator.limiter.stats
+    counts |= {"login_failures": limiter["failures"], "login_delayed": limiter["delayed"],
+               "login_throttled": limiter["refused"]}
+    return counts
+
+
+def render(
+    counts: dict[str, int], queued: int, oldest: datetime | None,
+    logins: dict[str, int] | None = None,
+) -> str:
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
     gauges = [
         ("postel_queue_messages", "Outbound queue rows (one per message and domain).", queued),
@@ -43,6 +70,11 @@ def render(counts: dict[str, int], queued: int, oldest: datetime | None) -> str:
     lines = []
     for name, help_text, value in gauges:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    # This process's logins (with several workers, each reports its own).
+    for name, help_text in _LOGIN_COUNTERS:
+        value = (logins or {}).get(name, 0)
+        metric = f"postel_{name}_total"
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter", f"{metric} {value}"]
     return "\n".join(lines) + "\n"
 
 
@@ -54,5 +86,6 @@ async def metrics(request: Request) -> Response:
     counts = await asyncio.to_thread(store.directory.counts)
     queued, oldest = await asyncio.to_thread(store.queue.stats)
     return PlainTextResponse(
-        render(counts, queued, oldest), media_type="text/plain; version=0.0.4"
+        render(counts, queued, oldest, login_counts(web.context.authenticator)),
+        media_type="text/plain; version=0.0.4",
     )

@@ -171,6 +171,19 @@ class SqlDirectory:
                 changes.append(CredentialsChanged(row.id))
             return to_account(row)
 
+    def rehash_password(self, account_id: int, old_hash: str, new_hash: str) -> bool:
+        # Compare-and-set: a concurrent password change must not be undone by a login
+        # that verified the old password a moment earlier. No change hint: the password
+        # is the same, so sessions and web sign-ins stay (password_changed_at untouched).
+        accounts = t.accounts
+        with self._db.write() as (conn, _):
+            result = conn.execute(
+                update(accounts)
+                .where(and_(accounts.c.id == account_id, accounts.c.password_hash == old_hash))
+                .values(password_hash=new_hash)
+            )
+            return bool(result.rowcount == 1)
+
     def remove_account(self, email: str) -> None:
         """Delete an account with its mailboxes and messages; then the bodies that no
         other message and no queued row names any more are deleted from disk."""
