@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from postel.connlimits import AcceptLoop, ConnectionGate, Slot, open_listener
+from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy, Slot, open_listener
 from postel.context import BindError, Context
 from postel.starttls import upgrade_to_tls
 
@@ -141,6 +141,7 @@ class TcpServer:
         handler: Handler,
         max_per_ip: int,
         refusal: bytes,
+        proxy: ProxyPolicy | None = None,
     ) -> AcceptLoop:
         """Serve `handler` on host:port. Each connection is counted at accept, before its
         TLS handshake (an unfinished handshake holds a descriptor too), and refused past
@@ -157,7 +158,7 @@ class TcpServer:
                 assert task is not None
                 self._tasks.add(task)
                 try:
-                    await handler(reader, writer, peer_ip(writer))
+                    await handler(reader, writer, slot.ip)
                 finally:
                     slot.release()
                     self._tasks.discard(task)
@@ -180,7 +181,7 @@ class TcpServer:
 
         server = AcceptLoop(
             open_listener(host, port), self.gate, self.protocol, max_per_ip, connect,
-            refusal=b"" if implicit_tls else refusal,
+            refusal=b"" if implicit_tls else refusal, proxy=proxy,
         )
         self._servers.append(server)
         return server
@@ -254,6 +255,14 @@ async def close_writer(writer: asyncio.StreamWriter) -> None:
         await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
     except Exception:
         writer.transport.abort()
+
+
+def proxy_policy(context: Context, name: str) -> ProxyPolicy | None:
+    """The PROXY protocol rule of listener `name`: None unless the config names it."""
+    connections = context.config.connections
+    if name not in connections.proxy_protocol:
+        return None
+    return ProxyPolicy(connections.trusted_proxies, connections.handshake_timeout)
 
 
 async def bind_listeners(

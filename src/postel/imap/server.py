@@ -15,12 +15,12 @@ import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from postel.connlimits import AcceptLoop, ConnectionGate
+from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy
 from postel.context import Context
 from postel.imap.proto import responses as r
 from postel.imap.proto.receiver import LiteralLimits, Receiver
 from postel.imap.session import ImapSession, Services, State
-from postel.netserver import TcpServer, bind_listeners, write_all
+from postel.netserver import TcpServer, bind_listeners, proxy_policy, write_all
 from postel.starttls import upgrade_to_tls
 
 log = logging.getLogger("postel.imap")
@@ -121,7 +121,10 @@ class ImapServer(TcpServer):
         super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
+    async def listen_on(
+        self, implicit_tls: bool, host: str, port: int,
+        proxy: ProxyPolicy | None = None,
+    ) -> AcceptLoop:
         async def handler(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
         ) -> None:
@@ -130,7 +133,7 @@ class ImapServer(TcpServer):
         return await self.listen(
             host, port, implicit_tls=implicit_tls, handler=handler,
             max_per_ip=self.services.config.max_connections_per_ip,
-            refusal=r.untagged("BYE Too many connections from your address"),
+            proxy=proxy, refusal=r.untagged("BYE Too many connections from your address"),
         )
 
     def _spool(self, size: int) -> BinaryIO:
@@ -274,8 +277,10 @@ class ImapService:
         self.server = ImapServer(services, lambda: context.tls.context, context.gate)
 
     async def start(self) -> list[tuple[str, str]]:
-        async def listen(_name: str, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
-            return await self.server.listen_on(implicit_tls, host, port)
+        async def listen(name: str, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
+            return await self.server.listen_on(
+                implicit_tls, host, port, proxy=proxy_policy(self.context, name)
+            )
 
         return await bind_listeners(self.context, [("imap", False), ("imaps", True)], listen)
 

@@ -9,9 +9,9 @@ import ssl
 from collections.abc import Callable
 from dataclasses import replace
 
-from postel.connlimits import AcceptLoop, ConnectionGate
+from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy
 from postel.context import Context
-from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
+from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners, proxy_policy
 from postel.pop3.maildrop import MaildropLocks, TransferSizes
 from postel.pop3.proto import err
 from postel.pop3.session import Pop3Session, Services
@@ -43,7 +43,10 @@ class Pop3Server(TcpServer):
         super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, listener: Listener, host: str, port: int) -> AcceptLoop:
+    async def listen_on(
+        self, listener: Listener, host: str, port: int,
+        proxy: ProxyPolicy | None = None,
+    ) -> AcceptLoop:
         implicit_tls = listener is Listener.POP3S
 
         async def handler(
@@ -54,7 +57,7 @@ class Pop3Server(TcpServer):
         return await self.listen(
             host, port, implicit_tls=implicit_tls, handler=handler,
             max_per_ip=self.services.config.max_connections_per_ip,
-            refusal=GOODBYES.too_many_connections,
+            proxy=proxy, refusal=GOODBYES.too_many_connections,
         )
 
     async def _serve(
@@ -97,7 +100,9 @@ class Pop3Service:
 
     async def start(self) -> list[tuple[str, str]]:
         async def listen(name: str, _tls: bool, host: str, port: int) -> AcceptLoop:
-            return await self.server.listen_on(Listener(name), host, port)
+            return await self.server.listen_on(
+                Listener(name), host, port, proxy=proxy_policy(self.context, name)
+            )
 
         listeners = [(listener.value, listener is Listener.POP3S) for listener in Listener]
         return await bind_listeners(self.context, listeners, listen)

@@ -7,9 +7,9 @@ import logging
 import ssl
 from collections.abc import Callable
 
-from postel.connlimits import AcceptLoop, ConnectionGate
+from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy
 from postel.context import Context
-from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
+from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners, proxy_policy
 from postel.smtp import replies as r
 from postel.smtp.policy import Listener
 from postel.smtp.replies import Reply
@@ -35,7 +35,10 @@ class SmtpServer(TcpServer):
         super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, listener: Listener, host: str, port: int) -> AcceptLoop:
+    async def listen_on(
+        self, listener: Listener, host: str, port: int,
+        proxy: ProxyPolicy | None = None,
+    ) -> AcceptLoop:
         implicit_tls = listener is Listener.SUBMISSIONS
 
         async def handler(
@@ -46,7 +49,7 @@ class SmtpServer(TcpServer):
         return await self.listen(
             host, port, implicit_tls=implicit_tls, handler=handler,
             max_per_ip=self.services.config.max_connections_per_ip,
-            refusal=GOODBYES.too_many_connections,
+            proxy=proxy, refusal=GOODBYES.too_many_connections,
         )
 
     async def _serve(
@@ -89,7 +92,9 @@ class SmtpService:
 
     async def start(self) -> list[tuple[str, str]]:
         async def listen(name: str, _tls: bool, host: str, port: int) -> AcceptLoop:
-            return await self.server.listen_on(Listener(name), host, port)
+            return await self.server.listen_on(
+                Listener(name), host, port, proxy=proxy_policy(self.context, name)
+            )
 
         listeners = [(listener.value, listener is Listener.SUBMISSIONS) for listener in Listener]
         return await bind_listeners(self.context, listeners, listen)
