@@ -273,6 +273,7 @@ class ImapService:
             limiter=context.limiter,
             config=config.imap,
             tmp_dir=config.tmp_dir,
+            trusted_proxies=config.connections.trusted_proxies,
         )
         self.server = ImapServer(services, lambda: context.tls.context, context.gate)
 

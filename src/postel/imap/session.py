@@ -74,6 +74,8 @@ class Services:
     limiter: FailureLimiter
     config: ImapConfig
     tmp_dir: Path
+    # [connections] trusted_proxies: who may name the client with ID x-originating-ip.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 # Seconds after which even a read-only command looks for changes without a hint.

@@ -1,0 +1,156 @@
+"""PROXY protocol v1 and v2 over real sockets (issue 15 item 2): a trusted proxy's header
+makes Received headers and the login limiter see the client it names; a header from an
+untrusted address, or a malformed one, closes the connection before a word is said."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postel.proxyproto import V2_SIGNATURE
+from tests.harness import PASSWORD, PostelServer
+
+CONFIG = """
+[connections]
+trusted_proxies = ["127.0.0.1/32"]
+proxy_protocol = ["smtp", "imaps"]
+[auth]
+max_failures_per_ip = 3
+max_failures_per_account = 100
+failure_delay = 0.01
+failure_delay_max = 0.02
+[mailauth]
+defer_on_dns_error = false
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
+    server = PostelServer(tmp_path_factory.mktemp("proxy"), extra_config=CONFIG)
+    server.add_user("alice@example.test")
+    server.start()
+    yield server
+    server.close()
+
+
+def v2_header(client: str, port: int) -> bytes:
+    body = socket.inet_aton(client) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", port, 993)
+    return V2_SIGNATURE + b"\x21\x11" + struct.pack("!H", len(body)) + body
+
+
+class ProxiedSMTP(smtplib.SMTP):
+    def __init__(self, header: bytes, *args: Any, **kwargs: Any) -> None:
+        self.header = header
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = socket.create_connection((host, port), timeout)
+        sock.sendall(self.header)
+        return sock
+
+
+class ProxiedIMAP(imaplib.IMAP4_SSL):
+    """IMAPS behind a proxy: the header goes first, then the TLS handshake (so the
+    server must not read a byte of the ClientHello with the header)."""
+
+    def __init__(self, header: bytes, *args: Any, **kwargs: Any) -> None:
+        self.header = header
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout: float | None = None) -> Any:
+        sock = socket.create_connection((self.host, self.port), timeout)
+        sock.sendall(self.header)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def imap_login(server: PostelServer, header: bytes, password: str) -> str:
+    with ProxiedIMAP(header, "127.0.0.1", server.port("imaps"),
+                     ssl_context=server.client_tls(), timeout=30) as imap:
+        try:
+            imap.login("alice@example.test", password)
+        except imaplib.IMAP4.error as exc:
+            return str(exc)
+        return "OK"
+
+
+def test_v1_header_names_the_client_in_the_received_header(server: PostelServer) -> None:
+    header = b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n"
+    with ProxiedSMTP(header, "127.0.0.1", server.port("smtp"), timeout=30,
+                     local_hostname="client.test") as client:
+        client.sendmail("someone@sender.test", ["alice@example.test"],
+                        b"From: someone@sender.test\r\nSubject: via proxy\r\n\r\nhi\r\n")
+    stored = [m for m in server.inbox("alice@example.test") if b"via proxy" in m]
+    assert len(stored) == 1
+    assert b"([192.0.2.7])" in stored[0]
+    assert b"127.0.0.1" not in stored[0].split(b"\r\n\r\n")[0].split(b"Received:")[1]
+
+
+def test_v2_header_makes_the_limiter_count_the_client(server: PostelServer) -> None:
+    for _ in range(3):
+        assert "AUTHENTICATIONFAILED" in imap_login(server, v2_header("192.0.2.50", 1), "bad")
+    # 192.0.2.50 is at its limit; the proxy's other clients are not.
+    assert "UNAVAILABLE" in imap_login(server, v2_header("192.0.2.50", 2), PASSWORD)
+    assert imap_login(server, v2_header("192.0.2.51", 3), PASSWORD) == "OK"
+    # LOCAL keeps the proxy's own address (a health check), which has no failures.
+    local = V2_SIGNATURE + b"\x20\x00\x00\x00"
+    assert imap_login(server, local, PASSWORD) == "OK"
+    assert "192.0.2.50" in Path(server.log_path).read_text()  # logs name the client too
+
+
+def closed_without_a_word(port: int, data: bytes, source: str = "127.0.0.1") -> bool:
+    with socket.create_connection(("127.0.0.1", port), 30, source_address=(source, 0)) as sock:
+        sock.sendall(data)
+        try:
+            return sock.recv(100) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_untrusted_or_malformed_headers_are_refused(server: PostelServer) -> None:
+    header = b"PROXY TCP4 192.0.2.7 127.0.0.1 40001 25\r\n"
+    assert closed_without_a_word(server.port("smtp"), header, source="127.0.0.2")
+    assert closed_without_a_word(server.port("smtp"), b"EHLO x\r\n")
+    assert closed_without_a_word(server.port("imaps"), b"PROXY TCP4 nonsense\r\n")
+    # Listeners without proxy_protocol greet as ever (the header would be a bad command).
+    with smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30) as client:
+        assert client.noop()[0] == 250
+    assert "Traceback" not in server.log_path.read_text()
+
+
+class ImapFrom(imaplib.IMAP4):
+    """IMAP on the STARTTLS port from a chosen loopback source address."""
+
+    def __init__(self, source: str, *args: Any, **kwargs: Any) -> None:
+        self.source = source
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout: float | None = None) -> Any:
+        return socket.create_connection((self.host, self.port), timeout,
+                                        source_address=(self.source, 0))
+
+
+def login_with_id(server: PostelServer, source: str, client: str, password: str) -> str:
+    with ImapFrom(source, "127.0.0.1", server.port("imap"), timeout=30) as imap:
+        imap.starttls(ssl_context=server.client_tls())
+        assert imap.xatom("ID", f'("name" "proxy" "x-originating-ip" "{client}")')[0] == "OK"
+        try:
+            imap.login("alice@example.test", password)
+        except imaplib.IMAP4.error as exc:
+            return str(exc)
+        return "OK"
+
+
+def test_id_x_originating_ip_from_a_trusted_proxy_only(server: PostelServer) -> None:
+    for _ in range(3):
+        assert "AUTHENTICATIONFAILED" in login_with_id(server, "127.0.0.1", "192.0.2.60", "x")
+    assert "UNAVAILABLE" in login_with_id(server, "127.0.0.1", "192.0.2.60", PASSWORD)
+    assert login_with_id(server, "127.0.0.1", "192.0.2.61", PASSWORD) == "OK"
+    # From an untrusted address the claim is ignored: it is counted as itself.
+    assert login_with_id(server, "127.0.0.2", "192.0.2.60", PASSWORD) == "OK"
