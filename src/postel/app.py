@@ -134,7 +134,12 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         base_delay=config.auth.failure_delay,
         max_delay=config.auth.failure_delay_max,
     )
-    gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
+    connections = config.connections
+    gate = ConnectionGate(
+        connections.max_total, connections.handshake_timeout,
+        max_pending_output=connections.max_pending_output,
+        send_timeout=connections.send_timeout,
+    )
     log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})
     context = Context(config, store, bus, tls, limiter, Authenticator(store, limiter),
                       DnsResolver(config.dns), gate)

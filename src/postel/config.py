@@ -112,7 +112,7 @@ class ConnectionsConfig:
     # stops producing more for it (the rest waits; memory stays bounded per connection).
     max_pending_output: int = 1024 * 1024
     # Seconds the pending replies may stay over `max_pending_output` without the client
-    # reading any of them; then the connection is cut.
+    # reading any of them; then the connection is cut (0: never).
     send_timeout: float = 120.0
 
 
@@ -137,7 +137,7 @@ class SmtpConfig:
     max_junk_commands: int = 50
     # Allow AUTH without TLS from loopback addresses (for local tools); off by default.
     allow_plaintext_auth_on_loopback: bool = False
-    # Seconds one connection may last in all, however busy; then 421 4.7.0 and close.
+    # Seconds one connection may last in all, however busy; then 421 4.7.0 and close (0: no limit).
     max_session_time: float = 3600.0
 
 
@@ -153,7 +153,7 @@ class Pop3Config:
     max_connections_per_ip: int = 20
     # Allow USER/PASS and AUTH without TLS from loopback addresses; off by default.
     allow_plaintext_auth_on_loopback: bool = False
-    # Seconds one connection may last in all, however busy; then -ERR and close.
+    # Seconds one connection may last in all, however busy; then -ERR and close (0: no limit).
     max_session_time: float = 3600.0
 
 
@@ -189,7 +189,7 @@ class ImapConfig:
     metadata_max_entries: int = 256
     # Keep /private METADATA entries; false refuses them with NO [METADATA NOPRIVATE].
     metadata_private: bool = True
-    # Seconds one connection may last in all (IDLE included); then * BYE and close.
+    # Seconds one connection may last in all (IDLE included); then * BYE and close (0: no limit).
     max_session_time: float = 86400.0
     # Mailboxes one account may have (INBOX included); CREATE beyond it gets NO [LIMIT].
     max_mailboxes: int = 1000

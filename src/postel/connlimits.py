@@ -70,9 +70,16 @@ class Slot:
 class ConnectionGate:
     """Counts live client connections: per (protocol, address) and for the process."""
 
-    def __init__(self, max_total: int = 0, handshake_timeout: float = 10.0) -> None:
+    def __init__(
+        self, max_total: int = 0, handshake_timeout: float = 10.0, *,
+        max_pending_output: int = 1024 * 1024, send_timeout: float = 120.0,
+    ) -> None:
         self.max_total = max_total or default_max_connections()
         self.handshake_timeout = handshake_timeout
+        # What every admitted connection may leave unread ([connections]); kept here, the
+        # one object each listener has from the config's [connections].
+        self.max_pending_output = max_pending_output
+        self.send_timeout = send_timeout
         self.total = 0
         self._per_ip: Counter[tuple[str, str]] = Counter()
 

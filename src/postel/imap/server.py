@@ -18,9 +18,10 @@ from typing import Any, BinaryIO
 from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy
 from postel.context import Context
 from postel.imap.proto import responses as r
-from postel.imap.proto.receiver import LiteralLimits, Receiver
+from postel.imap.proto.receiver import CommandBytes, LiteralLimits, Receiver
 from postel.imap.session import ImapSession, Services, State
 from postel.netserver import TcpServer, bind_listeners, proxy_policy, write_all
+from postel.sessionlimits import CommandRate, SessionClock
 from postel.starttls import upgrade_to_tls
 
 log = logging.getLogger("postel.imap")
@@ -38,11 +39,13 @@ class StreamIO:
         writer: asyncio.StreamWriter,
         tls_context: Callable[[], ssl.SSLContext],
         handshake_timeout: float,
+        send_timeout: float | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self._tls_context = tls_context
         self._handshake_timeout = handshake_timeout
+        self._send_timeout = send_timeout
         self._out: list[bytes] = []
         self._size = 0
         self._deflate: Any = None
@@ -59,7 +62,7 @@ class StreamIO:
         self._out, self._size = [], 0
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-        await write_all(self.writer, data)
+        await write_all(self.writer, data, self._send_timeout)
 
     async def maybe_flush(self) -> None:
         if self._size >= WRITE_HIGH_WATER:
@@ -143,7 +146,9 @@ class ImapServer(TcpServer):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, *, tls: bool
     ) -> None:
         config = self.services.config
-        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        io = StreamIO(
+            reader, writer, self.tls_context, self.gate.handshake_timeout, self.gate.send_timeout
+        )
         sessions: list[ImapSession] = []  # the receiver asks the session made below
         receiver = Receiver(
             max_line_length=config.max_line_length,
@@ -185,6 +190,9 @@ class ImapServer(TcpServer):
 
     async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
         timeout = self.services.config.idle_timeout
+        connections = self.services.connections
+        rate = CommandRate(connections.max_commands_per_second, connections.command_burst)
+        clock = SessionClock(self.services.config.max_session_time)
         loop = asyncio.get_running_loop()
         # Counted from the client's last bytes: NOTIFY's wake-ups between commands do not
         # keep a silent client logged in (an IDLE that reports changes still does).
@@ -192,7 +200,13 @@ class ImapServer(TcpServer):
         read_task: asyncio.Task[bytes] | None = None
         try:
             while not session.closed:
+                if clock.over():
+                    await _bye(session, io, "BYE Connection open too long; reconnect")
+                    return
                 event = receiver.next_event()
+                if isinstance(event, CommandBytes) and not rate.take():
+                    await _bye(session, io, "BYE Too many commands; slow down")
+                    return
                 if event is not None:
                     session.busy = True
                     try:
@@ -213,13 +227,15 @@ class ImapServer(TcpServer):
                     wake = asyncio.ensure_future(session.wait_for_change())
                     waits.add(wake)
                 done, _ = await asyncio.wait(
-                    waits, timeout=max(0.0, deadline - loop.time()),
+                    waits, timeout=clock.bound(max(0.0, deadline - loop.time())),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if wake is not None and wake not in done:
                     wake.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await wake
+                if not done and clock.over():
+                    continue  # said at the top of the loop
                 if not done:
                     io.write(r.untagged("BYE Autologout; idle for too long"))
                     await io.flush()
@@ -250,6 +266,13 @@ class ImapServer(TcpServer):
                     await read_task
 
 
+async def _bye(session: ImapSession, io: StreamIO, text: str) -> None:
+    """End the connection with an untagged BYE (RFC 9051 7.1.5) for a limit reached."""
+    log.info("connection limit reached", extra={"fields": {"ip": session.ip, "why": text}})
+    io.write(r.untagged(text))
+    await io.flush()
+
+
 async def _bye_if_stopping(session: ImapSession, io: StreamIO) -> bool:
     """After a command or a wake-up: say BYE when a shutdown waited for it to finish."""
     if not session.shutting_down:
@@ -273,7 +296,7 @@ class ImapService:
             limiter=context.limiter,
             config=config.imap,
             tmp_dir=config.tmp_dir,
-            trusted_proxies=config.connections.trusted_proxies,
+            connections=config.connections,
         )
         self.server = ImapServer(services, lambda: context.tls.context, context.gate)
 

@@ -24,6 +24,7 @@ GOODBYES = Goodbyes(
     # RFC 1939 3: the autologout timer closes without a response and without entering
     # UPDATE, so nothing marked is deleted.
     idle_timeout=b"",
+    session_over=err("connection open too long, reconnect", "SYS/TEMP").to_bytes(),
 )
 
 
@@ -68,7 +69,10 @@ class Pop3Server(TcpServer):
         *,
         implicit_tls: bool,
     ) -> None:
-        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        io = StreamIO(
+            reader, writer, self.tls_context, self.gate.handshake_timeout,
+            self.gate.send_timeout,
+        )
         # On 995 the connection is TLS already: STLS is not offered (RFC 2595 4).
         services = replace(self.services, tls_available=not implicit_tls)
         session = Pop3Session(services, io, ip, tls=implicit_tls)
@@ -76,6 +80,7 @@ class Pop3Server(TcpServer):
         await self.run_session(
             session, io, reader, ip,
             idle_timeout=config.idle_timeout,
+            max_session_time=config.max_session_time,
             goodbyes=GOODBYES,
         )
 
@@ -95,6 +100,7 @@ class Pop3Service:
             sizes=TransferSizes(),
             tls_available=True,
             bus=context.bus,
+            connections=config.connections,
         )
         self.server = Pop3Server(services, lambda: context.tls.context, context.gate)
 

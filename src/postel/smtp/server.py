@@ -21,6 +21,7 @@ GOODBYES = Goodbyes(
     too_many_connections=Reply(421, "4.7.0", "too many connections from your address").to_bytes(),
     internal_error=Reply(421, "4.3.0", "internal error, closing").to_bytes(),
     idle_timeout=r.IDLE_TIMEOUT.to_bytes(),  # RFC 5321 4.5.3.2: 421 before closing
+    session_over=Reply(421, "4.7.0", "connection open too long, reconnect").to_bytes(),
 )
 
 
@@ -61,12 +62,16 @@ class SmtpServer(TcpServer):
         *,
         tls: bool,
     ) -> None:
-        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        io = StreamIO(
+            reader, writer, self.tls_context, self.gate.handshake_timeout,
+            self.gate.send_timeout,
+        )
         session = SmtpSession(self.services, io, listener, ip, tls=tls)
         config = self.services.config
         await self.run_session(
             session, io, reader, ip,
             idle_timeout=config.idle_timeout,
+            max_session_time=config.max_session_time,
             goodbyes=GOODBYES,
         )
 
@@ -87,6 +92,7 @@ class SmtpService:
             mailauth=config.mailauth,
             resolver=context.resolver,
             bus=context.bus,
+            connections=config.connections,
         )
         self.server = SmtpServer(services, lambda: context.tls.context, context.gate)
 

@@ -21,12 +21,13 @@ from postel import imapurl
 from postel.auth.limits import FailureLimiter
 from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslServer, Step
 from postel.auth.service import Authenticator
-from postel.config import MailauthConfig, SmtpConfig
+from postel.config import ConnectionsConfig, MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
 from postel.mail.address import Address
 from postel.mail.mime import ParsedMessage, parse_message_file
 from postel.mailauth.dns import Resolver
 from postel.mailauth.inbound import Action, InboundVerdict
+from postel.sessionlimits import CommandRate
 from postel.smtp import checks
 from postel.smtp import replies as r
 from postel.smtp.authorship import author_refusal
@@ -75,6 +76,7 @@ class Services:
     resolver: Resolver | None = None  # None: no SPF/DKIM/DMARC checks on port 25
     # Change hints; with it, a logged-in session ends when its account's password changes.
     bus: InProcessBus | None = None
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
 
 
 @dataclass
@@ -139,6 +141,8 @@ class SmtpSession:
         self.transactions = 0  # MAIL commands accepted (LIMITS MAILMAX, RFC 9422 4.1)
         self.closing = False  # QUIT, a fatal error, or shutdown: stop reading
         self.shutdown_requested = False
+        connections = services.connections
+        self.rate = CommandRate(connections.max_commands_per_second, connections.command_burst)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -194,6 +198,10 @@ class SmtpSession:
         while not self.closing:
             event = self.connection.next_event()
             if event is None:
+                return
+            if not isinstance(event, BodyData | BodyEnd) and not self.rate.take():
+                log.info("command flood", extra={"fields": {"ip": self.peer_ip}})
+                await self._fatal(Reply(421, "4.7.0", "too many commands, slow down"))
                 return
             await self.handle(event)
 
@@ -322,7 +330,7 @@ class SmtpSession:
                 await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
             return
         result = await self.services.authenticator.authenticate(
-            step.username, step.password, self.peer_ip
+            step.username, step.password, self.peer_ip, protocol="smtp"
         )
         if result.throttled:
             await self._fatal(Reply(421, "4.7.0", "too many failed logins, try again later"))

@@ -53,7 +53,9 @@ async def starttls(s: ImapSession, cmd: Command) -> None:
 
 
 async def _finish_login(s: ImapSession, tag: str, username: str, password: str) -> None:
-    result = await s.services.authenticator.authenticate(username, password, s.ip)
+    result = await s.services.authenticator.authenticate(
+        username, password, s.ip, protocol="imap"
+    )
     if result.account is None:
         log.info("imap login failed", extra={"fields": {
             "user": username[:320], "ip": s.ip, "throttled": result.throttled}})
@@ -140,7 +142,7 @@ def _take_originating_ip(s: ImapSession) -> None:
     claimed = s.client_id.get("x-originating-ip")
     if claimed is None or s.state is not State.NOT_AUTHENTICATED:
         return
-    if not in_networks(s.ip, s.services.trusted_proxies):
+    if not in_networks(s.ip, s.services.connections.trusted_proxies):
         return
     try:
         client = str(ipaddress.ip_address(claimed.strip()))
