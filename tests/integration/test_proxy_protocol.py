@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from postel.proxyproto import V2_SIGNATURE
 from tests.harness import PASSWORD, PostelServer
+from tests.integration.hardening_helpers import running_server
 
 CONFIG = """
 [connections]
@@ -33,11 +35,7 @@ defer_on_dns_error = false
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
-    server = PostelServer(tmp_path_factory.mktemp("proxy"), extra_config=CONFIG)
-    server.add_user("alice@example.test")
-    server.start()
-    yield server
-    server.close()
+    yield from running_server(tmp_path_factory, "proxy", CONFIG, ("alice@example.test",))
 
 
 def v2_header(client: str, port: int) -> bytes:
@@ -154,3 +152,25 @@ def test_id_x_originating_ip_from_a_trusted_proxy_only(server: PostelServer) -> 
     assert login_with_id(server, "127.0.0.1", "192.0.2.61", PASSWORD) == "OK"
     # From an untrusted address the claim is ignored: it is counted as itself.
     assert login_with_id(server, "127.0.0.2", "192.0.2.60", PASSWORD) == "OK"
+
+
+def scrape(server: PostelServer) -> dict[str, float]:
+    answer = httpx.get(f"http://127.0.0.1:{server.port('http')}/metrics", timeout=30)
+    assert answer.status_code == 200
+    return {name: float(value) for name, value in
+            (line.split() for line in answer.text.splitlines() if not line.startswith("#"))}
+
+
+def test_metrics_show_failures_delays_and_blocked_keys(server: PostelServer) -> None:
+    before = scrape(server)
+    for _ in range(3):
+        assert "AUTHENTICATIONFAILED" in imap_login(server, v2_header("192.0.2.70", 1), "bad")
+    assert "UNAVAILABLE" in imap_login(server, v2_header("192.0.2.70", 2), "bad")
+    after = scrape(server)
+    failures = 'postel_login_failures_total{protocol="imap"}'
+    assert after[failures] == before.get(failures, 0) + 3
+    assert after["postel_logins_refused_total"] == before["postel_logins_refused_total"] + 1
+    assert after["postel_logins_delayed_total"] > before["postel_logins_delayed_total"]
+    assert after["postel_login_blocked_keys"] >= 1
+    log = server.log_path.read_text()
+    assert "login delayed" in log and "login refused" in log

@@ -73,6 +73,12 @@ class WindowCounter:
         with self._lock:
             self._events.pop(key, None)
 
+    def at_least(self, limit: int) -> int:
+        """How many keys have `limit` or more events in the window now (for /metrics)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for key in list(self._events) if self._expire(key, now) >= limit)
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -127,6 +133,7 @@ class FailureLimiter:
         self._locked_checks = WindowCounter(window)
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.stats: Counter[str] = Counter()  # for /metrics: failures, delayed, refused
+        self.failures_by_protocol: Counter[str] = Counter()  # /metrics, per protocol
 
     def _is_trusted(self, ip: str, account: str) -> bool:
         with self._lock:
@@ -139,7 +146,7 @@ class FailureLimiter:
             return 0.0
         return float(min(self.max_delay, self.base_delay * 2 ** (failures - free)))
 
-    def admit(self, ip: str, account: str | None) -> Verdict:
+    def admit(self, ip: str, account: str | None, *, protocol: str = "other") -> Verdict:
         """`assess` one login attempt and, when it may go ahead, count it as a failure in
         the same step, so concurrent logins cannot all pass before any of them is
         recorded (issue 15: a limit of 5 ran 10 real checks). `record_success(...,
@@ -147,7 +154,7 @@ class FailureLimiter:
         with self._deciding:
             verdict = self.assess(ip, account)
             if not verdict.refuse:
-                self.record_failure(ip, account)
+                self.record_failure(ip, account, protocol=protocol)
         return verdict
 
     def assess(self, ip: str, account: str | None) -> Verdict:
@@ -168,6 +175,8 @@ class FailureLimiter:
                 delay = self.max_delay
         if delay:
             self.stats["delayed"] += 1
+            log.info("login delayed: recent failures", extra={"fields": {
+                "ip": ip, "user": account, "delay": delay}})
         return Verdict(False, delay)
 
     def _refused(self, ip: str, account: str | None, by: str) -> Verdict:
@@ -176,17 +185,23 @@ class FailureLimiter:
             "ip": ip, "user": account, "by": by}})
         return Verdict(True, 0.0)
 
-    def record_failure(self, ip: str, account: str | None) -> None:
+    def record_failure(
+        self, ip: str, account: str | None, *, protocol: str = "other"
+    ) -> None:
         self.stats["failures"] += 1
+        self.failures_by_protocol[protocol] += 1
         self._by_ip.add(ip_key(ip))
         if account:
             self._by_account.add(account)
 
-    def record_success(self, ip: str, account: str, *, counted: bool = False) -> None:
+    def record_success(
+        self, ip: str, account: str, *, counted: bool = False, protocol: str = "other"
+    ) -> None:
         """A right password; `counted` when `assess` counted the attempt as a failure in
         advance, which is then taken back."""
         if counted:
             self.stats["failures"] -= 1
+            self.failures_by_protocol[protocol] -= 1
             self._by_ip.discard_newest(ip_key(ip))
             self._by_account.discard_newest(account)
         with self._lock:
@@ -194,3 +209,9 @@ class FailureLimiter:
             self._trusted.move_to_end((account, ip))
             while len(self._trusted) > MAX_TRUSTED_PAIRS:
                 self._trusted.popitem(last=False)
+
+    def blocked_keys(self) -> int:
+        """Addresses (or /64s) and accounts at their limit now: refused or held back."""
+        ips = self._by_ip.at_least(self.per_ip) if self.per_ip else 0
+        accounts = self._by_account.at_least(self.per_account) if self.per_account else 0
+        return ips + accounts

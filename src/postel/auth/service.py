@@ -30,22 +30,25 @@ class Authenticator:
         self.store = store
         self.limiter = limiter
 
-    async def authenticate(self, username: str, password: str, ip: str) -> LoginResult:
+    async def authenticate(
+        self, username: str, password: str, ip: str, *, protocol: str = "other"
+    ) -> LoginResult:
         """The one login check of SMTP AUTH, IMAP, POP3 and the web: the failure limits
         decide first (refuse, or wait without holding a thread), then the password is
-        checked in a worker thread (Argon2 and SQL)."""
+        checked in a worker thread (Argon2 and SQL). `protocol` labels the failures in
+        /metrics."""
         key = login_key(username)
-        verdict = self.limiter.admit(ip, key)
+        verdict = self.limiter.admit(ip, key, protocol=protocol)
         if verdict.refuse:
             return LoginResult(None, throttled=True)
         if verdict.delay:
             await asyncio.sleep(verdict.delay)
-        return await asyncio.to_thread(self._check, key, password, ip)
+        return await asyncio.to_thread(self._check, key, password, ip, protocol)
 
-    def _check(self, key: str | None, password: str, ip: str) -> LoginResult:
+    def _check(self, key: str | None, password: str, ip: str, protocol: str) -> LoginResult:
         account = self.store.directory.get_account(key) if key else None
         ok = verify_password(account.password_hash if account else None, password)
         if not ok or account is None or account.disabled:
             return LoginResult(None)  # admit counted the attempt as a failure already
-        self.limiter.record_success(ip, account.email, counted=True)
+        self.limiter.record_success(ip, account.email, counted=True, protocol=protocol)
         return LoginResult(account)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from postel.auth.limits import FailureLimiter
 from postel.web.state import client_ip, web_of
 
 STARTED = time.monotonic()
@@ -28,7 +29,30 @@ def _allowed(ip: str, networks: tuple[str, ...]) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
-def render(counts: dict[str, int], queued: int, oldest: datetime | None) -> str:
+def _logins(limiter: FailureLimiter) -> list[str]:
+    """The shared login limiter: failures per protocol, delays, refusals, keys held."""
+    name = "postel_login_failures_total"
+    lines = [f"# HELP {name} Failed logins (wrong password or unknown user), per protocol.",
+             f"# TYPE {name} counter"]
+    lines += [f'{name}{{protocol="{protocol}"}} {count}'
+              for protocol, count in sorted(limiter.failures_by_protocol.items())]
+    for name, help_text, value in (
+        ("postel_logins_delayed_total", "Login attempts made to wait (recent failures).",
+         limiter.stats["delayed"]),
+        ("postel_logins_refused_total", "Login attempts refused unchecked (too many failures).",
+         limiter.stats["refused"]),
+    ):
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+    name = "postel_login_blocked_keys"
+    lines += [f"# HELP {name} Addresses (IPv6: /64s) and accounts at their failure limit now.",
+              f"# TYPE {name} gauge", f"{name} {limiter.blocked_keys()}"]
+    return lines
+
+
+def render(
+    counts: dict[str, int], queued: int, oldest: datetime | None,
+    limiter: FailureLimiter | None = None,
+) -> str:
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
     gauges = [
         ("postel_queue_messages", "Outbound queue rows (one per message and domain).", queued),
@@ -43,6 +67,8 @@ def render(counts: dict[str, int], queued: int, oldest: datetime | None) -> str:
     lines = []
     for name, help_text, value in gauges:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    if limiter is not None:
+        lines += _logins(limiter)
     return "\n".join(lines) + "\n"
 
 
@@ -54,5 +80,5 @@ async def metrics(request: Request) -> Response:
     counts = await asyncio.to_thread(store.directory.counts)
     queued, oldest = await asyncio.to_thread(store.queue.stats)
     return PlainTextResponse(
-        render(counts, queued, oldest), media_type="text/plain; version=0.0.4"
+        render(counts, queued, oldest, web.context.limiter), media_type="text/plain; version=0.0.4"
     )
