@@ -174,3 +174,44 @@ def test_metrics_show_failures_delays_and_blocked_keys(server: PostelServer) -> 
     assert after["postel_login_blocked_keys"] >= 1
     log = server.log_path.read_text()
     assert "login delayed" in log and "login refused" in log
+
+
+# -- XCLIENT (Postfix) on SMTP --------------------------------------------------------------
+
+
+def smtp_from(server: PostelServer, source: str) -> smtplib.SMTP:
+    client = smtplib.SMTP("127.0.0.1", server.port("submission"), timeout=30,
+                          local_hostname="proxy.test", source_address=(source, 0))
+    client.starttls(context=server.client_tls())
+    client.ehlo()
+    return client
+
+
+def test_xclient_from_a_trusted_proxy_names_client_and_user(server: PostelServer) -> None:
+    with smtp_from(server, "127.0.0.1") as client:
+        assert client.esmtp_features["xclient"] == "ADDR NAME PORT PROTO HELO LOGIN"
+        code, text = client.docmd(
+            "XCLIENT", "ADDR=192.0.2.80 NAME=[UNAVAILABLE] HELO=laptop.test "
+            "LOGIN=alice+40example.test")
+        assert code == 220 and b"ESMTP" in text  # a new greeting: the session starts over
+        client.ehlo("proxy.test")
+        assert "auth" not in client.esmtp_features  # logged in already
+        client.sendmail("alice@example.test", ["alice@example.test"],
+                        b"From: alice@example.test\r\nSubject: via xclient\r\n\r\nhi\r\n")
+    stored = [m for m in server.inbox("alice@example.test") if b"via xclient" in m]
+    assert len(stored) == 1
+    assert b"Received: from laptop.test ([192.0.2.80])" in stored[0]
+    assert b"with ESMTPSA" in stored[0]
+
+
+def test_xclient_is_refused_from_others_and_when_malformed(server: PostelServer) -> None:
+    with smtp_from(server, "127.0.0.2") as client:
+        assert "xclient" not in client.esmtp_features  # advertised to trusted proxies only
+        assert client.docmd("XCLIENT", "ADDR=192.0.2.81")[0] == 550
+    with smtp_from(server, "127.0.0.1") as client:
+        assert client.docmd("XCLIENT", "ADDR=nonsense")[0] == 501
+        assert client.docmd("XCLIENT", "LOGIN=nobody+40example.test")[0] == 550
+        client.login("alice@example.test", PASSWORD)
+        client.mail("alice@example.test")
+        assert client.docmd("XCLIENT", "ADDR=192.0.2.81")[0] == 503  # in a transaction
+        assert client.noop()[0] == 250
