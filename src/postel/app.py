@@ -133,6 +133,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         config.auth.failure_window,
         base_delay=config.auth.failure_delay,
         max_delay=config.auth.failure_delay_max,
+        failures=store.auth_failures,
     )
     connections = config.connections
     gate = ConnectionGate(

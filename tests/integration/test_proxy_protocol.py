@@ -215,3 +215,24 @@ def test_xclient_is_refused_from_others_and_when_malformed(server: PostelServer)
         client.mail("alice@example.test")
         assert client.docmd("XCLIENT", "ADDR=192.0.2.81")[0] == 503  # in a transaction
         assert client.noop()[0] == 250
+
+
+# -- postel block list / remove on the running server's shared counts ------------------
+
+
+def test_block_list_and_remove_act_on_the_running_server(server: PostelServer) -> None:
+    for _ in range(3):
+        assert "AUTHENTICATIONFAILED" in imap_login(server, v2_header("192.0.2.90", 1), "bad")
+    assert "UNAVAILABLE" in imap_login(server, v2_header("192.0.2.90", 2), PASSWORD)
+    listed = server.cli("block", "list")
+    assert listed.returncode == 0, listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if row.startswith("192.0.2.90 "))
+    assert "ip" in line and "blocked" in line and "3 failures" in line and "until 20" in line
+    removed = server.cli("block", "remove", "192.0.2.90")
+    assert removed.returncode == 0 and "3 failed logins forgotten" in removed.stdout
+    assert imap_login(server, v2_header("192.0.2.90", 3), PASSWORD) == "OK"  # at once
+    assert "192.0.2.90 " not in server.cli("block", "list").stdout
+    again = server.cli("block", "remove", "192.0.2.90")
+    assert again.returncode == 1 and "no failed logins" in again.stderr
+    bad = server.cli("block", "remove", "not-an-address")
+    assert bad.returncode == 1 and "neither an IP address" in bad.stderr

@@ -1,6 +1,10 @@
 """Counting failed logins per IP and per account, shared by every protocol.
 
-In memory and per process: enough for one host; a shared table comes with multi-host.
+The server counts in the store (`api.AuthFailures`, table auth_failures), so every worker
+process and host sees the same windows and `postel block list/remove` acts on a running
+server; without a store (unit tests) the same counts live in memory. What stays in
+memory per process is the owner's known addresses (a leniency only: a process that has
+not seen the owner log in is merely stricter) and the statistics for /metrics.
 
 An account that fails too often is locked for strangers only. A hard lock for everyone
 would let anybody lock a user out of mail on every protocol just by failing on purpose;
@@ -16,6 +20,9 @@ import threading
 import time
 from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass
+from typing import Protocol
+
+from postel.store.api import AuthFailures
 
 log = logging.getLogger("postel.auth")
 
@@ -23,6 +30,8 @@ log = logging.getLogger("postel.auth")
 TRUSTED_FOR = 30 * 24 * 3600.0
 # Remembered (account, address) pairs; the oldest are forgotten first.
 MAX_TRUSTED_PAIRS = 100_000
+# Failures counted (per scope and process) between two sweeps of expired rows.
+PRUNE_EVERY = 256
 
 
 class WindowCounter:
@@ -80,6 +89,45 @@ class WindowCounter:
             return sum(1 for key in list(self._events) if self._expire(key, now) >= limit)
 
 
+class EventCounter(Protocol):
+    """What FailureLimiter needs of a counter: WindowCounter or StoreWindowCounter."""
+
+    def count(self, key: str) -> int: ...
+
+    def add(self, key: str) -> int: ...
+
+    def discard_newest(self, key: str) -> None: ...
+
+    def at_least(self, limit: int) -> int: ...
+
+
+class StoreWindowCounter:
+    """WindowCounter's sliding window over the store's auth_failures rows of one scope,
+    on Unix time (the clock hosts share). Methods block: call them in a worker thread."""
+
+    def __init__(self, failures: AuthFailures, scope: str, window: float) -> None:
+        self._failures, self._scope, self.window = failures, scope, window
+        self._adds = 0
+
+    def count(self, key: str) -> int:
+        return self._failures.count(self._scope, key, since=time.time() - self.window)
+
+    def add(self, key: str) -> int:
+        now = time.time()
+        self._adds += 1
+        if self._adds % PRUNE_EVERY == 0:
+            # A key's old rows go when it fails again; these are the keys that did not.
+            self._failures.prune(before=now - self.window)
+        return self._failures.add(self._scope, key, now, since=now - self.window)
+
+    def discard_newest(self, key: str) -> None:
+        self._failures.discard_newest(self._scope, key)
+
+    def at_least(self, limit: int) -> int:
+        windows = self._failures.windows(since=time.time() - self.window)
+        return sum(1 for scope, _, times in windows if scope == self._scope and len(times) >= limit)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What to do with one login attempt before its password is checked."""
@@ -118,7 +166,7 @@ class FailureLimiter:
 
     def __init__(
         self, per_ip: int, per_account: int, window: float, *, trusted_for: float = TRUSTED_FOR,
-        base_delay: float = 0.5, max_delay: float = 8.0,
+        base_delay: float = 0.5, max_delay: float = 8.0, failures: AuthFailures | None = None,
     ) -> None:
         self.per_ip = per_ip
         self.per_account = per_account
@@ -128,9 +176,17 @@ class FailureLimiter:
         self.max_delay = max_delay
         self._lock = threading.Lock()
         self._deciding = threading.Lock()  # held across "may it try?" and counting it
-        self._by_ip = WindowCounter(window)
-        self._by_account = WindowCounter(window)
-        self._locked_checks = WindowCounter(window)
+        self._by_ip: EventCounter
+        self._by_account: EventCounter
+        self._locked_checks: EventCounter
+        if failures is not None:
+            self._by_ip = StoreWindowCounter(failures, "ip", window)
+            self._by_account = StoreWindowCounter(failures, "account", window)
+            self._locked_checks = StoreWindowCounter(failures, "checks", window)
+        else:
+            self._by_ip = WindowCounter(window)
+            self._by_account = WindowCounter(window)
+            self._locked_checks = WindowCounter(window)
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.stats: Counter[str] = Counter()  # for /metrics: failures, delayed, refused
         self.failures_by_protocol: Counter[str] = Counter()  # /metrics, per protocol

@@ -38,7 +38,8 @@ class Authenticator:
         checked in a worker thread (Argon2 and SQL). `protocol` labels the failures in
         /metrics."""
         key = login_key(username)
-        verdict = self.limiter.admit(ip, key, protocol=protocol)
+        # In a worker thread: the counts live in the store (SQL).
+        verdict = await asyncio.to_thread(self.limiter.admit, ip, key, protocol=protocol)
         if verdict.refuse:
             return LoginResult(None, throttled=True)
         if verdict.delay:

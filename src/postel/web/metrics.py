@@ -29,7 +29,7 @@ def _allowed(ip: str, networks: tuple[str, ...]) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
-def _logins(limiter: FailureLimiter) -> list[str]:
+def _logins(limiter: FailureLimiter, blocked: int) -> list[str]:
     """The shared login limiter: failures per protocol, delays, refusals, keys held."""
     name = "postel_login_failures_total"
     lines = [f"# HELP {name} Failed logins (wrong password or unknown user), per protocol.",
@@ -45,13 +45,13 @@ def _logins(limiter: FailureLimiter) -> list[str]:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
     name = "postel_login_blocked_keys"
     lines += [f"# HELP {name} Addresses (IPv6: /64s) and accounts at their failure limit now.",
-              f"# TYPE {name} gauge", f"{name} {limiter.blocked_keys()}"]
+              f"# TYPE {name} gauge", f"{name} {blocked}"]
     return lines
 
 
 def render(
     counts: dict[str, int], queued: int, oldest: datetime | None,
-    limiter: FailureLimiter | None = None,
+    limiter: FailureLimiter | None = None, blocked: int = 0,
 ) -> str:
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
     gauges = [
@@ -68,7 +68,7 @@ def render(
     for name, help_text, value in gauges:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
     if limiter is not None:
-        lines += _logins(limiter)
+        lines += _logins(limiter, blocked)
     return "\n".join(lines) + "\n"
 
 
@@ -79,6 +79,8 @@ async def metrics(request: Request) -> Response:
     store = web.context.store
     counts = await asyncio.to_thread(store.directory.counts)
     queued, oldest = await asyncio.to_thread(store.queue.stats)
+    limiter = web.context.limiter
+    blocked = await asyncio.to_thread(limiter.blocked_keys)  # SQL: the shared counts
     return PlainTextResponse(
-        render(counts, queued, oldest, web.context.limiter), media_type="text/plain; version=0.0.4"
+        render(counts, queued, oldest, limiter, blocked), media_type="text/plain; version=0.0.4"
     )
