@@ -96,7 +96,8 @@ class ConnectionsConfig:
     # Addresses or networks of proxies (a load balancer, an IMAP/SMTP proxy, a webmail)
     # allowed to pass on the real client's address: by a PROXY protocol header on the
     # listeners in `proxy_protocol`, by IMAP ID "x-originating-ip" (RFC 2971) before
-    # login. Empty: nobody is; what a client claims about its address is ignored.
+    # login, by SMTP XCLIENT (Postfix), by X-Forwarded-For on HTTP and HTTPS. Empty:
+    # nobody is; what a client claims about its address is ignored.
     trusted_proxies: tuple[str, ...] = ()
     # Listen keys (e.g. ["imap", "smtp"]) whose connections start with a PROXY protocol
     # v1 or v2 header (HAProxy's proxy-protocol.txt). Such a listener closes a connection

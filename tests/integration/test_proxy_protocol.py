@@ -236,3 +236,13 @@ def test_block_list_and_remove_act_on_the_running_server(server: PostelServer) -
     assert again.returncode == 1 and "no failed logins" in again.stderr
     bad = server.cli("block", "remove", "not-an-address")
     assert bad.returncode == 1 and "neither an IP address" in bad.stderr
+
+
+def test_http_believes_x_forwarded_for_from_trusted_proxies_only(server: PostelServer) -> None:
+    url = f"http://127.0.0.1:{server.port('http')}/metrics"
+    forwarded = {"X-Forwarded-For": "192.0.2.5"}
+    # From the trusted proxy the client is 192.0.2.5, outside metrics_allow (loopback).
+    assert httpx.get(url, headers=forwarded, timeout=30).status_code == 403
+    elsewhere = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    with elsewhere:
+        assert elsewhere.get(url, headers=forwarded, timeout=30).status_code == 200
