@@ -502,3 +502,13 @@ def test_lists() -> None:
     )
     assert config.outbound.retry_schedule == (60.0, 120.5)
     assert config.dns.nameservers == ("192.0.2.53", "[2001:db8::53]:5353")
+
+
+def test_trusted_proxies_and_proxy_protocol_are_checked() -> None:
+    config = parse_config({"connections": {"trusted_proxies": ["10.0.0.0/8", "::1"],
+                                           "proxy_protocol": ["imaps", "smtp"]}})
+    assert config.connections.trusted_proxies == ("10.0.0.0/8", "::1")
+    with pytest.raises(ConfigError, match=r"connections\.trusted_proxies"):
+        parse_config({"connections": {"trusted_proxies": ["10.0.0.0/33"]}})
+    with pytest.raises(ConfigError, match=r"connections\.proxy_protocol"):
+        parse_config({"connections": {"proxy_protocol": ["imap4"]}})
