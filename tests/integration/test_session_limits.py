@@ -115,6 +115,8 @@ def test_store_past_keyword_limits_is_no_limit(server: PostelServer) -> None:
         typ, data = client.store("2", "+FLAGS", "(k6)")  # k1..k5 in use: a sixth
         assert typ == "NO" and data[0].startswith(b"[LIMIT]")
         assert client.store("2", "+FLAGS", "(k1 k2)")[0] == "OK"
+        typ, data = client.append("INBOX", "(a b c d)", None, b"Subject: k\r\n\r\nk\r\n")
+        assert typ == "NO" and data[0].startswith(b"[LIMIT]")
     finally:
         client.logout()
 
