@@ -105,10 +105,12 @@ class ConnectionsConfig:
     proxy_protocol: tuple[str, ...] = ()
     # Commands a second one connection may send on average (SMTP, IMAP, POP3), beyond a
     # burst of `command_burst`; a flood past it gets the protocol's error (421 4.7.0,
-    # * BYE, -ERR) and the connection is cut. 0: no limit.
-    max_commands_per_second: float = 50.0
+    # * BYE, -ERR) and the connection is cut. 0: no limit. SMTP BDAT chunks are data, not
+    # counted; a POP3 client pipelining DELE for more than `command_burst` messages faster
+    # than this would be cut, hence the generous default.
+    max_commands_per_second: float = 100.0
     # Commands sent at once (pipelined) before `max_commands_per_second` counts.
-    command_burst: int = 500
+    command_burst: int = 1000
     # Bytes of replies waiting for a client that does not read them before the server
     # stops producing more for it (the rest waits; memory stays bounded per connection).
     max_pending_output: int = 1024 * 1024

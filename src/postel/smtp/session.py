@@ -206,7 +206,9 @@ class SmtpSession:
             event = self.connection.next_event()
             if event is None:
                 return
-            if not isinstance(event, BodyData | BodyEnd) and not self.rate.take():
+            # Message data is not a command: BDAT chunks of a big message come fast.
+            counted = not isinstance(event, BodyData | BodyEnd | Bdat)
+            if counted and not self.rate.take():
                 log.info("command flood", extra={"fields": {"ip": self.peer_ip}})
                 await self._fatal(Reply(421, "4.7.0", "too many commands, slow down"))
                 return
