@@ -69,15 +69,6 @@ class WindowCounter:
             events.append(now)
             return len(events)
 
-    def discard_newest(self, key: str) -> None:
-        """Take back the most recent event of the key (a failure counted in advance)."""
-        with self._lock:
-            events = self._events.get(key)
-            if events:
-                events.pop()
-                if not events:
-                    del self._events[key]
-
     def clear(self, key: str) -> None:
         with self._lock:
             self._events.pop(key, None)
@@ -95,8 +86,6 @@ class EventCounter(Protocol):
     def count(self, key: str) -> int: ...
 
     def add(self, key: str) -> int: ...
-
-    def discard_newest(self, key: str) -> None: ...
 
     def at_least(self, limit: int) -> int: ...
 
@@ -119,9 +108,6 @@ class StoreWindowCounter:
             # A key's old rows go when it fails again; these are the keys that did not.
             self._failures.prune(before=now - self.window)
         return self._failures.add(self._scope, key, now, since=now - self.window)
-
-    def discard_newest(self, key: str) -> None:
-        self._failures.discard_newest(self._scope, key)
 
     def at_least(self, limit: int) -> int:
         windows = self._failures.windows(since=time.time() - self.window)
@@ -190,6 +176,9 @@ class FailureLimiter:
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.stats: Counter[str] = Counter()  # for /metrics: failures, delayed, refused
         self.failures_by_protocol: Counter[str] = Counter()  # /metrics, per protocol
+        # Attempts let through by `admit` whose password is being checked: counted like
+        # failures until `release`, in memory, so a right password costs no store write.
+        self._pending: Counter[tuple[str, str]] = Counter()
 
     def _is_trusted(self, ip: str, account: str) -> bool:
         with self._lock:
@@ -202,27 +191,45 @@ class FailureLimiter:
             return 0.0
         return float(min(self.max_delay, self.base_delay * 2 ** (failures - free)))
 
-    def admit(self, ip: str, account: str | None, *, protocol: str = "other") -> Verdict:
-        """`assess` one login attempt and, when it may go ahead, count it as a failure in
+    def admit(self, ip: str, account: str | None) -> Verdict:
+        """`assess` one login attempt and, when it may go ahead, count it as pending in
         the same step, so concurrent logins cannot all pass before any of them is
-        recorded (issue 15: a limit of 5 ran 10 real checks). `record_success(...,
-        counted=True)` takes it back when the password was right."""
+        recorded (issue 15: a limit of 5 ran 10 real checks). The caller then reports a
+        wrong password to `record_failure`, and `release`s the attempt either way."""
         with self._deciding:
             verdict = self.assess(ip, account)
             if not verdict.refuse:
-                self.record_failure(ip, account, protocol=protocol)
+                with self._lock:
+                    self._pending["ip", ip_key(ip)] += 1
+                    if account:
+                        self._pending["account", account] += 1
         return verdict
+
+    def release(self, ip: str, account: str | None) -> None:
+        """An attempt `admit` let through is over (its failure, if any, is recorded)."""
+        with self._lock:
+            for key in (("ip", ip_key(ip)), ("account", account or "")):
+                if self._pending.get(key, 0) > 1:
+                    self._pending[key] -= 1
+                else:
+                    self._pending.pop(key, None)
+
+    def _pending_of(self, scope: str, key: str) -> int:
+        with self._lock:
+            return self._pending.get((scope, key), 0)
 
     def assess(self, ip: str, account: str | None) -> Verdict:
         """Decide about one attempt; a checked attempt is then reported to
-        `record_failure` or `record_success` (`admit` does both steps at once)."""
-        ip_failures = self._by_ip.count(ip_key(ip)) if self.per_ip else 0
+        `record_failure` or `record_success` (`admit` also holds its place meanwhile)."""
+        ip_failures = (self._by_ip.count(ip_key(ip)) + self._pending_of("ip", ip_key(ip))
+                       if self.per_ip else 0)
         trusted = bool(account) and self._is_trusted(ip, account or "")
         delay = self._delay(ip_failures, self.per_ip)
         if self.per_ip and ip_failures >= self.per_ip and not trusted:
             return self._refused(ip, account, "ip")
         if account and self.per_account:
-            account_failures = self._by_account.count(account)
+            account_failures = (self._by_account.count(account)
+                                + self._pending_of("account", account))
             delay = max(delay, self._delay(account_failures, self.per_account))
             if account_failures >= self.per_account:
                 budget = f"{account} {ip_key(ip)}" if trusted else account
@@ -250,16 +257,8 @@ class FailureLimiter:
         if account:
             self._by_account.add(account)
 
-    def record_success(
-        self, ip: str, account: str, *, counted: bool = False, protocol: str = "other"
-    ) -> None:
-        """A right password; `counted` when `assess` counted the attempt as a failure in
-        advance, which is then taken back."""
-        if counted:
-            self.stats["failures"] -= 1
-            self.failures_by_protocol[protocol] -= 1
-            self._by_ip.discard_newest(ip_key(ip))
-            self._by_account.discard_newest(account)
+    def record_success(self, ip: str, account: str) -> None:
+        """A right password: the address is the owner's from now on."""
         with self._lock:
             self._trusted[(account, ip)] = time.monotonic()
             self._trusted.move_to_end((account, ip))

@@ -39,17 +39,22 @@ class Authenticator:
         /metrics."""
         key = login_key(username)
         # In a worker thread: the counts live in the store (SQL).
-        verdict = await asyncio.to_thread(self.limiter.admit, ip, key, protocol=protocol)
+        verdict = await asyncio.to_thread(self.limiter.admit, ip, key)
         if verdict.refuse:
             return LoginResult(None, throttled=True)
-        if verdict.delay:
-            await asyncio.sleep(verdict.delay)
-        return await asyncio.to_thread(self._check, key, password, ip, protocol)
+        try:
+            if verdict.delay:
+                await asyncio.sleep(verdict.delay)
+            return await asyncio.to_thread(self._check, key, password, ip, protocol)
+        finally:
+            self.limiter.release(ip, key)
 
     def _check(self, key: str | None, password: str, ip: str, protocol: str) -> LoginResult:
         account = self.store.directory.get_account(key) if key else None
         ok = verify_password(account.password_hash if account else None, password)
         if not ok or account is None or account.disabled:
-            return LoginResult(None)  # admit counted the attempt as a failure already
-        self.limiter.record_success(ip, account.email, counted=True, protocol=protocol)
+            # Recorded before admit's pending count is released: never counted zero times.
+            self.limiter.record_failure(ip, key, protocol=protocol)
+            return LoginResult(None)
+        self.limiter.record_success(ip, account.email)
         return LoginResult(account)

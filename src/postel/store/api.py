@@ -474,10 +474,6 @@ class AuthFailures(Protocol):
 
     def count(self, scope: str, key: str, *, since: float) -> int: ...
 
-    def discard_newest(self, scope: str, key: str) -> None:
-        """Take back the key's latest failure (one counted in advance that succeeded)."""
-        ...
-
     def clear(self, scope: str, key: str) -> int:
         """Forget every failure of the key; return how many there were."""
         ...

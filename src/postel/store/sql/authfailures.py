@@ -28,16 +28,6 @@ class SqlAuthFailures:
             return int(conn.execute(select(func.count()).where(
                 f.c.scope == scope, f.c.key == key, f.c.at >= since)).scalar_one())
 
-    def discard_newest(self, scope: str, key: str) -> None:
-        f = t.auth_failures
-        with self._db.write() as (conn, _):
-            newest = conn.execute(
-                select(f.c.id).where(f.c.scope == scope, f.c.key == key)
-                .order_by(f.c.at.desc(), f.c.id.desc()).limit(1)
-            ).scalar()
-            if newest is not None:
-                conn.execute(delete(f).where(f.c.id == newest))
-
     def clear(self, scope: str, key: str) -> int:
         f = t.auth_failures
         with self._db.write() as (conn, _):
