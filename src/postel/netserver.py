@@ -240,12 +240,13 @@ class TcpServer:
             with self.tracking(session, io.writer):
                 await session.greet()
                 while not session.closing:
+                    session_ends = clock.ends_first(idle_timeout)
                     try:
                         data = await asyncio.wait_for(
                             reader.read(READ_SIZE), clock.bound(idle_timeout)
                         )
                     except TimeoutError:
-                        if clock.over():
+                        if session_ends:
                             await self._session_over(io, ip, goodbyes)
                             break
                         log.info("idle timeout", extra={"fields": {"ip": ip}})

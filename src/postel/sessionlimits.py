@@ -61,3 +61,10 @@ class SessionClock:
         """`timeout`, or less when the session ends sooner."""
         left = self.remaining()
         return timeout if left is None else min(timeout, left)
+
+    def ends_first(self, timeout: float) -> bool:
+        """True when the session ends before `timeout` seconds pass: a wait bounded by
+        `bound(timeout)` that times out means the session is over (asking `over()`
+        after the wait races the clock by a hair)."""
+        left = self.remaining()
+        return left is not None and left <= timeout

@@ -34,9 +34,11 @@ def test_session_clock() -> None:
     clock = Clock()
     session = SessionClock(60.0, clock)
     assert session.bound(300.0) == 60.0 and not session.over()
+    assert session.ends_first(300.0) and not session.ends_first(30.0)
     clock.now += 50.0
     assert session.bound(5.0) == 5.0
     clock.now += 20.0
     assert session.over() and session.remaining() == 0.0
     assert SessionClock(0.0, clock).bound(300.0) == 300.0
     assert not SessionClock(0.0, clock).over()
+    assert not SessionClock(0.0, clock).ends_first(1e9)

@@ -28,6 +28,7 @@ log = logging.getLogger("postel.imap")
 
 READ_SIZE = 64 * 1024
 WRITE_HIGH_WATER = 256 * 1024
+SESSION_OVER = "BYE Connection open too long; reconnect"  # [imap] max_session_time
 
 
 class StreamIO:
@@ -201,7 +202,7 @@ class ImapServer(TcpServer):
         try:
             while not session.closed:
                 if clock.over():
-                    await _bye(session, io, "BYE Connection open too long; reconnect")
+                    await _bye(session, io, SESSION_OVER)
                     return
                 event = receiver.next_event()
                 if isinstance(event, CommandBytes) and not rate.take():
@@ -226,16 +227,19 @@ class ImapServer(TcpServer):
                 if session.wants_wakeups():
                     wake = asyncio.ensure_future(session.wait_for_change())
                     waits.add(wake)
+                idle_left = max(0.0, deadline - loop.time())
+                session_ends = clock.ends_first(idle_left)
                 done, _ = await asyncio.wait(
-                    waits, timeout=clock.bound(max(0.0, deadline - loop.time())),
+                    waits, timeout=clock.bound(idle_left),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if wake is not None and wake not in done:
                     wake.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await wake
-                if not done and clock.over():
-                    continue  # said at the top of the loop
+                if not done and session_ends:
+                    await _bye(session, io, SESSION_OVER)
+                    return
                 if not done:
                     io.write(r.untagged("BYE Autologout; idle for too long"))
                     await io.flush()
