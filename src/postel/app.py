@@ -240,8 +240,14 @@ def _context(
         config.auth.failure_window,
         base_delay=config.auth.failure_delay,
         max_delay=config.auth.failure_delay_max,
+        failures=store.auth_failures,
     )
-    gate = ConnectionGate(config.connections.max_total, config.connections.handshake_timeout)
+    connections = config.connections
+    gate = ConnectionGate(
+        connections.max_total, connections.handshake_timeout,
+        max_pending_output=connections.max_pending_output,
+        send_timeout=connections.send_timeout,
+    )
     log.info("connection limit", extra={"fields": {"max_total": gate.max_total}})
     cache = CredentialsCache(config.auth.credentials_cache_ttl,
                              config.auth.credentials_cache_size)

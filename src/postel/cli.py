@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from postel.admin import aliases as alias_ops
+from postel.admin import blocks as block_ops
 from postel.admin import domains as domain_ops
 from postel.admin import outbound as outbound_ops
 from postel.admin import users as user_ops
@@ -253,6 +254,24 @@ def cmd_queue_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_block_list(args: argparse.Namespace) -> int:
+    auth = load_config(args.config).auth
+    blocks = block_ops.list_blocks(_admin(args), CLI, auth)
+    for block in blocks:
+        until = datetime.fromtimestamp(block.until, UTC)
+        print(f"{block.key:<42} {block.scope:<8} {block.state:<8} "
+              f"{block.failures:>4} failures  until {until:%Y-%m-%d %H:%M:%S}Z")
+    print(f"{len(blocks)} blocked or delayed (failed logins in the last "
+          f"{auth.failure_window:g} s)", file=sys.stderr)
+    return 0
+
+
+def cmd_block_remove(args: argparse.Namespace) -> int:
+    count = block_ops.remove_block(_admin(args), CLI, args.key)
+    print(f"{args.key}: {count} failed login{'' if count == 1 else 's'} forgotten")
+    return 0
+
+
 def cmd_dkim_generate(args: argparse.Namespace) -> int:
     from postel.mailauth.dkim import dns_record, generate_key
 
@@ -431,6 +450,18 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--all", action="store_true", help="every waiting entry")
     command(queue, "delete", cmd_queue_delete, "drop an entry without a bounce"
             ).add_argument("id")
+
+    block = sub.add_parser(
+        "block", help="addresses and accounts the login limiter blocks or delays",
+        description="Failed logins are counted per IP address (IPv6: per /64) and per "
+        "account over [auth] failure_window seconds; a third of the limit delays the next "
+        "login, the limit blocks it (an account only for addresses its owner never used).",
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(block, "list", cmd_block_list,
+            "what is blocked or delayed, why (failures in the window) and until when")
+    command(block, "remove", cmd_block_remove,
+            "forget the failures of KEY, on the running server too").add_argument(
+        "key", metavar="KEY", help="an IP address, an IPv6 /64 as listed, or an account")
 
     dkim = sub.add_parser("dkim", help="DKIM signing keys").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -122,6 +122,30 @@ class ConnectionsConfig:
     # Seconds a client has for its TLS handshake (implicit TLS ports, and after STARTTLS
     # or STLS) before the connection is cut.
     handshake_timeout: float = 10.0
+    # Addresses or networks of proxies (a load balancer, an IMAP/SMTP proxy, a webmail)
+    # allowed to pass on the real client's address: by a PROXY protocol header on the
+    # listeners in `proxy_protocol`, by IMAP ID "x-originating-ip" (RFC 2971) before
+    # login, by SMTP XCLIENT (Postfix), by X-Forwarded-For on HTTP and HTTPS. Empty:
+    # nobody is; what a client claims about its address is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    # Listen keys (e.g. ["imap", "smtp"]) whose connections start with a PROXY protocol
+    # v1 or v2 header (HAProxy's proxy-protocol.txt). Such a listener closes a connection
+    # from outside `trusted_proxies`, or with a malformed header, before a word is said.
+    proxy_protocol: tuple[str, ...] = ()
+    # Commands a second one connection may send on average (SMTP, IMAP, POP3), beyond a
+    # burst of `command_burst`; a flood past it gets the protocol's error (421 4.7.0,
+    # * BYE, -ERR) and the connection is cut. 0: no limit. SMTP BDAT chunks are data, not
+    # counted; a POP3 client pipelining DELE for more than `command_burst` messages faster
+    # than this would be cut, hence the generous default.
+    max_commands_per_second: float = 100.0
+    # Commands sent at once (pipelined) before `max_commands_per_second` counts.
+    command_burst: int = 1000
+    # Bytes of replies waiting for a client that does not read them before the server
+    # stops producing more for it (the rest waits; memory stays bounded per connection).
+    max_pending_output: int = 1024 * 1024
+    # Seconds the pending replies may stay over `max_pending_output` without the client
+    # reading any of them; then the connection is cut (0: never).
+    send_timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,8 @@ class SmtpConfig:
     max_junk_commands: int = 50
     # Allow AUTH without TLS from loopback addresses (for local tools); off by default.
     allow_plaintext_auth_on_loopback: bool = False
+    # Seconds one connection may last in all, however busy; then 421 4.7.0 and close (0: no limit).
+    max_session_time: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -159,6 +185,8 @@ class Pop3Config:
     max_connections_per_ip: int = 20
     # Allow USER/PASS and AUTH without TLS from loopback addresses; off by default.
     allow_plaintext_auth_on_loopback: bool = False
+    # Seconds one connection may last in all, however busy; then -ERR and close (0: no limit).
+    max_session_time: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -193,6 +221,15 @@ class ImapConfig:
     metadata_max_entries: int = 256
     # Keep /private METADATA entries; false refuses them with NO [METADATA NOPRIVATE].
     metadata_private: bool = True
+    # Seconds one connection may last in all (IDLE included); then * BYE and close (0: no limit).
+    max_session_time: float = 86400.0
+    # Mailboxes one account may have (INBOX included); CREATE beyond it gets NO [LIMIT].
+    max_mailboxes: int = 1000
+    # Keywords (flags not starting with a backslash) on one message; STORE beyond it
+    # gets NO [LIMIT].
+    max_keywords_per_message: int = 64
+    # Distinct keywords in use in one mailbox; a STORE that adds more gets NO [LIMIT].
+    max_keywords_per_mailbox: int = 256
 
 
 @dataclass(frozen=True)
@@ -591,6 +628,17 @@ def _check_outbound(config: Config) -> None:
         raise ConfigError(f"outbound.smarthost_cafile: {cafile} does not exist or is not a file")
     if not config.outbound.retry_schedule:
         raise ConfigError("outbound.retry_schedule: give at least one delay")
+    for network in config.connections.trusted_proxies:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"connections.trusted_proxies: {network!r} is not an address or network"
+            ) from None
+    for name in config.connections.proxy_protocol:
+        if name not in SERVICES:
+            raise ConfigError(f"connections.proxy_protocol: {name!r} is not a listen key "
+                              f"(known: {', '.join(SERVICES)})")
     for network in config.web.metrics_allow:
         try:
             ipaddress.ip_network(network, strict=False)

@@ -20,7 +20,11 @@ import resource
 import socket
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
+
+from postel.net import in_networks
+from postel.proxyproto import ProxyHeaderError, ProxyHeaderParser
 
 log = logging.getLogger("postel.net")
 
@@ -52,6 +56,11 @@ class Slot:
         self._gate: ConnectionGate | None = gate
         self._key = key
 
+    @property
+    def ip(self) -> str:
+        """The client's address: the socket's, or the one a trusted proxy passed on."""
+        return self._key[1]
+
     def release(self) -> None:
         gate, self._gate = self._gate, None
         if gate is not None:
@@ -61,9 +70,16 @@ class Slot:
 class ConnectionGate:
     """Counts live client connections: per (protocol, address) and for the process."""
 
-    def __init__(self, max_total: int = 0, handshake_timeout: float = 10.0) -> None:
+    def __init__(
+        self, max_total: int = 0, handshake_timeout: float = 10.0, *,
+        max_pending_output: int = 1024 * 1024, send_timeout: float = 120.0,
+    ) -> None:
         self.max_total = max_total or default_max_connections()
         self.handshake_timeout = handshake_timeout
+        # What every admitted connection may leave unread ([connections]); kept here, the
+        # one object each listener has from the config's [connections].
+        self.max_pending_output = max_pending_output
+        self.send_timeout = send_timeout
         self.total = 0
         self._per_ip: Counter[tuple[str, str]] = Counter()
 
@@ -88,6 +104,35 @@ class ConnectionGate:
 Connect = Callable[[socket.socket, Slot], Coroutine[Any, Any, None]]
 
 
+@dataclass(frozen=True)
+class ProxyPolicy:
+    """A listener whose connections begin with a PROXY protocol header, accepted only
+    from `trusted` networks and only within `timeout` seconds."""
+
+    trusted: tuple[str, ...]
+    timeout: float
+
+
+async def read_proxy_header(sock: socket.socket, timeout: float) -> str | None:
+    """The client address in the PROXY header at the start of `sock` (None: LOCAL or
+    UNKNOWN, keep the socket's). Reads exactly the header, never a byte of what follows.
+    Raises ProxyHeaderError (malformed, cut short) or TimeoutError."""
+    loop = asyncio.get_running_loop()
+    parser = ProxyHeaderParser()
+
+    async def read() -> None:
+        while parser.result is None:
+            data = await loop.sock_recv(sock, parser.wanted())
+            if not data:
+                raise ProxyHeaderError("connection closed inside the PROXY header")
+            parser.feed(data)
+
+    await asyncio.wait_for(read(), timeout)
+    assert parser.result is not None
+    source = parser.result.address
+    return None if source is None else source[0]
+
+
 class AcceptLoop:
     """Accepts connections on one listening socket itself (uvloop accepts in C, where
     no gate could look), so each is counted before asyncio or TLS spends anything on
@@ -105,8 +150,10 @@ class AcceptLoop:
         connect: Connect,
         *,
         refusal: bytes = b"",
+        proxy: ProxyPolicy | None = None,
     ) -> None:
         self.sockets = [sock]
+        self._proxy = proxy
         self._gate, self._protocol, self._max_per_ip = gate, protocol, max_per_ip
         self._connect, self._refusal = connect, refusal
         self._connections: set[asyncio.Task[None]] = set()
@@ -126,13 +173,40 @@ class AcceptLoop:
                 await asyncio.sleep(0.1)
                 continue
             ip = str(address[0]) if isinstance(address, tuple) else "unknown"
+            if self._proxy is not None:
+                self._track(loop.create_task(self._via_proxy(conn, ip, self._proxy)))
+                continue
             slot = self._gate.admit(self._protocol, ip, self._max_per_ip)
             if slot is None:
                 self._refuse(conn)
                 continue
-            task = loop.create_task(self._connect(conn, slot))
-            self._connections.add(task)
-            task.add_done_callback(self._connections.discard)
+            self._track(loop.create_task(self._connect(conn, slot)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _via_proxy(self, conn: socket.socket, proxy_ip: str, proxy: ProxyPolicy) -> None:
+        """A connection on a PROXY protocol listener: only a trusted proxy may speak, and
+        its header must be well-formed; then it is counted under the client's address.
+        (A proxy's connections are many clients: the per-address cap applies to each.)"""
+        if not in_networks(proxy_ip, proxy.trusted):
+            log.info("PROXY header from an untrusted address; closed", extra={"fields": {
+                "protocol": self._protocol, "ip": proxy_ip}})
+            conn.close()
+            return
+        try:
+            client = await read_proxy_header(conn, proxy.timeout)
+        except (ProxyHeaderError, TimeoutError, OSError) as exc:
+            log.info("bad PROXY header; closed", extra={"fields": {
+                "protocol": self._protocol, "ip": proxy_ip, "error": str(exc) or "timeout"}})
+            conn.close()
+            return
+        slot = self._gate.admit(self._protocol, client or proxy_ip, self._max_per_ip)
+        if slot is None:
+            self._refuse(conn)
+            return
+        await self._connect(conn, slot)
 
     def _refuse(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError):

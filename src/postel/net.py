@@ -18,3 +18,15 @@ def is_loopback(address: str) -> bool:
         # Python before 3.13 says False for ::ffff:127.0.0.1; decide on the IPv4 address.
         return ip.ipv4_mapped.is_loopback
     return ip.is_loopback
+
+
+def in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    """True when `address` lies in one of `networks` (addresses or CIDRs, validated at
+    start-up); an IPv4-mapped IPv6 address counts as its IPv4 address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)

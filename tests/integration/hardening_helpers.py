@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import PostelServer
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -29,3 +34,15 @@ def send_until(sock: socket.socket, command: bytes, marker: bytes) -> bytes:
             raise ConnectionError(f"closed before {marker!r}: {data!r}")
         data += chunk
     return data
+
+
+def running_server(
+    factory: pytest.TempPathFactory, name: str, config: str, users: tuple[str, ...]
+) -> Iterator[PostelServer]:
+    """Body of a module-scoped fixture: a started server with `users`, closed after."""
+    server = PostelServer(factory.mktemp(name), extra_config=config)
+    for user in users:
+        server.add_user(user)
+    server.start()
+    yield server
+    server.close()

@@ -20,6 +20,7 @@ PARTS = [
     ("webmail", WebmailStore),
     ("metadata", api.MetadataEntries),
     ("urlauth", api.UrlAuthKeys),
+    ("auth_failures", api.AuthFailures),
 ]
 
 
@@ -45,6 +46,7 @@ def test_store_has_every_part(store: SqlStore) -> None:
         "mail", "directory", "queue", "dkim", "web", "webmail", "blobs", "on_commit", "close",
         "metadata",
         "urlauth",
+        "auth_failures",
     }
     for name in members:
         assert hasattr(store, name), name

@@ -105,21 +105,31 @@ def test_passwords_still_being_checked_neither_delay_nor_refuse() -> None:
     limit), but the next attempt waits for it (busy) instead of being refused, and it
     lengthens the delay only once it has turned out wrong."""
     limiter = FailureLimiter(per_ip=6, per_account=0, window=60)
+    ip = "10.0.0.9"
+
+    def wrong(user: str) -> None:
+        limiter.record_failure(ip, user)
+        limiter.release(ip, user)
+
+    def right(user: str) -> None:
+        limiter.record_success(ip, user)
+        limiter.release(ip, user)
+
     users = [f"u{k}@example.test" for k in range(5)]
-    verdicts = [limiter.admit("10.0.0.9", user) for user in users]
+    verdicts = [limiter.admit(ip, user) for user in users]
     assert [v.delay for v in verdicts] == [0.0] * 5 and not any(v.refuse for v in verdicts)
-    limiter.record_success("10.0.0.9", users[0], counted=True)
+    right(users[0])
     for user in users[1:]:
-        limiter.settle("10.0.0.9", user)  # four wrong passwords
-    assert limiter.admit("10.0.0.9", "late@example.test").delay > 0
-    assert not limiter.admit("10.0.0.9", "later@example.test").refuse
-    busy = limiter.admit("10.0.0.9", "other@example.test")  # 4 wrong + 2 in flight
+        wrong(user)  # four wrong passwords
+    assert limiter.admit(ip, "late@example.test").delay > 0
+    assert not limiter.admit(ip, "later@example.test").refuse
+    busy = limiter.admit(ip, "other@example.test")  # 4 wrong + 2 in flight
     assert busy.busy and not busy.refuse
-    limiter.record_success("10.0.0.9", "late@example.test", counted=True)
-    assert not limiter.admit("10.0.0.9", "other@example.test").busy  # a slot came free
-    limiter.settle("10.0.0.9", "later@example.test")
-    limiter.settle("10.0.0.9", "other@example.test")
-    assert refused(limiter, "10.0.0.9", "third@example.test")  # 6 wrong: refused
+    right("late@example.test")
+    assert not limiter.admit(ip, "other@example.test").busy  # a slot came free
+    wrong("later@example.test")
+    wrong("other@example.test")
+    assert refused(limiter, ip, "third@example.test")  # 6 wrong: refused
 
 
 def test_an_account_with_checks_in_flight_is_busy_not_locked() -> None:
@@ -128,6 +138,7 @@ def test_an_account_with_checks_in_flight_is_busy_not_locked() -> None:
         assert not limiter.admit("10.0.0.1", ALICE).busy
     assert limiter.admit("10.0.0.2", ALICE).busy  # three of her checks still running
     for _ in range(3):
-        limiter.settle("10.0.0.1", ALICE)  # all wrong: now she is locked as before
+        limiter.record_failure("10.0.0.1", ALICE)  # all wrong: now she is locked as before
+        limiter.release("10.0.0.1", ALICE)
     verdict = limiter.admit("10.0.0.2", ALICE)
     assert not verdict.busy and verdict.delay == limiter.max_delay

@@ -509,3 +509,13 @@ def test_requiretls_mx_auth_takes_dnssec_or_certificate() -> None:
     lenient = parse_config({"outbound": {"requiretls_mx_auth": "certificate"}})
     assert lenient.outbound.requiretls_mx_auth == "certificate"
     raises({"outbound": {"requiretls_mx_auth": "mta-sts"}}, "outbound.requiretls_mx_auth")
+
+
+def test_trusted_proxies_and_proxy_protocol_are_checked() -> None:
+    config = parse_config({"connections": {"trusted_proxies": ["10.0.0.0/8", "::1"],
+                                           "proxy_protocol": ["imaps", "smtp"]}})
+    assert config.connections.trusted_proxies == ("10.0.0.0/8", "::1")
+    with pytest.raises(ConfigError, match=r"connections\.trusted_proxies"):
+        parse_config({"connections": {"trusted_proxies": ["10.0.0.0/33"]}})
+    with pytest.raises(ConfigError, match=r"connections\.proxy_protocol"):
+        parse_config({"connections": {"proxy_protocol": ["imap4"]}})

@@ -41,33 +41,33 @@ class Authenticator:
         self.cache = cache if cache is not None else CredentialsCache(0, 0)
         self.rehashed = 0  # for /metrics: stored hashes moved to the configured parameters
 
-    async def authenticate(self, username: str, password: str, ip: str) -> LoginResult:
+    async def authenticate(
+        self, username: str, password: str, ip: str, *, protocol: str = "other"
+    ) -> LoginResult:
         """The one login check of SMTP AUTH, IMAP, POP3 and the web: the failure limits
         decide first (refuse, or wait without holding a thread), then the password is
-        checked in a worker thread (Argon2 and SQL)."""
+        checked in a worker thread (Argon2 and SQL). `protocol` labels the failures in
+        /metrics."""
         key = login_key(username)
-        verdict = self.limiter.admit(ip, key)
+        # In a worker thread: the counts live in the store (SQL).
+        verdict = await asyncio.to_thread(self.limiter.admit, ip, key)
         waited = 0.0
         while verdict.busy and waited < BUSY_WAIT_MAX:
             # Other checks of this address or account are in flight and fill the limit:
-            # wait for them to settle (a right password frees its slot) instead of refusing.
+            # wait for them to end (a right password frees its slot) instead of refusing.
             await asyncio.sleep(BUSY_POLL)
             waited += BUSY_POLL
-            verdict = self.limiter.admit(ip, key)
+            verdict = await asyncio.to_thread(self.limiter.admit, ip, key)
         if verdict.busy or verdict.refuse:
             return LoginResult(None, throttled=True)
-        if verdict.delay:
-            await asyncio.sleep(verdict.delay)
         try:
-            result = await asyncio.to_thread(self._check, key, password, ip)
-        except BaseException:
-            self.limiter.settle(ip, key)  # a store error: still a counted attempt
-            raise
-        if result.account is None:
-            self.limiter.settle(ip, key)
-        return result
+            if verdict.delay:
+                await asyncio.sleep(verdict.delay)
+            return await asyncio.to_thread(self._check, key, password, ip, protocol)
+        finally:
+            self.limiter.release(ip, key)
 
-    def _check(self, key: str | None, password: str, ip: str) -> LoginResult:
+    def _check(self, key: str | None, password: str, ip: str, protocol: str) -> LoginResult:
         # The account is read on every login, cached or not: its stored hash is part of
         # the cache key and `disabled` is decided here, so the cache cannot outlive a
         # change made by another process.
@@ -81,8 +81,10 @@ class Authenticator:
                 self.cache.remember(account.id, self._rehash(account, stored, password),
                                     password)
         if not ok or account is None or account.disabled:
-            return LoginResult(None)  # admit counted the attempt as a failure already
-        self.limiter.record_success(ip, account.email, counted=True)
+            # Recorded before admit's pending count is released: never counted zero times.
+            self.limiter.record_failure(ip, key, protocol=protocol)
+            return LoginResult(None)
+        self.limiter.record_success(ip, account.email)
         return LoginResult(account)
 
     def _rehash(self, account: Account, stored: str, password: str) -> str:

@@ -15,18 +15,20 @@ import zlib
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from postel.connlimits import AcceptLoop, ConnectionGate
+from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy
 from postel.context import Context
 from postel.imap.proto import responses as r
-from postel.imap.proto.receiver import LiteralLimits, Receiver
+from postel.imap.proto.receiver import CommandBytes, LiteralLimits, Receiver
 from postel.imap.session import ImapSession, Services, State
-from postel.netserver import TcpServer, bind_listeners, write_all
+from postel.netserver import TcpServer, bind_listeners, proxy_policy, write_all
+from postel.sessionlimits import CommandRate, SessionClock
 from postel.starttls import upgrade_to_tls
 
 log = logging.getLogger("postel.imap")
 
 READ_SIZE = 64 * 1024
 WRITE_HIGH_WATER = 256 * 1024
+SESSION_OVER = "BYE Connection open too long; reconnect"  # [imap] max_session_time
 
 
 class StreamIO:
@@ -38,11 +40,13 @@ class StreamIO:
         writer: asyncio.StreamWriter,
         tls_context: Callable[[], ssl.SSLContext],
         handshake_timeout: float,
+        send_timeout: float | None = None,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self._tls_context = tls_context
         self._handshake_timeout = handshake_timeout
+        self._send_timeout = send_timeout
         self._out: list[bytes] = []
         self._size = 0
         self._deflate: Any = None
@@ -59,7 +63,7 @@ class StreamIO:
         self._out, self._size = [], 0
         if self._deflate is not None:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
-        await write_all(self.writer, data)
+        await write_all(self.writer, data, self._send_timeout)
 
     async def maybe_flush(self) -> None:
         if self._size >= WRITE_HIGH_WATER:
@@ -121,7 +125,10 @@ class ImapServer(TcpServer):
         super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
+    async def listen_on(
+        self, implicit_tls: bool, host: str, port: int,
+        proxy: ProxyPolicy | None = None,
+    ) -> AcceptLoop:
         async def handler(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str
         ) -> None:
@@ -130,7 +137,7 @@ class ImapServer(TcpServer):
         return await self.listen(
             host, port, implicit_tls=implicit_tls, handler=handler,
             max_per_ip=self.services.config.max_connections_per_ip,
-            refusal=r.untagged("BYE Too many connections from your address"),
+            proxy=proxy, refusal=r.untagged("BYE Too many connections from your address"),
         )
 
     def _spool(self, size: int) -> BinaryIO:
@@ -140,7 +147,9 @@ class ImapServer(TcpServer):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, *, tls: bool
     ) -> None:
         config = self.services.config
-        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        io = StreamIO(
+            reader, writer, self.tls_context, self.gate.handshake_timeout, self.gate.send_timeout
+        )
         sessions: list[ImapSession] = []  # the receiver asks the session made below
         receiver = Receiver(
             max_line_length=config.max_line_length,
@@ -182,6 +191,9 @@ class ImapServer(TcpServer):
 
     async def _loop(self, session: ImapSession, io: StreamIO, receiver: Receiver) -> None:
         timeout = self.services.config.idle_timeout
+        connections = self.services.connections
+        rate = CommandRate(connections.max_commands_per_second, connections.command_burst)
+        clock = SessionClock(self.services.config.max_session_time)
         loop = asyncio.get_running_loop()
         # Counted from the client's last bytes: NOTIFY's wake-ups between commands do not
         # keep a silent client logged in (an IDLE that reports changes still does).
@@ -189,7 +201,13 @@ class ImapServer(TcpServer):
         read_task: asyncio.Task[bytes] | None = None
         try:
             while not session.closed:
+                if clock.over():
+                    await _bye(session, io, SESSION_OVER)
+                    return
                 event = receiver.next_event()
+                if isinstance(event, CommandBytes) and not rate.take():
+                    await _bye(session, io, "BYE Too many commands; slow down")
+                    return
                 if event is not None:
                     session.busy = True
                     try:
@@ -209,14 +227,19 @@ class ImapServer(TcpServer):
                 if session.wants_wakeups():
                     wake = asyncio.ensure_future(session.wait_for_change())
                     waits.add(wake)
+                idle_left = max(0.0, deadline - loop.time())
+                session_ends = clock.ends_first(idle_left)
                 done, _ = await asyncio.wait(
-                    waits, timeout=max(0.0, deadline - loop.time()),
+                    waits, timeout=clock.bound(idle_left),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if wake is not None and wake not in done:
                     wake.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await wake
+                if not done and session_ends:
+                    await _bye(session, io, SESSION_OVER)
+                    return
                 if not done:
                     io.write(r.untagged("BYE Autologout; idle for too long"))
                     await io.flush()
@@ -247,6 +270,13 @@ class ImapServer(TcpServer):
                     await read_task
 
 
+async def _bye(session: ImapSession, io: StreamIO, text: str) -> None:
+    """End the connection with an untagged BYE (RFC 9051 7.1.5) for a limit reached."""
+    log.info("connection limit reached", extra={"fields": {"ip": session.ip, "why": text}})
+    io.write(r.untagged(text))
+    await io.flush()
+
+
 async def _bye_if_stopping(session: ImapSession, io: StreamIO) -> bool:
     """After a command or a wake-up: say BYE when a shutdown waited for it to finish."""
     if not session.shutting_down:
@@ -271,12 +301,15 @@ class ImapService:
             config=config.imap,
             tmp_dir=config.tmp_dir,
             worker_id=context.worker if config.server.expose_worker_id else None,
+            connections=config.connections,
         )
         self.server = ImapServer(services, lambda: context.tls.context, context.gate)
 
     async def start(self) -> list[tuple[str, str]]:
-        async def listen(_name: str, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
-            return await self.server.listen_on(implicit_tls, host, port)
+        async def listen(name: str, implicit_tls: bool, host: str, port: int) -> AcceptLoop:
+            return await self.server.listen_on(
+                implicit_tls, host, port, proxy=proxy_policy(self.context, name)
+            )
 
         return await bind_listeners(self.context, [("imap", False), ("imaps", True)], listen)
 

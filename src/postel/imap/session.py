@@ -15,13 +15,13 @@ import logging
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
-from postel.config import ImapConfig
+from postel.config import ConnectionsConfig, ImapConfig
 from postel.imap.capabilities import capabilities
 from postel.imap.commands import contexts
 from postel.imap.commands.notify import deliver_notifications, note_command
@@ -76,6 +76,8 @@ class Services:
     tmp_dir: Path
     # This worker's index for ID's `x-worker` (server.expose_worker_id); None: not shown.
     worker_id: int | None = None
+    # [connections]: trusted proxies (ID x-originating-ip), the command rate.
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
 
 
 # Seconds after which even a read-only command looks for changes without a hint.

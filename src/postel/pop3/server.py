@@ -9,9 +9,9 @@ import ssl
 from collections.abc import Callable
 from dataclasses import replace
 
-from postel.connlimits import AcceptLoop, ConnectionGate
+from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy
 from postel.context import Context
-from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
+from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners, proxy_policy
 from postel.pop3.maildrop import MaildropLocks, TransferSizes
 from postel.pop3.proto import err
 from postel.pop3.session import Pop3Session, Services
@@ -24,6 +24,7 @@ GOODBYES = Goodbyes(
     # RFC 1939 3: the autologout timer closes without a response and without entering
     # UPDATE, so nothing marked is deleted.
     idle_timeout=b"",
+    session_over=err("connection open too long, reconnect", "SYS/TEMP").to_bytes(),
 )
 
 
@@ -43,7 +44,10 @@ class Pop3Server(TcpServer):
         super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, listener: Listener, host: str, port: int) -> AcceptLoop:
+    async def listen_on(
+        self, listener: Listener, host: str, port: int,
+        proxy: ProxyPolicy | None = None,
+    ) -> AcceptLoop:
         implicit_tls = listener is Listener.POP3S
 
         async def handler(
@@ -54,7 +58,7 @@ class Pop3Server(TcpServer):
         return await self.listen(
             host, port, implicit_tls=implicit_tls, handler=handler,
             max_per_ip=self.services.config.max_connections_per_ip,
-            refusal=GOODBYES.too_many_connections,
+            proxy=proxy, refusal=GOODBYES.too_many_connections,
         )
 
     async def _serve(
@@ -65,7 +69,10 @@ class Pop3Server(TcpServer):
         *,
         implicit_tls: bool,
     ) -> None:
-        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        io = StreamIO(
+            reader, writer, self.tls_context, self.gate.handshake_timeout,
+            self.gate.send_timeout,
+        )
         # On 995 the connection is TLS already: STLS is not offered (RFC 2595 4).
         services = replace(self.services, tls_available=not implicit_tls)
         session = Pop3Session(services, io, ip, tls=implicit_tls)
@@ -73,6 +80,7 @@ class Pop3Server(TcpServer):
         await self.run_session(
             session, io, reader, ip,
             idle_timeout=config.idle_timeout,
+            max_session_time=config.max_session_time,
             goodbyes=GOODBYES,
         )
 
@@ -93,12 +101,15 @@ class Pop3Service:
             tls_available=True,
             bus=context.bus,
             worker_id=context.worker if config.server.expose_worker_id else None,
+            connections=config.connections,
         )
         self.server = Pop3Server(services, lambda: context.tls.context, context.gate)
 
     async def start(self) -> list[tuple[str, str]]:
         async def listen(name: str, _tls: bool, host: str, port: int) -> AcceptLoop:
-            return await self.server.listen_on(Listener(name), host, port)
+            return await self.server.listen_on(
+                Listener(name), host, port, proxy=proxy_policy(self.context, name)
+            )
 
         listeners = [(listener.value, listener is Listener.POP3S) for listener in Listener]
         return await bind_listeners(self.context, listeners, listen)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslServer, Step
 from postel.auth.service import Authenticator
-from postel.config import Pop3Config
+from postel.config import ConnectionsConfig, Pop3Config
 from postel.net import is_loopback
 from postel.pop3.maildrop import (
     Maildrop,
@@ -46,6 +46,7 @@ from postel.pop3.proto import (
     ok,
 )
 from postel.pop3.transfer import READ_CHUNK, MessageEncoder
+from postel.sessionlimits import CommandRate
 from postel.store.api import Store
 from postel.store.bus import Bus, Subscription
 from postel.store.model import Account
@@ -82,6 +83,7 @@ class Services:
     bus: Bus | None = None
     # This worker's index for CAPA's IMPLEMENTATION (server.expose_worker_id); None: not shown.
     worker_id: int | None = None
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
 
 
 class _BlobReadError(Exception):
@@ -104,6 +106,8 @@ class Pop3Session:
         self.maildrop: Maildrop | None = None
         self.subscription: Subscription | None = None
         self.busy = False  # a command is being answered (graceful shutdown lets it finish)
+        connections = services.connections
+        self.rate = CommandRate(connections.max_commands_per_second, connections.command_burst)
         self.closing = False  # QUIT, a fatal error or shutdown: stop reading
 
     # -- plumbing ------------------------------------------------------------------------
@@ -162,6 +166,10 @@ class Pop3Session:
             event = self.reader.next_event()
             if event is None:
                 return
+            if not self.rate.take():
+                log.info("command flood", extra={"fields": {"ip": self.peer_ip}})
+                await self._close(err("too many commands, slow down"))
+                break
             self.busy = True
             try:
                 await self.handle(event)
@@ -305,7 +313,9 @@ class Pop3Session:
     async def _login(self, username: str, password: str) -> None:
         """The login is the full email address (the Authenticator resolves it)."""
         services = self.services
-        result = await services.authenticator.authenticate(username, password, self.peer_ip)
+        result = await services.authenticator.authenticate(
+            username, password, self.peer_ip, protocol="pop3"
+        )
         if result.throttled:
             # Brute-force protection tripped for this IP or account. SYS/TEMP (RFC 3206 4)
             # rather than AUTH, so the owner's phone retries later instead of asking for a

@@ -136,7 +136,9 @@ Event = (
     | ProtocolError
 )
 
-SIMPLE_VERBS = frozenset({"RSET", "NOOP", "QUIT", "STARTTLS", "HELP", "VRFY", "EXPN"})
+SIMPLE_VERBS = frozenset(
+    {"RSET", "NOOP", "QUIT", "STARTTLS", "HELP", "VRFY", "EXPN", "XCLIENT"}
+)
 
 
 def _syntax(text: str) -> ProtocolError:

@@ -7,9 +7,9 @@ import logging
 import ssl
 from collections.abc import Callable
 
-from postel.connlimits import AcceptLoop, ConnectionGate
+from postel.connlimits import AcceptLoop, ConnectionGate, ProxyPolicy
 from postel.context import Context
-from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners
+from postel.netserver import Goodbyes, StreamIO, TcpServer, bind_listeners, proxy_policy
 from postel.smtp import replies as r
 from postel.smtp.policy import Listener
 from postel.smtp.replies import Reply
@@ -21,6 +21,7 @@ GOODBYES = Goodbyes(
     too_many_connections=Reply(421, "4.7.0", "too many connections from your address").to_bytes(),
     internal_error=Reply(421, "4.3.0", "internal error, closing").to_bytes(),
     idle_timeout=r.IDLE_TIMEOUT.to_bytes(),  # RFC 5321 4.5.3.2: 421 before closing
+    session_over=Reply(421, "4.7.0", "connection open too long, reconnect").to_bytes(),
 )
 
 
@@ -35,7 +36,10 @@ class SmtpServer(TcpServer):
         super().__init__(tls_context, gate)
         self.services = services
 
-    async def listen_on(self, listener: Listener, host: str, port: int) -> AcceptLoop:
+    async def listen_on(
+        self, listener: Listener, host: str, port: int,
+        proxy: ProxyPolicy | None = None,
+    ) -> AcceptLoop:
         implicit_tls = listener is Listener.SUBMISSIONS
 
         async def handler(
@@ -46,7 +50,7 @@ class SmtpServer(TcpServer):
         return await self.listen(
             host, port, implicit_tls=implicit_tls, handler=handler,
             max_per_ip=self.services.config.max_connections_per_ip,
-            refusal=GOODBYES.too_many_connections,
+            proxy=proxy, refusal=GOODBYES.too_many_connections,
         )
 
     async def _serve(
@@ -58,12 +62,16 @@ class SmtpServer(TcpServer):
         *,
         tls: bool,
     ) -> None:
-        io = StreamIO(reader, writer, self.tls_context, self.gate.handshake_timeout)
+        io = StreamIO(
+            reader, writer, self.tls_context, self.gate.handshake_timeout,
+            self.gate.send_timeout,
+        )
         session = SmtpSession(self.services, io, listener, ip, tls=tls)
         config = self.services.config
         await self.run_session(
             session, io, reader, ip,
             idle_timeout=config.idle_timeout,
+            max_session_time=config.max_session_time,
             goodbyes=GOODBYES,
         )
 
@@ -84,12 +92,15 @@ class SmtpService:
             mailauth=config.mailauth,
             resolver=context.resolver,
             bus=context.bus,
+            connections=config.connections,
         )
         self.server = SmtpServer(services, lambda: context.tls.context, context.gate)
 
     async def start(self) -> list[tuple[str, str]]:
         async def listen(name: str, _tls: bool, host: str, port: int) -> AcceptLoop:
-            return await self.server.listen_on(Listener(name), host, port)
+            return await self.server.listen_on(
+                Listener(name), host, port, proxy=proxy_policy(self.context, name)
+            )
 
         listeners = [(listener.value, listener is Listener.SUBMISSIONS) for listener in Listener]
         return await bind_listeners(self.context, listeners, listen)

@@ -20,13 +20,15 @@ from typing import Protocol
 from postel import imapurl
 from postel.auth.limits import FailureLimiter
 from postel.auth.sasl import MECHANISMS, Challenge, Failed, FailureKind, SaslServer, Step
-from postel.auth.service import Authenticator
-from postel.config import MailauthConfig, SmtpConfig
+from postel.auth.service import Authenticator, login_key
+from postel.config import ConnectionsConfig, MailauthConfig, SmtpConfig
 from postel.delivery import Envelope, deliver
 from postel.mail.address import Address
 from postel.mail.mime import ParsedMessage, parse_message_file
 from postel.mailauth.dns import Resolver
 from postel.mailauth.inbound import Action, InboundVerdict
+from postel.net import in_networks
+from postel.sessionlimits import CommandRate
 from postel.smtp import checks
 from postel.smtp import replies as r
 from postel.smtp.authorship import author_refusal
@@ -46,6 +48,8 @@ from postel.smtp.proto import (
 from postel.smtp.replies import Reply
 from postel.smtp.state import ConnectionEvent, MailFrom, RcptTo, SmtpConnection
 from postel.smtp.trace import Received, return_path, with_protocol
+from postel.smtp.xclient import ATTRIBUTES as XCLIENT_ATTRIBUTES
+from postel.smtp.xclient import XclientError, parse_xclient
 from postel.store.api import Store
 from postel.store.blobs import BlobWriter
 from postel.store.bus import Bus, Subscription
@@ -75,6 +79,7 @@ class Services:
     resolver: Resolver | None = None  # None: no SPF/DKIM/DMARC checks on port 25
     # Change hints; with it, a logged-in session ends when its account's password changes.
     bus: Bus | None = None
+    connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
 
 
 @dataclass
@@ -140,6 +145,12 @@ class SmtpSession:
         self.transactions = 0  # MAIL commands accepted (LIMITS MAILMAX, RFC 9422 4.1)
         self.closing = False  # QUIT, a fatal error, or shutdown: stop reading
         self.shutdown_requested = False
+        connections = services.connections
+        self.rate = CommandRate(connections.max_commands_per_second, connections.command_burst)
+        # XCLIENT is for the proxies the operator trusts, judged by the connection's own
+        # address (an XCLIENT ADDR replaces peer_ip, not this).
+        self.proxy_trusted = in_networks(peer_ip, connections.trusted_proxies)
+        self.xclient_helo: str | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -196,6 +207,12 @@ class SmtpSession:
             event = self.connection.next_event()
             if event is None:
                 return
+            # Message data is not a command: BDAT chunks of a big message come fast.
+            counted = not isinstance(event, BodyData | BodyEnd | Bdat)
+            if counted and not self.rate.take():
+                log.info("command flood", extra={"fields": {"ip": self.peer_ip}})
+                await self._fatal(Reply(421, "4.7.0", "too many commands, slow down"))
+                return
             await self.handle(event)
 
     async def handle(self, event: ConnectionEvent) -> None:
@@ -238,6 +255,8 @@ class SmtpSession:
             await self._junk(r.OK)
         elif verb == "STARTTLS":
             await self._starttls(event.argument)
+        elif verb == "XCLIENT":
+            await self._xclient(event.argument)
         elif verb == "HELP":
             await self._junk(Reply(214, "2.0.0", "see RFC 5321; https://www.rfc-editor.org"))
         else:  # VRFY, EXPN: RFC 5321 3.5.3 allows 252 so addresses cannot be harvested
@@ -267,11 +286,48 @@ class SmtpSession:
             lines.append("AUTH " + " ".join(MECHANISMS))
         if self.policy.offers_burl:
             lines.append("BURL imap")  # RFC 4468 3: IMAP URLs with URLAUTH
+        if self.proxy_trusted:
+            lines.append("XCLIENT " + " ".join(XCLIENT_ATTRIBUTES))  # to trusted proxies only
         return lines
+
+    async def _xclient(self, argument: str) -> None:
+        """Postfix's XCLIENT from a trusted proxy: the client's address, HELO name and
+        login replace the proxy's; answered with a new greeting (XCLIENT_README)."""
+        if not self.proxy_trusted:
+            await self._junk(Reply(550, "5.7.0", "insufficient authorization"))
+            return
+        if self.connection.in_transaction:
+            await self._junk(Reply(503, "5.5.1", "mail transaction in progress"))
+            return
+        try:
+            attributes = parse_xclient(argument)
+        except XclientError as exc:
+            await self._junk(Reply(501, "5.5.4", str(exc)))
+            return
+        account = None
+        if attributes.login is not None:
+            key = login_key(attributes.login)
+            account = await asyncio.to_thread(
+                self.services.store.directory.get_account, key
+            ) if key else None
+            if account is None or account.disabled:
+                await self._junk(Reply(550, "5.7.0", "XCLIENT LOGIN names no account"))
+                return
+        log.info("client named by XCLIENT", extra={"fields": {
+            "proxy": self.peer_ip, "ip": attributes.addr, "name": attributes.name,
+            "user": attributes.login}})
+        self._reset()
+        self.helo = None
+        if attributes.addr is not None:
+            self.peer_ip = attributes.addr
+        self.xclient_helo = attributes.helo
+        if account is not None:
+            await self._logged_in(account)
+        await self.greet()
 
     async def _ehlo(self, event: Ehlo) -> None:
         self._reset()
-        self.helo = event.domain
+        self.helo = self.xclient_helo or event.domain
         self.extended = event.extended
         greeting = f"{self.services.hostname} greets {event.domain}"
         if not event.extended:
@@ -324,7 +380,7 @@ class SmtpSession:
                 await self._auth_failed(Reply(501, "5.5.2", "cannot decode the AUTH response"))
             return
         result = await self.services.authenticator.authenticate(
-            step.username, step.password, self.peer_ip
+            step.username, step.password, self.peer_ip, protocol="smtp"
         )
         if result.throttled:
             await self._fatal(Reply(421, "4.7.0", "too many failed logins, try again later"))
@@ -332,17 +388,23 @@ class SmtpSession:
         if result.account is None:
             await self._auth_failed(r.AUTH_FAILED)
             return
-        self.account = result.account
-        if self.services.bus is not None:
-            self.subscription = self.services.bus.subscribe(result.account.id)
-        self.own_addresses = await asyncio.to_thread(
-            self.services.store.directory.addresses_of, result.account
-        )
+        await self._logged_in(result.account)
         log.info(
             "authenticated",
             extra={"fields": {"user": result.account.email, "ip": self.peer_ip}},
         )
         await self._reply(r.AUTH_OK)
+
+    async def _logged_in(self, account: Account) -> None:
+        """AUTH succeeded (or a trusted proxy's XCLIENT LOGIN named the user)."""
+        if self.subscription is not None:
+            self.subscription.close()
+        self.account = account
+        if self.services.bus is not None:
+            self.subscription = self.services.bus.subscribe(account.id)
+        self.own_addresses = await asyncio.to_thread(
+            self.services.store.directory.addresses_of, account
+        )
 
     async def _auth_failed(self, reply: Reply) -> None:
         self.auth_failures += 1

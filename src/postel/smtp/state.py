@@ -276,6 +276,11 @@ class SmtpConnection:
                 self.reader.discard_buffer()
                 self.phase = Phase.IDLE
                 self.greeted = False
+            case SimpleCommand(verb="XCLIENT") if code == 220:
+                # XCLIENT_README: the session starts over for the client named; EHLO again.
+                self.phase = Phase.IDLE
+                self.greeted = False
+                self.authenticated = False
             case _:
                 pass
 

@@ -470,6 +470,34 @@ class UrlAuthKeys(Protocol):
         ...
 
 
+class AuthFailures(Protocol):
+    """Failed logins the shared limiter (auth/limits.py) counts, per scope ("ip",
+    "account", "checks") and key, at Unix times; every worker and host sees the same."""
+
+    def add(self, scope: str, key: str, at: float, *, since: float) -> int:
+        """Record one failure at `at`, forget the key's before `since`; return how many
+        the key has now."""
+        ...
+
+    def count(self, scope: str, key: str, *, since: float) -> int: ...
+
+    def clear(self, scope: str, key: str) -> int:
+        """Forget every failure of the key; return how many there were."""
+        ...
+
+    def clear_prefix(self, scope: str, prefix: str) -> int:
+        """Forget the failures of every key starting with `prefix`."""
+        ...
+
+    def windows(self, *, since: float) -> list[tuple[str, str, list[float]]]:
+        """(scope, key, failure times ascending) of every key with failures since."""
+        ...
+
+    def prune(self, *, before: float) -> int:
+        """Forget every failure before `before`; return how many."""
+        ...
+
+
 class Store(Protocol):
     """The whole store: its parts, the message bodies, and the commit listeners."""
 
@@ -499,6 +527,9 @@ class Store(Protocol):
 
     @property
     def urlauth(self) -> UrlAuthKeys: ...
+
+    @property
+    def auth_failures(self) -> AuthFailures: ...
 
     def on_commit(self, listener: Callable[[Sequence[Change]], None]) -> None:
         """Register a callback that receives the changes of every committed write."""

@@ -150,7 +150,7 @@ async def _logon(request: Request, _: Account | None, body: dict[str, Any]) -> A
     email = _text(body, "email", required=True)[:320]
     password = _text(body, "password", required=True)[:1024]
     ip = client_ip(request)
-    result = await web.context.authenticator.authenticate(email, password, ip)
+    result = await web.context.authenticator.authenticate(email, password, ip, protocol="api")
     if result.account is None:
         failures = web.login_failures.add("ip:" + ip)
         await asyncio.sleep(backoff_delay(web, failures))

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.web.state import client_ip, web_of
 
@@ -35,10 +36,7 @@ _LOGIN_COUNTERS = (
     ("login_cache_stored", "Verified passwords the credentials cache remembered."),
     ("login_cache_forgotten", "Cache entries dropped by a password change, disable or removal."),
     ("password_rehashes", "Stored hashes moved to the configured Argon2id parameters."),
-    ("login_failures", "Logins refused: wrong password or unknown user (the limiter's count)."),
-    ("login_delayed", "Logins the failure limiter made wait before checking the password."),
-    ("login_throttled", "Logins the failure limiter refused without checking the password."),
-)
+)  # the limiter's own counters: _logins
 
 
 def login_counts(authenticator: Authenticator) -> dict[str, int]:
@@ -46,15 +44,33 @@ def login_counts(authenticator: Authenticator) -> dict[str, int]:
     counts = {f"login_cache_{key}": stats[key] for key in ("hits", "misses", "stored",
                                                            "forgotten")}
     counts["password_rehashes"] = authenticator.rehashed
-    limiter = authenticator.limiter.stats
-    counts |= {"login_failures": limiter["failures"], "login_delayed": limiter["delayed"],
-               "login_throttled": limiter["refused"]}
     return counts
+
+
+def _logins(limiter: FailureLimiter, blocked: int) -> list[str]:
+    """The shared login limiter: failures per protocol, delays, refusals, keys held."""
+    name = "postel_login_failures_total"
+    lines = [f"# HELP {name} Failed logins (wrong password or unknown user), per protocol.",
+             f"# TYPE {name} counter"]
+    lines += [f'{name}{{protocol="{protocol}"}} {count}'
+              for protocol, count in sorted(limiter.failures_by_protocol.items())]
+    for name, help_text, value in (
+        ("postel_logins_delayed_total", "Login attempts made to wait (recent failures).",
+         limiter.stats["delayed"]),
+        ("postel_logins_refused_total", "Login attempts refused unchecked (too many failures).",
+         limiter.stats["refused"]),
+    ):
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+    name = "postel_login_blocked_keys"
+    lines += [f"# HELP {name} Addresses (IPv6: /64s) and accounts at their failure limit now.",
+              f"# TYPE {name} gauge", f"{name} {blocked}"]
+    return lines
 
 
 def render(
     counts: dict[str, int], queued: int, oldest: datetime | None,
     logins: dict[str, int] | None = None,
+    limiter: FailureLimiter | None = None, blocked: int = 0,
 ) -> str:
     age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
     gauges = [
@@ -75,6 +91,8 @@ def render(
         value = (logins or {}).get(name, 0)
         metric = f"postel_{name}_total"
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter", f"{metric} {value}"]
+    if limiter is not None:
+        lines += _logins(limiter, blocked)
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +103,10 @@ async def metrics(request: Request) -> Response:
     store = web.context.store
     counts = await asyncio.to_thread(store.directory.counts)
     queued, oldest = await asyncio.to_thread(store.queue.stats)
+    limiter = web.context.limiter
+    blocked = await asyncio.to_thread(limiter.blocked_keys)  # SQL: the shared counts
     return PlainTextResponse(
-        render(counts, queued, oldest, login_counts(web.context.authenticator)),
+        render(counts, queued, oldest, login_counts(web.context.authenticator), limiter,
+               blocked),
         media_type="text/plain; version=0.0.4",
     )

@@ -57,13 +57,17 @@ class WebService:
         self._sweeper: asyncio.Task[None] | None = None
 
     def _uvicorn(self, app: object, *, tls: bool) -> GatedServer:
+        # X-Forwarded-For / -Proto are believed from [connections] trusted_proxies only
+        # (uvicorn's ProxyHeadersMiddleware), so the limits and logs see the client.
+        trusted = list(self.context.config.connections.trusted_proxies)
         config = uvicorn.Config(
             app,  # type: ignore[arg-type]
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
-            proxy_headers=False,
+            proxy_headers=bool(trusted),
+            forwarded_allow_ips=trusted or None,
             h11_max_incomplete_event_size=64 * 1024,
         )
         config.load()

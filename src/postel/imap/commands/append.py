@@ -53,8 +53,14 @@ async def append(s: ImapSession, cmd: Command) -> None:
         if msg.literal.size == 0:
             s.no(cmd.tag, "Empty message", "CANNOT")
             return
-        if flags_from(msg.flags) is None:
+        flags = flags_from(msg.flags)
+        if flags is None:
             s.bad(cmd.tag, "Unknown system flag")
+            return
+        if len(flags.keywords) > s.config.max_keywords_per_message:
+            # RFC 9051 7.1: LIMIT, as STORE answers for the same keywords.
+            s.no(cmd.tag, f"At most {s.config.max_keywords_per_message} keywords per "
+                 "message", "LIMIT")
             return
         total += msg.literal.size
     if await over_quota(s, total):

@@ -4,6 +4,7 @@ RFC 4978, RFC 4959)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from postel.imap.proto.commands import Authenticate, Command, Compress, Enable, 
 from postel.imap.proto.cursor import Atom
 from postel.imap.proto.receiver import take_buffer
 from postel.imap.state import Bye, Continuation, State
+from postel.net import in_networks
 
 if TYPE_CHECKING:
     from postel.imap.session import ImapSession
@@ -51,7 +53,9 @@ async def starttls(s: ImapSession, cmd: Command) -> None:
 
 
 async def _finish_login(s: ImapSession, tag: str, username: str, password: str) -> None:
-    result = await s.services.authenticator.authenticate(username, password, s.ip)
+    result = await s.services.authenticator.authenticate(
+        username, password, s.ip, protocol="imap"
+    )
     if result.account is None:
         log.info("imap login failed", extra={"fields": {
             "user": username[:320], "ip": s.ip, "throttled": result.throttled}})
@@ -124,11 +128,32 @@ async def id_(s: ImapSession, cmd: Command) -> None:
         for key, value in zip(items[::2], items[1::2], strict=False):
             k = key.value if isinstance(key, Atom) else str(key)
             s.client_id[k.lower()[:64]] = None if value is None else str(value)[:256]
+        _take_originating_ip(s)
     ours = ["name", "Postel", "version", __version__]
     if s.services.worker_id is not None:  # tests of the process model only
         ours += ["x-worker", str(s.services.worker_id)]
     s.untagged(b"ID " + r.value(ours))
     s.ok(cmd.tag, "ID completed")
+
+
+def _take_originating_ip(s: ImapSession) -> None:
+    """Dovecot's x-originating-ip ID field (RFC 2971 3.3 allows such fields): a trusted
+    proxy names its client before login, and limits and logs count that address. From
+    anyone else, or after login, it is only remembered like any other ID field. Once
+    taken, the session's address is the client's, which is not a trusted proxy: a second
+    ID (the client's own, relayed by the proxy) cannot change it again."""
+    claimed = s.client_id.get("x-originating-ip")
+    if claimed is None or s.state is not State.NOT_AUTHENTICATED:
+        return
+    if not in_networks(s.ip, s.services.connections.trusted_proxies):
+        return
+    try:
+        client = str(ipaddress.ip_address(claimed.strip()))
+    except ValueError:
+        return
+    log.info("client address from a trusted proxy", extra={"fields": {
+        "proxy": s.ip, "ip": client}})
+    s.ip = client
 
 
 async def enable(s: ImapSession, cmd: Command) -> None:

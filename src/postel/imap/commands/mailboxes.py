@@ -204,6 +204,12 @@ async def create(s: ImapSession, cmd: Command) -> None:
         return
     special = lookup[uses[0].lower()] if uses else None
     account = s.account_id()
+    existing = {box.name for box in await s.run(s.store.mail.list_mailboxes, account)}
+    adding = [p for p in _parents(name) if p not in existing] + [name]
+    if len(existing) + len(adding) > s.config.max_mailboxes:
+        # RFC 9051 7.1: LIMIT, "a limit ... on the number of mailboxes" was reached.
+        s.no(cmd.tag, f"At most {s.config.max_mailboxes} mailboxes per account", "LIMIT")
+        return
     try:
         # RFC 9051 6.3.4: create the superior names a client did not create itself.
         for parent in _parents(name):

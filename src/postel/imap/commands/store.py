@@ -28,6 +28,25 @@ def flags_from(names: tuple[str, ...] | list[str]) -> Flags | None:
     return Flags.from_names(kept)
 
 
+def _keyword_limit(s: ImapSession, uids: list[int], flags: Flags, mode: str) -> str | None:
+    """Why a STORE would pass `max_keywords_per_message` or `max_keywords_per_mailbox`
+    (None: it would not). Only adding can pass them; removing always may."""
+    if mode == "remove" or not flags.keywords:
+        return None
+    sel = s.selected
+    assert sel is not None
+    config = s.config
+    wanted = set(flags.keywords)
+    if len(sel.keywords | wanted) > config.max_keywords_per_mailbox:
+        return f"At most {config.max_keywords_per_mailbox} keywords per mailbox"
+    for uid in uids:
+        current = sel.flags.get(uid)
+        kept = set(current.keywords) if current is not None and mode == "add" else set()
+        if len(kept | wanted) > config.max_keywords_per_message:
+            return f"At most {config.max_keywords_per_message} keywords per message"
+    return None
+
+
 async def store(s: ImapSession, cmd: Command) -> None:
     args = cmd.args
     assert isinstance(args, Store)
@@ -41,6 +60,10 @@ async def store(s: ImapSession, cmd: Command) -> None:
     if args.unchanged_since is not None:
         s.enable_condstore()  # RFC 7162 3.1.8
     uids = sel.resolve(args.sequence, uid=by_uid)
+    problem = _keyword_limit(s, uids, flags, args.mode)
+    if problem:
+        s.no(cmd.tag, problem, "LIMIT")  # RFC 9051 7.1: a server limit was reached
+        return
     changed: list[MessageMeta] = []
     failed: list[int] = []
     if uids:

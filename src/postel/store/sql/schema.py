@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -422,4 +423,23 @@ blob_chunks = Table(
     Column("sha256", String(64), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("data", LargeBinary, nullable=False),
+)
+
+# -- failed logins (issue 15) -----------------------------------------------------------
+
+# One row per failed login counted by the shared limiter (auth/limits.py), so every worker
+# process and host sees the same windows and `postel block list/remove` works against a
+# running server. `scope` is what is counted ("ip": an address or IPv6 /64, "account", or
+# "checks": the password checks a locked account still gets); `at` is Unix time, the one
+# clock hosts share. Rows older than the window are deleted as new ones come.
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("scope", String(16), nullable=False),
+    Column("key", String(400), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_auth_failures_scope_key_at", "scope", "key", "at"),
+    Index("ix_auth_failures_at", "at"),
 )

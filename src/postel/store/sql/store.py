@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from postel.store.blobs import BlobStore
+from postel.store.sql.authfailures import SqlAuthFailures
 from postel.store.sql.database import Database, Listener, open_database
 from postel.store.sql.directory import SqlDirectory
 from postel.store.sql.dkim import SqlDkimKeys
@@ -35,6 +36,7 @@ class SqlStore:
         self.webmail = SqlWebmail(db, self.mail)
         self.metadata = SqlMetadata(db)
         self.urlauth = SqlUrlAuthKeys(db)
+        self.auth_failures = SqlAuthFailures(db)
 
     @property
     def engine(self) -> Engine:

@@ -51,7 +51,7 @@ async def logon(request: Request) -> Response:
     password = values.get("password", "")[:1024]
     next_url = safe_next(values.get("next"), "/")
     ip = client_ip(request)
-    result = await web.context.authenticator.authenticate(email, password, ip)
+    result = await web.context.authenticator.authenticate(email, password, ip, protocol="web")
     if result.account is None:
         key = _key(email)
         failures = web.login_failures.add("ip:" + ip)
