@@ -10,6 +10,8 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from postel.store.blobs import BlobStore
+from postel.store.sql.backup import SqlBackups
+from postel.store.sql.check import SqlIntegrity
 from postel.store.sql.database import Database, Listener, open_database
 from postel.store.sql.directory import SqlDirectory
 from postel.store.sql.dkim import SqlDkimKeys
@@ -35,6 +37,8 @@ class SqlStore:
         self.webmail = SqlWebmail(db, self.mail)
         self.metadata = SqlMetadata(db)
         self.urlauth = SqlUrlAuthKeys(db)
+        self.integrity = SqlIntegrity(db)
+        self.backups = SqlBackups(db)
 
     @property
     def engine(self) -> Engine:
