@@ -20,6 +20,8 @@ PARTS = [
     ("webmail", WebmailStore),
     ("metadata", api.MetadataEntries),
     ("urlauth", api.UrlAuthKeys),
+    ("integrity", api.Integrity),
+    ("backups", api.Backups),
 ]
 
 
@@ -45,6 +47,7 @@ def test_store_has_every_part(store: SqlStore) -> None:
         "mail", "directory", "queue", "dkim", "web", "webmail", "blobs", "on_commit", "close",
         "metadata",
         "urlauth",
+        "integrity", "backups",
     }
     for name in members:
         assert hasattr(store, name), name

@@ -162,3 +162,14 @@ def test_stale_temp_files_are_removed(store: SqlStore) -> None:
     assert kinds(report) == ["stale-temp-file"]
     assert store.integrity.check(repair=True).clean
     assert not stale.exists() and fresh.exists()
+
+
+def test_a_blob_reused_by_a_new_delivery_is_not_an_orphan(store: SqlStore) -> None:
+    # Another process may be between installing this content again (a duplicate: the old
+    # file is reused) and committing its row; the reuse marks the file, so repair waits.
+    blob, _ = put_message(store, body="old and reused")
+    path = store.blobs.path(blob.sha256)
+    os.utime(path, (OLD, OLD))
+    put_message(store, body="old and reused")
+    assert store.integrity.check(repair=True).clean
+    assert path.exists()

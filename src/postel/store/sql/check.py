@@ -45,6 +45,13 @@ _PARENTS: tuple[tuple[Table, str, Table, str], ...] = (
 )
 
 
+def _last_used(path: Path) -> float:
+    # A blob's mtime is when it was written; its atime is set when a delivery of the
+    # same content reused it (BlobStore._install), or when something read it.
+    stat = path.stat()
+    return max(stat.st_mtime, stat.st_atime)
+
+
 class SqlIntegrity:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -100,10 +107,10 @@ class SqlIntegrity:
             if name in referenced:
                 continue
             try:
-                mtime = path.stat().st_mtime
+                used = _last_used(path)
             except FileNotFoundError:
                 continue  # collected meanwhile
-            if mtime > cutoff:
+            if used > cutoff:
                 continue  # may be a delivery between its fsync and its commit
             report.add("orphan-blob", f"blob {name}", "no message or queue row names it",
                        repairable=True)
@@ -123,7 +130,7 @@ class SqlIntegrity:
             if self._referenced(conn, [path.name]):
                 return False
         try:
-            if path.stat().st_mtime > cutoff:
+            if _last_used(path) > cutoff:
                 return False
             path.unlink()
         except FileNotFoundError:
