@@ -318,9 +318,7 @@ def check_round(server: PostelServer, journal: Journal, sink: Receiver,
     # Submission's remote copies: in the queue now, or already at the sink.
     queued = {ident for item in server.store.queue.list_all()
               for ident in [_queue_ident(server, item.blob_sha256)]}
-    with sink.lock:
-        at_sink = {ID.search(m.data).group(1).decode()  # type: ignore[union-attr]
-                   for m in sink.messages}
+    at_sink = sink_ids(sink)
     for ident in journal.acked.get("sub", []):
         assert ident in queued or ident in at_sink, f"remote copy of {ident} lost"
     # A submission in flight whose local copy landed but whose queue row did not: local
@@ -383,6 +381,14 @@ def check_round(server: PostelServer, journal: Journal, sink: Receiver,
 
     report = server.store.integrity.check()
     assert report.clean, report.problems
+
+
+def sink_ids(sink: Receiver) -> set[str]:
+    """The ids of what the sink accepted (after the final dot only)."""
+    with sink.lock:
+        found = [ID.search(m.data) for m in sink.messages]
+    assert all(found), "the sink accepted a message without its id: cut short?"
+    return {f.group(1).decode() for f in found if f}
 
 
 def resolve(journal: Journal, path: str, got: dict[str, list[Any]]) -> None:
@@ -493,12 +499,7 @@ def crash_rounds(make_postel: Callable[..., PostelServer], sink: Receiver,
     # The queue hands every remote copy to the sink once the server runs undisturbed.
     acked_sub = set(journal.acked.get("sub", []))
 
-    def delivered() -> set[str]:
-        with sink.lock:
-            return {ID.search(m.data).group(1).decode()  # type: ignore[union-attr]
-                    for m in sink.messages}
-
-    sink.wait_for(lambda: acked_sub <= delivered(), timeout=60)
+    sink.wait_for(lambda: acked_sub <= sink_ids(sink), timeout=60)
     result = server.cli("check")
     assert result.returncode == 0, result.stdout + result.stderr
     # Crash leftovers (a body fsynced whose row never committed) are the one thing a
@@ -509,7 +510,7 @@ def crash_rounds(make_postel: Callable[..., PostelServer], sink: Receiver,
     assert "Traceback" not in log, log[log.index("Traceback") - 2000:][:6000]
     counts["kills"] = kills
     counts["leftover_orphans"] = len(leftovers.problems)
-    counts["sink_duplicates"] = len(sink.messages) - len(delivered())
+    counts["sink_duplicates"] = len(sink.messages) - len(sink_ids(sink))
     print("crash safety:", counts)
     server.close()
     return counts
