@@ -516,6 +516,7 @@ def crash_rounds(make_postel: Callable[..., PostelServer], sink: Receiver,
     return counts
 
 
+@pytest.mark.timeout(900)  # rounds of server starts: minutes on a loaded 2-core host
 def test_sigkill_under_load_loses_nothing_acknowledged(
     make_postel: Callable[..., PostelServer], sink: Receiver
 ) -> None:
@@ -523,6 +524,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_sigkill_ten_times_under_load_loses_nothing_acknowledged(
     make_postel: Callable[..., PostelServer], sink: Receiver
 ) -> None:
