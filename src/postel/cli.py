@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from postel.admin import aliases as alias_ops
 from postel.admin import blocks as block_ops
 from postel.admin import domains as domain_ops
+from postel.admin import maintenance
 from postel.admin import outbound as outbound_ops
 from postel.admin import users as user_ops
 from postel.admin.actor import Actor
@@ -325,33 +328,73 @@ def cmd_dns(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+class ProgressBar:
+    """A one-line bar on stderr for long work (a terminal only: logs and pipes stay clean)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO = sys.stderr, *, enabled: bool = True) -> None:
+        self._stream = stream
+        self._on = enabled and stream.isatty()
+        self._stage = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self._on:
+            return
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self._stream.write(f"\r{stage:<10} [{bar}] {done}/{total}")
+        if done >= total:
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = maintenance.check(_admin(args), CLI, repair=args.repair,
+                               stale_after=args.stale_after, progress=ProgressBar())
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return 0 if report.clean else 1
+    for problem in report.problems:
+        state = "repaired" if problem.repaired else (
+            "repairable" if problem.repairable else "error")
+        print(f"{state:<11}{problem.kind:<28}{problem.subject}: {problem.detail}")
+    looked = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report.examined.items())
+    print(f"examined {looked}")
+    left = report.remaining
+    repaired = len(report.problems) - len(left)
+    fixable = sum(1 for p in left if p.repairable)
+    print(f"{len(report.problems)} problem(s), {repaired} repaired, {len(left)} remaining"
+          + (f" ({fixable} repairable: run `postel check --repair`)" if fixable else ""))
+    return 0 if report.clean else 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    summary = maintenance.backup(_admin(args), CLI, Path(args.dir), ProgressBar())
+    rows = sum(summary.tables.values())
+    print(f"backup in {args.dir}: {rows} rows, {summary.blobs} blobs ({summary.bytes} bytes), "
+          f"schema {summary.revision}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    summary = maintenance.restore(_admin(args), CLI, Path(args.dir), ProgressBar())
+    rows = sum(summary.tables.values())
+    print(f"restored {rows} rows and {summary.blobs} blobs from {args.dir}")
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy the embedded store into PostgreSQL, with a progress bar per table."""
-    from tqdm import tqdm
-
     from postel.app import StartupError, migrate_storage
 
     config = load_config(args.config)
-    bars: dict[str, Any] = {}
-
-    def progress(table: str, done: int, total: int) -> None:
-        bar = bars.get(table)
-        if bar is None:
-            bar = bars[table] = tqdm(total=total, desc=f"{table:<24}", unit=" rows",
-                                     disable=args.quiet, leave=True)
-        bar.total = total
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
+    progress = ProgressBar(enabled=not args.quiet)
     try:
         reports = migrate_storage(config, args.to, progress=progress, batch=args.batch)
     except StartupError as exc:
         print(f"postel: migrate: {exc}", file=sys.stderr)
         return 2
-    finally:
-        for bar in bars.values():
-            bar.close()
     bad = [r for r in reports if not r.matches]
     for report in reports:
         mark = "ok" if report.matches else "DIFFERENT"
@@ -481,6 +524,23 @@ def build_parser() -> argparse.ArgumentParser:
     dns_command.add_argument("--check", action="store_true",
                              help="query DNS and mark each record found, missing or "
                              "different (exit status 1 unless all are as suggested)")
+    check = command(sub, "check", cmd_check, "check the store's consistency: blob files "
+                    "against message and queue rows, UIDNEXT and HIGHESTMODSEQ, rows without "
+                    "their parent, stale temp files (exit status 1 while problems remain)")
+    check.add_argument("--repair", action="store_true",
+                       help="fix what is safe to fix: remove unreferenced blobs and stale "
+                       "temp files, raise UIDNEXT / HIGHESTMODSEQ / the UIDVALIDITY counter")
+    check.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    check.add_argument("--stale-after", type=float, default=3600.0, metavar="SECONDS",
+                       help="unreferenced blobs and temp files younger than this belong to "
+                       "work in progress and are left alone (default 3600; 0 when the "
+                       "server is stopped)")
+    command(sub, "backup", cmd_backup, "copy the database (one consistent snapshot, while "
+            "serving) and the message bodies into the new directory DIR, with a manifest of "
+            "SHA-256 sums").add_argument("dir")
+    command(sub, "restore", cmd_restore, "restore a backup DIR into the configured (new, "
+            "empty) data directory and database; refuses a changed or incomplete backup"
+            ).add_argument("dir")
     migrate = command(sub, "migrate", cmd_migrate,
                       "copy this installation's store (SQLite) into PostgreSQL, keeping "
                       "every UID, UIDVALIDITY and MODSEQ; stop the server first; run it "

@@ -180,7 +180,9 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
                     chunks = []
                     while True:
                         data_line = self.rfile.readline()
-                        if not data_line or data_line == b".\r\n":
+                        if not data_line:
+                            return  # the client went away mid-DATA: nothing accepted
+                        if data_line == b".\r\n":
                             break
                         chunks.append(data_line[1:] if data_line.startswith(b"..") else data_line)
                     with receiver.lock:

@@ -21,6 +21,8 @@ PARTS = [
     ("metadata", api.MetadataEntries),
     ("urlauth", api.UrlAuthKeys),
     ("auth_failures", api.AuthFailures),
+    ("integrity", api.Integrity),
+    ("backups", api.Backups),
 ]
 
 
@@ -47,6 +49,7 @@ def test_store_has_every_part(store: SqlStore) -> None:
         "metadata",
         "urlauth",
         "auth_failures",
+        "integrity", "backups",
     }
     for name in members:
         assert hasattr(store, name), name

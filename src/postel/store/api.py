@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from postel.mail.mime import ParsedMessage
 from postel.store.blobs import BlobStore
+from postel.store.integrity import BackupSummary, CheckReport, Progress, no_progress
 from postel.store.model import (
     NO_FLAGS,
     Account,
@@ -498,6 +500,26 @@ class AuthFailures(Protocol):
         ...
 
 
+class Integrity(Protocol):
+    """`postel check`: blobs against rows, UID and MODSEQ counters, rows without their
+    parent, stale temp files; `repair` fixes only what cannot lose anything."""
+
+    def check(
+        self, *, repair: bool = False, stale_after: float = 3600.0,
+        progress: Progress = no_progress,
+    ) -> CheckReport: ...
+
+
+class Backups(Protocol):
+    """`postel backup` / `postel restore`: every row at one snapshot plus the blobs they
+    name, with a manifest of SHA-256s; restore refuses a changed backup or a used store.
+    Both raise `integrity.BackupError`."""
+
+    def backup(self, target: Path, progress: Progress = no_progress) -> BackupSummary: ...
+
+    def restore(self, source: Path, progress: Progress = no_progress) -> BackupSummary: ...
+
+
 class Store(Protocol):
     """The whole store: its parts, the message bodies, and the commit listeners."""
 
@@ -530,6 +552,12 @@ class Store(Protocol):
 
     @property
     def auth_failures(self) -> AuthFailures: ...
+
+    @property
+    def integrity(self) -> Integrity: ...
+
+    @property
+    def backups(self) -> Backups: ...
 
     def on_commit(self, listener: Callable[[Sequence[Change]], None]) -> None:
         """Register a callback that receives the changes of every committed write."""

@@ -200,8 +200,12 @@ class BlobStore:
                 self._pin_file(sha256)
             if final.exists():
                 # Same content already stored: the existing file is complete (it was
-                # renamed into place only after fsync), so drop the duplicate.
+                # renamed into place only after fsync), so drop the duplicate. Mark it
+                # as just used (the access time; the content and its mtime stay):
+                # `postel check --repair`, which may run in another process where this
+                # pin is invisible, removes only orphans unused for its cut-off.
                 tmp_path.unlink()
+                os.utime(final, ns=(time.time_ns(), final.stat().st_mtime_ns))
                 return
             if not shard.exists():  # one of 256, made once: fsync under the lock is fine
                 shard.mkdir(exist_ok=True)

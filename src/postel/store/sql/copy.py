@@ -29,7 +29,7 @@ from sqlalchemy import Column, Engine, Integer, Table, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from postel.store.sql.pgblobs import PgBlobStore
-from postel.store.sql.schema import metadata
+from postel.store.sql.schema import metadata, row_tables
 
 # Progress: (table, rows done, rows in all).
 Progress = Callable[[str, int, int], None]
@@ -53,13 +53,10 @@ class CopyRefused(Exception):
     """The target cannot take this copy (not PostgreSQL, or holds other data)."""
 
 
-# The bodies' tables are filled from the blob files by copy_bodies, not copied as rows.
-BODY_TABLES = ("blob_objects", "blob_chunks")
-
-
 def tables() -> list[Table]:
-    """Every table of rows, parents before children."""
-    return [table for table in metadata.sorted_tables if table.name not in BODY_TABLES]
+    """Every table of rows, parents before children (the bodies' tables are filled from
+    the blob files by copy_bodies)."""
+    return row_tables()
 
 
 def _key(table: Table) -> list[Column[Any]]:

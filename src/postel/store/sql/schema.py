@@ -417,6 +417,8 @@ blob_objects = Table(
 )
 
 # A body's bytes in 256 KiB chunks (written before its blob_objects row, in one transaction).
+# These two tables are the bodies, not rows: copies and backups carry the bodies as blob
+# files and rebuild them (store/sql/copy.py, store/sql/backup.py).
 blob_chunks = Table(
     "blob_chunks",
     metadata,
@@ -443,3 +445,11 @@ auth_failures = Table(
     Index("ix_auth_failures_scope_key_at", "scope", "key", "at"),
     Index("ix_auth_failures_at", "at"),
 )
+
+
+BODY_TABLES = ("blob_objects", "blob_chunks")
+
+
+def row_tables() -> list[Table]:
+    """Every table of rows (not the bodies' tables), parents before children."""
+    return [table for table in metadata.sorted_tables if table.name not in BODY_TABLES]

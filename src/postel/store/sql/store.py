@@ -11,6 +11,8 @@ from sqlalchemy import Engine
 
 from postel.store.blobs import BlobStore
 from postel.store.sql.authfailures import SqlAuthFailures
+from postel.store.sql.backup import SqlBackups
+from postel.store.sql.check import SqlIntegrity
 from postel.store.sql.database import Database, Listener, open_database
 from postel.store.sql.directory import SqlDirectory
 from postel.store.sql.dkim import SqlDkimKeys
@@ -37,6 +39,8 @@ class SqlStore:
         self.metadata = SqlMetadata(db)
         self.urlauth = SqlUrlAuthKeys(db)
         self.auth_failures = SqlAuthFailures(db)
+        self.integrity = SqlIntegrity(db)
+        self.backups = SqlBackups(db)
 
     @property
     def engine(self) -> Engine:
