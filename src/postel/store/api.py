@@ -32,6 +32,7 @@ from postel.store.model import (
     Flags,
     Mailbox,
     MailboxChanges,
+    MailboxIndex,
     MessageMeta,
     OutboundItem,
     Role,
@@ -84,6 +85,11 @@ class Mailboxes(Protocol):
 
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """Every message of a mailbox in UID order (sequence number = index + 1)."""
+        ...
+
+    def mailbox_index(self, mailbox_id: int) -> MailboxIndex | None:
+        """The mailbox row and its messages' UIDs, MODSEQs and flags in one read, as
+        arrays (SELECT); only messages below the row's uidnext. None: no such mailbox."""
         ...
 
     def get_message_fields(self, mailbox_id: int, uid: int) -> dict[str, Any] | None:

@@ -36,6 +36,8 @@ log = logging.getLogger("postel.imap")
 CHUNK = 256 * 1024
 MAX_HEADER = 1 << 20  # octets of a header block read for HEADER.FIELDS
 BATCH = 200  # messages whose parsed columns are read at once
+INDEX_COLUMNS = frozenset({"uid", "modseq"})  # what the selected mailbox's index holds
+FLUSH_EVERY = 256  # index-only FETCH responses written between looks at the buffer
 
 # RFC 9051 4.3.1 / RFC 3501 4.3: a normal literal never carries NUL (only literal8 may).
 # Like Dovecot, a NUL in message data sent as a normal literal becomes 0x80, so the
@@ -108,6 +110,9 @@ async def fetch_responses(s: ImapSession, uids: list[int], atts: list[FetchAtt])
     sel = s.selected
     assert sel is not None
     columns = fetch_columns(atts)
+    if set(columns) <= INDEX_COLUMNS:
+        await _from_index(s, uids, atts)
+        return []
     unreadable: list[int] = []
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
@@ -120,6 +125,28 @@ async def fetch_responses(s: ImapSession, uids: list[int], atts: list[FetchAtt])
             if not await _fetch_one(s, head, uid, row, atts):
                 unreadable.append(uid)
     return unreadable
+
+
+async def _from_index(s: ImapSession, uids: list[int], atts: list[FetchAtt]) -> None:
+    """FETCH of UID, FLAGS and MODSEQ only: all of it is in the selected mailbox's index,
+    so `UID FETCH 1:* (FLAGS)` of 100,000 messages reads nothing from the store."""
+    sel = s.selected
+    assert sel is not None
+    writers = []
+    for att in atts:
+        item = metadata_item(att)
+        assert item is not None
+        writers.append(item.write)
+    for n, uid in enumerate(uids, 1):
+        head = sel.fetch_head(uid)
+        if head is None:
+            continue
+        message = FetchedMessage(uid, sel.flag_names(uid), sel.modseqs.get(uid, 0), {},
+                                 None, s.utf8)
+        s.send(b"* " + head + b" (" + b" ".join(w(message) for w in writers) + b")\r\n")
+        if n % FLUSH_EVERY == 0:
+            await s.io.maybe_flush()
+    await s.io.maybe_flush()
 
 
 async def _fetch_one(
