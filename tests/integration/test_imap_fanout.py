@@ -188,3 +188,32 @@ def test_status_counters_follow_every_kind_of_write(postel: PostelServer) -> Non
         assert _status(raw, b"INBOX") == (0, 0, 0)
     finally:
         raw.close()
+
+
+def test_search_subject_prefilter_keeps_every_match(postel: PostelServer) -> None:
+    """SEARCH SUBJECT is answered from the subject column first (issue 12 item 5); the
+    pre-filter must not lose what the exact rule finds: casefolded matches (RFC 9051
+    6.4.4 "case-insensitive"), and a second Subject field."""
+    user = new_user(postel)
+    deliver(postel, user, message("Stra\u00dfe nach Rom"))
+    deliver(postel, user, b"From: a@example.org\r\nSubject: first\r\nSubject: zweite Zeile"
+                          b"\r\n\r\nbody\r\n")
+    deliver(postel, user, message("nothing here"))
+    raw = Raw(postel)
+    try:
+        raw.login(user)
+        raw.cmd(b"s", b"SELECT INBOX")
+
+        def found(text: bytes) -> list[bytes]:
+            lines = raw.cmd(b"q", b"UID SEARCH " + text)
+            assert lines[-1].startswith(b"q OK"), lines
+            return next(line for line in lines if line.startswith(b"* SEARCH")).split()[2:]
+
+        assert found(b"SUBJECT STRASSE") == [b"1"]
+        assert found(b"SUBJECT ZWEITE") == [b"2"]
+        assert found(b"SUBJECT first") == [b"2"]
+        assert found(b"SUBJECT here UNSEEN") == [b"3"]
+        assert found(b"OR SUBJECT rom SUBJECT zweite") == [b"1", b"2"]
+        assert found(b"SUBJECT absent") == []
+    finally:
+        raw.close()

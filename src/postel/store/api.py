@@ -92,6 +92,12 @@ class Mailboxes(Protocol):
         arrays (SELECT); only messages below the row's uidnext. None: no such mailbox."""
         ...
 
+    def subject_candidates(self, mailbox_id: int, needle: str) -> set[int]:
+        """SEARCH SUBJECT's pre-filter: the UIDs whose first Subject, casefolded, contains
+        the casefolded `needle`, and every message with more than one Subject header
+        (which the caller must check itself). A superset of the matches, never less."""
+        ...
+
     def get_message_fields(self, mailbox_id: int, uid: int) -> dict[str, Any] | None:
         """All stored columns of one message, JSON columns decoded (for FETCH)."""
         ...

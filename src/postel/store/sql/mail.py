@@ -221,6 +221,17 @@ class SqlMailboxes:
         return MailboxIndex(mailbox, array("Q", uids), array("Q", modseqs),
                             array("B", bits), keywords)
 
+    def subject_candidates(self, mailbox_id: int, needle: str) -> set[int]:
+        """SEARCH SUBJECT's pre-filter (see api.Mailboxes): the subject column is the
+        first Subject header's decoded value, so with one Subject header this is the
+        match itself; a message whose headers (JSON) may name Subject twice is kept for
+        the exact check."""
+        folded = needle.casefold()
+        with self._db.read() as conn:
+            rows = fetch_all(conn, _SUBJECT_SQL, (_TWO_SUBJECTS, mailbox_id))
+        return {int(uid) for uid, subject, twice in rows
+                if twice or folded in subject.casefold()}
+
     def get_message_fields(self, mailbox_id: int, uid: int) -> dict[str, Any] | None:
         """All stored columns of one message, JSON columns decoded (for FETCH)."""
         with self._db.read() as conn:
@@ -635,6 +646,14 @@ def _gone(rows: Sequence[Any]) -> dict[str, int]:
     """STATUS counter deltas (bump_modseq) for rows with seen and size that go."""
     return {"messages": -len(rows), "unseen": -sum(not row.seen for row in rows),
             "size": -sum(int(row.size) for row in rows)}
+
+
+# The stored headers are JSON [["Name", "value"], ...]; LIKE ignores ASCII case, so this
+# matches every message with two Subject fields (and perhaps a few more: a superset).
+_SUBJECT_SQL = (
+    "SELECT uid, subject, headers LIKE ? FROM messages WHERE mailbox_id = ?"
+)
+_TWO_SUBJECTS = '%"subject", %"subject", %'
 
 
 def _lock_mailboxes(conn: Connection, *mailbox_ids: int) -> dict[int, int]:
