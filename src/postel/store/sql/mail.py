@@ -648,10 +648,11 @@ def _gone(rows: Sequence[Any]) -> dict[str, int]:
             "size": -sum(int(row.size) for row in rows)}
 
 
-# The stored headers are JSON [["Name", "value"], ...]; LIKE ignores ASCII case, so this
-# matches every message with two Subject fields (and perhaps a few more: a superset).
+# The stored headers are JSON [["Name", "value"], ...]; lower() first (LIKE ignores case
+# on SQLite, not on PostgreSQL), so this matches every message with two Subject fields
+# (and perhaps a few more: a superset).
 _SUBJECT_SQL = (
-    "SELECT uid, subject, headers LIKE ? FROM messages WHERE mailbox_id = ?"
+    "SELECT uid, subject, lower(headers) LIKE ? FROM messages WHERE mailbox_id = ?"
 )
 _TWO_SUBJECTS = '%"subject", %"subject", %'
 
