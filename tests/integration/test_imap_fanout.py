@@ -46,10 +46,10 @@ def test_one_delivery_wakes_every_idle_session_and_is_recent_in_one(
             deliver(postel, user, message(f"wake {round_}"))
             recent: list[int] = [0] * WATCHERS
 
-            def wait(i: int, raw: Raw, exists: int = round_) -> None:
-                recent[i] = _wake(raw, exists)
+            def wait(i: int, raw: Raw, exists: int, into: list[int]) -> None:
+                into[i] = _wake(raw, exists)
 
-            threads = [threading.Thread(target=wait, args=(i, raw))
+            threads = [threading.Thread(target=wait, args=(i, raw, round_, recent))
                        for i, raw in enumerate(watchers)]
             for thread in threads:
                 thread.start()
