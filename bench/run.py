@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for `bench.*` and the tests' harness (`tests.harness`)
 
+from bench.big_mailbox import big_mailbox  # noqa: E402
 from bench.framework import BenchError, Benchmark, Options, Report, table  # noqa: E402
+from bench.idle import idle  # noqa: E402
 from bench.imap_load import imap_load  # noqa: E402
 from bench.mailstore import imap_fetch, pop3_retrieval  # noqa: E402
 from bench.output import write_results  # noqa: E402
@@ -34,6 +36,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "pop3": pop3_retrieval,
     "imap": imap_fetch,
     "imap-load": imap_load,
+    "big-mailbox": big_mailbox,
+    "idle": idle,
 }
 
 

@@ -94,11 +94,11 @@ def test_selected_defers_expunge_and_reports_changes() -> None:
     out = sel.apply(changes, allow_expunge=False, recent=range(4, 5), condstore=False,
                     qresync=False)
     assert out == [b"* 4 EXISTS\r\n", b"* 1 RECENT\r\n", b"* 3 FETCH (FLAGS (\\Seen))\r\n"]
-    assert sel.uids == [1, 2, 3, 4] and sel.expunged == {2}
+    assert list(sel.uids) == [1, 2, 3, 4] and sel.expunged == {2}
     out = sel.apply(MailboxChanges(_box(6, 5)), allow_expunge=True, recent=None,
                     condstore=False, qresync=False)
     assert out == [b"* 2 EXPUNGE\r\n"]
-    assert sel.uids == [1, 3, 4] and sel.seq_of(4) == 3
+    assert list(sel.uids) == [1, 3, 4] and sel.seq_of(4) == 3
 
 
 def test_selected_vanished_under_qresync() -> None:

@@ -23,6 +23,7 @@ from postel.auth.limits import FailureLimiter
 from postel.auth.service import Authenticator
 from postel.config import ConnectionsConfig, ImapConfig
 from postel.imap.capabilities import capabilities
+from postel.imap.changefeed import ChangeFeed
 from postel.imap.commands import contexts
 from postel.imap.commands.notify import deliver_notifications, note_command
 from postel.imap.commands.table import COMMANDS, CommandSpec
@@ -78,6 +79,11 @@ class Services:
     worker_id: int | None = None
     # [connections]: trusted proxies (ID x-originating-ip), the command rate.
     connections: ConnectionsConfig = field(default_factory=ConnectionsConfig)
+    feed: ChangeFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One per service: the sessions of this event loop share change reads.
+        self.feed = ChangeFeed(self.store, self.bus)
 
 
 # Seconds after which even a read-only command looks for changes without a hint.
@@ -311,7 +317,9 @@ class ImapSession:
             return False
         return True
 
-    async def poll(self, *, allow_expunge: bool = True, force: bool = True) -> None:
+    async def poll(
+        self, *, allow_expunge: bool = True, force: bool = True, shared: bool = False
+    ) -> None:
         """Tell the client what changed in the selected mailbox (RFC 9051 7.3, 7.4).
 
         EXPUNGE (and VANISHED) must not be sent while a FETCH, STORE or SEARCH by sequence
@@ -322,6 +330,10 @@ class ImapSession:
         which saves three queries per FETCH. NOOP, CHECK, IDLE and every command that
         changes the mailbox always look, and so does any command after FULL_POLL_EVERY
         seconds, so changes that reach the store without a hint (another process) show.
+
+        ``shared``: woken by a hint (IDLE, NOTIFY), this poll may take its changes from a
+        read another session of the mailbox began after that hint (imap/changefeed.py):
+        one read for all the sessions a delivery wakes.
         """
         had_hint = False
         # Drain the hints first: one arriving after this read triggers another poll.
@@ -338,9 +350,13 @@ class ImapSession:
                 or now - self.last_full_poll >= FULL_POLL_EVERY):
             return
         self.last_full_poll = now
+        hint_seq = None
+        if shared and self.subscription is not None and self.subscription.hint_seq:
+            # Woken by a hint (wait_for_change took it off the queue already).
+            hint_seq = self.subscription.hint_seq
         try:
-            changes = await self.run(
-                self.store.mail.changes_since, self.selected.mailbox_id, self.selected.modseq
+            changes = await self.services.feed.changes(
+                self.selected.mailbox_id, self.selected.modseq, hint_seq=hint_seq
             )
         except NotFound:
             # Another session deleted the selected mailbox; nothing sensible remains.
@@ -348,8 +364,8 @@ class ImapSession:
         claim = None
         if not self.selected.readonly and changes.mailbox.uidnext > self.selected.uidnext:
             # RFC 3501 2.3.2: claim, after reading, exactly the new messages read.
-            claim = await self.run(self.store.mail.claim_recent, self.selected.mailbox_id,
-                                   changes.mailbox.uidnext)
+            claim = await self.services.feed.claim_recent(changes.mailbox,
+                                                          changes.mailbox.uidnext)
         before = contexts.Snapshot(self, changes) if self.selected.contexts else None
         lines = self.selected.apply(changes, allow_expunge=allow_expunge,
                                     recent=claim, condstore=self.condstore,
@@ -380,7 +396,7 @@ class ImapSession:
         try:
             self.check_credentials()
             if self.notify is None:
-                await self.poll()
+                await self.poll(shared=True)
             else:
                 await deliver_notifications(self)
         except Bye as bye:

@@ -34,6 +34,7 @@ from postel.store.model import (
     Flags,
     Mailbox,
     MailboxChanges,
+    MailboxIndex,
     MessageMeta,
     OutboundItem,
     Role,
@@ -86,6 +87,17 @@ class Mailboxes(Protocol):
 
     def list_messages(self, mailbox_id: int) -> list[MessageMeta]:
         """Every message of a mailbox in UID order (sequence number = index + 1)."""
+        ...
+
+    def mailbox_index(self, mailbox_id: int) -> MailboxIndex | None:
+        """The mailbox row and its messages' UIDs, MODSEQs and flags in one read, as
+        arrays (SELECT); only messages below the row's uidnext. None: no such mailbox."""
+        ...
+
+    def subject_candidates(self, mailbox_id: int, needle: str) -> set[int]:
+        """SEARCH SUBJECT's pre-filter: the UIDs whose first Subject, casefolded, contains
+        the casefolded `needle`, and every message with more than one Subject header
+        (which the caller must check itself). A superset of the matches, never less."""
         ...
 
     def get_message_fields(self, mailbox_id: int, uid: int) -> dict[str, Any] | None:

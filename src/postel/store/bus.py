@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -34,8 +35,13 @@ class Subscription:
         # Set once the account's password changed or it was disabled or removed: the
         # session must sign out. A flag, not a queued item, so a full queue cannot lose it.
         self.revoked = False
+        # The bus's dispatch number of the newest batch this subscriber was handed: a
+        # store read started after that dispatch has seen the commit behind it (imap's
+        # ChangeFeed lets sessions share such a read).
+        self.hint_seq = 0
 
-    def _deliver(self, changes: list[Change]) -> None:
+    def _deliver(self, changes: list[Change], seq: int) -> None:
+        self.hint_seq = seq
         if any(isinstance(change, CredentialsChanged) for change in changes):
             self.revoked = True
         # A full queue means the subscriber is behind; it still wakes on what is queued
@@ -71,6 +77,12 @@ class Bus(Protocol):
     def listen(self, listener: Callable[[Sequence[Change]], None]) -> None:
         """Hear every batch, this process's and (for a bus that spans processes) the
         others' (the credentials cache forgets changed passwords with it)."""
+        ...
+
+    @property
+    def last_dispatch(self) -> int:
+        """The number of the newest batch handed to this process's subscribers (a store
+        read begun after it has seen that batch's commit: imap/changefeed.py)."""
         ...
 
 
@@ -110,9 +122,21 @@ class LocalLocks:
 
 
 class InProcessBus:
+    """Hints from the writer's thread to the subscribers' event loops.
+
+    A commit is handed to each loop that has subscribers once (one call_soon_threadsafe),
+    and the loop then hands it to its subscribers: the writer's cost does not grow with
+    the number of listeners, so a delivery to a mailbox 10,000 sessions IDLE on commits
+    as fast as one nobody watches."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscribers: dict[int, set[Subscription]] = defaultdict(set)
+        # loop -> account -> subscriptions on that loop
+        self._subscribers: dict[
+            asyncio.AbstractEventLoop, dict[int, set[Subscription]]
+        ] = {}
+        self._dispatches = itertools.count(1)  # next() is atomic under the GIL
+        self.last_dispatch = 0
         self._listeners: list[Callable[[Sequence[Change]], None]] = []
 
     def listen(self, listener: Callable[[Sequence[Change]], None]) -> None:
@@ -126,19 +150,25 @@ class InProcessBus:
     def subscribe(self, account_id: int) -> Subscription:
         subscription = Subscription(self, account_id)
         with self._lock:
-            self._subscribers[account_id].add(subscription)
+            by_account = self._subscribers.setdefault(subscription.loop, defaultdict(set))
+            by_account[account_id].add(subscription)
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
-            subs = self._subscribers.get(subscription.account_id)
+            by_account = self._subscribers.get(subscription.loop)
+            if by_account is None:
+                return
+            subs = by_account.get(subscription.account_id)
             if subs is not None:
                 subs.discard(subscription)
                 if not subs:
-                    del self._subscribers[subscription.account_id]
+                    del by_account[subscription.account_id]
+            if not by_account:
+                del self._subscribers[subscription.loop]
 
     def publish(self, changes: Sequence[Change]) -> None:
-        """Called after a commit, from any thread."""
+        """Called after a commit, from any thread: one hand-off per subscribed loop."""
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
@@ -150,27 +180,45 @@ class InProcessBus:
                 by_account[change.account_id].append(change)
             elif isinstance(change, MetadataChanged):
                 everyone.append(change)
-        with self._lock:
-            accounts = set(by_account) | (set(self._subscribers) if everyone else set())
-            targets = [
-                (sub, by_account.get(account_id, []) + everyone)
-                for account_id in accounts
-                for sub in self._subscribers.get(account_id, ())
-            ]
-        for sub, batch in targets:
-            if sub.loop.is_closed():
-                continue
-            # The loop may close between the check and the call (RuntimeError); that
-            # subscriber is gone, and the others must still hear about the change.
-            with contextlib.suppress(RuntimeError):
-                sub.loop.call_soon_threadsafe(sub._deliver, batch)
+        if not by_account and not everyone:
+            return
+        self._hand_off(dict(by_account), everyone)
 
     def resync(self) -> None:
         """Wake every subscriber with an empty batch: "re-read the store", for when hints
         may have been missed (a bus connection that dropped and came back)."""
+        self._hand_off({}, [], wake_all=True)
+
+    def _hand_off(
+        self, by_account: dict[int, list[Change]], everyone: list[Change], *,
+        wake_all: bool = False,
+    ) -> None:
         with self._lock:
-            targets = [sub for subs in self._subscribers.values() for sub in subs]
-        for sub in targets:
-            if not sub.loop.is_closed():
-                with contextlib.suppress(RuntimeError):
-                    sub.loop.call_soon_threadsafe(sub._deliver, [])
+            loops = list(self._subscribers)
+        for loop in loops:
+            if loop.is_closed():
+                continue
+            # The loop may close between the check and the call (RuntimeError); its
+            # subscribers are gone, and the other loops must still hear of the change.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._dispatch, loop, by_account, everyone,
+                                          wake_all)
+
+    def _dispatch(
+        self, loop: asyncio.AbstractEventLoop, by_account: dict[int, list[Change]],
+        everyone: list[Change], wake_all: bool,
+    ) -> None:
+        """On the subscribers' loop: the batch to every subscriber of its accounts (every
+        subscriber for the server's shared metadata, or for a resync)."""
+        seq = next(self._dispatches)
+        self.last_dispatch = max(self.last_dispatch, seq)
+        with self._lock:
+            subscribed = self._subscribers.get(loop, {})
+            accounts = (set(subscribed) if everyone or wake_all else set()) | set(by_account)
+            targets = [
+                (sub, by_account.get(account_id, []) + everyone)
+                for account_id in accounts
+                for sub in list(subscribed.get(account_id, ()))
+            ]
+        for sub, batch in targets:
+            sub._deliver(batch, seq)

@@ -274,6 +274,10 @@ class HubBus:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._write, lines)
 
+    @property
+    def last_dispatch(self) -> int:
+        return self.local.last_dispatch
+
     def listen(self, listener: Callable[[Sequence[Change]], None]) -> None:
         """Every batch: this worker's commits and, through local.publish, the others'."""
         self.local.listen(listener)

@@ -7,6 +7,7 @@ file, streamed in chunks so a 25 MB message is never held whole in memory.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -36,6 +37,8 @@ log = logging.getLogger("postel.imap")
 CHUNK = 256 * 1024
 MAX_HEADER = 1 << 20  # octets of a header block read for HEADER.FIELDS
 BATCH = 200  # messages whose parsed columns are read at once
+INDEX_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})  # what the selected mailbox's index holds
+FLUSH_EVERY = 256  # index-only FETCH responses written between looks at the buffer
 
 # RFC 9051 4.3.1 / RFC 3501 4.3: a normal literal never carries NUL (only literal8 may).
 # Like Dovecot, a NUL in message data sent as a normal literal becomes 0x80, so the
@@ -108,6 +111,9 @@ async def fetch_responses(s: ImapSession, uids: list[int], atts: list[FetchAtt])
     sel = s.selected
     assert sel is not None
     columns = fetch_columns(atts)
+    if all(a.name in INDEX_ITEMS and a.section is None for a in atts):
+        await _from_index(s, uids, atts)
+        return []
     unreadable: list[int] = []
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
@@ -120,6 +126,42 @@ async def fetch_responses(s: ImapSession, uids: list[int], atts: list[FetchAtt])
             if not await _fetch_one(s, head, uid, row, atts):
                 unreadable.append(uid)
     return unreadable
+
+
+async def _from_index(s: ImapSession, uids: list[int], atts: list[FetchAtt]) -> None:
+    """FETCH of UID, FLAGS and MODSEQ only: all of it is in the selected mailbox's index,
+    so `UID FETCH 1:* (FLAGS)` of 100,000 messages reads nothing from the store. The
+    UIDs are ascending (SelectedMailbox.resolve), so their positions are found in one
+    walk; a FLAGS item is serialised once per distinct flag set."""
+    sel = s.selected
+    assert sel is not None
+    names = [att.name for att in atts]
+    flag_items: dict[tuple[int, tuple[str, ...], bool], bytes] = {}
+    listed = sel.uids
+    i = 0
+    for n, uid in enumerate(uids, 1):
+        i = bisect.bisect_left(listed, uid, i)
+        if i >= len(listed) or listed[i] != uid:
+            continue
+        head = b"%d UIDFETCH" % uid if sel.uidonly else b"%d FETCH" % (i + 1)
+        parts = []
+        for name in names:
+            if name == "UID":
+                parts.append(b"UID %d" % uid)
+            elif name == "FLAGS":
+                words = sel.keywords_of.get(uid, ())
+                recent = sel.show_recent and uid in sel.recent
+                key = (sel.bits[i], words, recent)
+                item = flag_items.get(key)
+                if item is None:
+                    item = flag_items[key] = b"FLAGS " + r.flags(sel.flag_names(uid))
+                parts.append(item)
+            else:  # MODSEQ (RFC 7162 3.1.4.1)
+                parts.append(b"MODSEQ (%d)" % sel.modseq_array[i])
+        s.send(b"* " + head + b" (" + b" ".join(parts) + b")\r\n")
+        if n % FLUSH_EVERY == 0:
+            await s.io.maybe_flush()
+    await s.io.maybe_flush()
 
 
 async def _fetch_one(

@@ -51,6 +51,11 @@ async def run_search(
     `only`, just those UIDs are looked at (a context's changed messages)."""
     sel = s.selected
     assert sel is not None
+    needle = _subject_needle(key)
+    if only is None and needle:
+        # Only the messages whose subject may match are evaluated: no JSON header
+        # decoding for the 99,999 others of a big mailbox.
+        only = await s.run(s.store.mail.subject_candidates, sel.mailbox_id, needle)
     if only is not None and not only:
         return []
     cols = needed_columns(key) | extra
@@ -88,6 +93,18 @@ async def run_search(
         return [m for m in candidates if evaluator.match(key, m)]
 
     return await s.run(evaluate)
+
+
+def _subject_needle(key: SearchKey) -> str:
+    """The text of a SUBJECT key every match must satisfy (the key itself, or one term
+    of a top-level AND), else "": the store can then pre-filter by subject."""
+    if key.op == "SUBJECT":
+        return str(key.args[0])
+    if key.op == "AND":
+        for sub in key.args:
+            if isinstance(sub, SearchKey) and (found := _subject_needle(sub)):
+                return found
+    return ""
 
 
 # RFC 5267 4.3.1: at least one updating context per client; past this many, NOUPDATE.

@@ -4,17 +4,17 @@ IMAP adds (\\Recent, subscriptions, rename and delete, COPY/MOVE, MULTIAPPEND)."
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from itertools import compress
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     and_,
-    case,
     delete,
-    func,
     insert,
     select,
     update,
@@ -33,12 +33,14 @@ from postel.store.model import (
     Mailbox,
     MailboxChanged,
     MailboxChanges,
+    MailboxIndex,
     MessageAdded,
     MessageMeta,
     MessagesExpunged,
 )
 from postel.store.sql import schema as t
 from postel.store.sql.database import Database
+from postel.store.sql.raw import fetch_all
 from postel.store.sql.rows import (
     META_COLUMNS,
     allocate,
@@ -143,7 +145,8 @@ class SqlMailboxes:
                 boxes.append((account_id, row.id))
             # One lock order for every writer: mailbox id ascending (no deadlocks).
             for account_id, mailbox_id in sorted(set(boxes), key=lambda b: b[1]):
-                uid, modseq = allocate(conn, mailbox_id)
+                uid, modseq = allocate(conn, mailbox_id, unseen=int(not flags.seen),
+                                       size=blob.size)
                 conn.execute(
                     insert(t.messages).values(
                         mailbox_id=mailbox_id,
@@ -194,6 +197,41 @@ class SqlMailboxes:
             ).all()
         return [to_meta(r) for r in rows]
 
+    def mailbox_index(self, mailbox_id: int) -> MailboxIndex | None:
+        """The mailbox row and every message below its uidnext as arrays (IMAP SELECT):
+        one indexed range read, no per-message objects. None when the mailbox is gone."""
+        with self._db.read() as conn:
+            box = conn.execute(
+                select(t.mailboxes).where(t.mailboxes.c.id == mailbox_id)
+            ).first()
+            if box is None:
+                return None
+            # Below the uidnext just read: every such message was committed before it,
+            # so the view is the mailbox as of that row (select.py relies on it).
+            rows = fetch_all(conn, _INDEX_SQL, (mailbox_id, box.uidnext))
+        mailbox = to_mailbox(box)
+        if not rows:
+            return MailboxIndex(mailbox, array("Q"), array("Q"), array("B"), {})
+        # Transposed and packed in C; only messages with keywords cost a Python step.
+        uids, modseqs, bits, words = zip(*rows, strict=True)
+        keywords = {
+            int(uid): tuple(text.split())
+            for uid, text in compress(zip(uids, words, strict=True), words)
+        }
+        return MailboxIndex(mailbox, array("Q", uids), array("Q", modseqs),
+                            array("B", bits), keywords)
+
+    def subject_candidates(self, mailbox_id: int, needle: str) -> set[int]:
+        """SEARCH SUBJECT's pre-filter (see api.Mailboxes): the subject column is the
+        first Subject header's decoded value, so with one Subject header this is the
+        match itself; a message whose headers (JSON) may name Subject twice is kept for
+        the exact check."""
+        folded = needle.casefold()
+        with self._db.read() as conn:
+            rows = fetch_all(conn, _SUBJECT_SQL, (_TWO_SUBJECTS, mailbox_id))
+        return {int(uid) for uid, subject, twice in rows
+                if twice or folded in subject.casefold()}
+
     def get_message_fields(self, mailbox_id: int, uid: int) -> dict[str, Any] | None:
         """All stored columns of one message, JSON columns decoded (for FETCH)."""
         with self._db.read() as conn:
@@ -238,7 +276,9 @@ class SqlMailboxes:
                 if new != meta.flags:
                     updates.append((meta, new))
             if updates:
-                modseq = bump_modseq(conn, mailbox_id)
+                # STATUS UNSEEN moves by the messages that gain or lose \Seen.
+                unseen = sum(int(meta.flags.seen) - int(new.seen) for meta, new in updates)
+                modseq = bump_modseq(conn, mailbox_id, unseen=unseen)
                 for meta, new in updates:
                     conn.execute(
                         update(t.messages)
@@ -261,12 +301,13 @@ class SqlMailboxes:
                 condition = and_(condition, t.messages.c.deleted == True)  # noqa: E712
             else:
                 condition = and_(condition, t.messages.c.uid.in_(uids))
-            removed = sorted(
-                conn.execute(select(t.messages.c.uid).where(condition)).scalars().all()
-            )
+            rows = conn.execute(
+                select(t.messages.c.uid, t.messages.c.seen, t.messages.c.size).where(condition)
+            ).all()
+            removed = sorted(int(row.uid) for row in rows)
             if not removed:
                 return []
-            modseq = bump_modseq(conn, mailbox_id)
+            modseq = bump_modseq(conn, mailbox_id, **_gone(rows))
             conn.execute(delete(t.messages).where(condition))
             conn.execute(
                 insert(t.expunged),
@@ -283,6 +324,10 @@ class SqlMailboxes:
             ).first()
             if box is None:  # deleted by another session
                 raise NotFound(f"mailbox {mailbox_id} does not exist")
+            if box.highestmodseq <= modseq:
+                # Every write that adds, changes or expunges a message raises the
+                # mailbox's HIGHESTMODSEQ in its transaction: nothing can be newer.
+                return MailboxChanges(to_mailbox(box))
             rows = conn.execute(
                 select(*META_COLUMNS)
                 .where(and_(t.messages.c.mailbox_id == mailbox_id, t.messages.c.modseq > modseq))
@@ -296,15 +341,15 @@ class SqlMailboxes:
         return MailboxChanges(to_mailbox(box), [to_meta(r) for r in rows], list(gone))
 
     def mailbox_counts(self, mailbox_id: int) -> tuple[int, int, int]:
-        """(messages, unseen, bytes) for STATUS."""
+        """(messages, unseen, bytes) for STATUS: the mailbox row's counters, which every
+        write keeps in step (rows.py allocate, bump_modseq), not a count of the rows."""
+        c = t.mailboxes.c
         with self._db.read() as conn:
             row = conn.execute(
-                select(
-                    func.count(),
-                    func.coalesce(func.sum(case((t.messages.c.seen == False, 1), else_=0)), 0),  # noqa: E712
-                    func.coalesce(func.sum(t.messages.c.size), 0),
-                ).where(t.messages.c.mailbox_id == mailbox_id)
-            ).one()
+                select(c.message_count, c.unseen_count, c.total_size).where(c.id == mailbox_id)
+            ).first()
+        if row is None:
+            return 0, 0, 0
         return int(row[0]), int(row[1]), int(row[2])
 
     # -- imap -------------------------------------------------------------------------
@@ -408,13 +453,14 @@ class SqlMailboxes:
             if old == "INBOX":
                 inbox = names["INBOX"]
                 target = insert_mailbox(conn, account_id, new, None)
-                uids = conn.execute(
-                    select(t.messages.c.uid)
+                moved = conn.execute(
+                    select(t.messages.c.uid, t.messages.c.seen, t.messages.c.size)
                     .where(t.messages.c.mailbox_id == inbox)
                     .order_by(t.messages.c.uid)
-                ).scalars().all()
+                ).all()
+                uids = [int(row.uid) for row in moved]
                 if uids:
-                    first, modseq = allocate(conn, target, len(uids))
+                    first, modseq = allocate(conn, target, len(uids), **_added(moved))
                     for offset, uid in enumerate(uids):
                         conn.execute(
                             update(t.messages)
@@ -422,7 +468,7 @@ class SqlMailboxes:
                                         t.messages.c.uid == uid))
                             .values(mailbox_id=target, uid=first + offset, modseq=modseq)
                         )
-                    gone = bump_modseq(conn, inbox)
+                    gone = bump_modseq(conn, inbox, **_gone(moved))
                     conn.execute(
                         insert(t.expunged),
                         [{"mailbox_id": inbox, "uid": u, "modseq": gone} for u in uids],
@@ -460,7 +506,7 @@ class SqlMailboxes:
             ).all()
             if not rows:
                 return []
-            first, modseq = allocate(conn, target_id, len(rows))
+            first, modseq = allocate(conn, target_id, len(rows), **_added(rows))
             copies = []
             for offset, row in enumerate(rows):
                 values = dict(row._mapping)
@@ -474,7 +520,7 @@ class SqlMailboxes:
             conn.execute(insert(t.messages), copies)
             if move:
                 moved = [row.uid for row in rows]
-                gone = bump_modseq(conn, source_id)
+                gone = bump_modseq(conn, source_id, **_gone(rows))
                 conn.execute(
                     delete(t.messages).where(
                         and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid.in_(moved))
@@ -504,7 +550,11 @@ class SqlMailboxes:
                 ).scalar()
                 if owner != account_id:
                     raise NotFound("no such mailbox")
-                first, modseq = allocate(conn, mailbox_id, len(items))
+                first, modseq = allocate(
+                    conn, mailbox_id, len(items),
+                    unseen=sum(not flags.seen for _, _, flags, _ in items),
+                    size=sum(blob.size for blob, *_ in items),
+                )
                 for offset, item in enumerate(items):
                     uid = first + offset
                     _insert_message(conn, mailbox_id, uid, modseq, item)
@@ -535,12 +585,16 @@ class SqlMailboxes:
                 ):
                     raise NotFound("no such mailbox")
                 old = and_(t.messages.c.mailbox_id == source_id, t.messages.c.uid == uid)
-                if conn.execute(select(t.messages.c.id).where(old)).first() is None:
+                replaced = conn.execute(
+                    select(t.messages.c.seen, t.messages.c.size).where(old)
+                ).all()
+                if not replaced:
                     raise NotFound(f"no message with UID {uid}")
-                new_uid, modseq = allocate(conn, target_id)
+                new_uid, modseq = allocate(conn, target_id, unseen=int(not item[2].seen),
+                                           size=blob.size)
                 _insert_message(conn, target_id, new_uid, modseq, item)
                 changes.append(MessageAdded(account_id, target_id, new_uid, modseq))
-                gone = bump_modseq(conn, source_id)
+                gone = bump_modseq(conn, source_id, **_gone(replaced))
                 conn.execute(delete(t.messages).where(old))
                 conn.execute(insert(t.expunged).values(mailbox_id=source_id, uid=uid,
                                                        modseq=gone))
@@ -571,6 +625,36 @@ class SqlMailboxes:
                     out[int(row.uid)] = fields
         return out
 
+
+
+# One row per message: UID, MODSEQ, the system flags as FLAG_BITS (model.py), keywords.
+_INDEX_SQL = (
+    "SELECT uid, modseq, CAST(seen AS INTEGER) + 2 * CAST(answered AS INTEGER)"
+    " + 4 * CAST(flagged AS INTEGER) + 8 * CAST(deleted AS INTEGER)"
+    " + 16 * CAST(draft AS INTEGER), keywords"
+    " FROM messages WHERE mailbox_id = ? AND uid < ? ORDER BY uid"
+)
+
+
+def _added(rows: Sequence[Any]) -> dict[str, int]:
+    """STATUS counter deltas (allocate) for rows with seen and size copied in."""
+    return {"unseen": sum(not row.seen for row in rows),
+            "size": sum(int(row.size) for row in rows)}
+
+
+def _gone(rows: Sequence[Any]) -> dict[str, int]:
+    """STATUS counter deltas (bump_modseq) for rows with seen and size that go."""
+    return {"messages": -len(rows), "unseen": -sum(not row.seen for row in rows),
+            "size": -sum(int(row.size) for row in rows)}
+
+
+# The stored headers are JSON [["Name", "value"], ...]; lower() first (LIKE ignores case
+# on SQLite, not on PostgreSQL), so this matches every message with two Subject fields
+# (and perhaps a few more: a superset).
+_SUBJECT_SQL = (
+    "SELECT uid, subject, lower(headers) LIKE ? FROM messages WHERE mailbox_id = ?"
+)
+_TWO_SUBJECTS = '%"subject", %"subject", %'
 
 
 def _lock_mailboxes(conn: Connection, *mailbox_ids: int) -> dict[int, int]:

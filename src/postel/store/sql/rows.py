@@ -171,20 +171,28 @@ def insert_mailbox(conn: Connection, account_id: int, name: str, special_use: st
     return new_id(result)
 
 
-def allocate(conn: Connection, mailbox_id: int, count: int = 1) -> tuple[int, int]:
-    """Take `count` UIDs and one MODSEQ from a mailbox; returns (first uid, modseq).
+def allocate(
+    conn: Connection, mailbox_id: int, count: int = 1, *, unseen: int = 0, size: int = 0
+) -> tuple[int, int]:
+    """Take `count` UIDs and one MODSEQ from a mailbox for `count` new messages, of
+    which `unseen` lack \\Seen, of `size` bytes together; returns (first uid, modseq).
 
     The UPDATE ... RETURNING takes the row lock on PostgreSQL, so concurrent writers to
-    one mailbox serialise here and UIDs stay strictly ascending and never reused.
+    one mailbox serialise here and UIDs stay strictly ascending and never reused. The
+    STATUS counters change in the same UPDATE, so they are never out of step.
     """
+    c = t.mailboxes.c
     row = conn.execute(
         update(t.mailboxes)
-        .where(t.mailboxes.c.id == mailbox_id)
+        .where(c.id == mailbox_id)
         .values(
-            uidnext=t.mailboxes.c.uidnext + count,
-            highestmodseq=t.mailboxes.c.highestmodseq + 1,
+            uidnext=c.uidnext + count,
+            highestmodseq=c.highestmodseq + 1,
+            message_count=c.message_count + count,
+            unseen_count=c.unseen_count + unseen,
+            total_size=c.total_size + size,
         )
-        .returning(t.mailboxes.c.uidnext, t.mailboxes.c.highestmodseq)
+        .returning(c.uidnext, c.highestmodseq)
     ).one()
     return int(row.uidnext) - count, int(row.highestmodseq)
 
@@ -205,12 +213,22 @@ def lock_mailbox(conn: Connection, mailbox_id: int) -> int:
     )
 
 
-def bump_modseq(conn: Connection, mailbox_id: int) -> int:
+def bump_modseq(
+    conn: Connection, mailbox_id: int, *, messages: int = 0, unseen: int = 0, size: int = 0
+) -> int:
+    """A new HIGHESTMODSEQ for a change to existing messages; the STATUS counters move by
+    the deltas given (an expunge removes messages, a STORE of \\Seen changes unseen)."""
+    c = t.mailboxes.c
     return int(
         conn.execute(
             update(t.mailboxes)
-            .where(t.mailboxes.c.id == mailbox_id)
-            .values(highestmodseq=t.mailboxes.c.highestmodseq + 1)
-            .returning(t.mailboxes.c.highestmodseq)
+            .where(c.id == mailbox_id)
+            .values(
+                highestmodseq=c.highestmodseq + 1,
+                message_count=c.message_count + messages,
+                unseen_count=c.unseen_count + unseen,
+                total_size=c.total_size + size,
+            )
+            .returning(c.highestmodseq)
         ).scalar_one()
     )

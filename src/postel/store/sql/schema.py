@@ -125,6 +125,12 @@ mailboxes = Table(
     # must outlive a DELETE. Kept because dropping it means rebuilding the table on SQLite.
     Column("subscribed", Boolean, nullable=False, server_default="1"),
     Column("created_at", UtcDateTime, nullable=False),
+    # STATUS MESSAGES / UNSEEN / SIZE without counting rows (migration 0010): changed in
+    # the same transaction (and the same UPDATE) as the uidnext or HIGHESTMODSEQ of every
+    # write that adds, removes or (un)sees a message (rows.py allocate and bump_modseq).
+    Column("message_count", BigInteger, nullable=False, server_default="0"),
+    Column("unseen_count", BigInteger, nullable=False, server_default="0"),
+    Column("total_size", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("account_id", "name", name="uq_mailboxes_account_id_name"),
 )
 
