@@ -341,6 +341,11 @@ class OutboundConfig:
     # server wakes the queue at once; rows made due by another process (`postel queue
     # retry`) wait for this look.
     poll_interval: float = 1.0
+    # Seconds a host's claim on a queued message lasts: a host that dies mid-delivery has
+    # its messages taken over by the other hosts once it runs out. Longer than any delivery
+    # attempt (connect, TLS, DATA of the largest message); a host's own claims from before
+    # a restart are released at its start at once.
+    claim_lease: float = 900.0
     # Relay all outbound mail through this "host:port" instead of MX lookups ("" = off).
     smarthost: str = ""
     # How to secure the smarthost connection: "starttls", "tls" (implicit) or "none".

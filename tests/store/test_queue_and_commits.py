@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -162,3 +163,26 @@ def test_failing_listener_does_not_fail_a_committed_write(store: SqlStore) -> No
     assert uid == 1
     assert [m.uid for m in store.mail.list_messages(mailbox_id(store, alice))] == [1]
     assert len(received) == 1  # later listeners still hear about it
+
+
+def test_claims_have_owners_and_leases(store: SqlStore) -> None:
+    """Several hosts share one queue: a row one host claimed is not claimed by another
+    while its lease runs, is taken over once it ran out (the host died mid-delivery), and
+    a host's restart releases only its own claims at once."""
+    blob, _ = put_message(store)
+    store.queue.enqueue(queue_id="Q1", blob=blob, body_offset=0, mail_from="a@example.test",
+                        recipients=["x@one.test"], account_id=None, smtputf8=False,
+                        body_8bit=False)
+    store.queue.enqueue(queue_id="Q2", blob=blob, body_offset=0, mail_from="a@example.test",
+                        recipients=["x@two.test"], account_id=None, smtputf8=False,
+                        body_8bit=False)
+    (first,) = store.queue.claim(now(), 1, owner="host-a", lease=0.3)
+    (second,) = store.queue.claim(now(), 10, owner="host-b", lease=600)
+    assert first.id != second.id
+    assert store.queue.claim(now(), 10, owner="host-b", lease=600) == []  # both held
+    assert store.queue.release_claims("host-c") == 0  # a third host's start: not its rows
+    time.sleep(0.5)  # host-a's lease runs out
+    (taken,) = store.queue.claim(now(), 10, owner="host-b", lease=600)
+    assert taken.id == first.id
+    assert store.queue.release_claims("host-b") == 2  # host-b restarted: both due again
+    assert len(store.queue.claim(now(), 10, owner="host-a", lease=600)) == 2

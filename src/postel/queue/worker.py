@@ -14,11 +14,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
+import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from postel.config import Config
@@ -94,6 +97,20 @@ def _wire_address(address: str, smtputf8: bool) -> str:
     return f"{local}@{_ascii_domain(domain)}"
 
 
+def node_id(data_dir: Path) -> str:
+    """This host's queue-claim id, made once and kept in the data directory."""
+    path = data_dir / "node-id"
+    with contextlib.suppress(FileNotFoundError):
+        existing = path.read_text().strip()
+        if existing:
+            return existing
+    made = secrets.token_hex(8)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(made + "\n")
+    os.replace(tmp, path)
+    return made
+
+
 class QueueService:
     """The outbound queue as a service of the composition root (no listener)."""
 
@@ -108,6 +125,9 @@ class QueueService:
         self._budget = ByteBudget(MAX_BYTES_IN_FLIGHT)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        # Whose claims these are: one id per data directory, so per host (a restart keeps
+        # it, and releases its own old claims at once; other hosts wait for the lease).
+        self.node = node_id(context.config.data_dir)
         self._runner: asyncio.Task[None] | None = None
         self._finishing: list[tuple[int, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -128,7 +148,7 @@ class QueueService:
                     loop.call_soon_threadsafe(self.wake)
 
         self.store.on_commit(on_commit)
-        released = await asyncio.to_thread(self.store.queue.release_claims)
+        released = await asyncio.to_thread(self.store.queue.release_claims, self.node)
         if released:
             log.info("queue: released claims of a previous run",
                      extra={"fields": {"n": released}})
@@ -172,7 +192,8 @@ class QueueService:
             return
         limit = self.outbound.max_connections_per_domain
         full = [d for d, n in self._per_domain.items() if n >= limit]
-        items = await asyncio.to_thread(self.store.queue.claim, now(), free, full)
+        items = await asyncio.to_thread(self.store.queue.claim, now(), free, full,
+                                        owner=self.node, lease=self.outbound.claim_lease)
         for item in items:
             self._per_domain[item.domain] += 1
             task = asyncio.create_task(self._attempt(item))

@@ -295,14 +295,18 @@ class Outbound(Protocol):
 
     def get(self, item_id: int) -> OutboundItem | None: ...
 
-    def release_claims(self) -> int:
-        """At start-up: rows left "sending" by a stopped process are due again."""
+    def release_claims(self, owner: str = "") -> int:
+        """At start-up: rows this host's previous run left "sending" (claimed by `owner`)
+        are due again; other hosts' claims run out by their lease."""
         ...
 
     def claim(
-        self, due_before: datetime, limit: int, skip_domains: Sequence[str] = ()
+        self, due_before: datetime, limit: int, skip_domains: Sequence[str] = (), *,
+        owner: str = "", lease: float = 900.0,
     ) -> list[OutboundItem]:
-        """Mark up to `limit` due rows "sending" and return them, oldest due first."""
+        """Mark up to `limit` due rows "sending" for `owner` until `lease` seconds from now
+        and return them, oldest due first; a row whose claim ran out (a host that died
+        mid-delivery) is due too."""
         ...
 
     def finish(self, item_id: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -13,6 +13,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -150,34 +151,46 @@ class SqlQueue:
             ).first()
         return None if row is None else self._outbound(row)
 
-    def release_claims(self) -> int:
-        """At start-up: rows left "sending" by a stopped process are due again."""
+    def release_claims(self, owner: str = "") -> int:
+        """At start-up: rows left "sending" by this host's previous run are due again.
+        (Rows claimed before leases existed have no owner: every host releases those.)"""
+        q = t.outbound_queue
+        mine = or_(q.c.claimed_by.is_(None), q.c.claimed_by == owner)
         with self._db.write() as (conn, _):
             result = conn.execute(
-                update(t.outbound_queue)
-                .where(t.outbound_queue.c.state == "sending")
-                .values(state="queued")
+                update(q).where(and_(q.c.state == "sending", mine))
+                .values(state="queued", claimed_by=None, claimed_until=None)
             )
         return int(result.rowcount)
 
     def claim(
-        self, due_before: datetime, limit: int, skip_domains: Sequence[str] = ()
+        self, due_before: datetime, limit: int, skip_domains: Sequence[str] = (), *,
+        owner: str = "", lease: float = 900.0,
     ) -> list[OutboundItem]:
-        """Mark up to `limit` due rows "sending" and return them, oldest due first."""
+        """Mark up to `limit` due rows "sending" and return them, oldest due first. A row
+        another host claimed and did not finish within its lease (it died mid-delivery) is
+        due again: several hosts share one queue, and none waits for a dead one."""
         q = t.outbound_queue
-        condition = and_(q.c.state == "queued", q.c.next_attempt_at <= due_before)
+        clock = now()
+        claimable = or_(
+            and_(q.c.state == "queued", q.c.next_attempt_at <= due_before),
+            and_(q.c.state == "sending", q.c.claimed_until < clock),
+        )
+        condition = claimable
         if skip_domains:
             condition = and_(condition, q.c.domain.not_in(list(skip_domains)))
+        until = clock + timedelta(seconds=lease)
         with self._db.write() as (conn, _):
             rows = conn.execute(
                 select(q).where(condition).order_by(q.c.next_attempt_at, q.c.id).limit(limit)
             ).all()
             claimed = []
             for row in rows:
-                # The state check makes a claim by another process lose cleanly.
+                # Still claimable: a claim by another host in between makes this one lose
+                # cleanly (no message is sent twice).
                 result = conn.execute(
-                    update(q).where(and_(q.c.id == row.id, q.c.state == "queued"))
-                    .values(state="sending")
+                    update(q).where(and_(q.c.id == row.id, claimable))
+                    .values(state="sending", claimed_by=owner or None, claimed_until=until)
                 )
                 if result.rowcount == 1:
                     claimed.append(row)

@@ -230,6 +230,10 @@ outbound_queue = Table(
     Column("dsn_recipients", Text),
     # RFC 8689 MAIL REQUIRETLS: relay only over verified TLS to a server offering it.
     Column("requiretls", Boolean, nullable=False, server_default="0"),
+    # A "sending" row's claim: which host's queue runner (its node id) holds it, and until
+    # when; after that any host may take it over (the claimer died mid-delivery).
+    Column("claimed_by", String(64)),
+    Column("claimed_until", UtcDateTime),
     # RFC 3030 3 BODY=BINARYMIME: send only by BDAT to a next hop offering BINARYMIME.
     Column("body_binary", Boolean, nullable=False, server_default="0"),
     Index("ix_outbound_queue_state_next_attempt_at", "state", "next_attempt_at"),
