@@ -38,6 +38,7 @@ from postel.store.sql.copy import TableCopy
 from postel.store.sql.migrate import upgrade
 from postel.store.sql.pgblobs import PgBlobStore
 from postel.store.sql.pgbus import PgHintRelay
+from postel.store.sql.pglocks import PgLocks
 from postel.store.sql.store import SqlStore
 from postel.store.sql.store import open_store as open_sql_store
 from postel.tls import TlsContexts
@@ -170,7 +171,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     bus = InProcessBus()
     store.on_commit(bus.publish)
     relay = _hint_relay(store, bus.publish, bus.resync)
-    context = _context(config, store, bus, tls)
+    locks = _shared_locks(store)
+    context = _context(config, store, bus, tls, locks=locks)
     started, services = await _start(context, service_factories(), store)
     # Only once every listener is bound: a start that fails must not create an admin
     # whose password nobody saw.
@@ -205,7 +207,9 @@ async def serve_worker(config: Config, setup: WorkerSetup) -> None:
     store.on_commit(hub.publish)
     # Other hosts' hints (PostgreSQL): every worker listens, for its own sessions only.
     relay = _hint_relay(store, hub.local.publish, hub.local.resync)
-    context = _context(config, store, hub, tls, locks=hub, worker=setup.index)
+    # On PostgreSQL the locks span every host (and so every worker); else the hub's.
+    locks = _shared_locks(store)
+    context = _context(config, store, hub, tls, locks=locks or hub, worker=setup.index)
     factories = service_factories()
     if setup.index != 0:
         factories = [f for f in factories if f.__name__ != "QueueService"]
@@ -302,6 +306,15 @@ async def _stop(services: list[Service], store: SqlStore, relay: PgHintRelay | N
         await asyncio.to_thread(relay.stop)
     store.close()
     log.info("stopped")
+
+
+def _shared_locks(store: SqlStore) -> PgLocks | None:
+    """On PostgreSQL, POP3's maildrop locks are advisory locks every host shares
+    (store/sql/pglocks.py). None on SQLite: one host's process or hub holds them."""
+    if store.engine.dialect.name != "postgresql":
+        return None
+    return PgLocks(store.engine.url.set(drivername="postgresql").render_as_string(
+        hide_password=False))
 
 
 def _hint_relay(

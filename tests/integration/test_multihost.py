@@ -6,6 +6,7 @@ other; UIDs stay distinct and ascending under concurrent APPENDs through both.""
 from __future__ import annotations
 
 import imaplib
+import poplib
 import re
 import smtplib
 import threading
@@ -179,3 +180,23 @@ def test_a_dropped_listener_reconnects_and_hints_flow_again(
     deliver(a, "after the reconnect")
     wait_for(watcher, rb"^\* \d+ EXISTS")
     watcher.close()
+
+
+def test_a_pop3_session_on_a_makes_b_answer_in_use(
+    hosts: tuple[PostelServer, PostelServer],
+) -> None:
+    """RFC 2449 8.1.1: the maildrop lock spans hosts (PostgreSQL advisory locks)."""
+    a, b = hosts
+    first = poplib.POP3_SSL("127.0.0.1", a.port("pop3s"), context=a.client_tls(), timeout=30)
+    first.user(USER)
+    first.pass_(PASSWORD)
+    second = poplib.POP3_SSL("127.0.0.1", b.port("pop3s"), context=b.client_tls(),
+                             timeout=30)
+    second.user(USER)
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+        second.pass_(PASSWORD)
+    first.quit()
+    third = poplib.POP3_SSL("127.0.0.1", b.port("pop3s"), context=b.client_tls(), timeout=30)
+    third.user(USER)
+    assert third.pass_(PASSWORD).startswith(b"+OK")
+    third.quit()
