@@ -32,7 +32,8 @@ class Balancer:
         self.log_path = root / "haproxy.log"
         # Connections to the hosts come from `source`, so a host that sees 127.0.0.1 (the
         # test's clients) learnt it from the PROXY header, not from the TCP peer.
-        send_proxy = " send-proxy-v2" if proxy_protocol else ""
+        # HTTP stays plain TCP: uvicorn learns the client from X-Forwarded-For instead.
+        mail_proxy = " send-proxy-v2 check-send-proxy" if proxy_protocol else ""
         sections = [
             "global\n  maxconn 4000\n",
             "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n"
@@ -40,6 +41,7 @@ class Balancer:
             "  option redispatch\n",
         ]
         for service, port in self.ports.items():
+            send_proxy = mail_proxy if service != "http" else ""
             servers = "".join(
                 f"  server {chr(97 + i)} 127.0.0.1:{host.port(service)} source {source}"
                 f" check inter 300ms fall 2 rise 2{send_proxy}\n"

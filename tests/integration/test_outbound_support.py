@@ -119,6 +119,7 @@ class Receiver:
     extensions: tuple[str, ...] = ("8BITMIME", "SMTPUTF8", "SIZE 100000000", "PIPELINING")
     messages: list[Received] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)  # every command line, as received
+    data_delay: float = 0.0  # seconds before answering the final dot (a slow peer)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: socketserver.ThreadingTCPServer | None = None
@@ -185,6 +186,8 @@ def _make_handler(receiver: Receiver) -> type[socketserver.StreamRequestHandler]
                         if data_line == b".\r\n":
                             break
                         chunks.append(data_line[1:] if data_line.startswith(b"..") else data_line)
+                    if receiver.data_delay:
+                        time.sleep(receiver.data_delay)
                     with receiver.lock:
                         answer = receiver.data_replies.pop(0) if receiver.data_replies else "250"
                         if answer.startswith("250"):
