@@ -1,0 +1,64 @@
+"""Findings of the atheris fuzz targets (fuzz/), replayed over real sockets.
+
+Header text that decodes to NUL (a raw NUL octet, an RFC 2047 word "=00", an RFC 2231
+"%00"): PostgreSQL's text type cannot hold NUL, so storing the decoded Subject failed the
+delivery; and no IMAP string can carry NUL (RFC 9051 4.3: CHAR8 is %x01-ff), yet the
+BODYSTRUCTURE wrote it in a literal. The server runs on PostgreSQL, where it failed.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import PASSWORD, PostelServer, drop_pg_database, fresh_pg_database
+
+pytestmark = pytest.mark.postgres
+
+USER = "alice@example.test"
+NUL_HEADERS = (
+    b"From: =?utf-8?q?A=00B?= <a@example.test>\r\n"
+    b"To: alice@example.test\r\n"
+    b"Subject: =?utf-8?q?before=00after?=\r\n"
+    b"Content-Type: text/plain; charset=utf-8; name*=utf-8''a%00b.txt\r\n"
+    b"Content-Disposition: attac\x00hment; filename=\"x\x00y.txt\"\r\n"
+    b"\r\n"
+    b"body\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
+    url = fresh_pg_database()
+    postel = PostelServer(Path(tmp_path_factory.mktemp("fuzz-findings")), storage_url=url)
+    postel.add_user(USER)
+    postel.start()
+    yield postel
+    postel.close()
+    drop_pg_database(url)
+
+
+def test_smtp_message_with_nul_in_its_header_is_stored_and_fetched(
+        server: PostelServer) -> None:
+    with smtplib.SMTP("127.0.0.1", server.port("smtp"), timeout=30) as client:
+        client.ehlo("client.example")
+        code, _ = client.docmd("MAIL", "FROM:<sender@elsewhere.example>")
+        assert code == 250
+        code, _ = client.docmd("RCPT", f"TO:<{USER}>")
+        assert code == 250
+        code, _ = client.data(NUL_HEADERS)
+        assert code == 250
+    with imaplib.IMAP4_SSL("127.0.0.1", server.port("imaps"),
+                           ssl_context=server.client_tls(), timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        imap.select("INBOX")
+        typ, data = imap.fetch("1:*", "(ENVELOPE BODYSTRUCTURE)")
+        assert typ == "OK"
+        wire = b"".join(x if isinstance(x, bytes) else b"".join(x) for x in data)
+        assert b"attac" in wire and b"\x00" not in wire
+        typ, found = imap.search(None, "SUBJECT", "before")
+        assert typ == "OK" and found[0]
