@@ -49,11 +49,18 @@ def safe_next(target: str | None, default: str) -> str:
     return default
 
 
+async def form_fields(request: Request) -> dict[str, str]:
+    """The text fields of a urlencoded or multipart body. Bad bodies raise HTTPException
+    (400 for a malformed one or too many fields, 413 past web.max_request_body): the
+    form parsing the fuzz target fuzz/web.py drives."""
+    async with request.form(max_files=0, max_fields=MAX_FORM_FIELDS) as data:
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
 async def form(request: Request) -> dict[str, str]:
     """The submitted form (text fields only), after checking its CSRF token."""
     await current_account(request)
-    async with request.form(max_files=0, max_fields=MAX_FORM_FIELDS) as data:
-        values = {k: v for k, v in data.items() if isinstance(v, str)}
+    values = await form_fields(request)
     if not csrf_valid(request, values.get(CSRF_FIELD, "")):
         raise HTTPException(
             403, "This form has expired or did not come from this site. Reload the page "
