@@ -4,11 +4,16 @@ Header text that decodes to NUL (a raw NUL octet, an RFC 2047 word "=00", an RFC
 "%00"): PostgreSQL's text type cannot hold NUL, so storing the decoded Subject failed the
 delivery; and no IMAP string can carry NUL (RFC 9051 4.3: CHAR8 is %x01-ff), yet the
 BODYSTRUCTURE wrote it in a literal. The server runs on PostgreSQL, where it failed.
+
+A multipart form whose Content-Type names a charset was decoded with whatever codec that
+named: `unicode_escape` made lone surrogates of "\\ud800" (issue 15 item 4's attack on
+message charsets, now on forms), and a NUL in the name raised ValueError (a 500).
 """
 
 from __future__ import annotations
 
 import imaplib
+import json
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import PASSWORD, PostelServer, drop_pg_database, fresh_pg_database
+from tests.web.helpers import client, csrf, start
 
 pytestmark = pytest.mark.postgres
 
@@ -36,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
     url = fresh_pg_database()
     postel = PostelServer(Path(tmp_path_factory.mktemp("fuzz-findings")), storage_url=url)
     postel.add_user(USER)
-    postel.start()
+    start(postel)
     yield postel
     postel.close()
     drop_pg_database(url)
@@ -62,3 +68,21 @@ def test_smtp_message_with_nul_in_its_header_is_stored_and_fetched(
         assert b"attac" in wire and b"\x00" not in wire
         typ, found = imap.search(None, "SUBJECT", "before")
         assert typ == "OK" and found[0]
+
+
+@pytest.mark.parametrize("charset", ["unicode_escape", "punycode", "rot13", "x-no-such"])
+def test_a_form_in_a_charset_that_is_no_text_charset_is_refused(
+        server: PostelServer, charset: str) -> None:
+    with client(server) as http:
+        token = csrf(http.get("/logon").text)
+        body = (b"--b\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n"
+                + token.encode() + b"\r\n--b\r\nContent-Disposition: form-data; "
+                b"name=\"email\"\r\n\r\n\\ud800@example.test\r\n--b--\r\n")
+        response = http.post("/logon", content=body, headers={
+            "Content-Type": f"multipart/form-data; charset={charset}; boundary=b"})
+    # RFC 9110 15.5.16: content in a form the server does not support is 415.
+    assert response.status_code == 415
+    log = server.log_path.read_text()
+    errors = [line for line in log.splitlines() if line.startswith("{")
+              and json.loads(line).get("level") in ("error", "critical")]
+    assert not errors and "Traceback" not in log

@@ -3,14 +3,24 @@ code that was wrong. Each input is also a seed under fuzz/corpus/<target>/findin
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from postel.mail.mime import parse_message_bytes
 from tests.unit.imap_wire import check_message
+from tests.unit.test_fuzz_properties import post_form
 
 CORPUS = Path(__file__).resolve().parents[2] / "fuzz" / "corpus"
+
+
+def _post(content_type: bytes, body: bytes) -> dict[str, str] | int:
+    loop = asyncio.new_event_loop()
+    try:
+        return post_form(loop, content_type, [body])
+    finally:
+        loop.close()
 
 
 def _strings(value: object) -> list[str]:
@@ -47,3 +57,29 @@ def test_mime_header_nul_becomes_the_replacement_character() -> None:
 @pytest.mark.parametrize("path", sorted((CORPUS / "mime").iterdir()), ids=lambda p: p.name)
 def test_every_mime_seed_gives_well_formed_imap(path: Path) -> None:
     check_message(parse_message_bytes(path.read_bytes()))
+
+
+@pytest.mark.parametrize("charset", [b'"utf-8\x00"', b"unicode_escape", b"punycode", b"rot13",
+                                     b"x-no-such"])
+def test_a_multipart_form_in_no_text_charset_is_415(charset: bytes) -> None:
+    # fuzz/web.py, 2026-12-04 (fuzz/corpus/web/finding_nul_in_charset): Starlette looked
+    # the charset parameter up as a codec; a NUL in it raised ValueError (a 500), and
+    # unicode_escape turned "\\ud800" into a lone surrogate.
+    body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\\ud800\r\n--b--\r\n'
+    assert _post(b"multipart/form-data; charset=" + charset + b"; boundary=b", body) == 415
+
+
+def test_a_multipart_form_in_a_text_charset_is_read() -> None:
+    body = b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\n\xe9\r\n--b--\r\n'
+    assert _post(b"multipart/form-data; charset=iso-8859-1; boundary=b", body) == {"a": "\xe9"}
+
+
+def test_the_web_fuzz_finding_itself_is_415() -> None:
+    # The input as fuzz/web.py reads it: a kind byte (0: "multipart/form-data;
+    # boundary=" + what follows), a length byte, then that much more Content-Type.
+    data = (CORPUS / "web" / "finding_nul_in_charset").read_bytes()
+    assert data[0] % 4 == 0
+    n = data[1] % 64
+    content_type = b"multipart/form-data; boundary=" + data[2 : 2 + n]
+    assert b"charset=utf-8\x00" in content_type
+    assert _post(content_type, data[2 + n :]) == 415
