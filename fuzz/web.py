@@ -4,7 +4,8 @@ limit, called as an ASGI app in-process, with the body in arbitrary chunks; and 
 API's body reader (api.json_object).
 
 Findings: form_fields raising anything but HTTPException 400 (malformed, too many
-fields) or 413 (too large); a field that is not text; json_object raising at all.
+fields), 413 (too large) or 415 (no text charset); a field that is not text;
+json_object raising at all.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ async def _form_app(scope: Any, receive: Any, send: Any) -> None:
     try:
         fields = await form_fields(request)
     except HTTPException as exc:
-        if exc.status_code not in (400, 413):
+        if exc.status_code not in (400, 413, 415):
             raise
         status = exc.status_code
     else:
