@@ -35,7 +35,7 @@ from postel.web.api import json_object
 from postel.web.pages import MAX_FORM_FIELDS, form_fields
 from tests.unit.imap_wire import check_message
 
-FAST = settings(max_examples=150, deadline=None,
+FAST = settings(max_examples=100, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 
 
