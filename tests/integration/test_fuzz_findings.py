@@ -5,6 +5,10 @@ Header text that decodes to NUL (a raw NUL octet, an RFC 2047 word "=00", an RFC
 delivery; and no IMAP string can carry NUL (RFC 9051 4.3: CHAR8 is %x01-ff), yet the
 BODYSTRUCTURE wrote it in a literal. The server runs on PostgreSQL, where it failed.
 
+A tag longer than a whole command line (imap.max_line_length) was answered with as much of
+it as the first read held: which prefix depended on how TCP cut the bytes, and none is the
+client's tag. Where a tag ends cannot be known then, so the BAD is untagged (RFC 9051 7.1.5).
+
 A multipart form whose Content-Type names a charset was decoded with whatever codec that
 named: `unicode_escape` made lone surrogates of "\\ud800" (issue 15 item 4's attack on
 message charsets, now on forms), and a NUL in the name raised ValueError (a 500).
@@ -15,6 +19,7 @@ from __future__ import annotations
 import imaplib
 import json
 import smtplib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +91,19 @@ def test_a_form_in_a_charset_that_is_no_text_charset_is_refused(
     errors = [line for line in log.splitlines() if line.startswith("{")
               and json.loads(line).get("level") in ("error", "critical")]
     assert not errors and "Traceback" not in log
+
+
+def test_a_tag_longer_than_a_line_gets_an_untagged_bad(server: PostelServer) -> None:
+    limit = server.config.imap.max_line_length
+    raw = socket.create_connection(("127.0.0.1", server.port("imaps")), timeout=30)
+    with server.client_tls().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        reader = tls.makefile("rb")
+        assert reader.readline().startswith(b"* OK")
+        # Sent in pieces, as TCP may deliver them: the answer must not depend on it.
+        line = b"T" * (limit + 4096) + b" NOOP\r\n"
+        for at in range(0, len(line), 1000):
+            tls.sendall(line[at : at + 1000])
+        answer = reader.readline()
+        assert answer.startswith(b"* BAD"), answer[:80]
+        tls.sendall(b"a1 NOOP\r\n")
+        assert reader.readline().startswith(b"a1 OK")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from postel.imap.proto.receiver import LiteralLimits, Receiver, TooLong
 from postel.mail.mime import parse_message_bytes
 from tests.unit.imap_wire import check_message
 from tests.unit.test_fuzz_properties import post_form
@@ -83,3 +84,39 @@ def test_the_web_fuzz_finding_itself_is_415() -> None:
     content_type = b"multipart/form-data; boundary=" + data[2 : 2 + n]
     assert b"charset=utf-8\x00" in content_type
     assert _post(content_type, data[2 + n :]) == 415
+
+
+def _imap_events(pieces: list[bytes]) -> list[object]:
+    receiver = Receiver(max_line_length=256, max_literal_size=2048, max_command_size=4096,
+                        spool_threshold=512, pre_login=LiteralLimits(64, 128),
+                        logged_in=lambda: True)
+    events: list[object] = []
+    for piece in pieces:
+        receiver.feed(piece)
+        while (event := receiver.next_event()) is not None:
+            events.append(event)
+    return events
+
+
+def test_the_imap_fuzz_finding_frames_the_same_whatever_the_split() -> None:
+    # fuzz/imap.py, 2026-12-04: a tag longer than max_line_length was answered with as
+    # much of it as had arrived when the line was refused; it is untagged now.
+    data = (CORPUS / "imap" / "finding_tag_longer_than_a_line").read_bytes()[1:]
+    count = data[0] % 8  # fuzz/common.py split(): chunk lengths, then the payload
+    lengths, payload = data[1 : 1 + count], data[1 + count :]
+    pieces, at = [], 0
+    for n in lengths:
+        pieces.append(payload[at : at + n])
+        at += n
+    pieces.append(payload[at:])
+    split, whole = _imap_events(pieces), _imap_events([payload])
+    assert split == whole
+    assert [e.tag for e in whole if isinstance(e, TooLong)] == ["*"]
+
+
+@pytest.mark.parametrize("tag_length", [255, 256, 300])
+def test_an_imap_tag_that_fills_a_line_is_untagged(tag_length: int) -> None:
+    line = b"T" * tag_length + b" NOOP " + b"x" * 300 + b"\r\n"
+    expected = "*" if tag_length >= 256 else "T" * tag_length
+    for pieces in ([line], [line[:100], line[100:]], [bytes([b]) for b in line]):
+        assert _imap_events(pieces) == [TooLong(expected)]
