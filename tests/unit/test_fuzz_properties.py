@@ -75,16 +75,21 @@ def imap_stream(draw: st.DrawFn) -> bytes:
     return bytes(out)
 
 
-def frame(pieces: list[bytes], logged_in: bool) -> list[object]:
-    receiver = Receiver(max_line_length=200, max_literal_size=64, max_command_size=128,
-                        spool_threshold=32, pre_login=LiteralLimits(16, 32),
-                        logged_in=lambda: logged_in)
+def drain(receiver: Receiver, pieces: list[bytes]) -> list[object]:
+    """Every event of `pieces` fed one after another, each drained before the next."""
     events: list[object] = []
     for piece in pieces:
         receiver.feed(piece)
         while (event := receiver.next_event()) is not None:
             events.append(event)
     return events
+
+
+def frame(pieces: list[bytes], logged_in: bool) -> list[object]:
+    # Small limits, so short generated literals reach every limit.
+    return drain(Receiver(max_line_length=200, max_literal_size=64, max_command_size=128,
+                          spool_threshold=32, pre_login=LiteralLimits(16, 32),
+                          logged_in=lambda: logged_in), pieces)
 
 
 def comparable(events: list[object]) -> list[object]:
