@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run run-dev test lint typecheck check bench soak clean
+.PHONY: run run-dev test lint typecheck check bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ bench: $(STAMP)
 ## Mixed load of every protocol for SOAK_SECONDS (default 600), then every message checked.
 soak: $(STAMP)
 	SOAK_SECONDS=$(or $(SOAK_SECONDS),600) nice -n 19 $(BIN)/python bench/soak.py
+
+## Coverage-guided fuzzing (atheris) of the parsers, FUZZ_SECONDS (600) per target, one
+## target at a time at nice 19; not part of `make test`. FUZZ_TARGETS picks some (fuzz/).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= imap smtp pop3 mime web
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,fuzz]'
+	FUZZ_SECONDS=$(FUZZ_SECONDS) PY=$(BIN)/python fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

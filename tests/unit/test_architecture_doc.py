@@ -3,7 +3,7 @@
 The page names code in three forms, always in backticks:
 
 - a file, relative to ``src/postel/`` (``smtp/session.py``, ``store/sql/``), or to the
-  repository for ``tests/`` and ``bench/`` paths;
+  repository for ``tests/``, ``bench/`` and ``fuzz/`` paths;
 - ``file.py:name`` or ``file.py:Class.method``: a function, class or method in that file;
 - ``Class.method``: a method of a class defined somewhere under ``src/postel/``.
 
@@ -28,7 +28,7 @@ METHOD_REF = re.compile(r"^(?P<cls>[A-Z]\w+)\.(?P<attr>_{0,2}[a-z]\w*)$")
 
 
 def _resolve(path: str) -> Path:
-    if path.startswith(("tests/", "bench/", "docs/", "scripts/")):
+    if path.startswith(("tests/", "bench/", "docs/", "scripts/", "fuzz/")):
         return ROOT / path
     return SRC / path
 

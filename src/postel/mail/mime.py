@@ -245,13 +245,20 @@ class ParsedMessage:
 # --------------------------------------------------------------------------- text helpers
 
 
+def _no_nul(text: str) -> str:
+    """Header text never holds NUL: no IMAP string can carry it (RFC 9051 4.3: CHAR8 is
+    %x01-ff), PostgreSQL's text type refuses it (the delivery failed with 451), and RFC 5322
+    4.1 only tolerates it as obsolete syntax. It becomes U+FFFD, as in the webmail's text."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _text(raw: bytes) -> str:
     """Raw header bytes as str: UTF-8 (RFC 6532) when valid, else latin-1 (never fails and
     keeps every octet, unlike surrogateescape which would not survive JSON/IMAP output)."""
     try:
-        return raw.decode("utf-8")
+        return _no_nul(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        return _no_nul(raw.decode("latin-1"))
 
 
 def _unfold(raw: bytes) -> str:
@@ -261,7 +268,8 @@ def _unfold(raw: bytes) -> str:
 
 def _decode_charset(data: bytes, charset: str) -> str:
     # Only real text charsets (charsets.py: unicode_escape and punycode were attacks).
-    return decode_text(data, charset)
+    # An encoded word "=00" or an RFC 2231 "%00" is NUL too.
+    return _no_nul(decode_text(data, charset))
 
 
 # RFC 2047 2: an encoded-word is at most 75 characters; a longer one is not decoded (a

@@ -347,7 +347,17 @@ class Receiver:
 
     def _tag(self) -> str:
         first = self._parts[0] if self._parts else bytes(self._buf)
-        return tag_of(first if isinstance(first, bytes) else b"")
+        if not isinstance(first, bytes):
+            return "*"
+        # An overlong line is refused before all of it has arrived. A tag that fills the
+        # first max_line_length bytes has no end we can know (the fuzz target found the
+        # answer's tag depending on how the bytes were split), so that BAD is untagged:
+        # RFC 9051 7.1.5, a BAD that cannot be tied to a command.
+        head = first[: self.max_line_length]
+        m = _TAG.match(head)
+        if m is None or m.end() >= self.max_line_length:
+            return "*"
+        return m.group(0).decode("ascii", "replace")
 
     def _overflow(self) -> None:
         if self._failure is None:
