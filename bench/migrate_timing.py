@@ -19,12 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from postel.mail.mime import parse_message_bytes  # noqa: E402
-from tests.harness import (  # noqa: E402
+from tests.harness import (
     PostelServer,
     drop_pg_database,
     fresh_pg_database,
 )
+
+from postel.mail.mime import parse_message_bytes
 
 USER = "alice@example.test"
 
