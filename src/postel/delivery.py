@@ -15,7 +15,7 @@ from postel.mail.mime import ParsedMessage
 from postel.queue.dsn import RecipientStatus, build_dsn
 from postel.queue.notify import send_dsn
 from postel.store.api import Store
-from postel.store.model import Account, BlobRef, DeliveredMessage, DsnRequest
+from postel.store.model import Account, BlobRef, DeliveredMessage, DsnRequest, OutboundCopy
 
 log = logging.getLogger("postel.delivery")
 
@@ -51,22 +51,33 @@ def deliver(
     for final delivery (RFC 5321 4.4); queued copies skip them, as a relay must not add it.
     """
     delivered: list[DeliveredMessage] = []
-    if envelope.local:
-        targets = [(account.id, envelope.mailbox) for account in envelope.local]
-        delivered = store.mail.deliver(blob, parsed, targets)
+    queued = None
     if envelope.remote:
-        store.queue.enqueue(
+        queued = OutboundCopy(
             queue_id=envelope.queue_id,
-            blob=blob,
             body_offset=return_path_length,
             mail_from=envelope.mail_from,
-            recipients=envelope.remote,
+            recipients=tuple(envelope.remote),
             account_id=envelope.account_id,
             smtputf8=envelope.smtputf8,
             body_8bit=envelope.body_8bit,
             dsn=envelope.dsn,
             requiretls=envelope.requiretls,
             body_binary=envelope.body_binary,
+        )
+    if envelope.local:
+        # Local copies and outbound rows in one transaction: a crash between the two would
+        # leave a message stored here and never sent there (and a retry would store it
+        # twice here).
+        targets = [(account.id, envelope.mailbox) for account in envelope.local]
+        delivered = store.mail.deliver(blob, parsed, targets, queued=queued)
+    elif queued is not None:
+        store.queue.enqueue(
+            queue_id=queued.queue_id, blob=blob, body_offset=queued.body_offset,
+            mail_from=queued.mail_from, recipients=queued.recipients,
+            account_id=queued.account_id, smtputf8=queued.smtputf8,
+            body_8bit=queued.body_8bit, dsn=queued.dsn, requiretls=queued.requiretls,
+            body_binary=queued.body_binary,
         )
     if envelope.local and envelope.dsn is not None:
         _report_success(store, blob, envelope, return_path_length)

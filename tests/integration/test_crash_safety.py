@@ -327,11 +327,13 @@ def check_round(server: PostelServer, journal: Journal, sink: Receiver,
     at_sink = sink_ids(sink)
     for ident in journal.acked.get("sub", []):
         assert ident in queued or ident in at_sink, f"remote copy of {ident} lost"
-    # A submission in flight whose local copy landed but whose queue row did not: local
-    # copies and queue rows are two transactions (delivery.deliver). Never acknowledged,
-    # so the client sends it again; counted, not failed.
-    counts["sub_local_only"] = sum(1 for ident in journal.landed.get("sub", set())
-                                   if ident not in queued and ident not in at_sink)
+    # A submission whose local copy landed has its remote copy too, acknowledged or not:
+    # local copies and queue rows commit in one transaction (delivery.deliver), so no
+    # kill leaves half a submission.
+    half = [ident for ident in journal.landed.get("sub", set())
+            if ident not in queued and ident not in at_sink]
+    assert half == [], f"local copy without its remote copy: {half}"
+    counts["sub_local_only"] = len(half)
 
     boxes = imap_contents(server, IMAPU)
     for ident, state in journal.imap_state.items():

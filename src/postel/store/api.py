@@ -36,6 +36,7 @@ from postel.store.model import (
     MailboxChanges,
     MailboxIndex,
     MessageMeta,
+    OutboundCopy,
     OutboundItem,
     Role,
 )
@@ -64,8 +65,10 @@ class Mailboxes(Protocol):
         *,
         flags: Flags = NO_FLAGS,
         internal_date: datetime | None = None,
+        queued: OutboundCopy | None = None,
     ) -> list[DeliveredMessage]:
-        """Store one body in several (account, mailbox name) targets in one transaction.
+        """Store one body in several (account, mailbox name) targets in one transaction,
+        with the outbound rows of its remote recipients (`queued`) in the same one.
 
         The blob must already be durable (BlobWriter.commit). A missing mailbox falls back
         to INBOX, so a user who deleted a folder that a rule names still gets the mail.

@@ -288,3 +288,21 @@ class OutboundItem:
     # RFC 3030 3 BODY=BINARYMIME: the bytes are binary MIME, sent only by BDAT to a next
     # hop offering BINARYMIME and CHUNKING.
     body_binary: bool = False
+
+
+@dataclass(frozen=True)
+class OutboundCopy:
+    """The remote part of a delivery, queued in the same transaction as the local copies
+    (`Mailboxes.deliver(queued=...)`): a crash between the two can no longer leave a
+    message stored for the local recipients and never sent to the remote ones."""
+
+    queue_id: str
+    body_offset: int
+    mail_from: str
+    recipients: tuple[str, ...]
+    account_id: int | None
+    smtputf8: bool
+    body_8bit: bool
+    dsn: DsnRequest | None = None
+    requiretls: bool = False
+    body_binary: bool = False

@@ -37,9 +37,11 @@ from postel.store.model import (
     MessageAdded,
     MessageMeta,
     MessagesExpunged,
+    OutboundCopy,
 )
 from postel.store.sql import schema as t
 from postel.store.sql.database import Database
+from postel.store.sql.queue import insert_queue_rows
 from postel.store.sql.raw import fetch_all
 from postel.store.sql.rows import (
     META_COLUMNS,
@@ -119,8 +121,10 @@ class SqlMailboxes:
         *,
         flags: Flags = NO_FLAGS,
         internal_date: datetime | None = None,
+        queued: OutboundCopy | None = None,
     ) -> list[DeliveredMessage]:
-        """Store one body in several (account, mailbox name) targets in one transaction.
+        """Store one body in several (account, mailbox name) targets in one transaction,
+        with the outbound rows of its remote recipients (`queued`) in the same one.
 
         The blob must already be durable (BlobWriter.commit). A missing mailbox falls back
         to INBOX, so a user who deleted a folder that a rule names still gets the mail.
@@ -162,6 +166,8 @@ class SqlMailboxes:
                 )
                 delivered.append(DeliveredMessage(account_id, mailbox_id, uid, modseq))
                 changes.append(MessageAdded(account_id, mailbox_id, uid, modseq))
+            if queued is not None:
+                insert_queue_rows(conn, changes, blob, queued)
             return delivered
 
         try:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     and_,
     delete,
     func,
@@ -20,7 +21,9 @@ from sqlalchemy import (
 
 from postel.store.model import (
     BlobRef,
+    Change,
     DsnRequest,
+    OutboundCopy,
     OutboundItem,
     QueueChanged,
 )
@@ -54,6 +57,43 @@ def _dsn_request(r: Any) -> DsnRequest:
     )
 
 
+def insert_queue_rows(
+    conn: Connection, changes: list[Change], blob: BlobRef, copy: OutboundCopy
+) -> list[int]:
+    """In the caller's transaction: one outbound row per destination domain of `copy`."""
+    by_domain: dict[str, list[str]] = {}
+    for rcpt in copy.recipients:
+        by_domain.setdefault(domain_of(rcpt).lower(), []).append(rcpt)
+    ids: list[int] = []
+    created = now()
+    for domain, rcpts in sorted(by_domain.items()):
+        result = conn.execute(
+            insert(t.outbound_queue).values(
+                queue_id=copy.queue_id,
+                account_id=copy.account_id,
+                blob_sha256=blob.sha256,
+                body_offset=copy.body_offset,
+                mail_from=copy.mail_from,
+                domain=domain,
+                recipients=json.dumps(rcpts, ensure_ascii=False),
+                smtputf8=copy.smtputf8,
+                body_8bit=copy.body_8bit,
+                **_dsn_columns(copy.dsn, rcpts),
+                requiretls=copy.requiretls,
+                body_binary=copy.body_binary,
+                size=blob.size - copy.body_offset,
+                state="queued",
+                attempts=0,
+                next_attempt_at=created,
+                created_at=created,
+            )
+        )
+        ids.append(new_id(result))
+    if ids:
+        changes.append(QueueChanged())  # due now: wake the workers
+    return ids
+
+
 class SqlQueue:
     """`api.Outbound` on SQL: the outbound queue's rows and their life cycle."""
 
@@ -78,41 +118,13 @@ class SqlQueue:
         body_binary: bool = False,
     ) -> list[int]:
         """Queue a message for remote recipients: one row per destination domain."""
-        by_domain: dict[str, list[str]] = {}
-        for rcpt in recipients:
-            by_domain.setdefault(domain_of(rcpt).lower(), []).append(rcpt)
-        ids: list[int] = []
-        created = now()
+        copy = OutboundCopy(queue_id, body_offset, mail_from, tuple(recipients), account_id,
+                            smtputf8, body_8bit, dsn, requiretls, body_binary)
         try:
             with self._db.write() as (conn, changes):
-                for domain, rcpts in sorted(by_domain.items()):
-                    result = conn.execute(
-                        insert(t.outbound_queue).values(
-                            queue_id=queue_id,
-                            account_id=account_id,
-                            blob_sha256=blob.sha256,
-                            body_offset=body_offset,
-                            mail_from=mail_from,
-                            domain=domain,
-                            recipients=json.dumps(rcpts, ensure_ascii=False),
-                            smtputf8=smtputf8,
-                            body_8bit=body_8bit,
-                            **_dsn_columns(dsn, rcpts),
-                            requiretls=requiretls,
-                            body_binary=body_binary,
-                            size=blob.size - body_offset,
-                            state="queued",
-                            attempts=0,
-                            next_attempt_at=created,
-                            created_at=created,
-                        )
-                    )
-                    ids.append(new_id(result))
-                if ids:
-                    changes.append(QueueChanged())  # due now: wake the workers
+                return insert_queue_rows(conn, changes, blob, copy)
         finally:
             self._db.blobs.release(blob.sha256)  # the rows name it now (or never will)
-        return ids
 
     def list_all(self) -> list[OutboundItem]:
         with self._db.read() as conn:
