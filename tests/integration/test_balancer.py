@@ -39,7 +39,7 @@ pytestmark = pytest.mark.postgres
 
 USER = "alice@example.test"
 WAIT = 30.0  # a bound for the waits below, not a timing claim
-SUBMITTED = 200  # messages to remote recipients, over 10 connections
+SUBMITTED = 500  # messages to remote recipients, over 10 connections (the 500)
 
 
 @dataclass
