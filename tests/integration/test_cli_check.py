@@ -6,7 +6,12 @@ import json
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+from sqlalchemy import update
+
+from postel.store.sql.pgblobs import PgBlobStore
+from postel.store.sql.schema import blob_objects
 from tests.harness import PostelServer
 
 OLD = time.time() - 7200
@@ -19,6 +24,10 @@ def test_check_reports_repairs_and_exits_by_what_remains(
     server.add_user("alice@example.test")
     orphan = server.store.blobs.put(b"Subject: nobody\r\n\r\nnames me\r\n")
     os.utime(server.store.blobs.path(orphan.sha256), (OLD, OLD))
+    if isinstance(server.store.blobs, PgBlobStore):  # the body is a row there too: as old
+        with server.store.engine.begin() as conn:
+            conn.execute(update(blob_objects).values(
+                used_at=datetime.fromtimestamp(OLD, UTC)))
     stale = server.config.tmp_dir / "blob-left-by-a-crash"
     stale.write_bytes(b"half")
     os.utime(stale, (OLD, OLD))

@@ -186,3 +186,15 @@ def test_claims_have_owners_and_leases(store: SqlStore) -> None:
     assert taken.id == first.id
     assert store.queue.release_claims("host-b") == 2  # host-b restarted: both due again
     assert len(store.queue.claim(now(), 10, owner="host-a", lease=600)) == 2
+
+
+def test_a_renewed_claim_is_not_taken_over(store: SqlStore) -> None:
+    blob, _ = put_message(store)
+    store.queue.enqueue(queue_id="Q1", blob=blob, body_offset=0, mail_from="a@example.test",
+                        recipients=["x@one.test"], account_id=None, smtputf8=False,
+                        body_8bit=False)
+    (mine,) = store.queue.claim(now(), 1, owner="host-a", lease=0.3)
+    assert store.queue.renew_claims("host-b", [mine.id], 600) == 0  # not its claim
+    assert store.queue.renew_claims("host-a", [mine.id], 600) == 1  # a slow delivery
+    time.sleep(0.5)
+    assert store.queue.claim(now(), 10, owner="host-b", lease=600) == []

@@ -128,6 +128,8 @@ class QueueService:
         # Whose claims these are: one id per data directory, so per host (a restart keeps
         # it, and releases its own old claims at once; other hosts wait for the lease).
         self.node = node_id(context.config.data_dir)
+        self._claimed: dict[asyncio.Task[None], int] = {}  # in flight: task -> row id
+        self._renewed = time.monotonic()
         self._runner: asyncio.Task[None] | None = None
         self._finishing: list[tuple[int, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -180,6 +182,7 @@ class QueueService:
             # Cleared before the claim: a wake-up arriving during it means another look.
             self._wake.clear()
             try:
+                await self._renew()
                 await self._fill()
             except Exception:
                 log.exception("queue: claiming due messages failed")
@@ -198,10 +201,22 @@ class QueueService:
             self._per_domain[item.domain] += 1
             task = asyncio.create_task(self._attempt(item))
             self._tasks.add(task)
+            self._claimed[task] = item.id
             task.add_done_callback(functools.partial(self._done, domain=item.domain))
+
+    async def _renew(self) -> None:
+        """Keep this host's claims on the rows it is delivering from running out: a slow
+        delivery must not be taken over (and sent twice) by another host. A third of the
+        lease between renewals leaves two chances before it ends."""
+        if not self._claimed or time.monotonic() - self._renewed < self.outbound.claim_lease / 3:
+            return
+        self._renewed = time.monotonic()
+        await asyncio.to_thread(self.store.queue.renew_claims, self.node,
+                                list(self._claimed.values()), self.outbound.claim_lease)
 
     def _done(self, task: asyncio.Task[None], domain: str) -> None:
         self._tasks.discard(task)
+        self._claimed.pop(task, None)
         self._per_domain[domain] -= 1
         if self._per_domain[domain] <= 0:
             del self._per_domain[domain]

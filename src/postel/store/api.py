@@ -303,6 +303,10 @@ class Outbound(Protocol):
         are due again; other hosts' claims run out by their lease."""
         ...
 
+    def renew_claims(self, owner: str, item_ids: Sequence[int], lease: float) -> int:
+        """Move the leases of `owner`'s rows being delivered `lease` seconds ahead."""
+        ...
+
     def claim(
         self, due_before: datetime, limit: int, skip_domains: Sequence[str] = (), *,
         owner: str = "", lease: float = 900.0,

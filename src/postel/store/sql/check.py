@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Table, and_, func, select, update
+from sqlalchemy import Connection, Table, and_, delete, func, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from postel.store.integrity import CheckReport, Progress, no_progress
 from postel.store.sql import schema as t
 from postel.store.sql.database import Database
+from postel.store.sql.pgblobs import PgBlobStore
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -96,6 +98,7 @@ class SqlIntegrity:
         with self._db.read() as conn:
             referenced = self._referenced(conn)
         on_disk: set[str] = set()
+        orphans: set[str] = set()  # reported from their files
         for done, path in enumerate(files, 1):
             if done % 200 == 0 or done == len(files):
                 progress("blobs", done, len(files))
@@ -114,14 +117,44 @@ class SqlIntegrity:
                 continue  # may be a delivery between its fsync and its commit
             report.add("orphan-blob", f"blob {name}", "no message or queue row names it",
                        repairable=True)
+            orphans.add(name)
             if repair and self._remove_orphan(path, cutoff):
                 report.mark_repaired("removed")
+        if isinstance(self._db.blobs, PgBlobStore):
+            self._database_bodies(report, repair, referenced, cutoff, orphans)
         for name, rows in sorted(referenced.items()):
             if name not in on_disk and not self._db.blobs.exists(name):
                 report.add("missing-blob", f"blob {name}",
                            f"named by {rows} row(s) but the file is not there")
         report.examined["blobs"] = len(files)
         report.examined["referenced_blobs"] = len(referenced)
+
+    def _database_bodies(
+        self, report: CheckReport, repair: bool, referenced: dict[str, int], cutoff: float,
+        reported: set[str],
+    ) -> None:
+        """On PostgreSQL the bodies are rows too (store/sql/pgblobs.py): one no message or
+        queue row names, installed by no host since the cutoff, is an orphan."""
+        o = t.blob_objects
+        before = datetime.fromtimestamp(cutoff, UTC)
+        with self._db.read() as conn:
+            stale = [sha for (sha,) in conn.execute(
+                select(o.c.sha256).where(o.c.used_at < before)) if sha not in referenced]
+        for sha in stale:
+            if sha not in reported:  # one problem per body, its file's or its rows'
+                report.add("orphan-blob", f"body {sha} (database)",
+                           "no message or queue row names it", repairable=True)
+            if not repair:
+                continue
+            with self._db.write() as (conn, _):
+                # Again, in the deleting transaction: a row may have committed since.
+                if self._referenced(conn, [sha]):
+                    continue
+                if conn.execute(delete(o).where(and_(o.c.sha256 == sha, o.c.used_at < before))
+                                ).rowcount:
+                    conn.execute(delete(t.blob_chunks).where(t.blob_chunks.c.sha256 == sha))
+            if sha not in reported:
+                report.mark_repaired("removed from the database")
 
     def _remove_orphan(self, path: Path, cutoff: float) -> bool:
         # Look again right before unlinking: a row may have committed since the scan

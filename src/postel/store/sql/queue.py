@@ -175,6 +175,19 @@ class SqlQueue:
             )
         return int(result.rowcount)
 
+    def renew_claims(self, owner: str, item_ids: Sequence[int], lease: float) -> int:
+        """A host still delivering these rows keeps them: no other host takes them over."""
+        if not item_ids:
+            return 0
+        q = t.outbound_queue
+        with self._db.write() as (conn, _):
+            result = conn.execute(
+                update(q).where(and_(q.c.id.in_(list(item_ids)), q.c.state == "sending",
+                                     q.c.claimed_by == (owner or None)))
+                .values(claimed_until=now() + timedelta(seconds=lease))
+            )
+        return int(result.rowcount)
+
     def claim(
         self, due_before: datetime, limit: int, skip_domains: Sequence[str] = (), *,
         owner: str = "", lease: float = 900.0,
