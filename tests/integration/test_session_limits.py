@@ -176,3 +176,19 @@ def test_session_time_ends_every_protocol(tight: PostelServer) -> None:
     client.login("alice@example.test", PASSWORD)
     assert client.readline().startswith(b"* BYE Connection open too long")
     client.shutdown()
+
+
+@pytest.fixture(scope="module")
+def drowsy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]:
+    yield from running_server(tmp_path_factory, "imap-idle", "[imap]\nidle_timeout = 1\n",
+                              ("alice@example.test",))
+
+
+def test_an_idle_imap_client_is_logged_out(drowsy: PostelServer) -> None:
+    """RFC 9051 5.4: an inactivity autologout, announced with an untagged BYE."""
+    client = imaplib.IMAP4_SSL("127.0.0.1", drowsy.port("imaps"),
+                               ssl_context=drowsy.client_tls(), timeout=30)
+    client.login("alice@example.test", PASSWORD)
+    assert client.readline().startswith(b"* BYE Autologout")
+    assert client.readline() == b""  # and the connection closes
+    client.shutdown()
