@@ -237,3 +237,10 @@ def test_hostile_html_keeps_its_words_and_loses_its_code(server: PostelServer,
         assert answer.headers["content-type"] == "application/octet-stream", url
         assert answer.headers["content-disposition"].startswith("attachment")
         assert "default-src 'none'" in answer.headers["content-security-policy"]
+
+
+def test_more_recipients_than_submission_allows_are_refused(api: Api) -> None:
+    """The webmail's recipient limit is SMTP submission's (`smtp.max_recipients`, 100)."""
+    many = [f"r{n}@remote.test" for n in range(101)]
+    answer = api.post("/send", {"to": many, "subject": "too many", "text": "x"}, status=400)
+    assert "At most 100 recipients." in str(answer)

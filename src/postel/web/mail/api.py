@@ -439,7 +439,8 @@ async def send(request: Request, account: Account, body: dict[str, Any]) -> Any:
     def work() -> dict[str, Any]:
         attachments = _collect(request, account, draft.attachments)
         try:
-            built = build_message(draft, account.display_name, attachments, keep_bcc=False)
+            built = build_message(draft, account.display_name, attachments, keep_bcc=False,
+                                  max_recipients=config.smtp.max_recipients)
             submitted = submit_message(
                 web.store, config.hostname, account, draft.sender, built.recipients,
                 built.message, client=f"webmail ([{client_ip(request)}])",
@@ -487,7 +488,8 @@ async def save_draft(request: Request, account: Account, body: dict[str, Any]) -
     def work() -> dict[str, Any]:
         attachments = _collect(request, account, draft.attachments)
         try:
-            built = build_message(draft, account.display_name, attachments, keep_bcc=True)
+            built = build_message(draft, account.display_name, attachments, keep_bcc=True,
+                                  max_recipients=web.context.config.smtp.max_recipients)
         except ComposeError as exc:
             raise OperationError(Kind.INVALID, exc.message, exc.field) from None
         drafts = _special_sync(web.store, account, "drafts")

@@ -233,7 +233,7 @@ def _mime_type(value: str) -> tuple[str, str]:
 
 
 def build_message(draft: Draft, display_name: str, attachments: Sequence[Attachment],
-                  *, keep_bcc: bool) -> Built:
+                  *, keep_bcc: bool, max_recipients: int = MAX_RECIPIENTS) -> Built:
     """The RFC 5322 message; Bcc is kept only in a draft (RFC 5322 3.6.3 lets the
     submitter drop it, which hides blind recipients from the others)."""
     sender = addr_spec(draft.sender)
@@ -248,8 +248,8 @@ def build_message(draft: Draft, display_name: str, attachments: Sequence[Attachm
             formatted[name].append(email.utils.formataddr((header_text(display), address)))
             if address.lower() not in (r.lower() for r in recipients):
                 recipients.append(address)
-    if len(recipients) > MAX_RECIPIENTS:
-        raise ComposeError(f"At most {MAX_RECIPIENTS} recipients.", "to")
+    if len(recipients) > max_recipients:  # the same limit as SMTP submission's RCPTs
+        raise ComposeError(f"At most {max_recipients} recipients.", "to")
     message = EmailMessage(policy=SMTP)
     message["From"] = email.utils.formataddr((header_text(display_name), sender))
     for name in ("to", "cc") + (("bcc",) if keep_bcc else ()):
