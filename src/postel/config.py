@@ -230,6 +230,9 @@ class ImapConfig:
     max_keywords_per_message: int = 64
     # Distinct keywords in use in one mailbox; a STORE that adds more gets NO [LIMIT].
     max_keywords_per_mailbox: int = 256
+    # Mailboxes one NOTIFY SET may watch (RFC 5465 3.1: beyond it, NO
+    # [NOTIFICATIONOVERFLOW] and the previous NOTIFY stays).
+    max_notify_mailboxes: int = 1000
 
 
 @dataclass(frozen=True)

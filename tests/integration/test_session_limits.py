@@ -26,6 +26,7 @@ send_timeout = 2
 max_mailboxes = 10
 max_keywords_per_message = 3
 max_keywords_per_mailbox = 5
+max_notify_mailboxes = 2
 [smtp]
 max_junk_commands = 1000
 """
@@ -192,3 +193,15 @@ def test_an_idle_imap_client_is_logged_out(drowsy: PostelServer) -> None:
     assert client.readline().startswith(b"* BYE Autologout")
     assert client.readline() == b""  # and the connection closes
     client.shutdown()
+
+
+def test_notify_past_max_notify_mailboxes_is_overflow(server: PostelServer) -> None:
+    """RFC 5465 3.1: a NOTIFY SET too expensive to honour is refused, the old one stays."""
+    client = imap(server, "carol")
+    for name in ("Watch1", "Watch2", "Watch3"):
+        client.create(name)
+    typ, data = client.xatom("NOTIFY", "SET (mailboxes (Watch1 Watch2 Watch3) (MessageNew MessageExpunge))")
+    assert typ == "NO" and b"NOTIFICATIONOVERFLOW" in data[0], data
+    typ, _ = client.xatom("NOTIFY", "SET (mailboxes (Watch1 Watch2) (MessageNew MessageExpunge))")
+    assert typ == "OK"
+    client.logout()

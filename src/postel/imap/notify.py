@@ -28,9 +28,8 @@ MESSAGE_EVENTS = frozenset({"MessageNew", "MessageExpunge", "FlagChange", "Annot
 DELIMITER = "/"
 
 # NOTIFY SET is refused with NO [NOTIFICATIONOVERFLOW] when it would watch more mailboxes
-# than this for message events (RFC 5465 3.1: "prohibitively expensive"): each one costs a
-# count query whenever it changes.
-MAX_WATCHED_MAILBOXES = 1000
+# than `imap.max_notify_mailboxes` for message events (RFC 5465 3.1: "prohibitively
+# expensive"): each one costs a count query whenever it changes.
 # One wake-up that would send more notifications than this ends NOTIFY instead (RFC 5465
 # 5.8): the client is far behind, and a re-sync (LIST, STATUS) is cheaper for both sides.
 MAX_NOTIFICATIONS_PER_ROUND = 1000

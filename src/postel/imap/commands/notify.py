@@ -15,7 +15,6 @@ from postel.imap.commands.fetch import fetch_responses
 from postel.imap.commands.metadata import visible
 from postel.imap.notify import (
     MAX_NOTIFICATIONS_PER_ROUND,
-    MAX_WATCHED_MAILBOXES,
     EntryDigests,
     Listed,
     MetadataDue,
@@ -59,9 +58,10 @@ async def notify(s: ImapSession, cmd: Command) -> None:
     boxes, subscribed = await _mailboxes(s)
     selected_id = s.selected.mailbox_id if s.selected is not None else None
     watched = spec.watched(boxes, subscribed, selected_id)
-    if len(watched) > MAX_WATCHED_MAILBOXES:
+    limit = s.services.config.max_notify_mailboxes
+    if len(watched) > limit:
         # RFC 5465 3.1: refuse what would be prohibitively expensive; the old NOTIFY stays.
-        s.no(cmd.tag, f"Watch at most {MAX_WATCHED_MAILBOXES} mailboxes",
+        s.no(cmd.tag, f"Watch at most {limit} mailboxes",
              "NOTIFICATIONOVERFLOW")
         return
     counts = await _counts(s, watched)
