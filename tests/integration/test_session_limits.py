@@ -200,8 +200,9 @@ def test_notify_past_max_notify_mailboxes_is_overflow(server: PostelServer) -> N
     client = imap(server, "carol")
     for name in ("Watch1", "Watch2", "Watch3"):
         client.create(name)
-    typ, data = client.xatom("NOTIFY", "SET (mailboxes (Watch1 Watch2 Watch3) (MessageNew MessageExpunge))")
+    events = "(MessageNew MessageExpunge)"
+    typ, data = client.xatom("NOTIFY", f"SET (mailboxes (Watch1 Watch2 Watch3) {events})")
     assert typ == "NO" and b"NOTIFICATIONOVERFLOW" in data[0], data
-    typ, _ = client.xatom("NOTIFY", "SET (mailboxes (Watch1 Watch2) (MessageNew MessageExpunge))")
+    typ, _ = client.xatom("NOTIFY", f"SET (mailboxes (Watch1 Watch2) {events})")
     assert typ == "OK"
     client.logout()
