@@ -107,3 +107,15 @@ def test_a_tag_longer_than_a_line_gets_an_untagged_bad(server: PostelServer) -> 
         assert answer.startswith(b"* BAD"), answer[:80]
         tls.sendall(b"a1 NOOP\r\n")
         assert reader.readline().startswith(b"a1 OK")
+
+
+def test_a_form_with_more_fields_than_any_page_has_is_refused(server: PostelServer) -> None:
+    """web/pages.py:MAX_FORM_FIELDS (40): no page of ours has half as many fields, so more
+    is a client's mistake or an attack on the parser, and gets a readable 400."""
+    with client(server) as http:
+        token = csrf(http.get("/logon").text)
+        fields = {"csrf_token": token, "email": "a@example.test", "password": "x"}
+        fields |= {f"extra{n}": "y" for n in range(45)}
+        response = http.post("/logon", data=fields)
+    assert response.status_code == 400
+    assert "Traceback" not in response.text and "Traceback" not in server.log_path.read_text()
