@@ -1,5 +1,6 @@
 """Two Postel hosts on one PostgreSQL database behind Debian's HAProxy (TCP mode), as a
-provider runs them (issue 14): clients only ever talk to the balancer.
+provider runs them (issue 14), each a supervisor with two workers: clients only ever talk
+to the balancer.
 
 - SMTP delivery through the balancer wakes IDLE sessions on whichever host holds them.
 - Messages submitted through the balancer to remote recipients are each delivered exactly
@@ -61,14 +62,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 # The balancer connects from 127.0.0.2 and says who the client is.
                 '[connections]\ntrusted_proxies = ["127.0.0.2"]\n'
                 'proxy_protocol = ["smtp", "submission", "imap", "imaps", "pop3"]\n')
+    # Each host as `postel serve` runs it: a supervisor with two workers.
     first = PostelServer(tmp_path_factory.mktemp("host-a"), storage_url=url,
-                         extra_config=outbound)
+                         extra_config=outbound, workers=2)
     first.add_user(USER)
     first.start()  # makes the self-signed certificate that both hosts serve
     key = first.cert_path.with_suffix(".key")
     shared_tls = f'[tls]\ncert = "{first.cert_path}"\nkey = "{key}"\n'
     second = PostelServer(tmp_path_factory.mktemp("host-b"), storage_url=url,
-                          extra_config=outbound + shared_tls)
+                          extra_config=outbound + shared_tls, workers=2)
     second.start()
     hosts = [first, second]
     balancer = Balancer(Path(tmp_path_factory.mktemp("haproxy")), hosts, proxy_protocol=True)
@@ -186,7 +188,7 @@ def test_the_received_header_names_the_real_client(cluster: Cluster) -> None:
 def test_kill_9_of_a_host_loses_nothing_and_its_claims_are_taken_over(
     cluster: Cluster,
 ) -> None:
-    """Last in this module: it kills host A."""
+    """Last in this module: it kills host A (its supervisor; the workers die with it)."""
     a = cluster.hosts[0]
     cluster.sink.data_delay = 0.3  # slow deliveries: A holds claims when it dies
     acknowledged = []
