@@ -308,13 +308,17 @@ async def _stop(services: list[Service], store: SqlStore, relay: PgHintRelay | N
     log.info("stopped")
 
 
+def _conninfo(store: SqlStore) -> str:
+    """The store's PostgreSQL URL for plain psycopg connections (LISTEN, advisory locks)."""
+    return store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _shared_locks(store: SqlStore) -> PgLocks | None:
     """On PostgreSQL, POP3's maildrop locks are advisory locks every host shares
     (store/sql/pglocks.py). None on SQLite: one host's process or hub holds them."""
     if store.engine.dialect.name != "postgresql":
         return None
-    return PgLocks(store.engine.url.set(drivername="postgresql").render_as_string(
-        hide_password=False))
+    return PgLocks(_conninfo(store))
 
 
 def _hint_relay(
@@ -325,9 +329,7 @@ def _hint_relay(
     None on SQLite (one host)."""
     if store.engine.dialect.name != "postgresql":
         return None
-    conninfo = store.engine.url.set(drivername="postgresql").render_as_string(
-        hide_password=False)
-    relay = PgHintRelay(conninfo, deliver, resync)
+    relay = PgHintRelay(_conninfo(store), deliver, resync)
     relay.start()
     return relay
 

@@ -48,8 +48,14 @@ class PgLocks:
     def release(self, key: str) -> None:
         if key in self._held:
             self._held.discard(key)
-            # On the caller's thread: one short round trip, at the end of a session.
-            self._run("SELECT pg_advisory_unlock(%s)", key)
+            # Never on the event loop: the connection's mutex may be held by an acquire
+            # that is reconnecting (up to connect_timeout), which would stall every session.
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._run("SELECT pg_advisory_unlock(%s)", key)
+            else:
+                loop.run_in_executor(None, self._run, "SELECT pg_advisory_unlock(%s)", key)
 
     def held(self, key: str) -> bool:
         return key in self._held
